@@ -1,0 +1,211 @@
+/* hopper.h - libhopper: an unbounded FIFO channel that holds a bounded number
+ * of bytes in RAM and pages the overflow to append-only queue files on disk.
+ *
+ * This header is the library's whole public surface. A channel is a named
+ * FIFO of opaque byte messages:
+ *
+ *   - Sends go to memory while the memory budget (hop_limits.memory_bytes)
+ *     has room and nothing is waiting on disk; after that they are appended to
+ *     queue files in <data_dir>/<name>/ until the disk is drained again, so
+ *     order is strict across memory and disk.
+ *   - Every accepted message is received exactly once, byte-identical, unless
+ *     the receiver gives it back with hop_requeue().
+ *   - When memory is full and a new queue file would exceed
+ *     hop_limits.max_disk_files, hop_send() returns HOP_FULL and leaves the
+ *     caller's buffer untouched.
+ *
+ * Threads: every function may be called from any thread, at the same time,
+ * on the same channel, except hop_channel_close(), which must be the last
+ * call on a channel (receivers blocked in hop_recv() and armed waiters are
+ * woken with HOP_CLOSED; nothing else may be running on it).
+ *
+ * Errors: every function that can fail returns a hop_err. A failing call
+ * leaves the channel and the caller's data as they were. On HOP_IO, errno
+ * holds the cause.
+ *
+ * Restarts: this version does not recover queue files from an earlier run;
+ * hop_channel_open() removes them and logs that it did. Messages still held
+ * when a channel is closed are discarded.
+ */
+#ifndef HOPPER_HOPPER_H
+#define HOPPER_HOPPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HOP_VERSION "0.1.0"
+
+/* The error vocabulary: one list makes the enum, hop_strerror() and
+ * hop_err_name(). */
+#define HOP_ERRORS(X)                                                          \
+    X(OK, "success")                                                           \
+    X(FULL, "memory and disk queue files are full")                           \
+    X(TIMEOUT, "no message arrived in time")                                   \
+    X(TOO_BIG, "message is larger than max_message_bytes")                     \
+    X(INVALID, "invalid argument")                                             \
+    X(IO, "input/output error")                                                \
+    X(NOMEM, "out of memory")                                                  \
+    X(CLOSED, "channel is closed")
+
+typedef enum hop_err {
+#define HOP__ERR_ENUM(name, text) HOP_##name,
+    HOP_ERRORS(HOP__ERR_ENUM)
+#undef HOP__ERR_ENUM
+} hop_err;
+
+/* A sentence describing err ("unknown error" for values outside the enum). */
+const char *hop_strerror(hop_err err);
+/* The enum name without prefix, e.g. "FULL" ("UNKNOWN" outside the enum). */
+const char *hop_err_name(hop_err err);
+
+/* Limits of one channel. */
+typedef struct hop_limits {
+    size_t memory_bytes;      /* bytes of messages, bookkeeping included, held in RAM */
+    size_t file_bytes;        /* a queue file is sealed once it holds this many bytes */
+    size_t max_disk_files;    /* queue files that may exist at once; 0 = memory only;
+                                 SIZE_MAX = no limit */
+    size_t max_message_bytes; /* largest message accepted, 1 .. HOP_MAX_MESSAGE_BYTES */
+} hop_limits;
+
+/* Largest value max_message_bytes may take (1 GiB). */
+#define HOP_MAX_MESSAGE_BYTES ((size_t)1 << 30)
+
+/* Bytes a message of len bytes counts against memory_bytes: the payload plus
+ * the bookkeeping that holds it. */
+size_t hop_message_cost(size_t len);
+
+/* Fill *limits with the defaults: 64 MiB memory, 64 MiB files, 64 files,
+ * 1 MiB messages. */
+void hop_limits_default(hop_limits *limits);
+
+/* HOP_OK if the limits can make a channel, else HOP_INVALID: file_bytes is 0
+ * while disk files are allowed, max_message_bytes is 0 or above
+ * HOP_MAX_MESSAGE_BYTES, or the channel is memory only and a largest message
+ * would not fit in memory_bytes. */
+hop_err hop_limits_check(const hop_limits *limits);
+
+/* True if name is a valid channel name: 1..128 characters of
+ * [A-Za-z0-9._-], and not "." or "..". Such a name is always a single,
+ * harmless path component. */
+bool hop_name_valid(const char *name);
+#define HOP_NAME_MAX 128
+
+typedef struct hop_channel hop_channel;
+
+/* Open channel name with its queue files under <data_dir>/<name>/. data_dir
+ * is created if missing (one level); it may be NULL only when
+ * limits->max_disk_files is 0. The channel directory is locked (flock) so
+ * that two openers, in this process or another, cannot share it; a second
+ * open gets HOP_IO with errno EWOULDBLOCK. Queue files from an earlier run
+ * are removed (and logged); other files in the directory are left alone.
+ * limits is copied; NULL means hop_limits_default().
+ * OUT: *out, the new channel, on HOP_OK; untouched otherwise.
+ * Errors: HOP_INVALID (bad name, limits or NULL out), HOP_IO, HOP_NOMEM. */
+hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limits *limits,
+                         hop_channel **out);
+
+/* Close and free the channel: receivers blocked in hop_recv() return
+ * HOP_CLOSED, armed waiters are called with HOP_CLOSED, messages still held
+ * are discarded, queue files are left for the next open. NULL is a no-op. */
+void hop_channel_close(hop_channel *ch);
+
+/* The channel's name (borrowed, lives as long as the channel). */
+const char *hop_channel_name(const hop_channel *ch);
+
+/* Append a copy of data[0..len) to the channel. data may be NULL if len is 0.
+ * Errors: HOP_TOO_BIG (len > max_message_bytes), HOP_FULL (memory and disk
+ * files exhausted), HOP_IO (writing the queue file failed; nothing was
+ * stored), HOP_NOMEM, HOP_CLOSED, HOP_INVALID. On any error nothing was
+ * stored and data is untouched. */
+hop_err hop_send(hop_channel *ch, const void *data, size_t len);
+
+/* Take the oldest message. timeout_ms: 0 polls, -1 waits forever.
+ * OUT: *data (new, release with hop_free() or give back with hop_requeue())
+ * and *len on HOP_OK; both untouched otherwise.
+ * Errors: HOP_TIMEOUT (nothing arrived in time), HOP_CLOSED, HOP_NOMEM,
+ * HOP_IO (a queue file could not be read, or held a corrupt record: that
+ * record is skipped, counted in records_corrupt_total, and never handed
+ * out; the next call goes on with the next record), HOP_INVALID. */
+hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len);
+
+/* Give a message taken by hop_recv() back to the head of its channel, ahead
+ * of everything else (it was the oldest). Always takes ownership of data,
+ * which must be exactly what hop_recv() returned on this channel. A requeued
+ * message goes to memory even past memory_bytes: its bytes were already in
+ * RAM, held by the caller. Errors: HOP_INVALID (len is not the length
+ * hop_recv() returned: the message goes back with its original length),
+ * HOP_CLOSED (the message is freed). */
+hop_err hop_requeue(hop_channel *ch, void *data, size_t len);
+
+/* Release a message from hop_recv(). NULL is a no-op. */
+void hop_free(void *data);
+
+/* Counters and gauges of one channel, read at one instant. */
+typedef struct hop_stats {
+    size_t messages;              /* messages held, memory and disk */
+    size_t memory_messages;       /* of which in memory */
+    size_t memory_bytes;          /* bytes counted against memory_bytes */
+    size_t disk_messages;         /* of which in queue files, not yet read */
+    size_t disk_bytes;            /* bytes of the queue files that exist */
+    size_t disk_files;            /* queue files that exist */
+    size_t waiting_receivers;     /* blocked hop_recv() calls plus armed waiters */
+    uint64_t sent_total;          /* messages accepted by hop_send() */
+    uint64_t received_total;      /* messages handed out, requeued ones again */
+    uint64_t requeued_total;      /* messages given back by hop_requeue() */
+    uint64_t rejected_full_total; /* hop_send() calls refused with HOP_FULL */
+    uint64_t io_errors_total;     /* calls that failed with HOP_IO */
+    uint64_t records_corrupt_total; /* queue file records skipped as corrupt */
+} hop_stats;
+
+/* OUT: *stats, a consistent snapshot of ch. */
+void hop_channel_stats(hop_channel *ch, hop_stats *stats);
+
+/* Waiting without a thread: a hop_waiter is a one-shot, re-armable
+ * subscription for the next message of a channel. It lets a server such as
+ * an event loop keep thousands of receivers waiting on many channels with no
+ * thread each.
+ *
+ * fn is called at most once per arming, from whichever thread made a message
+ * available (a sender, hop_requeue()) or from hop_channel_close(), never with
+ * a channel lock held, so it may call any hopper function except closing
+ * that channel. With err HOP_OK it owns the message (data, len) exactly as
+ * after hop_recv(); with HOP_CLOSED data is NULL. A waiter must not be freed
+ * or re-armed while its callback may still run. */
+typedef struct hop_waiter hop_waiter;
+typedef void (*hop_ready_fn)(void *arg, hop_err err, void *data, size_t len);
+
+/* OUT: *out, a new idle waiter that will call fn(arg, ...). */
+hop_err hop_waiter_new(hop_ready_fn fn, void *arg, hop_waiter **out);
+/* Free an idle waiter (never armed, delivered, or cancelled). NULL is a no-op. */
+void hop_waiter_free(hop_waiter *w);
+
+/* Take the oldest message now if there is one, else arm w on ch.
+ * HOP_OK: *data and *len hold a message as from hop_recv(); w stays idle.
+ * HOP_TIMEOUT: nothing was ready; w is armed and its callback will run
+ * exactly once later, unless hop_waiter_cancel() disarms it first. Armed
+ * waiters of a channel are served in the order they were armed.
+ * Other errors as for hop_recv(); w stays idle. */
+hop_err hop_recv_or_arm(hop_channel *ch, hop_waiter *w, void **data, size_t *len);
+
+/* Disarm w. True: it was armed and now is idle, its callback will not run.
+ * False: it was not armed, or its callback has been claimed (it ran, is
+ * running, or is about to run). Must not race with closing w's channel. */
+bool hop_waiter_cancel(hop_waiter *w);
+
+/* Logging: the library logs events worth knowing (stale files removed, I/O
+ * errors, corrupt records) through one process-wide function. The default
+ * writes "hopper: <channel>: <message>" lines to stderr; NULL silences it. */
+typedef enum hop_log_level { HOP_LOG_INFO, HOP_LOG_WARN, HOP_LOG_ERROR } hop_log_level;
+typedef void (*hop_log_fn)(void *arg, hop_log_level level, const char *channel,
+                           const char *message);
+void hop_set_log(hop_log_fn fn, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

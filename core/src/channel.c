@@ -1,0 +1,817 @@
+/* channel.c - a hopper channel: the in-memory FIFO, the queue files that
+ * take its overflow, the receivers waiting on it, and the rules that keep
+ * all three in one strict order.
+ *
+ * Order. The messages of a channel are, oldest first: those in memory, then
+ * those in queue files (oldest file first). A send goes to memory only while
+ * the disk part is empty (no unread record, no send writing one) and memory
+ * has room; otherwise it is appended to the newest queue file. Receivers take
+ * from memory first, then from disk. hop_requeue() puts a message back in
+ * front of memory. So no message overtakes an older one.
+ *
+ * Locks. Three, always taken in this order when nested:
+ *   write_lock  serialises appends to queue files (held during write I/O);
+ *   read_lock   serialises reads of queue files (held during read I/O);
+ *   lock        guards everything else and is never held during file I/O.
+ * A sender to memory takes only `lock`; a sender to disk reserves its place
+ * under `lock`, writes under `write_lock` alone, then publishes under `lock`.
+ * Readers never read past a file's published size, so they never see a
+ * record being written.
+ */
+#include "hopper/hopper.h"
+
+#include "alloc.h"
+#include "io.h"
+#include "log.h"
+#include "message.h"
+#include "queue_file.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct hop_waiter {
+    hop_ready_fn fn;
+    void *arg;
+    hop_channel *ch; /* the channel it was last armed on */
+    hop_waiter *prev, *next;
+    bool armed; /* guarded by ch->lock */
+};
+
+struct hop_channel {
+    char name[HOP_NAME_MAX + 1];
+    hop_limits limits;
+    int dirfd; /* the channel's directory, flock'ed; -1 when memory only */
+
+    pthread_mutex_t write_lock;
+    pthread_mutex_t read_lock;
+    pthread_mutex_t lock;
+    pthread_cond_t readable; /* signalled when a message arrives */
+    pthread_cond_t drained;  /* signalled when the last call leaves a closing channel */
+
+    hop__membuf mem;
+
+    hop__qfile *head, *tail; /* queue files, oldest first */
+    hop__qfile *write_file;  /* the file being appended to (the tail), or NULL */
+    size_t disk_files;       /* files in the list plus files being created */
+    size_t disk_records;     /* published records not yet read */
+    size_t disk_pending;     /* sends writing a record right now */
+    uint64_t disk_bytes;     /* published bytes of the files in the list */
+    uint64_t next_seq;       /* guarded by write_lock */
+    atomic_bool disk_busy;   /* hint: disk part not empty, sends skip the memory try */
+    hop__qreader reader;     /* guarded by read_lock */
+
+    hop_waiter *waiters_head, *waiters_tail;
+    size_t waiters;
+    size_t blocked; /* threads waiting in hop_recv() */
+    size_t inside;  /* receive calls in progress, which close waits for */
+    bool closed;
+
+    uint64_t sent_total, received_total, requeued_total, rejected_full_total;
+    uint64_t io_errors_total, records_corrupt_total;
+};
+
+const char *hop_channel_name(const hop_channel *ch)
+{
+    return ch ? ch->name : NULL;
+}
+
+/* ---- opening and closing ---- */
+
+/* Create dir (one level) if missing and open it. Returns the fd or -1. */
+static int open_dir_at(int at, const char *path)
+{
+    if (mkdirat(at, path, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Remove queue files an earlier run left (this version cannot recover
+ * them) and continue their numbering. Other files are left alone. */
+static hop_err remove_stale_files(hop_channel *ch)
+{
+    int fd = dup(ch->dirfd);
+    if (fd < 0)
+        return HOP_IO;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return HOP_IO;
+    }
+    size_t removed = 0;
+    uint64_t max_seq = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t seq;
+        if (!hop__qfile_parse_name(e->d_name, &seq))
+            continue;
+        if (seq > max_seq)
+            max_seq = seq;
+        if (hop__qfile_unlink(ch->dirfd, seq) == 0)
+            removed++;
+        else
+            hop__log(HOP_LOG_WARN, ch->name, "cannot remove stale queue file %s: %s", e->d_name,
+                     strerror(errno));
+    }
+    closedir(d);
+    if (removed)
+        hop__log(HOP_LOG_INFO, ch->name,
+                 "removed %zu queue file(s) of an earlier run (not recovered in this version)",
+                 removed);
+    ch->next_seq = max_seq + 1;
+    return HOP_OK;
+}
+
+static hop_err open_disk(hop_channel *ch, const char *data_dir)
+{
+    int top = open_dir_at(AT_FDCWD, data_dir);
+    if (top < 0)
+        return HOP_IO;
+    ch->dirfd = open_dir_at(top, ch->name);
+    int saved = errno;
+    close(top);
+    errno = saved;
+    if (ch->dirfd < 0)
+        return HOP_IO;
+    if (flock(ch->dirfd, LOCK_EX | LOCK_NB) != 0)
+        return HOP_IO;
+    return remove_stale_files(ch);
+}
+
+static bool sync_init(hop_channel *ch)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return false;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    bool ok = pthread_mutex_init(&ch->write_lock, NULL) == 0;
+    ok = ok && pthread_mutex_init(&ch->read_lock, NULL) == 0;
+    ok = ok && pthread_mutex_init(&ch->lock, NULL) == 0;
+    ok = ok && pthread_cond_init(&ch->readable, &attr) == 0;
+    ok = ok && pthread_cond_init(&ch->drained, &attr) == 0;
+    pthread_condattr_destroy(&attr);
+    return ok; /* glibc's init cannot fail for these attributes */
+}
+
+hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limits *limits,
+                         hop_channel **out)
+{
+    hop_limits defaults;
+    if (limits == NULL) {
+        hop_limits_default(&defaults);
+        limits = &defaults;
+    }
+    if (out == NULL || !hop_name_valid(name) || hop_limits_check(limits) != HOP_OK)
+        return HOP_INVALID;
+    if (limits->max_disk_files > 0 && (data_dir == NULL || data_dir[0] == '\0'))
+        return HOP_INVALID;
+
+    hop_channel *ch = hop__calloc(1, sizeof *ch);
+    if (ch == NULL)
+        return HOP_NOMEM;
+    strcpy(ch->name, name);
+    ch->limits = *limits;
+    ch->dirfd = -1;
+    ch->next_seq = 1;
+    hop__membuf_init(&ch->mem);
+    hop__qreader_init(&ch->reader);
+    atomic_init(&ch->disk_busy, false);
+    if (!sync_init(ch)) {
+        hop__free(ch);
+        return HOP_NOMEM;
+    }
+    if (limits->max_disk_files > 0) {
+        hop_err err = open_disk(ch, data_dir);
+        if (err != HOP_OK) {
+            int saved = errno;
+            hop_channel_close(ch);
+            errno = saved;
+            return err;
+        }
+    }
+    *out = ch;
+    return HOP_OK;
+}
+
+void hop_channel_close(hop_channel *ch)
+{
+    if (ch == NULL)
+        return;
+    pthread_mutex_lock(&ch->lock);
+    ch->closed = true;
+    pthread_cond_broadcast(&ch->readable);
+    hop_waiter *w = ch->waiters_head;
+    ch->waiters_head = ch->waiters_tail = NULL;
+    ch->waiters = 0;
+    for (hop_waiter *x = w; x; x = x->next)
+        x->armed = false;
+    while (ch->inside > 0)
+        pthread_cond_wait(&ch->drained, &ch->lock);
+    pthread_mutex_unlock(&ch->lock);
+
+    while (w) {
+        hop_waiter *next = w->next; /* w may be freed by its callback */
+        w->fn(w->arg, HOP_CLOSED, NULL, 0);
+        w = next;
+    }
+
+    hop__membuf_release(&ch->mem);
+    while (ch->head) {
+        hop__qfile *f = ch->head;
+        ch->head = f->next;
+        hop__qfile_free(f);
+    }
+    hop__qreader_release(&ch->reader);
+    if (ch->dirfd >= 0)
+        close(ch->dirfd); /* releases the flock */
+    pthread_cond_destroy(&ch->readable);
+    pthread_cond_destroy(&ch->drained);
+    pthread_mutex_destroy(&ch->lock);
+    pthread_mutex_destroy(&ch->read_lock);
+    pthread_mutex_destroy(&ch->write_lock);
+    hop__free(ch);
+}
+
+/* ---- state helpers, all called with ch->lock held ---- */
+
+static bool disk_empty(const hop_channel *ch)
+{
+    return ch->disk_records == 0 && ch->disk_pending == 0;
+}
+
+static void update_disk_busy(hop_channel *ch)
+{
+    atomic_store_explicit(&ch->disk_busy, !disk_empty(ch), memory_order_relaxed);
+}
+
+static bool memory_fits(const hop_channel *ch, size_t len)
+{
+    size_t cost = hop__message_cost(len);
+    return disk_empty(ch) && cost <= ch->limits.memory_bytes &&
+           ch->mem.bytes <= ch->limits.memory_bytes - cost;
+}
+
+/* A message became available: wake one blocked receiver. Returns true if
+ * armed waiters need serving (by dispatch(), after the lock is dropped). */
+static bool announce(hop_channel *ch)
+{
+    if (ch->blocked)
+        pthread_cond_signal(&ch->readable);
+    return ch->waiters_head != NULL;
+}
+
+static hop_waiter *waiter_pop(hop_channel *ch)
+{
+    hop_waiter *w = ch->waiters_head;
+    if (w == NULL)
+        return NULL;
+    ch->waiters_head = w->next;
+    if (ch->waiters_head)
+        ch->waiters_head->prev = NULL;
+    else
+        ch->waiters_tail = NULL;
+    w->next = w->prev = NULL;
+    w->armed = false;
+    ch->waiters--;
+    return w;
+}
+
+static void seal_locked(hop_channel *ch, hop__qfile *f, int *fd_to_close)
+{
+    f->sealed = true;
+    if (ch->write_file == f)
+        ch->write_file = NULL;
+    *fd_to_close = f->write_fd;
+    f->write_fd = -1;
+}
+
+/* ---- receiving ---- */
+
+/* True if f has nothing left to read and never will: sealed, or the file
+ * being appended to while nobody is writing (the disk part is then empty,
+ * and sends go back to memory). Called with ch->lock held. */
+static bool file_finished(const hop_channel *ch, const hop__qfile *f)
+{
+    return f->read_off == f->size &&
+           (f->sealed || (f == ch->write_file && ch->disk_pending == 0));
+}
+
+/* Detach finished files from the head of the list and chain them on *done
+ * for delete_files(). Called with ch->lock and ch->read_lock held. */
+static void detach_finished(hop_channel *ch, hop__qfile **done)
+{
+    while (ch->head && file_finished(ch, ch->head)) {
+        hop__qfile *f = ch->head;
+        if (ch->write_file == f)
+            ch->write_file = NULL; /* its write_fd is closed when it is freed */
+        ch->head = f->next;
+        if (ch->tail == f)
+            ch->tail = NULL;
+        ch->disk_files--;
+        ch->disk_bytes -= f->size;
+        f->next = *done;
+        *done = f;
+    }
+}
+
+/* Remove detached files from disk and free them. Called with ch->read_lock
+ * held, without ch->lock. */
+static void delete_files(hop_channel *ch, hop__qfile *done)
+{
+    while (done) {
+        hop__qfile *next = done->next;
+        if (hop__qfile_unlink(ch->dirfd, done->seq) != 0)
+            hop__log(HOP_LOG_WARN, ch->name,
+                     "cannot remove finished queue file %020" PRIu64 ".hq: %s", done->seq,
+                     strerror(errno));
+        hop__qfile_free(done);
+        done = next;
+    }
+}
+
+/* Read the next disk record. Called and returns with ch->lock held, drops
+ * it around the I/O. HOP_OK: OUT *out. HOP_TIMEOUT: nothing on disk after
+ * all (another receiver took it). HOP_IO: a read failed (nothing consumed)
+ * or a corrupt record was skipped. HOP_NOMEM. */
+static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
+{
+    pthread_mutex_unlock(&ch->lock);
+    pthread_mutex_lock(&ch->read_lock);
+    pthread_mutex_lock(&ch->lock);
+    hop__qfile *done = NULL;
+    detach_finished(ch, &done);
+    hop__qfile *f = ch->head;
+    hop_err err = HOP_TIMEOUT;
+    int saved = 0;
+    if (ch->disk_records == 0 || f == NULL)
+        goto out;
+
+    /* records are published in order, so the head file has unread ones */
+    uint64_t avail = f->size;
+    size_t records = f->records;
+    size_t max_len = ch->limits.max_message_bytes;
+    pthread_mutex_unlock(&ch->lock);
+
+    hop__msg *m = NULL;
+    uint64_t next = 0;
+    hop__read_result res = hop__qreader_next(&ch->reader, ch->dirfd, f, avail, max_len, &m, &next);
+    saved = errno;
+
+    pthread_mutex_lock(&ch->lock);
+    size_t consumed = 0;
+    switch (res) {
+    case HOP__READ_OK:
+        consumed = 1;
+        f->read_off = next;
+        *out = m;
+        err = HOP_OK;
+        break;
+    case HOP__READ_CORRUPT:
+        hop__log(HOP_LOG_ERROR, ch->name,
+                 "queue file %020" PRIu64 ".hq: corrupt record at offset %" PRIu64 " skipped",
+                 f->seq, f->read_off);
+        consumed = 1;
+        f->read_off = next;
+        ch->records_corrupt_total++;
+        err = HOP_IO;
+        saved = EIO;
+        break;
+    case HOP__READ_UNFRAMED:
+        consumed = records - f->records_read;
+        hop__log(HOP_LOG_ERROR, ch->name,
+                 "queue file %020" PRIu64 ".hq: no valid record at offset %" PRIu64
+                 ", %zu record(s) skipped",
+                 f->seq, f->read_off, consumed);
+        f->read_off = avail;
+        ch->records_corrupt_total += consumed;
+        err = HOP_IO;
+        saved = EIO;
+        break;
+    case HOP__READ_IO:
+        hop__log(HOP_LOG_ERROR, ch->name, "reading queue file %020" PRIu64 ".hq: %s", f->seq,
+                 strerror(saved));
+        ch->io_errors_total++;
+        err = HOP_IO;
+        break;
+    case HOP__READ_NOMEM:
+        err = HOP_NOMEM;
+        break;
+    }
+    f->records_read += consumed;
+    ch->disk_records -= consumed;
+    detach_finished(ch, &done);
+
+out:;
+    bool no_files = ch->head == NULL;
+    update_disk_busy(ch);
+    pthread_mutex_unlock(&ch->lock);
+    delete_files(ch, done);
+    if (no_files)
+        hop__qreader_release(&ch->reader); /* no read-ahead memory while idle */
+    pthread_mutex_unlock(&ch->read_lock);
+    pthread_mutex_lock(&ch->lock);
+    errno = saved;
+    return err;
+}
+
+/* The oldest message. Called and returns with ch->lock held. HOP_TIMEOUT if
+ * there is none; errors as take_from_disk(). */
+static hop_err take_next(hop_channel *ch, hop__msg **out)
+{
+    for (;;) {
+        hop__msg *m = hop__membuf_pop_head(&ch->mem);
+        if (m) {
+            *out = m;
+            return HOP_OK;
+        }
+        if (ch->disk_records == 0)
+            return HOP_TIMEOUT;
+        hop_err err = take_from_disk(ch, out);
+        /* a requeue may have refilled memory while the lock was dropped */
+        if (err != HOP_TIMEOUT || ch->mem.head == NULL)
+            return err;
+    }
+}
+
+static void deadline_after(struct timespec *ts, int timeout_ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += timeout_ms / 1000;
+    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Leave a receive call: the last one out of a closing channel lets close go on. */
+static void leave(hop_channel *ch)
+{
+    if (--ch->inside == 0 && ch->closed)
+        pthread_cond_signal(&ch->drained);
+}
+
+hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
+{
+    if (ch == NULL || data == NULL || len == NULL || timeout_ms < -1)
+        return HOP_INVALID;
+    struct timespec deadline;
+    if (timeout_ms > 0)
+        deadline_after(&deadline, timeout_ms);
+
+    pthread_mutex_lock(&ch->lock);
+    ch->inside++;
+    hop_err err;
+    bool timed_out = false;
+    for (;;) {
+        if (ch->closed) {
+            err = HOP_CLOSED;
+            break;
+        }
+        hop__msg *m;
+        err = take_next(ch, &m);
+        if (err == HOP_OK) {
+            ch->received_total++;
+            *data = m->data;
+            *len = m->len;
+            break;
+        }
+        if (err != HOP_TIMEOUT || timeout_ms == 0 || timed_out)
+            break;
+        ch->blocked++;
+        if (timeout_ms < 0)
+            pthread_cond_wait(&ch->readable, &ch->lock);
+        else
+            timed_out =
+                pthread_cond_timedwait(&ch->readable, &ch->lock, &deadline) == ETIMEDOUT;
+        ch->blocked--;
+    }
+    leave(ch);
+    pthread_mutex_unlock(&ch->lock);
+    return err;
+}
+
+/* Hand available messages to armed waiters, oldest waiter first. Called
+ * without locks after a message became available. */
+static void dispatch(hop_channel *ch)
+{
+    pthread_mutex_lock(&ch->lock);
+    ch->inside++;
+    while (ch->waiters_head && !ch->closed) {
+        hop__msg *m;
+        uint64_t corrupt_before = ch->records_corrupt_total;
+        hop_err err = take_next(ch, &m);
+        if (err == HOP_IO && ch->records_corrupt_total != corrupt_before)
+            continue; /* a corrupt record was skipped: go on with the next */
+        if (err != HOP_OK)
+            break; /* nothing left, or a read error the next receiver meets again */
+        hop_waiter *w = waiter_pop(ch);
+        if (w == NULL) { /* the waiters were cancelled while the lock was dropped */
+            hop__membuf_push_head(&ch->mem, m);
+            break;
+        }
+        ch->received_total++;
+        pthread_mutex_unlock(&ch->lock);
+        w->fn(w->arg, HOP_OK, m->data, m->len);
+        pthread_mutex_lock(&ch->lock);
+    }
+    leave(ch);
+    pthread_mutex_unlock(&ch->lock);
+}
+
+hop_err hop_waiter_new(hop_ready_fn fn, void *arg, hop_waiter **out)
+{
+    if (fn == NULL || out == NULL)
+        return HOP_INVALID;
+    hop_waiter *w = hop__calloc(1, sizeof *w);
+    if (w == NULL)
+        return HOP_NOMEM;
+    w->fn = fn;
+    w->arg = arg;
+    *out = w;
+    return HOP_OK;
+}
+
+void hop_waiter_free(hop_waiter *w)
+{
+    hop__free(w);
+}
+
+hop_err hop_recv_or_arm(hop_channel *ch, hop_waiter *w, void **data, size_t *len)
+{
+    if (ch == NULL || w == NULL || data == NULL || len == NULL)
+        return HOP_INVALID;
+    pthread_mutex_lock(&ch->lock);
+    hop_err err;
+    if (w->armed) {
+        err = HOP_INVALID;
+        goto out_unlock;
+    }
+    ch->inside++;
+    if (ch->closed) {
+        err = HOP_CLOSED;
+        goto out_leave;
+    }
+    hop__msg *m;
+    err = take_next(ch, &m);
+    if (err == HOP_OK) {
+        ch->received_total++;
+        *data = m->data;
+        *len = m->len;
+    } else if (err == HOP_TIMEOUT && !ch->closed) {
+        w->ch = ch;
+        w->armed = true;
+        w->next = NULL;
+        w->prev = ch->waiters_tail;
+        if (ch->waiters_tail)
+            ch->waiters_tail->next = w;
+        else
+            ch->waiters_head = w;
+        ch->waiters_tail = w;
+        ch->waiters++;
+    } else if (err == HOP_TIMEOUT) {
+        err = HOP_CLOSED;
+    }
+out_leave:
+    leave(ch);
+out_unlock:
+    pthread_mutex_unlock(&ch->lock);
+    return err;
+}
+
+bool hop_waiter_cancel(hop_waiter *w)
+{
+    if (w == NULL || w->ch == NULL)
+        return false;
+    hop_channel *ch = w->ch;
+    pthread_mutex_lock(&ch->lock);
+    bool was_armed = w->armed;
+    if (was_armed) {
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            ch->waiters_head = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        else
+            ch->waiters_tail = w->prev;
+        w->next = w->prev = NULL;
+        w->armed = false;
+        ch->waiters--;
+    }
+    pthread_mutex_unlock(&ch->lock);
+    return was_armed;
+}
+
+hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
+{
+    hop__msg *m = hop__msg_of(data);
+    if (m == NULL)
+        return HOP_INVALID; /* not a message of ours: nothing we may free */
+    if (ch == NULL) {
+        hop__msg_free(m);
+        return HOP_INVALID;
+    }
+    pthread_mutex_lock(&ch->lock);
+    if (ch->closed) {
+        pthread_mutex_unlock(&ch->lock);
+        hop__msg_free(m);
+        return HOP_CLOSED;
+    }
+    hop__membuf_push_head(&ch->mem, m);
+    ch->requeued_total++;
+    bool serve = announce(ch);
+    pthread_mutex_unlock(&ch->lock);
+    if (serve)
+        dispatch(ch);
+    return len == m->len ? HOP_OK : HOP_INVALID;
+}
+
+void hop_free(void *data)
+{
+    hop__msg_free(hop__msg_of(data));
+}
+
+/* ---- sending ---- */
+
+/* Append data to the newest queue file, starting a new file when there is
+ * none or the last one is sealed. m, if not NULL, is the caller's data
+ * already copied for memory: used if memory has room after all, else freed. */
+static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__msg *m)
+{
+    hop_err err = HOP_OK;
+    pthread_mutex_lock(&ch->write_lock);
+    pthread_mutex_lock(&ch->lock);
+    if (ch->closed) {
+        err = HOP_CLOSED;
+        goto out_unlock;
+    }
+    if (memory_fits(ch, len)) { /* receivers drained everything meanwhile */
+        if (m == NULL && (m = hop__msg_new(len)) == NULL) {
+            err = HOP_NOMEM;
+            goto out_unlock;
+        }
+        if (len)
+            memcpy(m->data, data, len);
+        hop__membuf_push_tail(&ch->mem, m);
+        m = NULL;
+        ch->sent_total++;
+        bool serve = announce(ch);
+        pthread_mutex_unlock(&ch->lock);
+        pthread_mutex_unlock(&ch->write_lock);
+        if (serve)
+            dispatch(ch);
+        return HOP_OK;
+    }
+    hop__qfile *f = ch->write_file;
+    bool new_file = f == NULL;
+    if (new_file) {
+        if (ch->disk_files >= ch->limits.max_disk_files) {
+            ch->rejected_full_total++;
+            err = HOP_FULL;
+            goto out_unlock;
+        }
+        ch->disk_files++;
+    }
+    ch->disk_pending++;
+    update_disk_busy(ch);
+    pthread_mutex_unlock(&ch->lock);
+
+    /* the I/O, under write_lock alone */
+    int saved = 0;
+    if (new_file) {
+        err = hop__qfile_create(ch->dirfd, ch->next_seq, &f);
+        if (err == HOP_OK)
+            ch->next_seq++;
+    }
+    uint64_t end = 0;
+    bool torn = false;
+    if (err == HOP_OK)
+        err = hop__qfile_append(f, data, (uint32_t)len, &end, &torn);
+    saved = errno;
+    if (err != HOP_OK && new_file && f) {
+        /* a new file that holds nothing is not worth keeping */
+        hop__qfile_unlink(ch->dirfd, f->seq);
+        hop__qfile_free(f);
+        f = NULL;
+    }
+
+    int fd_to_close = -1;
+    pthread_mutex_lock(&ch->lock);
+    ch->disk_pending--;
+    if (err == HOP_OK) {
+        if (new_file) {
+            if (ch->tail)
+                ch->tail->next = f;
+            else
+                ch->head = f;
+            ch->tail = f;
+            ch->write_file = f;
+            ch->disk_bytes += f->size; /* the file header */
+        }
+        ch->disk_bytes += end - f->size;
+        f->size = end;
+        f->records++;
+        ch->disk_records++;
+        ch->sent_total++;
+        if (f->size >= ch->limits.file_bytes)
+            seal_locked(ch, f, &fd_to_close);
+    } else {
+        if (new_file)
+            ch->disk_files--;
+        else if (torn)
+            seal_locked(ch, f, &fd_to_close); /* never append after junk */
+        if (err == HOP_IO)
+            ch->io_errors_total++;
+    }
+    update_disk_busy(ch);
+    bool serve = err == HOP_OK && announce(ch);
+    pthread_mutex_unlock(&ch->lock);
+    pthread_mutex_unlock(&ch->write_lock);
+    if (fd_to_close >= 0)
+        hop__io_current->close(fd_to_close);
+    if (err == HOP_IO)
+        hop__log(HOP_LOG_ERROR, ch->name, "writing queue file: %s", strerror(saved));
+    hop__msg_free(m);
+    if (serve)
+        dispatch(ch);
+    errno = saved;
+    return err;
+
+out_unlock:
+    pthread_mutex_unlock(&ch->lock);
+    pthread_mutex_unlock(&ch->write_lock);
+    hop__msg_free(m);
+    return err;
+}
+
+hop_err hop_send(hop_channel *ch, const void *data, size_t len)
+{
+    if (ch == NULL || (data == NULL && len > 0))
+        return HOP_INVALID;
+    if (len > ch->limits.max_message_bytes)
+        return HOP_TOO_BIG;
+
+    if (atomic_load_explicit(&ch->disk_busy, memory_order_relaxed))
+        return send_to_disk(ch, data, len, NULL);
+
+    hop__msg *m = hop__msg_new(len);
+    if (m == NULL)
+        return HOP_NOMEM;
+    if (len)
+        memcpy(m->data, data, len);
+    pthread_mutex_lock(&ch->lock);
+    if (ch->closed) {
+        pthread_mutex_unlock(&ch->lock);
+        hop__msg_free(m);
+        return HOP_CLOSED;
+    }
+    if (!memory_fits(ch, len)) {
+        bool memory_only = ch->limits.max_disk_files == 0;
+        if (memory_only)
+            ch->rejected_full_total++;
+        pthread_mutex_unlock(&ch->lock);
+        if (!memory_only)
+            return send_to_disk(ch, data, len, m);
+        hop__msg_free(m);
+        return HOP_FULL;
+    }
+    hop__membuf_push_tail(&ch->mem, m);
+    ch->sent_total++;
+    bool serve = announce(ch);
+    pthread_mutex_unlock(&ch->lock);
+    if (serve)
+        dispatch(ch);
+    return HOP_OK;
+}
+
+/* ---- statistics ---- */
+
+void hop_channel_stats(hop_channel *ch, hop_stats *s)
+{
+    if (ch == NULL || s == NULL)
+        return;
+    pthread_mutex_lock(&ch->lock);
+    s->memory_messages = ch->mem.count;
+    s->memory_bytes = ch->mem.bytes;
+    s->disk_messages = ch->disk_records;
+    s->messages = ch->mem.count + ch->disk_records;
+    s->disk_bytes = (size_t)ch->disk_bytes;
+    s->disk_files = ch->disk_files;
+    s->waiting_receivers = ch->blocked + ch->waiters;
+    s->sent_total = ch->sent_total;
+    s->received_total = ch->received_total;
+    s->requeued_total = ch->requeued_total;
+    s->rejected_full_total = ch->rejected_full_total;
+    s->io_errors_total = ch->io_errors_total;
+    s->records_corrupt_total = ch->records_corrupt_total;
+    pthread_mutex_unlock(&ch->lock);
+}

@@ -1,0 +1,55 @@
+/* message.h - a message held in memory, and the in-memory FIFO of them.
+ *
+ * A message is one allocation: this header followed by the payload. The
+ * pointer handed to callers is the payload, so hop_free() and hop_requeue()
+ * find the header again without a lookup and hop_requeue() never needs to
+ * allocate (it cannot fail for lack of memory). */
+#ifndef HOP_MESSAGE_H
+#define HOP_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct hop__msg {
+    struct hop__msg *next;
+    size_t len;
+    uint64_t magic; /* HOP__MSG_MAGIC while owned by a channel or a caller */
+    _Alignas(16) unsigned char data[];
+} hop__msg;
+
+#define HOP__MSG_MAGIC 0x686f707065726d73ull /* "hoppermsg" */
+
+/* What malloc keeps beside each block, counted so the memory bound is one of
+ * real bytes, not of payloads. */
+#define HOP__MALLOC_OVERHEAD 16
+
+/* Bytes a message of len payload bytes counts against memory_bytes. */
+static inline size_t hop__message_cost(size_t len)
+{
+    return sizeof(hop__msg) + len + HOP__MALLOC_OVERHEAD;
+}
+
+/* A new message with room for len bytes, payload uninitialised; NULL if out
+ * of memory. */
+hop__msg *hop__msg_new(size_t len);
+/* The message whose payload is data, or NULL if data is not one. */
+hop__msg *hop__msg_of(void *data);
+void hop__msg_free(hop__msg *m);
+
+/* A FIFO of messages with their cost summed. Not locked: the channel's lock
+ * guards it. */
+typedef struct hop__membuf {
+    hop__msg *head, *tail;
+    size_t count;
+    size_t bytes; /* sum of hop__message_cost() of the messages held */
+} hop__membuf;
+
+void hop__membuf_init(hop__membuf *b);
+void hop__membuf_push_tail(hop__membuf *b, hop__msg *m);
+void hop__membuf_push_head(hop__membuf *b, hop__msg *m);
+/* The oldest message, removed; NULL if empty. */
+hop__msg *hop__membuf_pop_head(hop__membuf *b);
+/* Free every message. */
+void hop__membuf_release(hop__membuf *b);
+
+#endif

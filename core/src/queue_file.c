@@ -1,0 +1,259 @@
+/* queue_file.c - one queue file: create, append, read, remove (see
+ * queue_file.h; the byte format is documented in record.c). */
+#include "queue_file.h"
+
+#include "alloc.h"
+#include "io.h"
+#include "record.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+void hop__qfile_name(uint64_t seq, char out[HOP__QFILE_NAME_SIZE])
+{
+    snprintf(out, HOP__QFILE_NAME_SIZE, "%020" PRIu64 ".hq", seq);
+}
+
+bool hop__qfile_parse_name(const char *name, uint64_t *seq)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 20; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+        uint64_t d = (uint64_t)(name[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    if (strcmp(name + 20, ".hq") != 0)
+        return false;
+    *seq = v;
+    return true;
+}
+
+/* Write all of iov at offset, looping over short writes. Returns the bytes
+ * written; fewer than total means failure with errno set. */
+static size_t write_all(int fd, struct iovec *iov, int n, uint64_t offset, size_t total)
+{
+    size_t done = 0;
+    while (done < total) {
+        ssize_t w = hop__io_current->pwritev(fd, iov, n, (off_t)(offset + done));
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return done;
+        }
+        if (w == 0) {
+            errno = EIO;
+            return done;
+        }
+        done += (size_t)w;
+        /* advance the iovecs past what was written */
+        size_t skip = (size_t)w;
+        while (n > 0 && skip >= iov->iov_len) {
+            skip -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + skip;
+            iov->iov_len -= skip;
+        }
+    }
+    return done;
+}
+
+hop_err hop__qfile_create(int dirfd, uint64_t seq, hop__qfile **out)
+{
+    char name[HOP__QFILE_NAME_SIZE];
+    hop__qfile_name(seq, name);
+    hop__qfile *f = hop__calloc(1, sizeof *f);
+    if (f == NULL)
+        return HOP_NOMEM;
+    int fd = hop__io_current->openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        goto fail_free;
+    unsigned char header[HOP__FILE_HEADER_SIZE];
+    hop__file_header_encode(header, seq);
+    struct iovec iov = {header, sizeof header};
+    if (write_all(fd, &iov, 1, 0, sizeof header) != sizeof header)
+        goto fail_unlink;
+    f->seq = seq;
+    f->write_fd = fd;
+    f->read_fd = -1;
+    f->size = HOP__FILE_HEADER_SIZE;
+    f->read_off = HOP__FILE_HEADER_SIZE;
+    *out = f;
+    return HOP_OK;
+
+fail_unlink: {
+    int saved = errno;
+    hop__io_current->close(fd);
+    hop__io_current->unlinkat(dirfd, name, 0);
+    errno = saved;
+}
+fail_free:
+    hop__free(f);
+    return HOP_IO;
+}
+
+hop_err hop__qfile_append(hop__qfile *f, const void *payload, uint32_t len, uint64_t *end,
+                          bool *torn)
+{
+    unsigned char header[HOP__RECORD_HEADER_SIZE];
+    hop__record_header_encode(header, payload, len);
+    struct iovec iov[2] = {{header, sizeof header}, {(void *)payload, len}};
+    size_t total = sizeof header + (size_t)len;
+    *torn = false;
+    size_t done = write_all(f->write_fd, iov, len ? 2 : 1, f->size, total);
+    if (done == total) {
+        *end = f->size + total;
+        return HOP_OK;
+    }
+    int saved = errno;
+    if (done > 0 || saved == ENOSPC) {
+        /* cut the partial record off; if that fails too the tail is junk the
+         * reader must never reach, and the caller seals the file before it */
+        while (hop__io_current->ftruncate(f->write_fd, (off_t)f->size) != 0) {
+            if (errno != EINTR) {
+                *torn = true;
+                break;
+            }
+        }
+    }
+    errno = saved;
+    return HOP_IO;
+}
+
+void hop__qfile_free(hop__qfile *f)
+{
+    if (f == NULL)
+        return;
+    if (f->write_fd >= 0)
+        hop__io_current->close(f->write_fd);
+    if (f->read_fd >= 0)
+        hop__io_current->close(f->read_fd);
+    hop__free(f);
+}
+
+int hop__qfile_unlink(int dirfd, uint64_t seq)
+{
+    char name[HOP__QFILE_NAME_SIZE];
+    hop__qfile_name(seq, name);
+    return hop__io_current->unlinkat(dirfd, name, 0);
+}
+
+void hop__qreader_init(hop__qreader *r)
+{
+    memset(r, 0, sizeof *r);
+}
+
+void hop__qreader_release(hop__qreader *r)
+{
+    hop__free(r->buf);
+    hop__qreader_init(r);
+}
+
+/* Read exactly n bytes at off into dst. Returns false (errno set) on error
+ * or if the file ends first (EIO: the file is shorter than published). */
+static bool read_exact(int fd, void *dst, size_t n, uint64_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = hop__io_current->pread(fd, (char *)dst + done, n - done, (off_t)(off + done));
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        if (got == 0) {
+            errno = EIO;
+            return false;
+        }
+        done += (size_t)got;
+    }
+    return true;
+}
+
+/* Make the buffer hold [off, off + need) of file f, reading as far ahead as
+ * avail allows. need <= r->cap. */
+static hop__read_result fill(hop__qreader *r, hop__qfile *f, uint64_t off, size_t need,
+                             uint64_t avail)
+{
+    if (r->buf && r->seq == f->seq && off >= r->off && off + need <= r->off + r->len)
+        return HOP__READ_OK;
+    if (r->buf == NULL) {
+        r->buf = hop__malloc(HOP__READ_BUFFER);
+        if (r->buf == NULL)
+            return HOP__READ_NOMEM;
+        r->cap = HOP__READ_BUFFER;
+    }
+    uint64_t want = avail - off < r->cap ? avail - off : r->cap;
+    r->len = 0;
+    if (!read_exact(f->read_fd, r->buf, (size_t)want, off))
+        return HOP__READ_IO;
+    r->seq = f->seq;
+    r->off = off;
+    r->len = (size_t)want;
+    return HOP__READ_OK;
+}
+
+hop__read_result hop__qreader_next(hop__qreader *r, int dirfd, hop__qfile *f, uint64_t avail,
+                                   size_t max_len, hop__msg **out, uint64_t *next)
+{
+    if (f->read_fd < 0) {
+        char name[HOP__QFILE_NAME_SIZE];
+        hop__qfile_name(f->seq, name);
+        f->read_fd = hop__io_current->openat(dirfd, name, O_RDONLY, 0);
+        if (f->read_fd < 0)
+            return HOP__READ_IO;
+    }
+    uint64_t off = f->read_off;
+    if (avail - off < HOP__RECORD_HEADER_SIZE)
+        return HOP__READ_UNFRAMED;
+    hop__read_result res = fill(r, f, off, HOP__RECORD_HEADER_SIZE, avail);
+    if (res != HOP__READ_OK)
+        return res;
+    uint32_t len, crc;
+    const unsigned char *h = r->buf + (off - r->off);
+    if (!hop__record_header_decode(h, &len, &crc) || len > max_len ||
+        len > avail - off - HOP__RECORD_HEADER_SIZE)
+        return HOP__READ_UNFRAMED;
+
+    hop__msg *m = hop__msg_new(len);
+    if (m == NULL)
+        return HOP__READ_NOMEM;
+    uint64_t body = off + HOP__RECORD_HEADER_SIZE;
+    /* take what the buffer holds, read the rest straight into the message */
+    size_t have = 0;
+    if (body < r->off + r->len) {
+        have = (size_t)(r->off + r->len - body);
+        if (have > len)
+            have = len;
+        memcpy(m->data, r->buf + (body - r->off), have);
+    }
+    if (have < len) {
+        size_t rest = len - have;
+        if (rest < r->cap / 2) {
+            res = fill(r, f, body + have, rest, avail);
+            if (res != HOP__READ_OK) {
+                hop__msg_free(m);
+                return res;
+            }
+            memcpy(m->data + have, r->buf + (body + have - r->off), rest);
+        } else if (!read_exact(f->read_fd, m->data + have, rest, body + have)) {
+            hop__msg_free(m);
+            return HOP__READ_IO;
+        }
+    }
+    *next = body + len;
+    if (!hop__record_verify(crc, m->data, len)) {
+        hop__msg_free(m);
+        return HOP__READ_CORRUPT;
+    }
+    *out = m;
+    return HOP__READ_OK;
+}

@@ -1,0 +1,82 @@
+/* queue_file.h - one append-only queue file of a channel, and the buffered
+ * reader that takes records out of it. The format is in record.c.
+ *
+ * Locking is the channel's business: a file has one writer at a time (the
+ * channel's write lock) and one reader at a time (its read lock); the
+ * fields marked "published" change under the channel's state lock. */
+#ifndef HOP_QUEUE_FILE_H
+#define HOP_QUEUE_FILE_H
+
+#include "hopper/hopper.h"
+#include "message.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct hop__qfile {
+    struct hop__qfile *next; /* the next newer file of the channel */
+    uint64_t seq;
+    int write_fd;        /* -1 once sealed; owned by the writer */
+    int read_fd;         /* -1 until the reader opens it; owned by the reader */
+    uint64_t size;       /* published: bytes of header and whole records */
+    size_t records;      /* published: records in the file */
+    uint64_t read_off;   /* reader: where the next record starts */
+    size_t records_read; /* reader: records consumed or skipped */
+    bool sealed;         /* published: no record will be appended any more */
+} hop__qfile;
+
+/* Name of queue file seq: 20 digits and ".hq". */
+#define HOP__QFILE_NAME_SIZE 24
+void hop__qfile_name(uint64_t seq, char out[HOP__QFILE_NAME_SIZE]);
+/* True if name is a queue file name; OUT: *seq. */
+bool hop__qfile_parse_name(const char *name, uint64_t *seq);
+
+/* Create queue file seq in dirfd with its header written.
+ * OUT: *out on HOP_OK. HOP_IO (errno set) or HOP_NOMEM leave no file. */
+hop_err hop__qfile_create(int dirfd, uint64_t seq, hop__qfile **out);
+
+/* Append one record at offset f->size. HOP_OK: OUT *end, the offset after
+ * the record (the caller publishes it). HOP_IO: nothing was appended; if
+ * the partial record could not be cut off again, *torn is set and the file
+ * must be sealed at its published size. */
+hop_err hop__qfile_append(hop__qfile *f, const void *payload, uint32_t len, uint64_t *end,
+                          bool *torn);
+
+/* Close whatever descriptors f has open and free it (the file stays). */
+void hop__qfile_free(hop__qfile *f);
+
+/* Remove queue file seq from dirfd; errors are returned, not logged. */
+int hop__qfile_unlink(int dirfd, uint64_t seq);
+
+/* The reader's read-ahead buffer, so small records cost one system call per
+ * buffer, not two per record. */
+typedef struct hop__qreader {
+    unsigned char *buf;
+    size_t cap;
+    uint64_t seq;   /* file the buffer holds bytes of */
+    uint64_t off;   /* file offset of buf[0] */
+    size_t len;     /* valid bytes in buf */
+} hop__qreader;
+
+#define HOP__READ_BUFFER (64 * 1024)
+
+void hop__qreader_init(hop__qreader *r);
+/* Free the buffer (it is allocated again when needed). */
+void hop__qreader_release(hop__qreader *r);
+
+typedef enum hop__read_result {
+    HOP__READ_OK,       /* *out holds the record's payload */
+    HOP__READ_CORRUPT,  /* the record failed its checksum and was skipped */
+    HOP__READ_UNFRAMED, /* no valid record header at read_off: skip to avail */
+    HOP__READ_IO,       /* a system call failed (errno set); nothing consumed */
+    HOP__READ_NOMEM,    /* nothing consumed */
+} hop__read_result;
+
+/* Read the record at f->read_off of a file whose published size is avail
+ * (> read_off), opening f->read_fd if needed. Does not move read_off.
+ * OUT: *out (HOP__READ_OK) and *next, the offset after the record (OK and
+ * CORRUPT). max_len bounds a plausible length. */
+hop__read_result hop__qreader_next(hop__qreader *r, int dirfd, hop__qfile *f, uint64_t avail,
+                                   size_t max_len, hop__msg **out, uint64_t *next);
+
+#endif

@@ -1,0 +1,98 @@
+/* record.c - queue file format, version 1.
+ *
+ * A queue file is <data_dir>/<channel>/<seq>.hq, where <seq> is the file's
+ * sequence number as 20 decimal digits, so names sort in the order the files
+ * were written. A channel appends to one file at a time; once the file holds
+ * file_bytes or more it is sealed and the next record starts a new file. The
+ * reader consumes files in sequence order and deletes each one it finishes.
+ *
+ * File header, 16 bytes, all integers little-endian:
+ *   0  4  magic "HOPQ"
+ *   4  4  format version (1)
+ *   8  8  seq, the same number as in the file name
+ *
+ * Then records, back to back, each:
+ *   0  4  magic 0x52504F48 ("HOPR" in file order), marks a record start
+ *   4  4  len, payload length in bytes
+ *   8  4  crc, CRC-32C of the 4 length bytes followed by the payload
+ *  12 len payload
+ *
+ * A record is valid when its magic matches, 12 + len bytes are present, and
+ * crc matches. The writer writes header and payload in one call and, if that
+ * call fails or writes short, truncates the file back to where the record
+ * began, so a failed send leaves no partial record behind. A reader never
+ * reads past the bytes the writer has published, so it cannot see a record
+ * being written. A record whose crc does not match is skipped and never
+ * handed out; a header whose magic or length is wrong means the rest of the
+ * file cannot be framed, and the reader abandons that rest.
+ *
+ * Bump the version when any of this changes; a reader meets files of an
+ * unknown version as foreign and leaves them alone.
+ */
+#include "record.h"
+
+#include "crc32c.h"
+
+#include <string.h>
+
+#define FILE_MAGIC "HOPQ"
+#define RECORD_MAGIC 0x52504F48u
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void hop__file_header_encode(unsigned char out[HOP__FILE_HEADER_SIZE], uint64_t seq)
+{
+    memcpy(out, FILE_MAGIC, 4);
+    put32(out + 4, HOP__FORMAT_VERSION);
+    put32(out + 8, (uint32_t)seq);
+    put32(out + 12, (uint32_t)(seq >> 32));
+}
+
+bool hop__file_header_decode(const unsigned char in[HOP__FILE_HEADER_SIZE], uint64_t *seq)
+{
+    if (memcmp(in, FILE_MAGIC, 4) != 0 || get32(in + 4) != HOP__FORMAT_VERSION)
+        return false;
+    *seq = (uint64_t)get32(in + 8) | (uint64_t)get32(in + 12) << 32;
+    return true;
+}
+
+static uint32_t record_crc(const unsigned char len_bytes[4], const void *payload, uint32_t len)
+{
+    return hop__crc32c(hop__crc32c(0, len_bytes, 4), payload, len);
+}
+
+void hop__record_header_encode(unsigned char out[HOP__RECORD_HEADER_SIZE], const void *payload,
+                               uint32_t len)
+{
+    put32(out, RECORD_MAGIC);
+    put32(out + 4, len);
+    put32(out + 8, record_crc(out + 4, payload, len));
+}
+
+bool hop__record_header_decode(const unsigned char in[HOP__RECORD_HEADER_SIZE], uint32_t *len,
+                               uint32_t *crc)
+{
+    if (get32(in) != RECORD_MAGIC)
+        return false;
+    *len = get32(in + 4);
+    *crc = get32(in + 8);
+    return true;
+}
+
+bool hop__record_verify(uint32_t crc, const void *payload, uint32_t len)
+{
+    unsigned char len_bytes[4];
+    put32(len_bytes, len);
+    return record_crc(len_bytes, payload, len) == crc;
+}
