@@ -459,15 +459,14 @@ static void leave(hop_channel *ch)
         pthread_cond_signal(&ch->drained);
 }
 
-hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
+/* hop_recv() past its fast path: disk, waiting, closing. Called with
+ * ch->lock held; returns without it. */
+static __attribute__((noinline)) hop_err recv_slow(hop_channel *ch, int timeout_ms, void **data,
+                                                   size_t *len)
 {
-    if (ch == NULL || data == NULL || len == NULL || timeout_ms < -1)
-        return HOP_INVALID;
     struct timespec deadline;
     if (timeout_ms > 0)
         deadline_after(&deadline, timeout_ms);
-
-    pthread_mutex_lock(&ch->lock);
     ch->inside++;
     hop_err err;
     bool timed_out = false;
@@ -497,6 +496,22 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
     leave(ch);
     pthread_mutex_unlock(&ch->lock);
     return err;
+}
+
+hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
+{
+    if (ch == NULL || data == NULL || len == NULL || timeout_ms < -1)
+        return HOP_INVALID;
+    pthread_mutex_lock(&ch->lock);
+    hop__msg *m;
+    if (ch->closed || (m = hop__membuf_pop_head(&ch->mem)) == NULL)
+        return recv_slow(ch, timeout_ms, data, len);
+    /* the common case, kept short: the oldest message is in memory */
+    ch->received_total++;
+    pthread_mutex_unlock(&ch->lock);
+    *data = m->data;
+    *len = m->len;
+    return HOP_OK;
 }
 
 /* Hand available messages to armed waiters, oldest waiter first. Called
@@ -753,6 +768,26 @@ out_unlock:
     return err;
 }
 
+/* hop_send() when memory has no room (or the channel is closed). Called
+ * with ch->lock held; returns without it. Takes m. */
+static __attribute__((noinline)) hop_err send_slow(hop_channel *ch, const void *data, size_t len,
+                                                   hop__msg *m)
+{
+    if (ch->closed) {
+        pthread_mutex_unlock(&ch->lock);
+        hop__msg_free(m);
+        return HOP_CLOSED;
+    }
+    if (ch->limits.max_disk_files > 0) {
+        pthread_mutex_unlock(&ch->lock);
+        return send_to_disk(ch, data, len, m);
+    }
+    ch->rejected_full_total++;
+    pthread_mutex_unlock(&ch->lock);
+    hop__msg_free(m);
+    return HOP_FULL;
+}
+
 hop_err hop_send(hop_channel *ch, const void *data, size_t len)
 {
     if (ch == NULL || (data == NULL && len > 0))
@@ -769,21 +804,8 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len)
     if (len)
         memcpy(m->data, data, len);
     pthread_mutex_lock(&ch->lock);
-    if (ch->closed) {
-        pthread_mutex_unlock(&ch->lock);
-        hop__msg_free(m);
-        return HOP_CLOSED;
-    }
-    if (!memory_fits(ch, len)) {
-        bool memory_only = ch->limits.max_disk_files == 0;
-        if (memory_only)
-            ch->rejected_full_total++;
-        pthread_mutex_unlock(&ch->lock);
-        if (!memory_only)
-            return send_to_disk(ch, data, len, m);
-        hop__msg_free(m);
-        return HOP_FULL;
-    }
+    if (ch->closed || !memory_fits(ch, len))
+        return send_slow(ch, data, len, m);
     hop__membuf_push_tail(&ch->mem, m);
     ch->sent_total++;
     bool serve = announce(ch);

@@ -34,49 +34,6 @@ void hop__msg_free(hop__msg *m)
     hop__free(m);
 }
 
-void hop__membuf_init(hop__membuf *b)
-{
-    b->head = b->tail = NULL;
-    b->count = 0;
-    b->bytes = 0;
-}
-
-void hop__membuf_push_tail(hop__membuf *b, hop__msg *m)
-{
-    m->next = NULL;
-    if (b->tail)
-        b->tail->next = m;
-    else
-        b->head = m;
-    b->tail = m;
-    b->count++;
-    b->bytes += hop__message_cost(m->len);
-}
-
-void hop__membuf_push_head(hop__membuf *b, hop__msg *m)
-{
-    m->next = b->head;
-    b->head = m;
-    if (b->tail == NULL)
-        b->tail = m;
-    b->count++;
-    b->bytes += hop__message_cost(m->len);
-}
-
-hop__msg *hop__membuf_pop_head(hop__membuf *b)
-{
-    hop__msg *m = b->head;
-    if (m == NULL)
-        return NULL;
-    b->head = m->next;
-    if (b->head == NULL)
-        b->tail = NULL;
-    m->next = NULL;
-    b->count--;
-    b->bytes -= hop__message_cost(m->len);
-    return m;
-}
-
 void hop__membuf_release(hop__membuf *b)
 {
     hop__msg *m;

@@ -44,11 +44,51 @@ typedef struct hop__membuf {
     size_t bytes; /* sum of hop__message_cost() of the messages held */
 } hop__membuf;
 
-void hop__membuf_init(hop__membuf *b);
-void hop__membuf_push_tail(hop__membuf *b, hop__msg *m);
-void hop__membuf_push_head(hop__membuf *b, hop__msg *m);
+/* The FIFO operations are inline: they sit on every send and receive. */
+static inline void hop__membuf_init(hop__membuf *b)
+{
+    b->head = b->tail = NULL;
+    b->count = 0;
+    b->bytes = 0;
+}
+
+static inline void hop__membuf_push_tail(hop__membuf *b, hop__msg *m)
+{
+    m->next = NULL;
+    if (b->tail)
+        b->tail->next = m;
+    else
+        b->head = m;
+    b->tail = m;
+    b->count++;
+    b->bytes += hop__message_cost(m->len);
+}
+
+static inline void hop__membuf_push_head(hop__membuf *b, hop__msg *m)
+{
+    m->next = b->head;
+    b->head = m;
+    if (b->tail == NULL)
+        b->tail = m;
+    b->count++;
+    b->bytes += hop__message_cost(m->len);
+}
+
 /* The oldest message, removed; NULL if empty. */
-hop__msg *hop__membuf_pop_head(hop__membuf *b);
+static inline hop__msg *hop__membuf_pop_head(hop__membuf *b)
+{
+    hop__msg *m = b->head;
+    if (m == NULL)
+        return NULL;
+    b->head = m->next;
+    if (b->head == NULL)
+        b->tail = NULL;
+    m->next = NULL;
+    b->count--;
+    b->bytes -= hop__message_cost(m->len);
+    return m;
+}
+
 /* Free every message. */
 void hop__membuf_release(hop__membuf *b);
 
