@@ -25,6 +25,7 @@
 #include "log.h"
 #include "message.h"
 #include "queue_file.h"
+#include "record.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -73,6 +74,8 @@ struct hop_channel {
     size_t waiters;
     size_t blocked; /* threads waiting in hop_recv() */
     size_t inside;  /* receive calls in progress, which close waits for */
+    /* a dispatch() loop is running; guarded by lock */
+    bool dispatching;
     bool closed;
 
     uint64_t sent_total, received_total, requeued_total, rejected_full_total;
@@ -94,8 +97,24 @@ static int open_dir_at(int at, const char *path)
     return openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
+/* True if queue file name in dirfd has the header of another format
+ * version. record.c calls such a file foreign and says to leave it alone;
+ * deleting it would lose a newer version's messages on a downgrade. A file
+ * too short for a header, or without the magic, is one of ours cut short. */
+static bool other_version_file(int dirfd, const char *name)
+{
+    unsigned char header[HOP__FILE_HEADER_SIZE];
+    int fd = hop__io_current->openat(dirfd, name, O_RDONLY, 0);
+    if (fd < 0)
+        return false;
+    ssize_t n = hop__io_current->pread(fd, header, sizeof header, 0);
+    hop__io_current->close(fd);
+    return n == (ssize_t)sizeof header && hop__file_header_other_version(header);
+}
+
 /* Remove queue files an earlier run left (this version cannot recover
- * them) and continue their numbering. Other files are left alone. */
+ * them) and continue their numbering. Other files, queue files of another
+ * format version included, are left alone. */
 static hop_err remove_stale_files(hop_channel *ch)
 {
     int fd = dup(ch->dirfd);
@@ -114,7 +133,12 @@ static hop_err remove_stale_files(hop_channel *ch)
         if (!hop__qfile_parse_name(e->d_name, &seq))
             continue;
         if (seq > max_seq)
-            max_seq = seq;
+            max_seq = seq; /* a foreign one's number is not reused either */
+        if (other_version_file(ch->dirfd, e->d_name)) {
+            hop__log(HOP_LOG_WARN, ch->name,
+                     "queue file %s is of another format version: left alone", e->d_name);
+            continue;
+        }
         if (hop__qfile_unlink(ch->dirfd, seq) == 0)
             removed++;
         else
@@ -315,6 +339,18 @@ static void detach_finished(hop_channel *ch, hop__qfile **done)
         ch->head = f->next;
         if (ch->tail == f)
             ch->tail = NULL;
+        /* Records the reader never reached: a corrupt record whose damaged
+         * length still pointed inside the file made it jump over them. They
+         * are skipped too, so count them as corrupt; left in disk_records
+         * they would keep the disk part "busy" with nothing in it. */
+        if (f->records_read < f->records) {
+            size_t missed = f->records - f->records_read;
+            hop__log(HOP_LOG_ERROR, ch->name,
+                     "queue file %020" PRIu64 ".hq: %zu record(s) skipped after a corrupt one",
+                     f->seq, missed);
+            ch->disk_records -= missed;
+            ch->records_corrupt_total += missed;
+        }
         ch->disk_files--;
         ch->disk_bytes -= f->size;
         f->next = *done;
@@ -351,7 +387,11 @@ static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
     hop__qfile *f = ch->head;
     hop_err err = HOP_TIMEOUT;
     int saved = 0;
-    if (ch->disk_records == 0 || f == NULL)
+    /* Memory holds the oldest messages whenever it holds any. It may have
+     * filled while the lock was dropped (the disk ran empty and sends went
+     * to memory, then to disk again; or a requeue): reading the disk now
+     * would hand out a newer message first. take_next() pops memory. */
+    if (ch->mem.head != NULL || ch->disk_records == 0 || f == NULL)
         goto out;
 
     /* records are published in order, so the head file has unread ones */
@@ -385,7 +425,9 @@ static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
         saved = EIO;
         break;
     case HOP__READ_UNFRAMED:
-        consumed = records - f->records_read;
+        /* after a damaged length the reader may have counted more "records"
+         * than were written: never subtract below zero */
+        consumed = records > f->records_read ? records - f->records_read : 0;
         hop__log(HOP_LOG_ERROR, ch->name,
                  "queue file %020" PRIu64 ".hq: no valid record at offset %" PRIu64
                  ", %zu record(s) skipped",
@@ -435,8 +477,12 @@ static hop_err take_next(hop_channel *ch, hop__msg **out)
         if (ch->disk_records == 0)
             return HOP_TIMEOUT;
         hop_err err = take_from_disk(ch, out);
-        /* a requeue may have refilled memory while the lock was dropped */
-        if (err != HOP_TIMEOUT || ch->mem.head == NULL)
+        /* While the lock was dropped a requeue may have refilled memory, or
+         * a sender may have published a disk record: its announce() did not
+         * count this caller as blocked, so look again rather than sleep (or
+         * arm a waiter) with a message on disk. */
+        if (err != HOP_TIMEOUT ||
+            (ch->mem.head == NULL && (ch->disk_records == 0 || ch->head == NULL)))
             return err;
     }
 }
@@ -519,6 +565,17 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
 static void dispatch(hop_channel *ch)
 {
     pthread_mutex_lock(&ch->lock);
+    /* One dispatcher at a time. Two would each take a message and then race
+     * for the oldest waiter; the loser, finding no waiter left, would put
+     * its older message back behind the newer one the winner handed out.
+     * The running loop looks again under the lock before it stops, so what
+     * arrives meanwhile is not left behind. (A callback that sends or
+     * requeues lands here too and returns at once.) */
+    if (ch->dispatching) {
+        pthread_mutex_unlock(&ch->lock);
+        return;
+    }
+    ch->dispatching = true;
     ch->inside++;
     while (ch->waiters_head && !ch->closed) {
         hop__msg *m;
@@ -538,6 +595,7 @@ static void dispatch(hop_channel *ch)
         w->fn(w->arg, HOP_OK, m->data, m->len);
         pthread_mutex_lock(&ch->lock);
     }
+    ch->dispatching = false;
     leave(ch);
     pthread_mutex_unlock(&ch->lock);
 }

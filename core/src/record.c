@@ -14,17 +14,24 @@
  * Then records, back to back, each:
  *   0  4  magic 0x52504F48 ("HOPR" in file order), marks a record start
  *   4  4  len, payload length in bytes
- *   8  4  crc, CRC-32C of the 4 length bytes followed by the payload
- *  12 len payload
+ *   8  4  payload crc, CRC-32C of the payload
+ *  12  4  header crc, CRC-32C of bytes 0..11 of this header
+ *  16 len payload
  *
- * A record is valid when its magic matches, 12 + len bytes are present, and
- * crc matches. The writer writes header and payload in one call and, if that
- * call fails or writes short, truncates the file back to where the record
- * began, so a failed send leaves no partial record behind. A reader never
- * reads past the bytes the writer has published, so it cannot see a record
- * being written. A record whose crc does not match is skipped and never
- * handed out; a header whose magic or length is wrong means the rest of the
- * file cannot be framed, and the reader abandons that rest.
+ * A record is valid when its magic and header crc match, 16 + len bytes are
+ * present, and the payload crc matches. The header has a checksum of its
+ * own so that a length is trusted only when it is intact: a record whose
+ * payload is damaged is skipped by its (verified) length and never handed
+ * out, and the reader never jumps by a damaged length into the middle of
+ * other data, where a payload that happens to hold record-shaped bytes
+ * could pass for a record. A header that fails its checks means the rest of
+ * the file cannot be framed, and the reader abandons that rest.
+ *
+ * The writer writes header and payload in one call and, if that call fails
+ * or writes short, truncates the file back to where the record began, so a
+ * failed send leaves no partial record behind. A reader never reads past
+ * the bytes the writer has published, so it cannot see a record being
+ * written.
  *
  * Bump the version when any of this changes; a reader meets files of an
  * unknown version as foreign and leaves them alone.
@@ -67,9 +74,9 @@ bool hop__file_header_decode(const unsigned char in[HOP__FILE_HEADER_SIZE], uint
     return true;
 }
 
-static uint32_t record_crc(const unsigned char len_bytes[4], const void *payload, uint32_t len)
+bool hop__file_header_other_version(const unsigned char in[HOP__FILE_HEADER_SIZE])
 {
-    return hop__crc32c(hop__crc32c(0, len_bytes, 4), payload, len);
+    return memcmp(in, FILE_MAGIC, 4) == 0 && get32(in + 4) != HOP__FORMAT_VERSION;
 }
 
 void hop__record_header_encode(unsigned char out[HOP__RECORD_HEADER_SIZE], const void *payload,
@@ -77,13 +84,14 @@ void hop__record_header_encode(unsigned char out[HOP__RECORD_HEADER_SIZE], const
 {
     put32(out, RECORD_MAGIC);
     put32(out + 4, len);
-    put32(out + 8, record_crc(out + 4, payload, len));
+    put32(out + 8, hop__crc32c(0, payload, len));
+    put32(out + 12, hop__crc32c(0, out, 12));
 }
 
 bool hop__record_header_decode(const unsigned char in[HOP__RECORD_HEADER_SIZE], uint32_t *len,
                                uint32_t *crc)
 {
-    if (get32(in) != RECORD_MAGIC)
+    if (get32(in) != RECORD_MAGIC || get32(in + 12) != hop__crc32c(0, in, 12))
         return false;
     *len = get32(in + 4);
     *crc = get32(in + 8);
@@ -92,7 +100,5 @@ bool hop__record_header_decode(const unsigned char in[HOP__RECORD_HEADER_SIZE], 
 
 bool hop__record_verify(uint32_t crc, const void *payload, uint32_t len)
 {
-    unsigned char len_bytes[4];
-    put32(len_bytes, len);
-    return record_crc(len_bytes, payload, len) == crc;
+    return hop__crc32c(0, payload, len) == crc;
 }

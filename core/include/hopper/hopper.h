@@ -173,9 +173,12 @@ void hop_channel_stats(hop_channel *ch, hop_stats *stats);
  * fn is called at most once per arming, from whichever thread made a message
  * available (a sender, hop_requeue()) or from hop_channel_close(), never with
  * a channel lock held, so it may call any hopper function except closing
- * that channel. With err HOP_OK it owns the message (data, len) exactly as
- * after hop_recv(); with HOP_CLOSED data is NULL. A waiter must not be freed
- * or re-armed while its callback may still run. */
+ * that channel. The callbacks of one channel run one at a time, in one
+ * delivery loop: a callback that gives its message back with hop_requeue()
+ * (its receiver has gone) does not recurse, the loop hands the message to
+ * the next armed waiter. With err HOP_OK fn owns the message (data, len)
+ * exactly as after hop_recv(); with HOP_CLOSED data is NULL. A waiter must
+ * not be freed or re-armed while its callback may still run. */
 typedef struct hop_waiter hop_waiter;
 typedef void (*hop_ready_fn)(void *arg, hop_err err, void *data, size_t len);
 

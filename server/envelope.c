@@ -1,0 +1,106 @@
+/* envelope.c - encoding and strict decoding of stored messages; the byte
+ * format is documented in envelope.h. */
+#include "envelope.h"
+
+#include <string.h>
+#include <strings.h>
+
+static unsigned char *put_u16(unsigned char *p, size_t v)
+{
+    p[0] = (unsigned char)(v & 0xff);
+    p[1] = (unsigned char)((v >> 8) & 0xff);
+    return p + 2;
+}
+
+static unsigned char *put_u32(unsigned char *p, size_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)((v >> (8 * i)) & 0xff);
+    return p + 4;
+}
+
+static uint16_t get_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+size_t envelope_prefix_size(const envelope_header *headers, size_t count)
+{
+    size_t n = 1 + 2;
+    for (size_t i = 0; i < count; i++)
+        n += 2 + headers[i].name_len + 4 + headers[i].value_len;
+    return n;
+}
+
+void envelope_write_prefix(unsigned char *out, const envelope_header *headers, size_t count)
+{
+    unsigned char *p = out;
+    *p++ = ENVELOPE_VERSION;
+    p = put_u16(p, count);
+    for (size_t i = 0; i < count; i++) {
+        p = put_u16(p, headers[i].name_len);
+        memcpy(p, headers[i].name, headers[i].name_len);
+        p += headers[i].name_len;
+        p = put_u32(p, headers[i].value_len);
+        memcpy(p, headers[i].value, headers[i].value_len);
+        p += headers[i].value_len;
+    }
+}
+
+bool envelope_decode(const void *data, size_t len, envelope *out)
+{
+    const unsigned char *p = data;
+    size_t left = len;
+    if (p == NULL || left < 3 || p[0] != ENVELOPE_VERSION)
+        return false;
+    size_t count = get_u16(p + 1);
+    p += 3;
+    left -= 3;
+    if (count > ENVELOPE_MAX_HEADERS)
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        envelope_header *h = &out->headers[i];
+        if (left < 2)
+            return false;
+        h->name_len = get_u16(p);
+        p += 2;
+        left -= 2;
+        if (left < h->name_len)
+            return false;
+        h->name = (const char *)p;
+        p += h->name_len;
+        left -= h->name_len;
+        if (left < 4)
+            return false;
+        h->value_len = get_u32(p);
+        p += 4;
+        left -= 4;
+        if (left < h->value_len)
+            return false;
+        h->value = (const char *)p;
+        p += h->value_len;
+        left -= h->value_len;
+    }
+    out->header_count = count;
+    out->body = p;
+    out->body_len = left;
+    return true;
+}
+
+const char *envelope_find(const envelope *e, const char *name, size_t *value_len)
+{
+    size_t name_len = strlen(name);
+    for (size_t i = 0; i < e->header_count; i++) {
+        const envelope_header *h = &e->headers[i];
+        if (h->name_len == name_len && strncasecmp(h->name, name, name_len) == 0) {
+            *value_len = h->value_len;
+            return h->value;
+        }
+    }
+    return NULL;
+}

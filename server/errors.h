@@ -1,0 +1,54 @@
+/* errors.h - the server's error vocabulary: ONE table that gives every error
+ * the client can see its HTTP status, its JSON code and a default message,
+ * and says which core hop_err it stands for. Error bodies are always
+ * {"error": "<code>", "message": "<text>"} (the 507 of a POST is the one
+ * exception: it returns the caller's payload, see http.c). */
+#ifndef HOPPER_SERVER_ERRORS_H
+#define HOPPER_SERVER_ERRORS_H
+
+#include "hopper/hopper.h"
+
+#include <microhttpd.h>
+
+/* X(id, hop_err it stands for or NO_HOP_ERR, HTTP status, code, default message) */
+#define NO_HOP_ERR (-1)
+#define API_ERRORS(X)                                                                              \
+    X(BAD_NAME, NO_HOP_ERR, 400, "bad_name",                                                       \
+      "a channel name is 1 to 128 characters of [A-Za-z0-9._-], not \".\" or \"..\"")              \
+    X(BAD_WAIT, NO_HOP_ERR, 400, "bad_wait",                                                       \
+      "wait must be a number of seconds from 0 to the server's --max-wait")                        \
+    X(BAD_CONTENT_TYPE, NO_HOP_ERR, 400, "bad_content_type",                                       \
+      "the Content-Type header is longer than 1024 bytes")                                         \
+    X(INVALID, HOP_INVALID, 500, "internal", "the server rejected its own request to the core")    \
+    X(NOT_FOUND, NO_HOP_ERR, 404, "not_found", "no such path")                                     \
+    X(METHOD_NOT_ALLOWED, NO_HOP_ERR, 405, "method_not_allowed",                                   \
+      "this path does not support that method")                                                    \
+    X(TOO_BIG, HOP_TOO_BIG, 413, "too_big", "the message is larger than --max-message-bytes")      \
+    X(FULL, HOP_FULL, 507, "full", "the channel's memory and disk files are full")                 \
+    X(IO, HOP_IO, 500, "io_error", "an input/output error occurred; see the server log")           \
+    X(NOMEM, HOP_NOMEM, 503, "out_of_memory", "the server is out of memory")                       \
+    X(CLOSED, HOP_CLOSED, 503, "shutting_down", "the server is shutting down")                     \
+    X(TOO_MANY_CHANNELS, NO_HOP_ERR, 503, "too_many_channels",                                     \
+      "creating this channel would exceed --max-channels")                                         \
+    X(INTERNAL, NO_HOP_ERR, 500, "internal", "unexpected internal error")
+
+typedef enum api_error {
+    API_OK = 0,
+#define API__ERROR_ENUM(id, hop, status, code, message) API_##id,
+    API_ERRORS(API__ERROR_ENUM)
+#undef API__ERROR_ENUM
+} api_error;
+
+/* The api_error a core error stands for: API_OK for HOP_OK, API_INTERNAL for
+ * errors the table does not list (HOP_TIMEOUT is not an error to clients). */
+api_error api_error_of_hop(hop_err err);
+
+unsigned int api_error_status(api_error err);
+/* The JSON code, e.g. "bad_name" (static string). */
+const char *api_error_code(api_error err);
+
+/* Build the JSON error response for err. message NULL means the table's
+ * default text. NULL if out of memory. The caller queues and destroys it. */
+struct MHD_Response *api_error_response(api_error err, const char *message);
+
+#endif

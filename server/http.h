@@ -1,0 +1,23 @@
+/* http.h - the HTTP face of hopper: the MHD daemon, routing, the access
+ * handler of every path, and the completion callback that settles what
+ * happens to a message whose response did or did not reach its client. */
+#ifndef HOPPER_SERVER_HTTP_H
+#define HOPPER_SERVER_HTTP_H
+
+#include "options.h"
+
+#include <stdbool.h>
+
+/* Start listening as o says (o is copied) and log "listening on ADDR:PORT"
+ * with the real port. False (logged) if the daemon cannot start. */
+bool http_start(const server_options *o);
+
+/* Graceful stop, in steps (main.c runs them in this order):
+ * quiesce: stop accepting connections; responses from now on close theirs.
+ * drain: wait up to timeout_ms for requests in progress to finish.
+ * stop: close all connections and stop the daemon. */
+void http_quiesce(void);
+void http_drain(unsigned timeout_ms);
+void http_stop(void);
+
+#endif

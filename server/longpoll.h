@@ -1,0 +1,90 @@
+/* longpoll.h - GETs that wait for a message without holding a thread each.
+ *
+ * A waiting GET is a suspended MHD connection plus an armed hop_waiter; one
+ * timer thread keeps every deadline in a min-heap. Whoever comes first ends
+ * the wait and resumes the connection:
+ *   - the waiter's callback (on a sender's thread), with a message: READY;
+ *   - the timer at the deadline, if hop_waiter_cancel() still disarms the
+ *     waiter (else the callback owns delivery): TIMED_OUT;
+ *   - longpoll_stop_waiting() at shutdown, the same way as the timer.
+ *
+ * Locks, always in this order when nested: the timer's lock, then a
+ * longpoll's lock (then the channel's, inside the core). The access handler
+ * never holds a longpoll's lock while taking the timer's.
+ *
+ * Lifetime: a longpoll lives in the request context; it may be freed only
+ * after longpoll_release(), from the MHD completion callback. */
+#ifndef HOPPER_SERVER_LONGPOLL_H
+#define HOPPER_SERVER_LONGPOLL_H
+
+#include "hopper/hopper.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum longpoll_state {
+    LONGPOLL_IDLE,      /* not waiting (yet) */
+    LONGPOLL_WAITING,   /* armed, connection suspended */
+    LONGPOLL_READY,     /* a message arrived: msg, len */
+    LONGPOLL_GONE,      /* a message arrived for a client that had gone: given back */
+    LONGPOLL_TIMED_OUT, /* the deadline passed, or the server is stopping */
+    LONGPOLL_CLOSED,    /* the channel was closed under the waiter */
+} longpoll_state;
+
+typedef struct longpoll {
+    pthread_mutex_t lock; /* guards state, msg, len */
+    longpoll_state state;
+    void *msg; /* a message owned by this longpoll in READY */
+    size_t len;
+    hop_waiter *waiter; /* created on first arming */
+    hop_channel *ch;
+    struct MHD_Connection *conn;
+    /* the timer's, under its lock */
+    uint64_t deadline_ms;
+    size_t heap_index;
+} longpoll;
+
+/* Start and stop the timer thread. Stop only once no connection remains. */
+bool longpoll_timer_start(void);
+void longpoll_timer_stop(void);
+
+/* Shutdown: end every wait now (TIMED_OUT, connections resumed), and end
+ * any wait that begins from now on at once. */
+void longpoll_stop_waiting(void);
+
+/* Prepare lp for a GET on ch from conn. Cannot fail. */
+void longpoll_init(longpoll *lp, hop_channel *ch, struct MHD_Connection *conn);
+
+/* Forget lp: off the timer, waiter disarmed and freed. Call from the
+ * completion callback. OUT: *msg and *len, a message lp still held that was
+ * never answered (NULL if none): the caller gives it back to the channel. */
+void longpoll_release(longpoll *lp, void **msg, size_t *len);
+
+typedef enum longpoll_result {
+    LONGPOLL_GOT,       /* a message was ready: OUT *msg, *len (new) */
+    LONGPOLL_EMPTY,     /* nothing within wait_ms = 0: answer 204 */
+    LONGPOLL_SUSPENDED, /* waiting; the connection is suspended, return MHD_YES */
+    LONGPOLL_FAILED,    /* OUT: *err */
+} longpoll_result;
+
+/* From the access handler: take the oldest message of lp's channel or wait
+ * up to wait_ms for one. */
+longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_t *len,
+                               hop_err *err);
+
+/* True if the client of conn has closed or reset its connection; a message
+ * must not be sent into the void. conn must be suspended or in its access
+ * handler. */
+bool longpoll_client_gone(struct MHD_Connection *conn);
+
+/* Give a message taken from ch back to the head of ch (hop_requeue), and
+ * log if that fails. */
+void longpoll_give_back(hop_channel *ch, void *msg, size_t len);
+
+/* From the access handler after the connection was resumed: how the wait
+ * ended. In READY, OUT *msg and *len: the message, now the caller's. */
+longpoll_state longpoll_take(longpoll *lp, void **msg, size_t *len);
+
+#endif

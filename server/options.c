@@ -1,0 +1,389 @@
+/* options.c - the flag table (names, environment variables, defaults, help),
+ * and the parsers of SIZE, counts, seconds and HOST:PORT. Defaults are text
+ * parsed like any other value, so what --help shows is what is used. */
+#include "options.h"
+
+#include "envelope.h"
+#include "hopper/hopper.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum option_kind {
+    KIND_ADDRESS, /* HOST:PORT or [IPv6]:PORT */
+    KIND_PATH,    /* any non-empty text */
+    KIND_SIZE,    /* bytes, or with K/KiB/M/MiB/G/GiB (powers of 1024) */
+    KIND_COUNT,   /* a plain non-negative integer */
+    KIND_SECONDS, /* options_parse_seconds() */
+} option_kind;
+
+typedef struct option_spec {
+    const char *flag;       /* without the leading "--" */
+    const char *value_name; /* for --help */
+    const char *def;        /* default, as text; NULL: computed (see defaults below) */
+    option_kind kind;
+    size_t min, max; /* range of SIZE, COUNT and SECONDS values */
+    const char *help;
+} option_spec;
+
+/* Largest --max-wait: a day, far beyond any sensible long poll, and small
+ * enough for the millisecond arithmetic of the timer. */
+#define MAX_WAIT_LIMIT 86400
+#define MAX_WAIT_TEXT "86400"
+#define MAX_THREADS 1024
+#define MAX_CHANNELS_LIMIT 1000000
+
+enum {
+    OPT_LISTEN,
+    OPT_DATA_DIR,
+    OPT_MEMORY_BYTES,
+    OPT_FILE_BYTES,
+    OPT_MAX_DISK_FILES,
+    OPT_MAX_MESSAGE_BYTES,
+    OPT_MAX_CHANNELS,
+    OPT_MAX_WAIT,
+    OPT_THREADS,
+    OPT_COUNT
+};
+
+static const option_spec specs[OPT_COUNT] = {
+    [OPT_LISTEN] = {"listen", "HOST:PORT", "127.0.0.1:8080", KIND_ADDRESS, 0, 0,
+                    "address to listen on; [IPv6]:PORT for IPv6; port 0 picks a free port"},
+    [OPT_DATA_DIR] = {"data-dir", "DIR", "./hopper-data", KIND_PATH, 0, 0,
+                      "directory of the channels' queue files, created if missing"},
+    [OPT_MEMORY_BYTES] = {"memory-bytes", "SIZE", "64MiB", KIND_SIZE, 0, SIZE_MAX,
+                          "bytes of messages each channel holds in memory"},
+    [OPT_FILE_BYTES] = {"file-bytes", "SIZE", "64MiB", KIND_SIZE, 1, SIZE_MAX,
+                        "size at which a queue file is sealed and a new one begun"},
+    [OPT_MAX_DISK_FILES] = {"max-disk-files", "N", "64", KIND_COUNT, 0, SIZE_MAX,
+                            "queue files per channel; 0 keeps messages in memory only"},
+    [OPT_MAX_MESSAGE_BYTES] = {"max-message-bytes", "SIZE", "1MiB", KIND_SIZE, 0,
+                               HOP_MAX_MESSAGE_BYTES - ENVELOPE_ALLOWANCE,
+                               "largest message body accepted (larger is 413)"},
+    [OPT_MAX_CHANNELS] = {"max-channels", "N", "1024", KIND_COUNT, 1, MAX_CHANNELS_LIMIT,
+                          "channels that may exist (a new name beyond is 503)"},
+    [OPT_MAX_WAIT] = {"max-wait", "SECONDS", "60", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
+                      "longest ?wait= a GET may ask for"},
+    [OPT_THREADS] = {"threads", "N", NULL, KIND_COUNT, 1, MAX_THREADS, "HTTP worker threads"},
+};
+
+static const char *const help_text_tail =
+    "\n"
+    "A flag wins over its environment variable. SIZE is a number of bytes,\n"
+    "optionally followed by K, KiB, M, MiB, G or GiB (all powers of 1024).\n"
+    "SECONDS may have a fraction.\n"
+    "\n"
+    "  POST /channels/NAME          store a message (202; 507 when full)\n"
+    "  GET  /channels/NAME?wait=S   take the oldest message (200), or 204 after S seconds\n"
+    "  GET  /status, /metrics, /healthz\n";
+
+/* "max-wait" -> "HOPPER_MAX_WAIT" */
+static void env_name(const char *flag, char *out, size_t size)
+{
+    size_t n = (size_t)snprintf(out, size, "HOPPER_");
+    for (const char *p = flag; *p && n + 1 < size; p++)
+        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+}
+
+static void print_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: hopper [flags]\n\nhopper %s - an HTTP message buffer with bounded memory.\n\n",
+            HOP_VERSION);
+    for (size_t i = 0; i < OPT_COUNT; i++) {
+        const option_spec *s = &specs[i];
+        char left[64], env[64];
+        snprintf(left, sizeof left, "--%s %s", s->flag, s->value_name);
+        env_name(s->flag, env, sizeof env);
+        fprintf(out, "  %-26s %s\n  %-26s default %s; env %s\n", left, s->help, "",
+                s->def ? s->def : "the number of CPUs", env);
+    }
+    fprintf(out, "  %-26s print this help and exit\n", "--help");
+    fputs(help_text_tail, out);
+}
+
+/* ---- value parsers: NULL on success, else what is wrong ---- */
+
+static const char *parse_digits(const char *text, const char **end, uint64_t *out)
+{
+    const char *p = text;
+    uint64_t v = 0;
+    if (!isdigit((unsigned char)*p))
+        return "is not a non-negative integer";
+    for (; isdigit((unsigned char)*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return "is too large";
+        v = v * 10 + d;
+    }
+    *end = p;
+    *out = v;
+    return NULL;
+}
+
+static const char *parse_size(const char *text, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        unsigned shift;
+    } units[] = {{"", 0}, {"K", 10}, {"KiB", 10}, {"M", 20}, {"MiB", 20}, {"G", 30}, {"GiB", 30}};
+    static const char not_a_size[] =
+        "is not a size (bytes, or a number followed by K, KiB, M, MiB, G or GiB)";
+    const char *end;
+    uint64_t v;
+    if (!isdigit((unsigned char)text[0]))
+        return not_a_size;
+    const char *why = parse_digits(text, &end, &v);
+    if (why)
+        return why; /* too large */
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > (UINT64_MAX >> units[i].shift))
+                return "is too large";
+            *out = v << units[i].shift;
+            return NULL;
+        }
+    }
+    return not_a_size;
+}
+
+static const char *parse_count(const char *text, uint64_t *out)
+{
+    const char *end;
+    const char *why = parse_digits(text, &end, out);
+    if (why == NULL && *end != '\0')
+        why = "is not a non-negative integer";
+    return why;
+}
+
+bool options_parse_seconds(const char *text, double max, double *seconds)
+{
+    /* strtod alone would also take leading blanks, signs, hex, "nan" and
+     * "inf": admit only the characters of a plain decimal number */
+    if (text == NULL || (!isdigit((unsigned char)text[0]) && text[0] != '.'))
+        return false;
+    for (const char *p = text; *p; p++) {
+        if (!isdigit((unsigned char)*p) && strchr(".eE+-", *p) == NULL)
+            return false;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno == ERANGE || !isfinite(v) || v < 0 || v > max)
+        return false;
+    *seconds = v;
+    return true;
+}
+
+static const char *parse_address(const char *text, server_options *out)
+{
+    char host[256];
+    const char *port;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':')
+            return "is not [IPv6]:PORT";
+        size_t n = (size_t)(close - text - 1);
+        if (n == 0 || n >= sizeof host)
+            return "has a bad IPv6 address";
+        memcpy(host, text + 1, n);
+        host[n] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (colon == NULL)
+            return "is not HOST:PORT";
+        size_t n = (size_t)(colon - text);
+        if (n == 0 || n >= sizeof host || memchr(text, ':', n) != NULL)
+            return "is not HOST:PORT (write IPv6 addresses as [ADDRESS]:PORT)";
+        memcpy(host, text, n);
+        host[n] = '\0';
+        port = colon + 1;
+    }
+    uint64_t port_number;
+    if (parse_count(port, &port_number) != NULL || port_number > 65535)
+        return "has a bad port (0..65535)";
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res;
+    if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL)
+        return "has a host that does not resolve";
+    memcpy(&out->listen_addr, res->ai_addr, res->ai_addrlen);
+    out->listen_addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return NULL;
+}
+
+/* Parse text as option i into out. NULL on success, else what is wrong. */
+static const char *parse_value(size_t i, const char *text, server_options *out)
+{
+    const option_spec *s = &specs[i];
+    if (text[0] == '\0')
+        return "is empty";
+    uint64_t v = 0;
+    double seconds = 0;
+    const char *why = NULL;
+    switch (s->kind) {
+    case KIND_ADDRESS:
+        why = parse_address(text, out);
+        break;
+    case KIND_PATH:
+        break;
+    case KIND_SIZE:
+        why = parse_size(text, &v);
+        break;
+    case KIND_COUNT:
+        why = parse_count(text, &v);
+        break;
+    case KIND_SECONDS:
+        if (!options_parse_seconds(text, (double)s->max, &seconds))
+            return "is not a number of seconds from 0 to " MAX_WAIT_TEXT;
+        break;
+    }
+    if (why)
+        return why;
+    if ((s->kind == KIND_SIZE || s->kind == KIND_COUNT) && (v < s->min || v > s->max))
+        return "is out of range";
+
+    switch (i) {
+    case OPT_LISTEN:
+        out->listen = text;
+        break;
+    case OPT_DATA_DIR:
+        out->data_dir = text;
+        break;
+    case OPT_MEMORY_BYTES:
+        out->memory_bytes = (size_t)v;
+        break;
+    case OPT_FILE_BYTES:
+        out->file_bytes = (size_t)v;
+        break;
+    case OPT_MAX_DISK_FILES:
+        out->max_disk_files = (size_t)v;
+        break;
+    case OPT_MAX_MESSAGE_BYTES:
+        out->max_message_bytes = (size_t)v;
+        break;
+    case OPT_MAX_CHANNELS:
+        out->max_channels = (size_t)v;
+        break;
+    case OPT_MAX_WAIT:
+        out->max_wait = seconds;
+        break;
+    case OPT_THREADS:
+        out->threads = (unsigned)v;
+        break;
+    }
+    return NULL;
+}
+
+static unsigned cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > MAX_THREADS ? MAX_THREADS : (unsigned)n;
+}
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print "hopper: <message>" and the hint; main exits 2. */
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hopper: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nTry 'hopper --help'.\n", stderr);
+    va_end(ap);
+}
+
+/* Checks across options, once all are known. */
+static bool options_consistent(const server_options *o)
+{
+    hop_limits limits = {.memory_bytes = o->memory_bytes,
+                         .file_bytes = o->file_bytes,
+                         .max_disk_files = o->max_disk_files,
+                         .max_message_bytes = o->max_message_bytes + ENVELOPE_ALLOWANCE};
+    if (hop_limits_check(&limits) != HOP_OK) {
+        fprintf(stderr,
+                "hopper: --memory-bytes %zu cannot hold one message of --max-message-bytes %zu "
+                "(%zu bytes with bookkeeping) and --max-disk-files is 0\n"
+                "Try 'hopper --help'.\n",
+                o->memory_bytes, o->max_message_bytes,
+                hop_message_cost(o->max_message_bytes + ENVELOPE_ALLOWANCE));
+        return false;
+    }
+    return true;
+}
+
+options_result options_parse(int argc, char **argv, server_options *out)
+{
+    const char *given[OPT_COUNT] = {0};
+    memset(out, 0, sizeof *out);
+
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            print_usage(stdout);
+            return OPTIONS_HELP;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            usage_error("unexpected argument '%s'", arg);
+            return OPTIONS_ERROR;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+        size_t i = 0;
+        while (i < OPT_COUNT &&
+               !(strlen(specs[i].flag) == name_len && strncmp(specs[i].flag, name, name_len) == 0))
+            i++;
+        if (i == OPT_COUNT) {
+            usage_error("unknown flag '%s'", arg);
+            return OPTIONS_ERROR;
+        }
+        if (eq) {
+            given[i] = eq + 1;
+        } else if (a + 1 < argc) {
+            given[i] = argv[++a];
+        } else {
+            usage_error("--%s needs a value (%s)", specs[i].flag, specs[i].value_name);
+            return OPTIONS_ERROR;
+        }
+    }
+
+    for (size_t i = 0; i < OPT_COUNT; i++) {
+        const option_spec *s = &specs[i];
+        char env[64];
+        env_name(s->flag, env, sizeof env);
+        const char *text = given[i];
+        char source[80];
+        snprintf(source, sizeof source, "--%s", s->flag);
+        if (text == NULL && (text = getenv(env)) != NULL)
+            snprintf(source, sizeof source, "%s", env);
+        if (text == NULL && s->def == NULL) {
+            out->threads = cpu_count(); /* the one computed default */
+            continue;
+        }
+        if (text == NULL)
+            text = s->def;
+        const char *why = parse_value(i, text, out);
+        if (why) {
+            usage_error("%s: '%s' %s", source, text, why);
+            return OPTIONS_ERROR;
+        }
+    }
+    return options_consistent(out) ? OPTIONS_OK : OPTIONS_ERROR;
+}

@@ -1,0 +1,47 @@
+/* registry.h - the channels by name: created on the first POST or GET of a
+ * name, kept until shutdown, never more than --max-channels of them. */
+#ifndef HOPPER_SERVER_REGISTRY_H
+#define HOPPER_SERVER_REGISTRY_H
+
+#include "errors.h"
+#include "hopper/hopper.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct registry_entry {
+    hop_channel *ch;                    /* owned by the registry */
+    atomic_uint_fast64_t too_big_total; /* POSTs refused with 413 (the core never sees them) */
+    atomic_bool refusing;               /* the last send was refused as full */
+    struct registry_entry *next;        /* hash bucket chain */
+} registry_entry;
+
+/* Prepare an empty registry whose channels get limits (copied) and keep
+ * their queue files under data_dir (borrowed, must outlive the registry).
+ * False if out of memory. */
+bool registry_open(const char *data_dir, const hop_limits *limits, size_t max_channels);
+
+/* Close every channel (their messages are discarded) and free the registry.
+ * Nothing else may use a channel any more. */
+void registry_close(void);
+
+/* The channel called name, created (and logged) if it does not exist yet.
+ * name must satisfy hop_name_valid(). Entries live until registry_close().
+ * OUT: *out on API_OK. Errors: API_TOO_MANY_CHANNELS, or what opening the
+ * channel failed with (API_IO, API_NOMEM; logged). */
+api_error registry_get(const char *name, registry_entry **out);
+
+/* The channel called name if it exists, else NULL; never creates. */
+registry_entry *registry_find(const char *name);
+
+/* A snapshot of all entries, sorted by name. OUT: *out, a new array the
+ * caller free()s (the entries themselves stay the registry's). Returns the
+ * count; 0 with *out NULL when empty or out of memory. */
+size_t registry_list(registry_entry ***out);
+
+/* Record the outcome of a send on e: logs once when the channel starts
+ * refusing messages as full, and once when it accepts again. */
+void registry_note_send(registry_entry *e, hop_err err);
+
+#endif

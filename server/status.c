@@ -1,0 +1,232 @@
+/* status.c - /status and /metrics from the registry and each channel's
+ * hop_stats, read at the moment of the request. */
+#include "status.h"
+
+#include "hopper/hopper.h"
+#include "registry.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static server_options limits;
+static struct timespec started; /* CLOCK_MONOTONIC */
+
+void status_init(const server_options *o)
+{
+    limits = *o;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+}
+
+static double uptime_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - started.tv_sec) + (double)(now.tv_nsec - started.tv_nsec) / 1e9;
+}
+
+/* One channel's numbers, all as uint64_t so the metrics table can point at
+ * them. */
+typedef struct sample {
+    const char *name;
+    uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers;
+    uint64_t sent_total, received_total, requeued_total, rejected_full_total,
+        rejected_too_big_total, io_errors_total, records_corrupt_total;
+} sample;
+
+static void sample_of(registry_entry *e, sample *s)
+{
+    hop_stats st;
+    hop_channel_stats(e->ch, &st);
+    s->name = hop_channel_name(e->ch);
+    s->messages = st.messages;
+    s->memory_bytes = st.memory_bytes;
+    s->disk_bytes = st.disk_bytes;
+    s->disk_files = st.disk_files;
+    s->waiting_receivers = st.waiting_receivers;
+    s->sent_total = st.sent_total;
+    s->received_total = st.received_total;
+    s->requeued_total = st.requeued_total;
+    s->rejected_full_total = st.rejected_full_total;
+    s->rejected_too_big_total = atomic_load(&e->too_big_total);
+    s->io_errors_total = st.io_errors_total;
+    s->records_corrupt_total = st.records_corrupt_total;
+}
+
+/* All channels, sorted by name. OUT: *count. NULL (count 0) if none. */
+static sample *samples(size_t *count)
+{
+    registry_entry **list;
+    size_t n = registry_list(&list);
+    sample *s = n ? calloc(n, sizeof *s) : NULL;
+    if (s == NULL)
+        n = 0;
+    for (size_t i = 0; i < n; i++)
+        sample_of(list[i], &s[i]);
+    free(list);
+    *count = n;
+    return s;
+}
+
+/* ---- /status ---- */
+
+static json_t *json_u64(uint64_t v)
+{
+    return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+static json_t *limits_json(void)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "memory_bytes", json_u64(limits.memory_bytes));
+    json_object_set_new(o, "file_bytes", json_u64(limits.file_bytes));
+    json_object_set_new(o, "max_disk_files", json_u64(limits.max_disk_files));
+    json_object_set_new(o, "max_message_bytes", json_u64(limits.max_message_bytes));
+    json_object_set_new(o, "max_channels", json_u64(limits.max_channels));
+    json_object_set_new(o, "max_wait_seconds", json_real(limits.max_wait));
+    json_object_set_new(o, "threads", json_u64(limits.threads));
+    return o;
+}
+
+static json_t *channel_json(const sample *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "messages", json_u64(s->messages));
+    json_object_set_new(o, "memory_bytes", json_u64(s->memory_bytes));
+    json_object_set_new(o, "disk_bytes", json_u64(s->disk_bytes));
+    json_object_set_new(o, "disk_files", json_u64(s->disk_files));
+    json_object_set_new(o, "sent_total", json_u64(s->sent_total));
+    json_object_set_new(o, "received_total", json_u64(s->received_total));
+    json_object_set_new(o, "requeued_total", json_u64(s->requeued_total));
+    json_object_set_new(o, "rejected_full_total", json_u64(s->rejected_full_total));
+    json_object_set_new(o, "rejected_too_big_total", json_u64(s->rejected_too_big_total));
+    json_object_set_new(o, "io_errors_total", json_u64(s->io_errors_total));
+    json_object_set_new(o, "records_corrupt_total", json_u64(s->records_corrupt_total));
+    json_object_set_new(o, "waiting_receivers", json_u64(s->waiting_receivers));
+    return o;
+}
+
+char *status_json(void)
+{
+    size_t n;
+    sample *s = samples(&n);
+    json_t *doc = json_object();
+    json_object_set_new(doc, "version", json_string(HOP_VERSION));
+    json_object_set_new(doc, "uptime_seconds", json_real(uptime_seconds()));
+    json_object_set_new(doc, "limits", limits_json());
+    json_t *channels = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(channels, s[i].name, channel_json(&s[i]));
+    json_object_set_new(doc, "channels", channels);
+    free(s);
+    /* a failed allocation above leaves a member out; json_dumps then fails
+     * only if doc itself is NULL */
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
+    json_decref(doc);
+    return text;
+}
+
+/* ---- /metrics ---- */
+
+typedef struct family {
+    const char *name;
+    const char *type;
+    const char *help;
+    size_t offset; /* of the uint64_t in sample */
+} family;
+
+static const family families[] = {
+    {"hopper_messages_sent_total", "counter", "Messages accepted by POST.",
+     offsetof(sample, sent_total)},
+    {"hopper_messages_received_total", "counter",
+     "Messages handed to GETs (a message given back and handed out again counts twice).",
+     offsetof(sample, received_total)},
+    {"hopper_messages_requeued_total", "counter",
+     "Messages given back to the head of their channel because the response failed.",
+     offsetof(sample, requeued_total)},
+    {"hopper_io_errors_total", "counter", "Queue file operations that failed with an I/O error.",
+     offsetof(sample, io_errors_total)},
+    {"hopper_records_corrupt_total", "counter", "Queue file records skipped as corrupt.",
+     offsetof(sample, records_corrupt_total)},
+    {"hopper_channel_messages", "gauge", "Messages held, in memory and on disk.",
+     offsetof(sample, messages)},
+    {"hopper_channel_memory_bytes", "gauge", "Bytes held in memory, bookkeeping included.",
+     offsetof(sample, memory_bytes)},
+    {"hopper_channel_disk_bytes", "gauge", "Bytes of the queue files that exist.",
+     offsetof(sample, disk_bytes)},
+    {"hopper_channel_disk_files", "gauge", "Queue files that exist.", offsetof(sample, disk_files)},
+    {"hopper_channel_waiting_receivers", "gauge", "GETs waiting for a message.",
+     offsetof(sample, waiting_receivers)},
+};
+
+/* A label value in the text format: backslash, double quote and newline
+ * escaped. Channel names never contain them, but the format is the format. */
+static void put_label(FILE *out, const char *value)
+{
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\')
+            fputs("\\\\", out);
+        else if (*p == '"')
+            fputs("\\\"", out);
+        else if (*p == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*p, out);
+    }
+}
+
+static void put_header(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static uint64_t field(const sample *s, size_t offset)
+{
+    return *(const uint64_t *)((const char *)s + offset);
+}
+
+char *status_metrics(size_t *len)
+{
+    char *text = NULL;
+    FILE *out = open_memstream(&text, len);
+    if (out == NULL)
+        return NULL;
+    size_t n;
+    sample *s = samples(&n);
+
+    put_header(out, "hopper_uptime_seconds", "gauge", "Seconds since the server started.");
+    fprintf(out, "hopper_uptime_seconds %.3f\n", uptime_seconds());
+    put_header(out, "hopper_channels", "gauge", "Channels that exist.");
+    fprintf(out, "hopper_channels %zu\n", n);
+
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        put_header(out, families[f].name, families[f].type, families[f].help);
+        for (size_t i = 0; i < n; i++) {
+            fprintf(out, "%s{channel=\"", families[f].name);
+            put_label(out, s[i].name);
+            fprintf(out, "\"} %" PRIu64 "\n", field(&s[i], families[f].offset));
+        }
+    }
+
+    put_header(out, "hopper_messages_rejected_total", "counter",
+               "POSTs refused: reason=\"full\" (507) or \"too_big\" (413).");
+    for (size_t i = 0; i < n; i++) {
+        static const char *const reasons[] = {"full", "too_big"};
+        const uint64_t values[] = {s[i].rejected_full_total, s[i].rejected_too_big_total};
+        for (size_t r = 0; r < 2; r++) {
+            fputs("hopper_messages_rejected_total{channel=\"", out);
+            put_label(out, s[i].name);
+            fprintf(out, "\",reason=\"%s\"} %" PRIu64 "\n", reasons[r], values[r]);
+        }
+    }
+    free(s);
+    if (fclose(out) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}

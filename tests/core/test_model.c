@@ -1,0 +1,386 @@
+/* test_model.c - a model-based property test of core/src/channel.c: random
+ * sequences of send, recv, requeue and stats over random small limits, each
+ * result checked against a plain in-memory FIFO.
+ *
+ * Seeds 1..HOPPER_MODEL_SEEDS (default 2000) run HOPPER_MODEL_OPS (default
+ * 300) operations each; HOPPER_SEED=<n> replays seed n alone. A failure
+ * names its seed and operation. */
+#include "test_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The model: what the channel holds, oldest first, in a deque. */
+typedef struct entry {
+    uint64_t id;
+    size_t len;
+    bool requeued; /* in memory past the limit, as hop_requeue() allows */
+} entry;
+
+typedef struct model {
+    entry *e;
+    size_t cap, head, tail;
+} model;
+
+typedef struct run {
+    uint64_t seed;
+    int op;
+    const char *what;
+    hop_limits limits;
+    model m;
+    hop_channel *ch;
+    char chan_dir[PATH_MAX];
+    /* a message taken and not yet given back */
+    void *hand;
+    size_t hand_len;
+    entry hand_entry;
+    /* the queue files as the model expects them: sizes, oldest first */
+    uint64_t fsize[64];
+    int nfiles;
+    uint64_t next_id, sent, received, requeued, full;
+    unsigned char *buf;
+} run;
+
+/* HOPPER_MODEL_TRACE=1 prints every operation (best with HOPPER_SEED). */
+static bool trace;
+
+#define CHECK(r, cond)                                                                             \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            fail_msg("seed %llu, op %d (%s): check failed at line %d: %s\n"                        \
+                     "  limits memory %zu file %zu files %zu message %zu\n"                        \
+                     "  replay with HOPPER_SEED=%llu",                                             \
+                     (unsigned long long)(r)->seed, (r)->op, (r)->what, __LINE__, #cond,           \
+                     (r)->limits.memory_bytes, (r)->limits.file_bytes, (r)->limits.max_disk_files, \
+                     (r)->limits.max_message_bytes, (unsigned long long)(r)->seed);                \
+    } while (0)
+
+static size_t model_size(const model *m)
+{
+    return m->tail - m->head;
+}
+
+/* Bytes that requeued messages hold in memory beyond the limit at most. */
+static size_t model_requeued_cost(const model *m)
+{
+    size_t sum = 0;
+    for (size_t i = m->head; i < m->tail; i++)
+        if (m->e[i].requeued)
+            sum += hop_message_cost(m->e[i].len);
+    return sum;
+}
+
+static hop_stats stats_of(hop_channel *ch)
+{
+    hop_stats s;
+    hop_channel_stats(ch, &s);
+    return s;
+}
+
+static bool payload_ok(run *r, const void *data, size_t len, const entry *want)
+{
+    if (len != want->len)
+        return false;
+    tu_fill_id(r->buf, len, want->id);
+    return memcmp(data, r->buf, len) == 0;
+}
+
+static size_t random_len(run *r, tu_rng *rng)
+{
+    size_t max = r->limits.max_message_bytes;
+    uint64_t pick = tu_range(rng, 0, 99);
+    if (pick < 5)
+        return 0;
+    if (pick < 10)
+        return (size_t)tu_range(rng, 1, max < 7 ? max : 7);
+    if (pick < 40)
+        return (size_t)tu_range(rng, 0, max < 64 ? max : 64);
+    if (pick < 95) { /* log-uniform: every scale up to max, large ones too */
+        int bits = 0;
+        while (bits < 62 && ((size_t)1 << (bits + 1)) <= max)
+            bits++;
+        size_t top = (size_t)1 << tu_range(rng, 0, (uint64_t)bits + 1);
+        return (size_t)tu_range(rng, top / 2, top > max ? max : top);
+    }
+    if (pick < 97)
+        return max;
+    return max + 1; /* too big */
+}
+
+static void op_send(run *r, tu_rng *rng)
+{
+    size_t len = random_len(r, rng);
+    r->what = "send";
+    uint64_t id = r->next_id++;
+    tu_fill_id(r->buf, len, id);
+    hop_stats pre = stats_of(r->ch);
+    /* with every allowed file in existence, a send can only append to the
+     * newest one, which takes records while it holds less than file_bytes */
+    CHECK(r, r->nfiles == (int)pre.disk_files);
+    bool newest_open = r->nfiles > 0 && r->fsize[r->nfiles - 1] < r->limits.file_bytes;
+    hop_err err = hop_send(r->ch, r->buf, len);
+    hop_stats post = stats_of(r->ch);
+    if (trace)
+        print_message("op %d: send id %llu len %zu -> %s (memory %zu/%zu disk %zu msgs %zu files "
+                      "%zu bytes)\n",
+                      r->op, (unsigned long long)id, len, hop_err_name(err), post.memory_messages,
+                      post.memory_bytes, post.disk_messages, post.disk_files, post.disk_bytes);
+    size_t cost = hop_message_cost(len);
+    const hop_limits *l = &r->limits;
+    bool memory_fits = pre.disk_messages == 0 && pre.memory_bytes + cost <= l->memory_bytes;
+
+    if (len > l->max_message_bytes) {
+        CHECK(r, err == HOP_TOO_BIG);
+    } else if (memory_fits) {
+        CHECK(r, err == HOP_OK); /* room in memory and nothing on disk */
+        CHECK(r, post.memory_messages == pre.memory_messages + 1);
+        CHECK(r, post.memory_bytes == pre.memory_bytes + cost);
+        CHECK(r, post.disk_bytes == pre.disk_bytes);
+    } else if (l->max_disk_files == 0) {
+        CHECK(r, err == HOP_FULL);
+    } else if (pre.disk_files < l->max_disk_files) {
+        CHECK(r, err == HOP_OK); /* a file can always be started */
+    } else {
+        CHECK(r, err == (newest_open ? HOP_OK : HOP_FULL));
+    }
+    if (err == HOP_OK && !memory_fits) {
+        /* appended to a file, maybe a new one */
+        uint64_t grew = post.disk_bytes - pre.disk_bytes;
+        CHECK(r, post.disk_messages == pre.disk_messages + 1);
+        CHECK(r, post.memory_bytes == pre.memory_bytes);
+        CHECK(r, grew == TU_RECORD_SIZE(len) || grew == TU_RECORD_SIZE(len) + TU_FILE_HEADER);
+        CHECK(r, post.disk_files == pre.disk_files + (grew > TU_RECORD_SIZE(len)));
+        /* a new file exactly when the newest one was sealed (or none) */
+        CHECK(r, (grew > TU_RECORD_SIZE(len)) == !newest_open);
+        if (grew > TU_RECORD_SIZE(len)) {
+            CHECK(r, r->nfiles < 64);
+            r->fsize[r->nfiles++] = grew;
+        } else {
+            r->fsize[r->nfiles - 1] += grew;
+        }
+    }
+    if (err == HOP_OK) {
+        CHECK(r, r->m.tail < r->m.cap);
+        r->m.e[r->m.tail++] = (entry){id, len, false};
+        r->sent++;
+    } else {
+        /* refused: nothing changed, and the buffer is as it was */
+        CHECK(r, post.messages == pre.messages);
+        CHECK(r, post.memory_bytes == pre.memory_bytes);
+        CHECK(r, post.disk_bytes == pre.disk_bytes);
+        CHECK(r, post.disk_files == pre.disk_files);
+        tu_fill_id(r->buf + len + 1, len, id);
+        CHECK(r, memcmp(r->buf, r->buf + len + 1, len) == 0);
+        if (err == HOP_FULL)
+            r->full++;
+    }
+}
+
+static void op_recv(run *r, tu_rng *rng)
+{
+    r->what = "recv";
+    void *data = NULL;
+    size_t len = 0;
+    hop_err err = hop_recv(r->ch, 0, &data, &len);
+    if (trace)
+        print_message("op %d: recv -> %s len %zu\n", r->op, hop_err_name(err), len);
+    if (model_size(&r->m) == 0) {
+        CHECK(r, err == HOP_TIMEOUT);
+        return;
+    }
+    CHECK(r, err == HOP_OK);
+    entry want = r->m.e[r->m.head++];
+    CHECK(r, payload_ok(r, data, len, &want));
+    r->received++;
+    /* drained files are gone, oldest first */
+    hop_stats post = stats_of(r->ch);
+    CHECK(r, (int)post.disk_files <= r->nfiles);
+    int gone = r->nfiles - (int)post.disk_files;
+    CHECK(r, gone <= 1);
+    if (gone) {
+        memmove(r->fsize, r->fsize + gone, (size_t)(r->nfiles - gone) * sizeof r->fsize[0]);
+        r->nfiles -= gone;
+    }
+    if (r->hand == NULL && tu_range(rng, 0, 2) == 0) {
+        r->hand = data;
+        r->hand_len = len;
+        r->hand_entry = want;
+    } else {
+        hop_free(data);
+    }
+}
+
+static void op_requeue(run *r, tu_rng *rng)
+{
+    r->what = "requeue";
+    if (r->hand == NULL)
+        return;
+    bool wrong = tu_range(rng, 0, 9) == 0;
+    hop_err err = hop_requeue(r->ch, r->hand, wrong ? r->hand_len + 1 : r->hand_len);
+    if (trace)
+        print_message("op %d: requeue id %llu -> %s\n", r->op, (unsigned long long)r->hand_entry.id,
+                      hop_err_name(err));
+    CHECK(r, err == (wrong ? HOP_INVALID : HOP_OK)); /* back either way */
+    CHECK(r, r->m.head > 0);
+    r->hand_entry.requeued = true;
+    r->m.e[--r->m.head] = r->hand_entry;
+    r->hand = NULL;
+    r->requeued++;
+}
+
+static void op_stats(run *r)
+{
+    r->what = "stats";
+    hop_stats s = stats_of(r->ch);
+    const hop_limits *l = &r->limits;
+    CHECK(r, s.messages == model_size(&r->m));
+    CHECK(r, s.memory_messages + s.disk_messages == s.messages);
+    CHECK(r, s.sent_total == r->sent);
+    CHECK(r, s.received_total == r->received);
+    CHECK(r, s.requeued_total == r->requeued);
+    CHECK(r, s.rejected_full_total == r->full);
+    CHECK(r, s.io_errors_total == 0);
+    CHECK(r, s.records_corrupt_total == 0);
+    CHECK(r, s.waiting_receivers == 0);
+    CHECK(r, s.memory_bytes <= l->memory_bytes + model_requeued_cost(&r->m));
+    CHECK(r, s.disk_files <= l->max_disk_files);
+    /* the files on disk are the ones the stats count and the model expects */
+    uint64_t seqs[16], sizes[16], total = 0;
+    int n = tu_list_qfiles(r->chan_dir, seqs, sizes, 16);
+    if (l->max_disk_files == 0)
+        n = n < 0 ? 0 : n;
+    CHECK(r, n == (int)s.disk_files);
+    CHECK(r, n == r->nfiles);
+    for (int i = 0; i < n; i++) {
+        CHECK(r, sizes[i] == r->fsize[i]);
+        CHECK(r, i == 0 || seqs[i] > seqs[i - 1]);
+        total += sizes[i];
+    }
+    CHECK(r, total == s.disk_bytes);
+}
+
+static void drain_and_check(run *r)
+{
+    r->what = "final drain";
+    if (r->hand) {
+        hop_free(r->hand);
+        r->hand = NULL;
+    }
+    while (model_size(&r->m) > 0) {
+        void *data;
+        size_t len;
+        CHECK(r, hop_recv(r->ch, 0, &data, &len) == HOP_OK);
+        entry want = r->m.e[r->m.head++];
+        CHECK(r, payload_ok(r, data, len, &want));
+        hop_free(data);
+    }
+    void *data;
+    size_t len;
+    CHECK(r, hop_recv(r->ch, 0, &data, &len) == HOP_TIMEOUT);
+    hop_stats s = stats_of(r->ch);
+    CHECK(r, s.messages == 0);
+    CHECK(r, s.memory_bytes == 0);
+    CHECK(r, s.disk_files == 0);
+    CHECK(r, s.disk_bytes == 0);
+    uint64_t seqs[16];
+    int n = tu_list_qfiles(r->chan_dir, seqs, NULL, 16);
+    CHECK(r, n <= 0); /* every drained file deleted */
+}
+
+static hop_limits random_limits(tu_rng *rng)
+{
+    hop_limits l;
+    uint64_t kind = tu_range(rng, 0, 99);
+    if (kind < 10)
+        l.max_message_bytes = (size_t)tu_range(rng, 1, 16);
+    else if (kind < 90)
+        l.max_message_bytes = (size_t)tu_range(rng, 17, 2000);
+    else
+        l.max_message_bytes = (size_t)tu_range(rng, 60000, 140000); /* past the read buffer */
+    size_t typical = hop_message_cost(l.max_message_bytes / 4);
+    l.memory_bytes = (size_t)tu_range(rng, 0, 8 * typical);
+    l.file_bytes = (size_t)tu_range(rng, 1, 4 * TU_RECORD_SIZE(l.max_message_bytes) + 16);
+    l.max_disk_files = (size_t)tu_range(rng, 1, 4);
+    if (tu_range(rng, 0, 9) == 0) { /* memory only */
+        l.max_disk_files = 0;
+        l.memory_bytes =
+            hop_message_cost(l.max_message_bytes) + (size_t)tu_range(rng, 0, 4 * typical);
+    }
+    return l;
+}
+
+static void run_seed(const char *data_dir, uint64_t seed, int ops)
+{
+    tu_rng rng = {seed * 0x9E3779B97F4A7C15ull};
+    run *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->seed = seed;
+    r->what = "open";
+    r->limits = random_limits(&rng);
+    r->m.cap = (size_t)ops * 2 + 2;
+    r->m.e = calloc(r->m.cap, sizeof *r->m.e);
+    r->m.head = r->m.tail = (size_t)ops + 1; /* room for requeues at the head */
+    r->buf = malloc(2 * (r->limits.max_message_bytes + 2));
+    assert_non_null(r->m.e);
+    assert_non_null(r->buf);
+    char name[32];
+    snprintf(name, sizeof name, "s%llu", (unsigned long long)seed);
+    tu_join(r->chan_dir, data_dir, name);
+    CHECK(r, hop_channel_open(data_dir, name, &r->limits, &r->ch) == HOP_OK);
+
+    for (r->op = 0; r->op < ops; r->op++) {
+        uint64_t pick = tu_range(&rng, 0, 99);
+        if (pick < 48)
+            op_send(r, &rng);
+        else if (pick < 83)
+            op_recv(r, &rng);
+        else if (pick < 93)
+            op_requeue(r, &rng);
+        else
+            op_stats(r);
+    }
+    op_stats(r);
+    drain_and_check(r);
+    hop_channel_close(r->ch);
+    tu_rmtree(r->chan_dir);
+    free(r->buf);
+    free(r->m.e);
+    free(r);
+}
+
+static long env_long(const char *name, long fallback)
+{
+    const char *v = getenv(name);
+    return v && *v ? strtol(v, NULL, 10) : fallback;
+}
+
+static void test_random_sequences_match_fifo_model(void **state)
+{
+    tu_dir *d = *state;
+    hop_set_log(NULL, NULL);
+    int ops = (int)env_long("HOPPER_MODEL_OPS", 300);
+    trace = env_long("HOPPER_MODEL_TRACE", 0) != 0;
+    const char *replay = getenv("HOPPER_SEED");
+    if (replay && *replay) {
+        uint64_t seed = strtoull(replay, NULL, 10);
+        print_message("replaying seed %llu\n", (unsigned long long)seed);
+        run_seed(d->data, seed, ops);
+        return;
+    }
+    long seeds = env_long("HOPPER_MODEL_SEEDS", 2000);
+    int64_t t0 = tu_now_ms();
+    for (long seed = 1; seed <= seeds; seed++)
+        run_seed(d->data, (uint64_t)seed, ops);
+    print_message("%ld seeds x %d ops in %lld ms\n", seeds, ops, (long long)(tu_now_ms() - t0));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_random_sequences_match_fifo_model, tu_dir_setup,
+                                        tu_dir_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

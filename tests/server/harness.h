@@ -1,0 +1,102 @@
+/* harness.h - drive the real hopper binary in tests: start it on a free
+ * loopback port with a fresh data directory, talk to it with libcurl or raw
+ * sockets, stop it with a signal and check how it exited.
+ *
+ * Everything goes to 127.0.0.1 only, and every call is bounded in time. */
+#ifndef HOPPER_TESTS_SERVER_HARNESS_H
+#define HOPPER_TESTS_SERVER_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct hs_server {
+    pid_t pid;
+    int port;
+    char dir[256];      /* the temporary --data-dir, removed by hs_stop() */
+    char log_path[512]; /* everything the server wrote to stderr */
+    int err_fd;         /* read end of its stderr */
+    bool forwarding;
+    unsigned long forwarder; /* pthread_t of the stderr -> log file thread */
+} hs_server;
+
+/* Start hopper --listen 127.0.0.1:0 --data-dir <new temp dir> followed by
+ * args (NULL-terminated, may be NULL), with the extra environment entries
+ * env ("NAME=value", NULL-terminated, may be NULL; inherited HOPPER_*
+ * variables are dropped). Waits for its "listening on" line to learn the
+ * port. 0 on success; -1 with the reason printed. */
+int hs_start(hs_server *s, const char *const *args);
+int hs_start_env(hs_server *s, const char *const *args, const char *const *env);
+
+/* Send sig (SIGTERM in hs_stop) and wait up to 20 s for the exit. Returns the
+ * exit code, or -1 if it died of a signal or had to be killed. Removes the
+ * data directory. Prints the server log when the exit code is not 0, and
+ * removes it when it is 0 (unless HOPPER_TEST_KEEP_LOGS is set). */
+int hs_stop(hs_server *s);
+int hs_stop_with(hs_server *s, int sig);
+
+/* True once the server log holds text, polling up to timeout_ms. */
+bool hs_log_wait(hs_server *s, const char *text, int timeout_ms);
+
+/* A response. body is NUL-terminated beyond len for convenience. */
+typedef struct hs_reply {
+    long status;
+    unsigned char *body;
+    size_t len;
+    char content_type[1200]; /* "" when absent */
+    char *headers;           /* the raw header block */
+    double seconds;          /* time the request took */
+} hs_reply;
+void hs_reply_free(hs_reply *r);
+/* The value of header name (case-insensitive) into out; false if absent. */
+bool hs_header(const hs_reply *r, const char *name, char *out, size_t size);
+
+/* One request over a fresh connection. path includes any query and is sent
+ * as is (no dot-segment squashing). body may be NULL (no body); for POST a
+ * NULL content_type sends none. 0 on a transport success (any status). */
+int hs_request(const hs_server *s, const char *method, const char *path, const void *body,
+               size_t len, const char *content_type, hs_reply *out);
+int hs_get(const hs_server *s, const char *path, hs_reply *out);
+int hs_post(const hs_server *s, const char *path, const void *body, size_t len,
+            const char *content_type, hs_reply *out);
+/* POST with "Expect: 100-continue": the body is sent only if the server
+ * asks for it. */
+int hs_post_expect(const hs_server *s, const char *path, const void *body, size_t len,
+                   hs_reply *out);
+/* POST with Transfer-Encoding: chunked (no Content-Length). */
+int hs_post_chunked(const hs_server *s, const char *path, const void *body, size_t len,
+                    hs_reply *out);
+
+/* Shorthands that return the status (-1 on transport failure). */
+long hs_post_text(const hs_server *s, const char *channel, const char *text);
+/* GET /channels/<channel>?wait=<wait>; the body is copied into out (NUL-
+ * terminated, truncated to size). */
+long hs_get_text(const hs_server *s, const char *channel, const char *wait, char *out, size_t size);
+
+/* True if r is status with the JSON error body {"error": code, "message":
+ * <string>} and Content-Type application/json; prints what differs. */
+bool hs_is_error(const hs_reply *r, long status, const char *code);
+
+/* A number from GET /status: channels.<channel>.<field>; -1 if absent. */
+long long hs_status_value(const hs_server *s, const char *channel, const char *field);
+
+/* A TCP socket connected to the server; -1 on failure. */
+int hs_connect(const hs_server *s);
+/* Read from fd until the peer closes or timeout_ms pass; returns bytes read
+ * into buf (NUL-terminated). */
+size_t hs_read_all(int fd, char *buf, size_t size, int timeout_ms);
+
+/* Read one HTTP response from fd (headers, then Content-Length bytes of
+ * body) into buf, NUL-terminated, waiting up to timeout_ms. Returns its
+ * status, or -1. OUT: *body, where the body starts in buf. */
+int hs_read_response(int fd, char *buf, size_t size, int timeout_ms, const char **body);
+
+/* Run hopper with args and env (as for hs_start_env, but nothing is added)
+ * and wait up to 10 s. OUT: *exit_code (-1 if killed), *output (stdout and
+ * stderr together; new, free()). 0 if it ran. */
+int hs_run(const char *const *args, const char *const *env, int *exit_code, char **output);
+
+/* Seconds of CLOCK_MONOTONIC. */
+double hs_now(void);
+
+#endif

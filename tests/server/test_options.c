@@ -1,0 +1,291 @@
+/* test_options.c - flags and their HOPPER_* environment twins: --help, bad
+ * flags and values (exit 2 with a message), SIZE suffixes, the flag winning
+ * over the environment, the data directory (exit 1 when unusable), the
+ * listen address. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static void stop(hs_server *s)
+{
+    assert_int_equal(hs_stop(s), 0);
+}
+
+/* Run hopper; check the exit code and that the output contains text. */
+static void expect_run(const char *const *args, const char *const *env, int code, const char *text)
+{
+    int got = -2;
+    char *output = NULL;
+    assert_int_equal(hs_run(args, env, &got, &output), 0);
+    if (got != code || strstr(output, text) == NULL)
+        fail_msg("%s %s: exit %d (expected %d), output:\n%s", args[0] ? args[0] : "",
+                 args[0] && args[1] ? args[1] : "", got, code, output);
+    free(output);
+}
+
+static void test_help(void **state)
+{
+    (void)state;
+    const char *long_form[] = {"--help", NULL};
+    expect_run(long_form, NULL, 0, "Usage: hopper [flags]");
+    expect_run(long_form, NULL, 0, "--max-wait SECONDS");
+    expect_run(long_form, NULL, 0, "HOPPER_");
+    const char *short_form[] = {"-h", NULL};
+    expect_run(short_form, NULL, 0, "--memory-bytes SIZE");
+}
+
+static void test_bad_flags(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args[6];
+        const char *message;
+    } cases[] = {
+        {{"--bogus", NULL}, "unknown flag '--bogus'"},
+        {{"-x", NULL}, "unexpected argument '-x'"},
+        {{"extra", NULL}, "unexpected argument 'extra'"},
+        {{"--listen", NULL}, "--listen needs a value"},
+        {{"--memory-bytes", "12X", NULL}, "--memory-bytes: '12X' is not a size"},
+        {{"--memory-bytes", "-1", NULL}, "--memory-bytes: '-1'"},
+        {{"--memory-bytes", "1.5M", NULL}, "--memory-bytes: '1.5M'"},
+        {{"--memory-bytes", "1 M", NULL}, "--memory-bytes"},
+        {{"--memory-bytes", "", NULL}, "--memory-bytes: '' is empty"},
+        {{"--memory-bytes", "99999999999999999999", NULL}, "too large"},
+        {{"--memory-bytes=1Q", NULL}, "--memory-bytes: '1Q'"},
+        {{"--file-bytes", "0", NULL}, "--file-bytes: '0' is out of range"},
+        {{"--max-disk-files", "-3", NULL}, "--max-disk-files"},
+        {{"--max-message-bytes", "2GiB", NULL}, "--max-message-bytes: '2GiB' is out of range"},
+        {{"--max-channels", "0", NULL}, "--max-channels: '0' is out of range"},
+        {{"--max-wait", "-1", NULL}, "--max-wait: '-1'"},
+        {{"--max-wait", "nan", NULL}, "--max-wait: 'nan'"},
+        {{"--max-wait", "abc", NULL}, "--max-wait: 'abc'"},
+        {{"--max-wait", "1e99", NULL}, "--max-wait: '1e99'"},
+        {{"--threads", "0", NULL}, "--threads: '0' is out of range"},
+        {{"--threads", "100000", NULL}, "--threads: '100000' is out of range"},
+        {{"--listen", "localhost", NULL}, "--listen: 'localhost' is not HOST:PORT"},
+        {{"--listen", "127.0.0.1:99999", NULL}, "bad port"},
+        {{"--listen", "127.0.0.1:x", NULL}, "bad port"},
+        {{"--listen", "::1:80", NULL}, "[ADDRESS]:PORT"},
+        {{"--listen", "[::1:80", NULL}, "[IPv6]:PORT"},
+        {{"--listen", "no.such.host.invalid:80", NULL}, "does not resolve"},
+        {{"--max-disk-files", "0", "--memory-bytes", "1KiB", NULL}, "cannot hold one message"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        expect_run(cases[i].args, NULL, 2, cases[i].message);
+        expect_run(cases[i].args, NULL, 2, "Try 'hopper --help'");
+    }
+}
+
+static void test_bad_env(void **state)
+{
+    (void)state;
+    const char *none[] = {NULL};
+    const char *env1[] = {"HOPPER_MEMORY_BYTES=lots", NULL};
+    expect_run(none, env1, 2, "HOPPER_MEMORY_BYTES: 'lots' is not a size");
+    const char *env2[] = {"HOPPER_MAX_WAIT=-5", NULL};
+    expect_run(none, env2, 2, "HOPPER_MAX_WAIT: '-5'");
+    const char *env3[] = {"HOPPER_LISTEN=nowhere", NULL};
+    expect_run(none, env3, 2, "HOPPER_LISTEN: 'nowhere'");
+}
+
+static json_t *get_limits(const hs_server *s)
+{
+    hs_reply r;
+    assert_int_equal(hs_get(s, "/status", &r), 0);
+    json_t *doc = json_loadb((const char *)r.body, r.len, 0, NULL);
+    hs_reply_free(&r);
+    assert_non_null(doc);
+    json_t *limits = json_incref(json_object_get(doc, "limits"));
+    json_decref(doc);
+    return limits;
+}
+
+static long long limit(json_t *limits, const char *name)
+{
+    return json_integer_value(json_object_get(limits, name));
+}
+
+static void test_sizes_and_counts(void **state)
+{
+    (void)state;
+    hs_server s;
+    const char *args[] = {"--memory-bytes",
+                          "3M",
+                          "--file-bytes",
+                          "2KiB",
+                          "--max-disk-files",
+                          "7",
+                          "--max-message-bytes",
+                          "1K",
+                          "--max-channels",
+                          "5",
+                          "--max-wait",
+                          "2.5",
+                          "--threads",
+                          "3",
+                          NULL};
+    assert_int_equal(hs_start(&s, args), 0);
+    json_t *l = get_limits(&s);
+    assert_int_equal(limit(l, "memory_bytes"), 3 * 1024 * 1024);
+    assert_int_equal(limit(l, "file_bytes"), 2048);
+    assert_int_equal(limit(l, "max_disk_files"), 7);
+    assert_int_equal(limit(l, "max_message_bytes"), 1024);
+    assert_int_equal(limit(l, "max_channels"), 5);
+    assert_int_equal(limit(l, "threads"), 3);
+    assert_true(json_real_value(json_object_get(l, "max_wait_seconds")) == 2.5);
+    json_decref(l);
+    char body[1100];
+    memset(body, 'k', sizeof body);
+    hs_reply r;
+    assert_int_equal(hs_post(&s, "/channels/k", body, 1024, NULL, &r), 0);
+    assert_int_equal(r.status, 202);
+    hs_reply_free(&r);
+    assert_int_equal(hs_post(&s, "/channels/k", body, 1025, NULL, &r), 0);
+    assert_int_equal(r.status, 413);
+    hs_reply_free(&r);
+    stop(&s);
+
+    const char *giga[] = {"--memory-bytes", "1G", "--file-bytes", "2GiB", "--max-message-bytes",
+                          "1MiB",           NULL};
+    assert_int_equal(hs_start(&s, giga), 0);
+    l = get_limits(&s);
+    assert_int_equal(limit(l, "memory_bytes"), 1LL << 30);
+    assert_int_equal(limit(l, "file_bytes"), 2LL << 30);
+    assert_int_equal(limit(l, "max_message_bytes"), 1 << 20);
+    json_decref(l);
+    stop(&s);
+}
+
+static void test_env_config_and_flag_wins(void **state)
+{
+    (void)state;
+    hs_server s;
+    const char *env[] = {"HOPPER_MAX_MESSAGE_BYTES=10", "HOPPER_MAX_CHANNELS=3", NULL};
+    assert_int_equal(hs_start_env(&s, NULL, env), 0);
+    hs_reply r;
+    assert_int_equal(hs_post(&s, "/channels/e", "0123456789", 10, NULL, &r), 0);
+    assert_int_equal(r.status, 202);
+    hs_reply_free(&r);
+    assert_int_equal(hs_post(&s, "/channels/e", "0123456789A", 11, NULL, &r), 0);
+    assert_int_equal(r.status, 413);
+    hs_reply_free(&r);
+    json_t *l = get_limits(&s);
+    assert_int_equal(limit(l, "max_channels"), 3);
+    json_decref(l);
+    stop(&s);
+
+    /* the flag wins, and a bad variable whose flag is given does not matter */
+    const char *args[] = {"--max-message-bytes", "20", "--max-wait", "5", NULL};
+    const char *env2[] = {"HOPPER_MAX_MESSAGE_BYTES=10", "HOPPER_MAX_WAIT=bogus", NULL};
+    assert_int_equal(hs_start_env(&s, args, env2), 0);
+    assert_int_equal(hs_post(&s, "/channels/e", "0123456789ABCDE", 15, NULL, &r), 0);
+    assert_int_equal(r.status, 202);
+    hs_reply_free(&r);
+    l = get_limits(&s);
+    assert_int_equal(limit(l, "max_message_bytes"), 20);
+    json_decref(l);
+    stop(&s);
+}
+
+static void test_data_dir(void **state)
+{
+    (void)state;
+    char base[] = "/tmp/hopper-test-dd-XXXXXX";
+    assert_non_null(mkdtemp(base));
+    char file[100], below_file[200], nested[200];
+    snprintf(file, sizeof file, "%s/a-file", base);
+    snprintf(below_file, sizeof below_file, "%s/sub", file);
+    snprintf(nested, sizeof nested, "%s/x/y/z", base);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+
+    /* not creatable (a path through a regular file): exit 1, before listening */
+    const char *bad[] = {"--listen", "127.0.0.1:0", "--data-dir", below_file, NULL};
+    expect_run(bad, NULL, 1, "cannot create --data-dir");
+    const char *not_dir[] = {"--listen", "127.0.0.1:0", "--data-dir", file, NULL};
+    expect_run(not_dir, NULL, 1, "--data-dir");
+
+    /* created with its parents */
+    hs_server s;
+    const char *args[] = {"--data-dir", nested, NULL};
+    assert_int_equal(hs_start(&s, args), 0);
+    assert_int_equal(hs_post_text(&s, "c", "x"), 202);
+    struct stat st;
+    assert_int_equal(stat(nested, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    stop(&s);
+
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_port_in_use(void **state)
+{
+    (void)state;
+    hs_server s;
+    assert_int_equal(hs_start(&s, NULL), 0);
+    char listen[64], dir[] = "/tmp/hopper-test-pu-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s.port);
+    const char *args[] = {"--listen", listen, "--data-dir", dir, NULL};
+    expect_run(args, NULL, 1, "cannot start the HTTP server on 127.0.0.1:");
+    rmdir(dir);
+    stop(&s);
+}
+
+static void test_ipv6_listen(void **state)
+{
+    (void)state;
+    int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool have_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&a, sizeof a) == 0;
+    if (probe >= 0)
+        close(probe);
+    if (!have_v6)
+        skip();
+    hs_server s;
+    const char *args[] = {"--listen", "[::1]:0", NULL};
+    assert_int_equal(hs_start(&s, args), 0);
+    assert_true(hs_log_wait(&s, "listening on [::1]:", 1000));
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    a.sin6_port = htons((uint16_t)s.port);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char *req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    char buf[512];
+    const char *body;
+    assert_int_equal(hs_read_response(fd, buf, sizeof buf, 5000, &body), 200);
+    assert_string_equal(body, "ok");
+    close(fd);
+    stop(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_bad_env),
+        cmocka_unit_test(test_sizes_and_counts),
+        cmocka_unit_test(test_env_config_and_flag_wins),
+        cmocka_unit_test(test_data_dir),
+        cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_ipv6_listen),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,141 @@
+/* test_shutdown.c - SIGTERM and SIGINT: waiting GETs are answered, requests
+ * in progress finish, idle connections do not hold the exit, exit code 0. */
+#include "harness.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static void await_waiting(const hs_server *s, const char *channel, long long n)
+{
+    double deadline = hs_now() + 5;
+    while (hs_status_value(s, channel, "waiting_receivers") != n && hs_now() < deadline)
+        usleep(10000);
+    assert_int_equal(hs_status_value(s, channel, "waiting_receivers"), n);
+}
+
+typedef struct getter {
+    const hs_server *s;
+    hs_reply reply;
+} getter;
+
+static void *get_thread(void *arg)
+{
+    getter *g = arg;
+    hs_get(g->s, "/channels/patient?wait=30", &g->reply);
+    return NULL;
+}
+
+static void test_waiting_get_is_answered_on_sigterm(void **state)
+{
+    (void)state;
+    hs_server s;
+    assert_int_equal(hs_start(&s, NULL), 0);
+    getter g = {&s, {0}};
+    pthread_t t;
+    pthread_create(&t, NULL, get_thread, &g);
+    await_waiting(&s, "patient", 1);
+    double t0 = hs_now();
+    kill(s.pid, SIGTERM);
+    pthread_join(t, NULL);
+    assert_int_equal(g.reply.status, 204);
+    assert_true(hs_now() - t0 < 3.0);
+    char connection[32];
+    assert_true(hs_header(&g.reply, "Connection", connection, sizeof connection));
+    assert_string_equal(connection, "close");
+    hs_reply_free(&g.reply);
+    assert_true(hs_log_wait(&s, "stopping on SIGTERM", 5000));
+    assert_true(hs_log_wait(&s, "stopped", 5000));
+    assert_int_equal(hs_stop(&s), 0);
+}
+
+static void test_many_waiters_are_answered_on_sigint(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    hs_server s;
+    assert_int_equal(hs_start(&s, NULL), 0);
+    int fds[N];
+    const char *channels[] = {"c0", "c1", "c2"};
+    for (int i = 0; i < N; i++) {
+        fds[i] = hs_connect(&s);
+        assert_true(fds[i] >= 0);
+        char req[128];
+        int n = snprintf(req, sizeof req, "GET /channels/%s?wait=%d HTTP/1.1\r\nHost: t\r\n\r\n",
+                         channels[i % 3], 20 + i % 30);
+        assert_int_equal(send(fds[i], req, (size_t)n, MSG_NOSIGNAL), n);
+    }
+    for (int c = 0; c < 3; c++)
+        await_waiting(&s, channels[c], (N - c + 2) / 3);
+    assert_int_equal(hs_stop_with(&s, SIGINT), 0);
+    for (int i = 0; i < N; i++) {
+        char buf[512];
+        const char *body;
+        assert_int_equal(hs_read_response(fds[i], buf, sizeof buf, 2000, &body), 204);
+        close(fds[i]);
+    }
+}
+
+static void test_request_in_progress_finishes(void **state)
+{
+    (void)state;
+    hs_server s;
+    assert_int_equal(hs_start(&s, NULL), 0);
+    int fd = hs_connect(&s);
+    assert_true(fd >= 0);
+    const char *head = "POST /channels/inflight HTTP/1.1\r\nHost: t\r\n"
+                       "Content-Type: text/plain\r\nContent-Length: 10\r\n\r\n01234";
+    assert_int_equal(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    assert_true(hs_log_wait(&s, "channel inflight created", 5000));
+    kill(s.pid, SIGTERM);
+    assert_true(hs_log_wait(&s, "stopping on SIGTERM", 5000));
+    usleep(200000);
+    /* the upload goes on and is answered */
+    assert_int_equal(send(fd, "56789", 5, MSG_NOSIGNAL), 5);
+    char buf[1024];
+    const char *body;
+    assert_int_equal(hs_read_response(fd, buf, sizeof buf, 5000, &body), 202);
+    close(fd);
+    /* nothing outlives the process: the message was discarded, and said so */
+    assert_true(hs_log_wait(&s, "channel inflight: 1 message(s) discarded at shutdown", 5000));
+    assert_true(hs_log_wait(&s, "stopped", 5000));
+    assert_int_equal(hs_stop(&s), 0);
+}
+
+static void test_idle_connection_does_not_hold_the_exit(void **state)
+{
+    (void)state;
+    hs_server s;
+    assert_int_equal(hs_start(&s, NULL), 0);
+    int fd = hs_connect(&s);
+    const char *req = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    char buf[512];
+    const char *body;
+    assert_int_equal(hs_read_response(fd, buf, sizeof buf, 5000, &body), 200);
+    /* the connection stays open (keep-alive) */
+    double t0 = hs_now();
+    assert_int_equal(hs_stop(&s), 0);
+    assert_true(hs_now() - t0 < 3.0);
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_waiting_get_is_answered_on_sigterm),
+        cmocka_unit_test(test_many_waiters_are_answered_on_sigint),
+        cmocka_unit_test(test_request_in_progress_finishes),
+        cmocka_unit_test(test_idle_connection_does_not_hold_the_exit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
