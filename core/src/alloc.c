@@ -27,8 +27,3 @@ void *hop__calloc(size_t n, size_t size)
         memset(p, 0, n * size);
     return p;
 }
-
-void hop__free(void *p)
-{
-    free(p);
-}

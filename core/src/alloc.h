@@ -4,10 +4,15 @@
 #define HOP_ALLOC_H
 
 #include <stddef.h>
+#include <stdlib.h>
 
 void *hop__malloc(size_t size);
 void *hop__calloc(size_t n, size_t size);
-void hop__free(void *p);
+/* Releases what hop__malloc() and hop__calloc() gave. */
+static inline void hop__free(void *p)
+{
+    free(p);
+}
 
 /* Tests only: replace malloc (NULL restores it). The replacement must
  * return memory that free() releases. */

@@ -18,22 +18,6 @@ hop__msg *hop__msg_new(size_t len)
     return m;
 }
 
-hop__msg *hop__msg_of(void *data)
-{
-    if (data == NULL)
-        return NULL;
-    hop__msg *m = (hop__msg *)((unsigned char *)data - offsetof(hop__msg, data));
-    return m->magic == HOP__MSG_MAGIC ? m : NULL;
-}
-
-void hop__msg_free(hop__msg *m)
-{
-    if (m == NULL)
-        return;
-    m->magic = 0; /* a second hop_free() of the same pointer is then caught */
-    hop__free(m);
-}
-
 void hop__membuf_release(hop__membuf *b)
 {
     hop__msg *m;

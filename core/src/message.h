@@ -7,6 +7,8 @@
 #ifndef HOP_MESSAGE_H
 #define HOP_MESSAGE_H
 
+#include "alloc.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,8 +35,21 @@ static inline size_t hop__message_cost(size_t len)
  * of memory. */
 hop__msg *hop__msg_new(size_t len);
 /* The message whose payload is data, or NULL if data is not one. */
-hop__msg *hop__msg_of(void *data);
-void hop__msg_free(hop__msg *m);
+static inline hop__msg *hop__msg_of(void *data)
+{
+    if (data == NULL)
+        return NULL;
+    hop__msg *m = (hop__msg *)((unsigned char *)data - offsetof(hop__msg, data));
+    return m->magic == HOP__MSG_MAGIC ? m : NULL;
+}
+
+static inline void hop__msg_free(hop__msg *m)
+{
+    if (m == NULL)
+        return;
+    m->magic = 0; /* a second hop_free() of the same pointer is then caught */
+    hop__free(m);
+}
 
 /* A FIFO of messages with their cost summed. Not locked: the channel's lock
  * guards it. */

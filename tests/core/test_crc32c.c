@@ -59,19 +59,22 @@ static void test_vectors_reference(void **state)
     check_vectors(crc32c_reference); /* the yardstick itself is right */
 }
 
-/* Random lengths (crossing every multiple of 8) at every alignment, with a
- * random starting crc: both paths equal the reference. */
+/* Random lengths (crossing every multiple of 8, and the three-block sizes
+ * of the hardware path: 3 x 256 and 3 x 8192 bytes) at every alignment,
+ * with a random starting crc: both paths equal the reference. */
 static void test_paths_agree_on_random_buffers(void **state)
 {
     (void)state;
-    enum { MAX = 4096 + 16 };
+    enum { MAX = 100000 + 16 };
     static unsigned char buf[MAX];
     tu_rng rng = {42};
     for (size_t i = 0; i < sizeof buf; i++)
         buf[i] = (unsigned char)tu_rand(&rng);
     for (int round = 0; round < 3000; round++) {
         size_t align = (size_t)tu_range(&rng, 0, 15);
-        size_t len = round < 64 ? (size_t)round : (size_t)tu_range(&rng, 0, 4096);
+        size_t len = round < 64    ? (size_t)round
+                     : round % 4 ? (size_t)tu_range(&rng, 0, 4096)
+                                 : (size_t)tu_range(&rng, 0, 100000);
         uint32_t seed = round % 2 ? (uint32_t)tu_rand(&rng) : 0;
         uint32_t want = crc32c_reference(seed, buf + align, len);
         uint32_t sw = hop__crc32c_sw(seed, buf + align, len);
