@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -26,9 +27,11 @@
 #error "HOPPER_BIN must name the hopper executable"
 #endif
 
-#define START_TIMEOUT_MS 15000
+#define START_TIMEOUT_MS HS_PATIENCE_MS
 #define STOP_TIMEOUT_MS 20000
 #define REQUEST_TIMEOUT_MS 30000
+#define EXPECT_100_TIMEOUT_MS 20000
+#define RUN_TIMEOUT_MS HS_PATIENCE_MS
 
 extern char **environ;
 
@@ -139,10 +142,10 @@ int hs_run(const char *const *args, const char *const *env, int *exit_code, char
     }
     size_t cap = 65536;
     char *buf = malloc(cap);
-    size_t len = hs_read_all(fds[0], buf, cap, 10000);
+    size_t len = hs_read_all(fds[0], buf, cap, RUN_TIMEOUT_MS);
     (void)len;
     close(fds[0]);
-    *exit_code = wait_exit(pid, 10000);
+    *exit_code = wait_exit(pid, RUN_TIMEOUT_MS);
     *output = buf;
     return 0;
 }
@@ -150,7 +153,7 @@ int hs_run(const char *const *args, const char *const *env, int *exit_code, char
 static void *forward_log(void *arg)
 {
     hs_server *s = arg;
-    int log = open(s->log_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    int log = open(s->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     char buf[4096];
     ssize_t n;
     while ((n = read(s->err_fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
@@ -179,7 +182,7 @@ static void print_log(const hs_server *s)
  * Returns the port, or -1. */
 static int read_port(hs_server *s)
 {
-    int log = open(s->log_path, O_WRONLY | O_TRUNC | O_CREAT, 0644);
+    int log = open(s->log_path, O_WRONLY | O_TRUNC | O_CREAT | O_CLOEXEC, 0644);
     char buf[8192];
     size_t len = 0;
     int port = -1;
@@ -269,9 +272,22 @@ static void untrack(pid_t pid)
     }
 }
 
+/* A test may hold a thousand raw connections at once (and curl's besides):
+ * more than a soft limit of 1024 descriptors allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int hs_start_env(hs_server *s, const char *const *args, const char *const *env)
 {
     static int serial;
+    static pthread_once_t limit_once = PTHREAD_ONCE_INIT;
+    pthread_once(&limit_once, raise_fd_limit);
     memset(s, 0, sizeof *s);
     s->pid = -1;
     s->err_fd = -1;
@@ -438,8 +454,10 @@ static int perform(const hs_server *s, const char *method, const char *path, con
 
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(c, CURLOPT_PROXY, ""); /* straight to 127.0.0.1, whatever http_proxy says */
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)REQUEST_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, (long)EXPECT_100_TIMEOUT_MS);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &data);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
@@ -479,6 +497,9 @@ static int perform(const hs_server *s, const char *method, const char *path, con
         curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &type);
         if (type)
             snprintf(out->content_type, sizeof out->content_type, "%s", type);
+        curl_off_t uploaded = 0;
+        curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &uploaded);
+        out->uploaded = (double)uploaded;
     } else {
         fprintf(stderr, "harness: %s %s: %s\n", method, path, curl_easy_strerror(rc));
     }
@@ -610,7 +631,69 @@ long long hs_status_value(const hs_server *s, const char *channel, const char *f
     return value;
 }
 
+long long hs_await_status_value(const hs_server *s, const char *channel, const char *field,
+                                long long value, int timeout_ms)
+{
+    double deadline = hs_now() + timeout_ms / 1000.0;
+    long long got;
+    while ((got = hs_status_value(s, channel, field)) != value && hs_now() < deadline)
+        usleep(10000);
+    return got;
+}
+
 /* ---- raw sockets ---- */
+
+int hs_local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &len) != 0 || a.sin_family != AF_INET)
+        return -1;
+    return ntohs(a.sin_port);
+}
+
+/* How many of the ports still have a server end that has not seen the
+ * client's FIN or RST: a line of /proc/net/tcp with local port server_port,
+ * remote port one of them, in SYN_RECV (03), ESTABLISHED (01), FIN_WAIT1
+ * (04) or FIN_WAIT2 (05). A reset socket leaves the table; a closed one
+ * waits in CLOSE_WAIT (08) for the server to close it. */
+static size_t server_ends_open(int server_port, const int *ports, size_t n)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (f == NULL)
+        return n;
+    size_t open_ends = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        unsigned local_port, remote_port, state;
+        if (sscanf(line, " %*u: %*x:%x %*x:%x %x", &local_port, &remote_port, &state) != 3)
+            continue; /* the header */
+        bool unaware = state == 0x01 || state == 0x03 || state == 0x04 || state == 0x05;
+        if ((int)local_port != server_port || !unaware)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (ports[i] == (int)remote_port) {
+                open_ends++;
+                break;
+            }
+        }
+    }
+    fclose(f);
+    return open_ends;
+}
+
+bool hs_await_server_saw_close(const hs_server *s, const int *client_ports, size_t n,
+                               int timeout_ms)
+{
+    double deadline = hs_now() + timeout_ms / 1000.0;
+    size_t open_ends;
+    while ((open_ends = server_ends_open(s->port, client_ports, n)) > 0 && hs_now() < deadline)
+        usleep(2000);
+    if (open_ends > 0)
+        fprintf(stderr, "harness: %zu of %zu closed connection(s) still open at the server\n",
+                open_ends, n);
+    return open_ends == 0;
+}
 
 int hs_connect(const hs_server *s)
 {

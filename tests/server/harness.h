@@ -10,6 +10,14 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* How long a test waits at most for something that must happen: a count in
+ * /status, a line in the log, a response that is due. It only bounds a
+ * hang: the waits return as soon as the condition holds, so a passing test
+ * never waits this long, however slow or loaded the machine is (ASan, CI
+ * running other tests beside). Never use a sleep to let the server "catch
+ * up": wait for what it is meant to have done. */
+#define HS_PATIENCE_MS 30000
+
 typedef struct hs_server {
     pid_t pid;
     int port;
@@ -46,6 +54,7 @@ typedef struct hs_reply {
     char content_type[1200]; /* "" when absent */
     char *headers;           /* the raw header block */
     double seconds;          /* time the request took */
+    double uploaded;         /* body bytes curl sent */
 } hs_reply;
 void hs_reply_free(hs_reply *r);
 /* The value of header name (case-insensitive) into out; false if absent. */
@@ -60,7 +69,9 @@ int hs_get(const hs_server *s, const char *path, hs_reply *out);
 int hs_post(const hs_server *s, const char *path, const void *body, size_t len,
             const char *content_type, hs_reply *out);
 /* POST with "Expect: 100-continue": the body is sent only if the server
- * asks for it. */
+ * asks for it. curl waits 20 s for the "100 Continue", not its default 1 s,
+ * so a server that neither answers nor asks shows in r.uploaded and
+ * r.seconds however slow the machine is. */
 int hs_post_expect(const hs_server *s, const char *path, const void *body, size_t len,
                    hs_reply *out);
 /* POST with Transfer-Encoding: chunked (no Content-Length). */
@@ -79,9 +90,22 @@ bool hs_is_error(const hs_reply *r, long status, const char *code);
 
 /* A number from GET /status: channels.<channel>.<field>; -1 if absent. */
 long long hs_status_value(const hs_server *s, const char *channel, const char *field);
+/* Poll GET /status until channels.<channel>.<field> is value, up to
+ * timeout_ms. Returns the last value seen (value on success). */
+long long hs_await_status_value(const hs_server *s, const char *channel, const char *field,
+                                long long value, int timeout_ms);
 
 /* A TCP socket connected to the server; -1 on failure. */
 int hs_connect(const hs_server *s);
+/* The local port of the connected socket fd; -1 on failure. */
+int hs_local_port(int fd);
+/* Wait up to timeout_ms until the server's kernel has taken in the close
+ * (FIN) or reset (RST) of each of the n client connections whose local
+ * ports are given: the server's end is in CLOSE_WAIT or gone from
+ * /proc/net/tcp. Only then can the server know the client is gone; before,
+ * a response written to it counts as delivered. True when all have. */
+bool hs_await_server_saw_close(const hs_server *s, const int *client_ports, size_t n,
+                               int timeout_ms);
 /* Read from fd until the peer closes or timeout_ms pass; returns bytes read
  * into buf (NUL-terminated). */
 size_t hs_read_all(int fd, char *buf, size_t size, int timeout_ms);
@@ -92,8 +116,8 @@ size_t hs_read_all(int fd, char *buf, size_t size, int timeout_ms);
 int hs_read_response(int fd, char *buf, size_t size, int timeout_ms, const char **body);
 
 /* Run hopper with args and env (as for hs_start_env, but nothing is added)
- * and wait up to 10 s. OUT: *exit_code (-1 if killed), *output (stdout and
- * stderr together; new, free()). 0 if it ran. */
+ * and wait up to HS_PATIENCE_MS. OUT: *exit_code (-1 if killed), *output
+ * (stdout and stderr together; new, free()). 0 if it ran. */
 int hs_run(const char *const *args, const char *const *env, int *exit_code, char **output);
 
 /* Seconds of CLOCK_MONOTONIC. */

@@ -55,7 +55,7 @@ typedef struct waiter_arg {
 static void *wait_thread(void *arg)
 {
     waiter_arg *w = arg;
-    hs_get(w->s, "/channels/w?wait=10", &w->reply);
+    hs_get(w->s, "/channels/w?wait=25", &w->reply);
     return NULL;
 }
 
@@ -81,8 +81,7 @@ static void traffic(const hs_server *s, pthread_t *t, waiter_arg *w)
     assert_int_equal(hs_post_text(s, "b", "x"), 202);
     w->s = s;
     pthread_create(t, NULL, wait_thread, w);
-    for (int i = 0; i < 500 && hs_status_value(s, "w", "waiting_receivers") != 1; i++)
-        usleep(10000);
+    assert_int_equal(hs_await_status_value(s, "w", "waiting_receivers", 1, HS_PATIENCE_MS), 1);
 }
 
 static void test_status_json(void **state)
