@@ -64,11 +64,10 @@
 static struct {
     struct MHD_Daemon *daemon;
     server_options options;
-    MHD_socket quiesced_fd; /* the listen socket after quiesce, closed after stop */
-    atomic_bool started;    /* MHD messages are rate-limited from then on */
+    atomic_bool started; /* MHD messages are rate-limited from then on */
     atomic_bool stopping;
     atomic_size_t in_flight; /* request contexts alive */
-} http = {.quiesced_fd = MHD_INVALID_SOCKET};
+} http;
 
 typedef enum route {
     ROUTE_ERROR, /* answer req->error */
@@ -585,6 +584,22 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     return request_finish(req, conn);
 }
 
+/* The accept policy: once stopping, a new connection is closed as soon as
+ * it is accepted. This is how the server stops taking connections, rather
+ * than MHD_quiesce_daemon(): on an epoll daemon with internal threads (ours)
+ * that races with the threads' own removal of the listen socket from their
+ * epoll sets, and the loser calls MHD_PANIC ("Failed to remove listen FD
+ * from epoll set"), aborting the process. Seen with libmicrohttpd 0.9.75 as
+ * a SIGTERM that killed the server with SIGABRT about once in some thousand
+ * stops. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)cls;
+    (void)addr;
+    (void)addrlen;
+    return atomic_load(&http.stopping) ? MHD_NO : MHD_YES;
+}
+
 /* MHD_OPTION_URI_LOG_CALLBACK: the raw target, before MHD decodes it. The
  * returned context reaches the access handler and the completion callback. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -723,7 +738,7 @@ bool http_start(const server_options *o)
     /* the logger goes first so that MHD reports even option errors through it */
     // clang-format off
     http.daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, NULL,
+        flags, 0, on_accept, NULL, on_access, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&http.options.listen_addr,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
@@ -744,9 +759,8 @@ bool http_start(const server_options *o)
 
 void http_quiesce(void)
 {
+    /* no MHD_quiesce_daemon(): see on_accept() */
     atomic_store(&http.stopping, true);
-    if (http.daemon)
-        http.quiesced_fd = MHD_quiesce_daemon(http.daemon);
 }
 
 void http_drain(unsigned timeout_ms)
@@ -766,7 +780,4 @@ void http_stop(void)
     if (http.daemon)
         MHD_stop_daemon(http.daemon);
     http.daemon = NULL;
-    if (http.quiesced_fd != MHD_INVALID_SOCKET)
-        close(http.quiesced_fd);
-    http.quiesced_fd = MHD_INVALID_SOCKET;
 }

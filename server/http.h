@@ -13,7 +13,8 @@
 bool http_start(const server_options *o);
 
 /* Graceful stop, in steps (main.c runs them in this order):
- * quiesce: stop accepting connections; responses from now on close theirs.
+ * quiesce: new connections are closed at once; responses from now on
+ *          close theirs.
  * drain: wait up to timeout_ms for requests in progress to finish.
  * stop: close all connections and stop the daemon. */
 void http_quiesce(void);

@@ -150,13 +150,23 @@ int hs_run(const char *const *args, const char *const *env, int *exit_code, char
     return 0;
 }
 
+/* What the forwarder needs, its own copy: the hs_server is the test's (on
+ * its stack), and a failing assertion longjmps past hs_stop() and leaves
+ * the forwarder running; reading through a pointer into that stack, it
+ * took the next test's server output into the old log. */
+typedef struct forward_arg {
+    int err_fd;
+    char log_path[512];
+} forward_arg;
+
 static void *forward_log(void *arg)
 {
-    hs_server *s = arg;
-    int log = open(s->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    forward_arg a = *(forward_arg *)arg;
+    free(arg);
+    int log = open(a.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     char buf[4096];
     ssize_t n;
-    while ((n = read(s->err_fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    while ((n = read(a.err_fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
         if (n > 0 && log >= 0 && write(log, buf, (size_t)n) != n)
             break;
     }
@@ -316,9 +326,16 @@ int hs_start_env(hs_server *s, const char *const *args, const char *const *env)
     track(s);
     s->port = read_port(s);
     pthread_t t;
-    if (pthread_create(&t, NULL, forward_log, s) == 0) {
-        s->forwarder = (unsigned long)t;
-        s->forwarding = true;
+    forward_arg *fa = malloc(sizeof *fa);
+    if (fa) {
+        fa->err_fd = s->err_fd;
+        snprintf(fa->log_path, sizeof fa->log_path, "%s", s->log_path);
+        if (pthread_create(&t, NULL, forward_log, fa) == 0) {
+            s->forwarder = (unsigned long)t;
+            s->forwarding = true;
+        } else {
+            free(fa);
+        }
     }
     if (s->port <= 0) {
         fprintf(stderr, "harness: hopper did not report a port\n");
