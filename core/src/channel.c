@@ -231,10 +231,10 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
     return HOP_OK;
 }
 
-void hop_channel_close(hop_channel *ch)
+hop_err hop_channel_close(hop_channel *ch)
 {
     if (ch == NULL)
-        return;
+        return HOP_OK;
     pthread_mutex_lock(&ch->lock);
     ch->closed = true;
     pthread_cond_broadcast(&ch->readable);
@@ -268,6 +268,7 @@ void hop_channel_close(hop_channel *ch)
     pthread_mutex_destroy(&ch->read_lock);
     pthread_mutex_destroy(&ch->write_lock);
     hop__free(ch);
+    return HOP_OK;
 }
 
 /* ---- state helpers, all called with ch->lock held ---- */

@@ -13,6 +13,7 @@ void hop_limits_default(hop_limits *limits)
     limits->file_bytes = 64 * MIB;
     limits->max_disk_files = 64;
     limits->max_message_bytes = 1 * MIB;
+    limits->durable = false;
 }
 
 size_t hop_message_cost(size_t len)
@@ -28,6 +29,8 @@ hop_err hop_limits_check(const hop_limits *limits)
         return HOP_INVALID;
     if (limits->max_disk_files > 0 && limits->file_bytes == 0)
         return HOP_INVALID;
+    if (limits->durable && limits->max_disk_files == 0)
+        return HOP_INVALID; /* durable means on disk */
     /* Memory only: a largest message must fit, or it could never be sent. */
     if (limits->max_disk_files == 0 &&
         limits->memory_bytes < hop__message_cost(limits->max_message_bytes))

@@ -23,9 +23,20 @@
  * leaves the channel and the caller's data as they were. On HOP_IO, errno
  * holds the cause.
  *
- * Restarts: this version does not recover queue files from an earlier run;
- * hop_channel_open() removes them and logs that it did. Messages still held
- * when a channel is closed are discarded.
+ * Restarts: a channel keeps its messages across close and open.
+ *   - hop_channel_close() writes the messages still in memory to a queue
+ *     file that is read before the others, and records how far the queue
+ *     files were consumed, so the next hop_channel_open() of the same
+ *     directory finds every message, in order, and none that was consumed.
+ *   - A crash (the process killed, the machine losing power) loses the
+ *     messages that were only in memory; everything in a queue file is
+ *     recovered. A torn last record is cut off; a damaged record is skipped,
+ *     logged and counted (records_corrupt_total), never handed out.
+ *   - With hop_limits.durable, every message is in a queue file and synced
+ *     before hop_send() returns HOP_OK, so a crash loses no accepted message.
+ *   - A message taken from a queue file counts as consumed once the receiver
+ *     hop_free()s it. One still held (or given back) when the process dies
+ *     is received again after the restart: at-least-once for that window.
  */
 #ifndef HOPPER_HOPPER_H
 #define HOPPER_HOPPER_H
@@ -70,6 +81,10 @@ typedef struct hop_limits {
     size_t max_disk_files;    /* queue files that may exist at once; 0 = memory only;
                                  SIZE_MAX = no limit */
     size_t max_message_bytes; /* largest message accepted, 1 .. HOP_MAX_MESSAGE_BYTES */
+    bool durable;             /* every message goes to a queue file and is synced (fdatasync)
+                                 before hop_send() returns HOP_OK; concurrent senders share
+                                 syncs. memory_bytes is then unused: receivers read the
+                                 files. Needs max_disk_files > 0. */
 } hop_limits;
 
 /* Largest value max_message_bytes may take (1 GiB). */
@@ -80,13 +95,13 @@ typedef struct hop_limits {
 size_t hop_message_cost(size_t len);
 
 /* Fill *limits with the defaults: 64 MiB memory, 64 MiB files, 64 files,
- * 1 MiB messages. */
+ * 1 MiB messages, not durable. */
 void hop_limits_default(hop_limits *limits);
 
 /* HOP_OK if the limits can make a channel, else HOP_INVALID: file_bytes is 0
  * while disk files are allowed, max_message_bytes is 0 or above
  * HOP_MAX_MESSAGE_BYTES, or the channel is memory only and a largest message
- * would not fit in memory_bytes. */
+ * would not fit in memory_bytes, or durable is set without disk files. */
 hop_err hop_limits_check(const hop_limits *limits);
 
 /* True if name is a valid channel name: 1..128 characters of
@@ -97,22 +112,37 @@ bool hop_name_valid(const char *name);
 
 typedef struct hop_channel hop_channel;
 
-/* Open channel name with its queue files under <data_dir>/<name>/. data_dir
- * is created if missing (one level); it may be NULL only when
- * limits->max_disk_files is 0. The channel directory is locked (flock) so
- * that two openers, in this process or another, cannot share it; a second
- * open gets HOP_IO with errno EWOULDBLOCK. Queue files from an earlier run
- * are removed (and logged); other files in the directory are left alone.
- * limits is copied; NULL means hop_limits_default().
+/* Open channel name with its queue files under <data_dir>/<name>/, and
+ * recover the messages an earlier open left there (see "Restarts" above).
+ * data_dir is created if missing (one level); it may be NULL only when
+ * limits->max_disk_files is 0 (the channel then keeps nothing across a
+ * close). The channel directory is locked (flock) so that two openers, in
+ * this process or another, cannot share it; a second open gets HOP_IO with
+ * errno EWOULDBLOCK. Files the channel does not know (other names, queue
+ * files of another format version) are left alone and logged. Recovery
+ * truncates a torn last record and skips damaged records (logged, counted);
+ * recovered files are read before any new one and never appended to.
+ * limits is copied; NULL means hop_limits_default(). Limits may differ from
+ * the earlier open's: recovered files count against max_disk_files, and
+ * sends are refused as full until enough of them are drained.
  * OUT: *out, the new channel, on HOP_OK; untouched otherwise.
- * Errors: HOP_INVALID (bad name, limits or NULL out), HOP_IO, HOP_NOMEM. */
+ * Errors: HOP_INVALID (bad name, limits or NULL out), HOP_IO (errno says
+ * why: EACCES, ENOSPC, EWOULDBLOCK, ...; nothing was changed on disk unless
+ * a torn tail was cut off), HOP_NOMEM. */
 hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limits *limits,
                          hop_channel **out);
 
 /* Close and free the channel: receivers blocked in hop_recv() return
- * HOP_CLOSED, armed waiters are called with HOP_CLOSED, messages still held
- * are discarded, queue files are left for the next open. NULL is a no-op. */
-void hop_channel_close(hop_channel *ch);
+ * HOP_CLOSED, armed waiters are called with HOP_CLOSED; the messages in
+ * memory are written, in order, to a queue file that the next open reads
+ * first, and synced; how far the files were consumed is recorded. Messages
+ * a receiver still holds are not consumed: if they came from a queue file
+ * they are received again after the next open (hop_free() of them after
+ * close only frees memory). HOP_OK, or HOP_IO (errno set, logged) if the
+ * messages in memory could not be written: they are lost. Memory-only
+ * channels (no data_dir) discard what they hold. The channel is freed
+ * either way. NULL is a no-op returning HOP_OK. */
+hop_err hop_channel_close(hop_channel *ch);
 
 /* The channel's name (borrowed, lives as long as the channel). */
 const char *hop_channel_name(const hop_channel *ch);
@@ -142,7 +172,10 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len);
  * HOP_CLOSED (the message is freed). */
 hop_err hop_requeue(hop_channel *ch, void *data, size_t len);
 
-/* Release a message from hop_recv(). NULL is a no-op. */
+/* Release a message from hop_recv(): it is consumed. A message read from a
+ * queue file is marked consumed on disk here, so that it does not come back
+ * after a restart; this must happen before its channel is closed (after,
+ * it only frees memory). NULL is a no-op. */
 void hop_free(void *data);
 
 /* Counters and gauges of one channel, read at one instant. */
@@ -160,6 +193,10 @@ typedef struct hop_stats {
     uint64_t rejected_full_total; /* hop_send() calls refused with HOP_FULL */
     uint64_t io_errors_total;     /* calls that failed with HOP_IO */
     uint64_t records_corrupt_total; /* queue file records skipped as corrupt */
+    size_t in_flight;             /* messages read from queue files, handed out and not yet
+                                     hop_free()d or given back */
+    uint64_t recovered_total;     /* messages found in queue files when the channel opened */
+    uint64_t syncs_total;         /* fdatasync calls made for durable sends */
 } hop_stats;
 
 /* OUT: *stats, a consistent snapshot of ch. */
