@@ -1,92 +1,40 @@
 /* channel.c - a hopper channel: the in-memory FIFO, the queue files that
  * take its overflow, the receivers waiting on it, and the rules that keep
- * all three in one strict order.
+ * all three in one strict order. The struct and the lock order are in
+ * channel.h; durable syncing is in sync.c, everything that survives a
+ * restart (recovery, the journal of consumed records, close) in persist.c.
  *
  * Order. The messages of a channel are, oldest first: those in memory, then
  * those in queue files (oldest file first). A send goes to memory only while
- * the disk part is empty (no unread record, no send writing one) and memory
- * has room; otherwise it is appended to the newest queue file. Receivers take
- * from memory first, then from disk. hop_requeue() puts a message back in
- * front of memory. So no message overtakes an older one.
+ * the disk part is empty (no unread record, no send writing one), memory
+ * has room and the channel is not durable; otherwise it is appended to the
+ * newest queue file. Receivers take from memory first, then from disk.
+ * hop_requeue() puts a message back in front of memory. So no message
+ * overtakes an older one.
  *
- * Locks. Three, always taken in this order when nested:
- *   write_lock  serialises appends to queue files (held during write I/O);
- *   read_lock   serialises reads of queue files (held during read I/O);
- *   lock        guards everything else and is never held during file I/O.
+ * Consuming. A message from memory is the receiver's once handed out. A
+ * record read from a queue file is "in flight" until the receiver
+ * hop_free()s it: only then is it written to the journal as consumed, and
+ * only when every record of a file is consumed is the file removed. So a
+ * crash while a message is being delivered brings it back after a restart.
+ *
  * A sender to memory takes only `lock`; a sender to disk reserves its place
- * under `lock`, writes under `write_lock` alone, then publishes under `lock`.
- * Readers never read past a file's published size, so they never see a
- * record being written.
+ * under `lock`, writes under `write_lock` alone, then publishes under `lock`
+ * (durable: after its sync, see sync.c). Readers never read past a file's
+ * published size, so they never see a record being written or not synced.
  */
-#include "hopper/hopper.h"
+#include "channel.h"
 
 #include "alloc.h"
 #include "io.h"
 #include "log.h"
-#include "message.h"
-#include "queue_file.h"
 #include "record.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-struct hop_waiter {
-    hop_ready_fn fn;
-    void *arg;
-    hop_channel *ch; /* the channel it was last armed on */
-    hop_waiter *prev, *next;
-    bool armed; /* guarded by ch->lock */
-};
-
-struct hop_channel {
-    /* Hot: every memory send and receive touches these, under `lock`. They
-     * sit together so a message crossing between two cores moves as few
-     * cache lines as possible. */
-    pthread_mutex_t lock;
-    hop__membuf mem;
-    size_t disk_records; /* published records not yet read */
-    size_t disk_pending; /* sends writing a record right now */
-    hop_waiter *waiters_head;
-    size_t blocked; /* threads waiting in hop_recv() */
-    bool closed;
-    bool dispatching; /* a dispatch() loop is running */
-    uint64_t sent_total, received_total;
-
-    /* Read by every send, written rarely. */
-    hop_limits limits;
-    atomic_bool disk_busy; /* hint: disk part not empty, sends skip the memory try */
-
-    char name[HOP_NAME_MAX + 1];
-    int dirfd; /* the channel's directory, flock'ed; -1 when memory only */
-
-    pthread_mutex_t write_lock;
-    pthread_mutex_t read_lock;
-    pthread_cond_t readable; /* signalled when a message arrives */
-    pthread_cond_t drained;  /* signalled when the last call leaves a closing channel */
-
-    hop__qfile *head, *tail; /* queue files, oldest first */
-    hop__qfile *write_file;  /* the file being appended to (the tail), or NULL */
-    size_t disk_files;       /* files in the list plus files being created */
-    uint64_t disk_bytes;     /* published bytes of the files in the list */
-    uint64_t next_seq;       /* guarded by write_lock */
-    hop__qreader reader;     /* guarded by read_lock */
-
-    hop_waiter *waiters_tail;
-    size_t waiters;
-    size_t inside; /* receive calls in progress, which close waits for */
-
-    uint64_t requeued_total, rejected_full_total;
-    uint64_t io_errors_total, records_corrupt_total;
-};
 
 const char *hop_channel_name(const hop_channel *ch)
 {
@@ -94,87 +42,6 @@ const char *hop_channel_name(const hop_channel *ch)
 }
 
 /* ---- opening and closing ---- */
-
-/* Create dir (one level) if missing and open it. Returns the fd or -1. */
-static int open_dir_at(int at, const char *path)
-{
-    if (mkdirat(at, path, 0700) != 0 && errno != EEXIST)
-        return -1;
-    return openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-}
-
-/* True if queue file name in dirfd has the header of another format
- * version. record.c calls such a file foreign and says to leave it alone;
- * deleting it would lose a newer version's messages on a downgrade. A file
- * too short for a header, or without the magic, is one of ours cut short. */
-static bool other_version_file(int dirfd, const char *name)
-{
-    unsigned char header[HOP__FILE_HEADER_SIZE];
-    int fd = hop__io_current->openat(dirfd, name, O_RDONLY, 0);
-    if (fd < 0)
-        return false;
-    ssize_t n = hop__io_current->pread(fd, header, sizeof header, 0);
-    hop__io_current->close(fd);
-    return n == (ssize_t)sizeof header && hop__file_header_other_version(header);
-}
-
-/* Remove queue files an earlier run left (this version cannot recover
- * them) and continue their numbering. Other files, queue files of another
- * format version included, are left alone. */
-static hop_err remove_stale_files(hop_channel *ch)
-{
-    int fd = dup(ch->dirfd);
-    if (fd < 0)
-        return HOP_IO;
-    DIR *d = fdopendir(fd);
-    if (d == NULL) {
-        close(fd);
-        return HOP_IO;
-    }
-    size_t removed = 0;
-    uint64_t max_seq = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        uint64_t seq;
-        if (!hop__qfile_parse_name(e->d_name, &seq))
-            continue;
-        if (seq > max_seq)
-            max_seq = seq; /* a foreign one's number is not reused either */
-        if (other_version_file(ch->dirfd, e->d_name)) {
-            hop__log(HOP_LOG_WARN, ch->name,
-                     "queue file %s is of another format version: left alone", e->d_name);
-            continue;
-        }
-        if (hop__qfile_unlink(ch->dirfd, seq) == 0)
-            removed++;
-        else
-            hop__log(HOP_LOG_WARN, ch->name, "cannot remove stale queue file %s: %s", e->d_name,
-                     strerror(errno));
-    }
-    closedir(d);
-    if (removed)
-        hop__log(HOP_LOG_INFO, ch->name,
-                 "removed %zu queue file(s) of an earlier run (not recovered in this version)",
-                 removed);
-    ch->next_seq = max_seq + 1;
-    return HOP_OK;
-}
-
-static hop_err open_disk(hop_channel *ch, const char *data_dir)
-{
-    int top = open_dir_at(AT_FDCWD, data_dir);
-    if (top < 0)
-        return HOP_IO;
-    ch->dirfd = open_dir_at(top, ch->name);
-    int saved = errno;
-    close(top);
-    errno = saved;
-    if (ch->dirfd < 0)
-        return HOP_IO;
-    if (flock(ch->dirfd, LOCK_EX | LOCK_NB) != 0)
-        return HOP_IO;
-    return remove_stale_files(ch);
-}
 
 static bool sync_init(hop_channel *ch)
 {
@@ -184,9 +51,12 @@ static bool sync_init(hop_channel *ch)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     bool ok = pthread_mutex_init(&ch->write_lock, NULL) == 0;
     ok = ok && pthread_mutex_init(&ch->read_lock, NULL) == 0;
+    ok = ok && pthread_mutex_init(&ch->journal_lock, NULL) == 0;
+    ok = ok && pthread_mutex_init(&ch->sync_lock, NULL) == 0;
     ok = ok && pthread_mutex_init(&ch->lock, NULL) == 0;
     ok = ok && pthread_cond_init(&ch->readable, &attr) == 0;
     ok = ok && pthread_cond_init(&ch->drained, &attr) == 0;
+    ok = ok && pthread_cond_init(&ch->synced, &attr) == 0;
     pthread_condattr_destroy(&attr);
     return ok; /* glibc's init cannot fail for these attributes */
 }
@@ -210,7 +80,7 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
     strcpy(ch->name, name);
     ch->limits = *limits;
     ch->dirfd = -1;
-    ch->next_seq = 1;
+    ch->journal_fd = -1;
     hop__membuf_init(&ch->mem);
     hop__qreader_init(&ch->reader);
     atomic_init(&ch->disk_busy, false);
@@ -218,11 +88,11 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
         hop__free(ch);
         return HOP_NOMEM;
     }
-    if (limits->max_disk_files > 0) {
-        hop_err err = open_disk(ch, data_dir);
+    if (data_dir != NULL && data_dir[0] != '\0') {
+        hop_err err = hop__persist_open(ch, data_dir);
         if (err != HOP_OK) {
             int saved = errno;
-            hop_channel_close(ch);
+            hop__channel_abandon(ch);
             errno = saved;
             return err;
         }
@@ -231,7 +101,23 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
     return HOP_OK;
 }
 
-hop_err hop_channel_close(hop_channel *ch)
+/* Free a flight once nothing refers to it any more. */
+static void flights_release(hop_channel *ch)
+{
+    hop__flight *fl = ch->flights_head;
+    ch->flights_head = ch->flights_tail = NULL;
+    while (fl) {
+        hop__flight *next = fl->next;
+        if (fl->done || fl->in_memory || fl->dropped)
+            hop__free(fl); /* nothing refers to it (memory is freed next) */
+        else
+            fl->ch = NULL; /* a receiver holds its message: hop_free() frees it */
+        fl = next;
+    }
+}
+
+/* Close without writing anything (abandon) or as hop_channel_close() says. */
+static hop_err close_channel(hop_channel *ch, bool abandon)
 {
     if (ch == NULL)
         return HOP_OK;
@@ -253,6 +139,11 @@ hop_err hop_channel_close(hop_channel *ch)
         w = next;
     }
 
+    hop_err err = HOP_OK;
+    if (ch->dirfd >= 0 && !abandon)
+        err = hop__persist_close(ch);
+    int saved = errno;
+    flights_release(ch);
     hop__membuf_release(&ch->mem);
     while (ch->head) {
         hop__qfile *f = ch->head;
@@ -260,15 +151,32 @@ hop_err hop_channel_close(hop_channel *ch)
         hop__qfile_free(f);
     }
     hop__qreader_release(&ch->reader);
+    if (ch->journal_fd >= 0)
+        close(ch->journal_fd);
     if (ch->dirfd >= 0)
         close(ch->dirfd); /* releases the flock */
+    hop__free(ch->zombies);
     pthread_cond_destroy(&ch->readable);
     pthread_cond_destroy(&ch->drained);
+    pthread_cond_destroy(&ch->synced);
     pthread_mutex_destroy(&ch->lock);
+    pthread_mutex_destroy(&ch->sync_lock);
+    pthread_mutex_destroy(&ch->journal_lock);
     pthread_mutex_destroy(&ch->read_lock);
     pthread_mutex_destroy(&ch->write_lock);
     hop__free(ch);
-    return HOP_OK;
+    errno = saved;
+    return err;
+}
+
+hop_err hop_channel_close(hop_channel *ch)
+{
+    return close_channel(ch, false);
+}
+
+void hop__channel_abandon(hop_channel *ch)
+{
+    close_channel(ch, true);
 }
 
 /* ---- state helpers, all called with ch->lock held ---- */
@@ -278,7 +186,7 @@ static bool disk_empty(const hop_channel *ch)
     return ch->disk_records == 0 && ch->disk_pending == 0;
 }
 
-static void update_disk_busy(hop_channel *ch)
+void hop__channel_update_disk_busy(hop_channel *ch)
 {
     atomic_store_explicit(&ch->disk_busy, !disk_empty(ch), memory_order_relaxed);
 }
@@ -286,16 +194,20 @@ static void update_disk_busy(hop_channel *ch)
 static bool memory_fits(const hop_channel *ch, size_t len)
 {
     size_t cost = hop__message_cost(len);
-    return disk_empty(ch) && cost <= ch->limits.memory_bytes &&
+    return !ch->limits.durable && disk_empty(ch) && cost <= ch->limits.memory_bytes &&
            ch->mem.bytes <= ch->limits.memory_bytes - cost;
 }
 
-/* A message became available: wake one blocked receiver. Returns true if
- * armed waiters need serving (by dispatch(), after the lock is dropped). */
-static bool announce(hop_channel *ch)
+/* count messages became available: wake blocked receivers. Returns true if
+ * armed waiters need serving (by dispatch, after the lock is dropped). */
+bool hop__channel_announce(hop_channel *ch, size_t count)
 {
-    if (ch->blocked)
-        pthread_cond_signal(&ch->readable);
+    if (ch->blocked) {
+        if (count == 1)
+            pthread_cond_signal(&ch->readable);
+        else
+            pthread_cond_broadcast(&ch->readable);
+    }
     return ch->waiters_head != NULL;
 }
 
@@ -315,29 +227,63 @@ static hop_waiter *waiter_pop(hop_channel *ch)
     return w;
 }
 
+/* No more appends to f. Its write descriptor goes to *fd_to_close, unless
+ * fd_to_close is NULL (durable: the syncing sender closes it once synced). */
 static void seal_locked(hop_channel *ch, hop__qfile *f, int *fd_to_close)
 {
     f->sealed = true;
     if (ch->write_file == f)
         ch->write_file = NULL;
-    *fd_to_close = f->write_fd;
-    f->write_fd = -1;
+    if (fd_to_close) {
+        *fd_to_close = f->write_fd;
+        f->write_fd = -1;
+    }
+}
+
+/* The oldest message in memory, removed; NULL if none. A message read from
+ * disk and given back is in flight again. */
+static inline hop__msg *memory_take(hop_channel *ch)
+{
+    hop__msg *m = hop__membuf_pop_head(&ch->mem);
+    if (m && m->flight) {
+        m->flight->in_memory = false;
+        ch->in_flight++;
+    }
+    return m;
+}
+
+/* m goes back to the head of memory. */
+static void memory_give_back(hop_channel *ch, hop__msg *m)
+{
+    if (m->flight) {
+        m->flight->in_memory = true;
+        ch->in_flight--;
+    }
+    hop__membuf_push_head(&ch->mem, m);
 }
 
 /* ---- receiving ---- */
 
-/* True if f has nothing left to read and never will: sealed, or the file
- * being appended to while nobody is writing (the disk part is then empty,
- * and sends go back to memory). Called with ch->lock held. */
+/* Move f's read position over the ranges recovery said to skip. */
+static void skip_over(hop__qfile *f)
+{
+    while (f->skip_next < f->nskips && f->skips[f->skip_next].off <= f->read_off) {
+        if (f->skips[f->skip_next].off == f->read_off)
+            f->read_off = f->skips[f->skip_next].to;
+        f->skip_next++;
+    }
+}
+
+/* True if f has nothing left to read and never will (sealed, or the file
+ * being appended to while nobody is writing: the disk part is then empty,
+ * and sends go back to memory), and every record read from it is consumed. */
 static bool file_finished(const hop_channel *ch, const hop__qfile *f)
 {
-    return f->read_off == f->size &&
+    return f->read_off == f->size && f->unsynced == 0 && f->in_flight == 0 &&
            (f->sealed || (f == ch->write_file && ch->disk_pending == 0));
 }
 
-/* Detach finished files from the head of the list and chain them on *done
- * for delete_files(). Called with ch->lock and ch->read_lock held. */
-static void detach_finished(hop_channel *ch, hop__qfile **done)
+void hop__channel_detach_finished(hop_channel *ch, hop__qfile **done)
 {
     while (ch->head && file_finished(ch, ch->head)) {
         hop__qfile *f = ch->head;
@@ -365,32 +311,41 @@ static void detach_finished(hop_channel *ch, hop__qfile **done)
     }
 }
 
-/* Remove detached files from disk and free them. Called with ch->read_lock
- * held, without ch->lock. */
-static void delete_files(hop_channel *ch, hop__qfile *done)
+void hop__channel_delete_files(hop_channel *ch, hop__qfile *done)
 {
     while (done) {
         hop__qfile *next = done->next;
-        if (hop__qfile_unlink(ch->dirfd, done->seq) != 0)
+        if (hop__qfile_unlink(ch->dirfd, done->seq) != 0) {
+            /* the journal must go on saying it is consumed (persist.c) */
             hop__log(HOP_LOG_WARN, ch->name,
                      "cannot remove finished queue file %020" PRIu64 ".hq: %s", done->seq,
                      strerror(errno));
+            uint64_t *z = hop__malloc((ch->nzombies + 1) * sizeof *z);
+            if (z) {
+                if (ch->nzombies)
+                    memcpy(z, ch->zombies, ch->nzombies * sizeof *z);
+                z[ch->nzombies++] = done->seq;
+                hop__free(ch->zombies);
+                ch->zombies = z;
+            }
+        }
         hop__qfile_free(done);
         done = next;
     }
 }
 
 /* Read the next disk record. Called and returns with ch->lock held, drops
- * it around the I/O. HOP_OK: OUT *out. HOP_TIMEOUT: nothing on disk after
- * all (another receiver took it). HOP_IO: a read failed (nothing consumed)
- * or a corrupt record was skipped. HOP_NOMEM. */
+ * it around the I/O. HOP_OK: OUT *out, in flight. HOP_TIMEOUT: nothing on
+ * disk after all (another receiver took it). HOP_IO: a read failed (nothing
+ * consumed) or a corrupt record was skipped. HOP_NOMEM. */
 static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
 {
     pthread_mutex_unlock(&ch->lock);
+    hop__flight *fl = hop__calloc(1, sizeof *fl); /* before anything is consumed */
     pthread_mutex_lock(&ch->read_lock);
     pthread_mutex_lock(&ch->lock);
     hop__qfile *done = NULL;
-    detach_finished(ch, &done);
+    hop__channel_detach_finished(ch, &done);
     hop__qfile *f = ch->head;
     hop_err err = HOP_TIMEOUT;
     int saved = 0;
@@ -398,18 +353,27 @@ static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
      * filled while the lock was dropped (the disk ran empty and sends went
      * to memory, then to disk again; or a requeue): reading the disk now
      * would hand out a newer message first. take_next() pops memory. */
-    if (ch->mem.head != NULL || ch->disk_records == 0 || f == NULL)
+    if (ch->mem.head != NULL || ch->disk_records == 0)
+        goto out;
+    if (fl == NULL) {
+        err = HOP_NOMEM;
+        goto out;
+    }
+    /* records are published in order: the first file with unread ones */
+    while (f && f->read_off == f->size)
+        f = f->next;
+    if (f == NULL)
         goto out;
 
-    /* records are published in order, so the head file has unread ones */
+    uint64_t off = f->read_off;
     uint64_t avail = f->size;
     size_t records = f->records;
-    size_t max_len = ch->limits.max_message_bytes;
     pthread_mutex_unlock(&ch->lock);
 
     hop__msg *m = NULL;
     uint64_t next = 0;
-    hop__read_result res = hop__qreader_next(&ch->reader, ch->dirfd, f, avail, max_len, &m, &next);
+    hop__read_result res =
+        hop__qreader_read(&ch->reader, ch->dirfd, f, off, avail, HOP_MAX_MESSAGE_BYTES, &m, &next);
     saved = errno;
 
     pthread_mutex_lock(&ch->lock);
@@ -418,13 +382,23 @@ static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
     case HOP__READ_OK:
         consumed = 1;
         f->read_off = next;
+        *fl = (hop__flight){.ch = ch, .file = f, .off = off};
+        if (ch->flights_tail)
+            ch->flights_tail->next = fl;
+        else
+            ch->flights_head = fl;
+        ch->flights_tail = fl;
+        f->in_flight++;
+        ch->in_flight++;
+        m->flight = fl;
+        fl = NULL;
         *out = m;
         err = HOP_OK;
         break;
     case HOP__READ_CORRUPT:
         hop__log(HOP_LOG_ERROR, ch->name,
                  "queue file %020" PRIu64 ".hq: corrupt record at offset %" PRIu64 " skipped",
-                 f->seq, f->read_off);
+                 f->seq, off);
         consumed = 1;
         f->read_off = next;
         ch->records_corrupt_total++;
@@ -438,7 +412,7 @@ static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
         hop__log(HOP_LOG_ERROR, ch->name,
                  "queue file %020" PRIu64 ".hq: no valid record at offset %" PRIu64
                  ", %zu record(s) skipped",
-                 f->seq, f->read_off, consumed);
+                 f->seq, off, consumed);
         f->read_off = avail;
         ch->records_corrupt_total += consumed;
         err = HOP_IO;
@@ -454,15 +428,17 @@ static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
         err = HOP_NOMEM;
         break;
     }
+    skip_over(f);
     f->records_read += consumed;
     ch->disk_records -= consumed;
-    detach_finished(ch, &done);
+    hop__channel_detach_finished(ch, &done);
 
 out:;
     bool disk_idle = ch->disk_records == 0;
-    update_disk_busy(ch);
+    hop__channel_update_disk_busy(ch);
     pthread_mutex_unlock(&ch->lock);
-    delete_files(ch, done);
+    hop__free(fl);
+    hop__channel_delete_files(ch, done);
     if (disk_idle)
         hop__qreader_release(&ch->reader); /* no read-ahead memory while idle */
     pthread_mutex_unlock(&ch->read_lock);
@@ -476,7 +452,7 @@ out:;
 static hop_err take_next(hop_channel *ch, hop__msg **out)
 {
     for (;;) {
-        hop__msg *m = hop__membuf_pop_head(&ch->mem);
+        hop__msg *m = memory_take(ch);
         if (m) {
             *out = m;
             return HOP_OK;
@@ -485,11 +461,10 @@ static hop_err take_next(hop_channel *ch, hop__msg **out)
             return HOP_TIMEOUT;
         hop_err err = take_from_disk(ch, out);
         /* While the lock was dropped a requeue may have refilled memory, or
-         * a sender may have published a disk record: its announce() did not
+         * a sender may have published a disk record: its announce did not
          * count this caller as blocked, so look again rather than sleep (or
          * arm a waiter) with a message on disk. */
-        if (err != HOP_TIMEOUT ||
-            (ch->mem.head == NULL && (ch->disk_records == 0 || ch->head == NULL)))
+        if (err != HOP_TIMEOUT || (ch->mem.head == NULL && ch->disk_records == 0))
             return err;
     }
 }
@@ -542,8 +517,7 @@ static __attribute__((noinline)) hop_err recv_slow(hop_channel *ch, int timeout_
         if (timeout_ms < 0)
             pthread_cond_wait(&ch->readable, &ch->lock);
         else
-            timed_out =
-                pthread_cond_timedwait(&ch->readable, &ch->lock, &deadline) == ETIMEDOUT;
+            timed_out = pthread_cond_timedwait(&ch->readable, &ch->lock, &deadline) == ETIMEDOUT;
         ch->blocked--;
     }
     leave(ch);
@@ -557,7 +531,7 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
         return HOP_INVALID;
     pthread_mutex_lock(&ch->lock);
     hop__msg *m;
-    if (ch->closed || (m = hop__membuf_pop_head(&ch->mem)) == NULL)
+    if (ch->closed || (m = memory_take(ch)) == NULL)
         return recv_slow(ch, timeout_ms, data, len);
     /* the common case, kept short: the oldest message is in memory */
     ch->received_total++;
@@ -567,9 +541,7 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
     return HOP_OK;
 }
 
-/* Hand available messages to armed waiters, oldest waiter first. Called
- * without locks after a message became available. */
-static void dispatch(hop_channel *ch)
+void hop__channel_dispatch(hop_channel *ch)
 {
     pthread_mutex_lock(&ch->lock);
     /* One dispatcher at a time. Two would each take a message and then race
@@ -594,7 +566,7 @@ static void dispatch(hop_channel *ch)
             break; /* nothing left, or a read error the next receiver meets again */
         hop_waiter *w = waiter_pop(ch);
         if (w == NULL) { /* the waiters were cancelled while the lock was dropped */
-            hop__membuf_push_head(&ch->mem, m);
+            memory_give_back(ch, m);
             break;
         }
         ch->received_total++;
@@ -697,37 +669,76 @@ hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
     if (m == NULL)
         return HOP_INVALID; /* not a message of ours: nothing we may free */
     if (ch == NULL) {
-        hop__msg_free(m);
+        hop__msg_free(m); /* its record, if any, stays unconsumed */
         return HOP_INVALID;
     }
     pthread_mutex_lock(&ch->lock);
     if (ch->closed) {
+        if (m->flight) {
+            m->flight->dropped = true; /* close writes its record again */
+            ch->in_flight--;
+        }
         pthread_mutex_unlock(&ch->lock);
         hop__msg_free(m);
         return HOP_CLOSED;
     }
-    hop__membuf_push_head(&ch->mem, m);
+    memory_give_back(ch, m);
     ch->requeued_total++;
-    bool serve = announce(ch);
+    bool serve = hop__channel_announce(ch, 1);
     pthread_mutex_unlock(&ch->lock);
     if (serve)
-        dispatch(ch);
+        hop__channel_dispatch(ch);
     return len == m->len ? HOP_OK : HOP_INVALID;
+}
+
+/* The record of fl is consumed: drop the consumed flights at the head of
+ * the list, remove the files that are now finished, and write it down. */
+static void flight_done(hop__flight *fl)
+{
+    hop_channel *ch = fl->ch;
+    if (ch == NULL) { /* the channel was closed meanwhile */
+        hop__free(fl);
+        return;
+    }
+    uint64_t seq = fl->file->seq, off = fl->off;
+    hop__qfile *done = NULL;
+    pthread_mutex_lock(&ch->read_lock);
+    pthread_mutex_lock(&ch->lock);
+    fl->done = true;
+    fl->file->in_flight--;
+    ch->in_flight--;
+    while (ch->flights_head && ch->flights_head->done) {
+        hop__flight *first = ch->flights_head;
+        ch->flights_head = first->next;
+        if (ch->flights_head == NULL)
+            ch->flights_tail = NULL;
+        hop__free(first);
+    }
+    hop__channel_detach_finished(ch, &done);
+    pthread_mutex_unlock(&ch->lock);
+    hop__channel_delete_files(ch, done);
+    pthread_mutex_unlock(&ch->read_lock);
+    hop__persist_consumed(ch, seq, off);
 }
 
 void hop_free(void *data)
 {
-    hop__msg_free(hop__msg_of(data));
+    hop__msg *m = hop__msg_of(data);
+    if (m && m->flight)
+        flight_done(m->flight);
+    hop__msg_free(m);
 }
 
 /* ---- sending ---- */
 
 /* Append data to the newest queue file, starting a new file when there is
- * none or the last one is sealed. m, if not NULL, is the caller's data
- * already copied for memory: used if memory has room after all, else freed. */
+ * none or the last one is sealed; durable, wait for its sync. m, if not
+ * NULL, is the caller's data already copied for memory: used if memory has
+ * room after all, else freed. */
 static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__msg *m)
 {
     hop_err err = HOP_OK;
+    bool durable = ch->limits.durable;
     pthread_mutex_lock(&ch->write_lock);
     pthread_mutex_lock(&ch->lock);
     if (ch->closed) {
@@ -744,11 +755,11 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
         hop__membuf_push_tail(&ch->mem, m);
         m = NULL;
         ch->sent_total++;
-        bool serve = announce(ch);
+        bool serve = hop__channel_announce(ch, 1);
         pthread_mutex_unlock(&ch->lock);
         pthread_mutex_unlock(&ch->write_lock);
         if (serve)
-            dispatch(ch);
+            hop__channel_dispatch(ch);
         return HOP_OK;
     }
     hop__qfile *f = ch->write_file;
@@ -762,7 +773,7 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
         ch->disk_files++;
     }
     ch->disk_pending++;
-    update_disk_busy(ch);
+    hop__channel_update_disk_busy(ch);
     pthread_mutex_unlock(&ch->lock);
 
     /* the I/O, under write_lock alone */
@@ -785,8 +796,8 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
     }
 
     int fd_to_close = -1;
+    hop__sync_req req = {.file = f, .end = end};
     pthread_mutex_lock(&ch->lock);
-    ch->disk_pending--;
     if (err == HOP_OK) {
         if (new_file) {
             if (ch->tail)
@@ -797,23 +808,36 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
             ch->write_file = f;
             ch->disk_bytes += f->size; /* the file header */
         }
-        ch->disk_bytes += end - f->size;
-        f->size = end;
-        f->records++;
-        ch->disk_records++;
-        ch->sent_total++;
-        if (f->size >= ch->limits.file_bytes)
-            seal_locked(ch, f, &fd_to_close);
+        f->written = end;
+        if (durable) {
+            /* published by the sync that covers it (sync.c) */
+            f->unsynced++;
+            if (ch->sync_tail)
+                ch->sync_tail->next = &req;
+            else
+                ch->sync_head = &req;
+            ch->sync_tail = &req;
+        } else {
+            ch->disk_pending--;
+            ch->disk_bytes += end - f->size;
+            f->size = end;
+            f->records++;
+            ch->disk_records++;
+            ch->sent_total++;
+        }
+        if (f->written >= ch->limits.file_bytes)
+            seal_locked(ch, f, durable ? NULL : &fd_to_close);
     } else {
+        ch->disk_pending--;
         if (new_file)
             ch->disk_files--;
         else if (torn)
-            seal_locked(ch, f, &fd_to_close); /* never append after junk */
+            seal_locked(ch, f, durable ? NULL : &fd_to_close); /* never append after junk */
         if (err == HOP_IO)
             ch->io_errors_total++;
     }
-    update_disk_busy(ch);
-    bool serve = err == HOP_OK && announce(ch);
+    hop__channel_update_disk_busy(ch);
+    bool serve = err == HOP_OK && !durable && hop__channel_announce(ch, 1);
     pthread_mutex_unlock(&ch->lock);
     pthread_mutex_unlock(&ch->write_lock);
     if (fd_to_close >= 0)
@@ -821,8 +845,12 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
     if (err == HOP_IO)
         hop__log(HOP_LOG_ERROR, ch->name, "writing queue file: %s", strerror(saved));
     hop__msg_free(m);
+    if (err == HOP_OK && durable) {
+        err = hop__sync_wait(ch, &req);
+        saved = req.err_no;
+    }
     if (serve)
-        dispatch(ch);
+        hop__channel_dispatch(ch);
     errno = saved;
     return err;
 
@@ -861,7 +889,7 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len)
         return HOP_TOO_BIG;
 
     /* straight to disk when memory cannot take it: no copy made in vain */
-    if (atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) ||
+    if (atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) || ch->limits.durable ||
         hop__message_cost(len) > ch->limits.memory_bytes)
         return send_to_disk(ch, data, len, NULL);
 
@@ -875,10 +903,10 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len)
         return send_slow(ch, data, len, m);
     hop__membuf_push_tail(&ch->mem, m);
     ch->sent_total++;
-    bool serve = announce(ch);
+    bool serve = hop__channel_announce(ch, 1);
     pthread_mutex_unlock(&ch->lock);
     if (serve)
-        dispatch(ch);
+        hop__channel_dispatch(ch);
     return HOP_OK;
 }
 
@@ -902,5 +930,8 @@ void hop_channel_stats(hop_channel *ch, hop_stats *s)
     s->rejected_full_total = ch->rejected_full_total;
     s->io_errors_total = ch->io_errors_total;
     s->records_corrupt_total = ch->records_corrupt_total;
+    s->in_flight = ch->in_flight;
+    s->recovered_total = ch->recovered_total;
+    s->syncs_total = ch->syncs_total;
     pthread_mutex_unlock(&ch->lock);
 }

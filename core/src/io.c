@@ -2,6 +2,7 @@
 #include "io.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
 static int sys_openat(int dirfd, const char *path, int flags, mode_t mode)
@@ -17,6 +18,8 @@ const hop__io hop__io_system = {
     .ftruncate = ftruncate,
     .unlinkat = unlinkat,
     .fdatasync = fdatasync,
+    .fsync = fsync,
+    .renameat = renameat,
 };
 
 const hop__io *hop__io_current = &hop__io_system;

@@ -1,4 +1,4 @@
-/* io.h - the system calls the library makes on queue files, behind a table of
+/* io.h - the system calls the library makes on queue files and journals, behind a table of
  * function pointers so tests can inject ENOSPC, EIO, EMFILE and short writes
  * (the beanstalkd habit of swapping falloc). Each entry has the signature
  * and errno behaviour of the system call it is named after. */
@@ -16,6 +16,8 @@ typedef struct hop__io {
     int (*ftruncate)(int fd, off_t length);
     int (*unlinkat)(int dirfd, const char *path, int flags);
     int (*fdatasync)(int fd);
+    int (*fsync)(int fd); /* of directories, after creating, renaming or removing in them */
+    int (*renameat)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 } hop__io;
 
 /* The table in use; never NULL. */

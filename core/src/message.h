@@ -12,10 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct hop__flight;
+
 typedef struct hop__msg {
     struct hop__msg *next;
     size_t len;
-    uint64_t magic; /* HOP__MSG_MAGIC while owned by a channel or a caller */
+    uint64_t magic;             /* HOP__MSG_MAGIC while owned by a channel or a caller */
+    struct hop__flight *flight; /* the queue file record it was read from, or NULL */
     _Alignas(16) unsigned char data[];
 } hop__msg;
 

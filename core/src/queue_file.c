@@ -85,11 +85,13 @@ hop_err hop__qfile_create(int dirfd, uint64_t seq, hop__qfile **out)
     f->write_fd = fd;
     f->read_fd = -1;
     f->size = HOP__FILE_HEADER_SIZE;
+    f->written = HOP__FILE_HEADER_SIZE;
+    f->dir_unsynced = true;
     f->read_off = HOP__FILE_HEADER_SIZE;
     *out = f;
     return HOP_OK;
 
-fail_unlink: {
+fail_unlink : {
     int saved = errno;
     hop__io_current->close(fd);
     hop__io_current->unlinkat(dirfd, name, 0);
@@ -108,16 +110,16 @@ hop_err hop__qfile_append(hop__qfile *f, const void *payload, uint32_t len, uint
     struct iovec iov[2] = {{header, sizeof header}, {(void *)payload, len}};
     size_t total = sizeof header + (size_t)len;
     *torn = false;
-    size_t done = write_all(f->write_fd, iov, len ? 2 : 1, f->size, total);
+    size_t done = write_all(f->write_fd, iov, len ? 2 : 1, f->written, total);
     if (done == total) {
-        *end = f->size + total;
+        *end = f->written + total;
         return HOP_OK;
     }
     int saved = errno;
     if (done > 0 || saved == ENOSPC) {
         /* cut the partial record off; if that fails too the tail is junk the
          * reader must never reach, and the caller seals the file before it */
-        while (hop__io_current->ftruncate(f->write_fd, (off_t)f->size) != 0) {
+        while (hop__io_current->ftruncate(f->write_fd, (off_t)f->written) != 0) {
             if (errno != EINTR) {
                 *torn = true;
                 break;
@@ -136,6 +138,7 @@ void hop__qfile_free(hop__qfile *f)
         hop__io_current->close(f->write_fd);
     if (f->read_fd >= 0)
         hop__io_current->close(f->read_fd);
+    hop__free(f->skips);
     hop__free(f);
 }
 
@@ -201,8 +204,8 @@ static hop__read_result fill(hop__qreader *r, hop__qfile *f, uint64_t off, size_
     return HOP__READ_OK;
 }
 
-hop__read_result hop__qreader_next(hop__qreader *r, int dirfd, hop__qfile *f, uint64_t avail,
-                                   size_t max_len, hop__msg **out, uint64_t *next)
+hop__read_result hop__qreader_read(hop__qreader *r, int dirfd, hop__qfile *f, uint64_t off,
+                                   uint64_t avail, size_t max_len, hop__msg **out, uint64_t *next)
 {
     if (f->read_fd < 0) {
         char name[HOP__QFILE_NAME_SIZE];
@@ -211,7 +214,6 @@ hop__read_result hop__qreader_next(hop__qreader *r, int dirfd, hop__qfile *f, ui
         if (f->read_fd < 0)
             return HOP__READ_IO;
     }
-    uint64_t off = f->read_off;
     if (avail - off < HOP__RECORD_HEADER_SIZE)
         return HOP__READ_UNFRAMED;
     hop__read_result res = fill(r, f, off, HOP__RECORD_HEADER_SIZE, avail);
@@ -256,4 +258,150 @@ hop__read_result hop__qreader_next(hop__qreader *r, int dirfd, hop__qfile *f, ui
     }
     *out = m;
     return HOP__READ_OK;
+}
+
+/* ---- framing a file of an earlier run ---- */
+
+/* A window over the file for the framing: reads ahead in big chunks. */
+typedef struct window {
+    int fd;
+    uint64_t size;
+    unsigned char *buf;
+    uint64_t off; /* file offset of buf[0] */
+    size_t len;
+} window;
+
+/* Make [off, off + need) available in w->buf (need <= HOP__READ_BUFFER,
+ * off + need <= size). NULL with errno set on a read error. */
+static const unsigned char *window_at(window *w, uint64_t off, size_t need)
+{
+    if (off >= w->off && off + need <= w->off + w->len)
+        return w->buf + (off - w->off);
+    uint64_t want = w->size - off < HOP__READ_BUFFER ? w->size - off : HOP__READ_BUFFER;
+    w->len = 0;
+    if (!read_exact(w->fd, w->buf, (size_t)want, off))
+        return NULL;
+    w->off = off;
+    w->len = (size_t)want;
+    return w->buf;
+}
+
+/* True if a whole, valid record starts at off: header checks, a length
+ * that fits, and the payload checksum (read with pread into scratch). */
+static hop_err record_at(window *w, uint64_t off, size_t max_len, unsigned char **scratch,
+                         uint64_t *next, bool *valid)
+{
+    *valid = false;
+    if (w->size - off < HOP__RECORD_HEADER_SIZE)
+        return HOP_OK;
+    const unsigned char *h = window_at(w, off, HOP__RECORD_HEADER_SIZE);
+    if (h == NULL)
+        return HOP_IO;
+    uint32_t len, crc;
+    if (!hop__record_header_decode(h, &len, &crc) || len > max_len ||
+        len > w->size - off - HOP__RECORD_HEADER_SIZE)
+        return HOP_OK;
+    if (*scratch == NULL && (*scratch = hop__malloc(max_len ? max_len : 1)) == NULL)
+        return HOP_NOMEM;
+    if (len && !read_exact(w->fd, *scratch, len, off + HOP__RECORD_HEADER_SIZE))
+        return HOP_IO;
+    *valid = hop__record_verify(crc, *scratch, len);
+    *next = off + HOP__RECORD_HEADER_SIZE + len;
+    return HOP_OK;
+}
+
+/* The header alone, for the records between damage: enough to step over
+ * one (its payload is checked when it is read). */
+static hop_err header_at(window *w, uint64_t off, size_t max_len, uint64_t *next, bool *valid)
+{
+    *valid = false;
+    if (w->size - off < HOP__RECORD_HEADER_SIZE)
+        return HOP_OK;
+    const unsigned char *h = window_at(w, off, HOP__RECORD_HEADER_SIZE);
+    if (h == NULL)
+        return HOP_IO;
+    uint32_t len, crc;
+    if (!hop__record_header_decode(h, &len, &crc) || len > max_len ||
+        len > w->size - off - HOP__RECORD_HEADER_SIZE)
+        return HOP_OK;
+    *next = off + HOP__RECORD_HEADER_SIZE + len;
+    *valid = true;
+    return HOP_OK;
+}
+
+/* The first offset after from where a valid whole record begins, or size
+ * if there is none. Candidates are found by the record magic. */
+static hop_err resync(window *w, uint64_t from, size_t max_len, unsigned char **scratch,
+                      uint64_t *found)
+{
+    static const unsigned char magic[4] = {0x48, 0x4F, 0x50, 0x52}; /* "HOPR" */
+    uint64_t off = from;
+    while (w->size - off >= HOP__RECORD_HEADER_SIZE) {
+        size_t span = w->size - off < HOP__READ_BUFFER ? (size_t)(w->size - off) : HOP__READ_BUFFER;
+        const unsigned char *p = window_at(w, off, span);
+        if (p == NULL)
+            return HOP_IO;
+        const unsigned char *hit = NULL;
+        for (size_t i = 0; i + 4 <= span; i++) {
+            if (p[i] == magic[0] && memcmp(p + i, magic, 4) == 0) {
+                hit = p + i;
+                break;
+            }
+        }
+        if (hit == NULL) {
+            off += span - 3; /* a magic may straddle the end of the span */
+            if (span < 4)
+                break;
+            continue;
+        }
+        uint64_t at = off + (uint64_t)(hit - p);
+        uint64_t next;
+        bool valid;
+        hop_err err = record_at(w, at, max_len, scratch, &next, &valid);
+        if (err != HOP_OK)
+            return err;
+        if (valid) {
+            *found = at;
+            return HOP_OK;
+        }
+        off = at + 1;
+    }
+    *found = w->size;
+    return HOP_OK;
+}
+
+hop_err hop__qfile_frame(int fd, uint64_t from, uint64_t size, size_t max_len, hop__frame_fn fn,
+                         void *arg, uint64_t *valid_end)
+{
+    window w = {.fd = fd, .size = size, .buf = hop__malloc(HOP__READ_BUFFER)};
+    if (w.buf == NULL)
+        return HOP_NOMEM;
+    unsigned char *scratch = NULL;
+    hop_err err = HOP_OK;
+    uint64_t off = from;
+    *valid_end = from;
+    while (off < size) {
+        uint64_t next;
+        bool valid;
+        err = header_at(&w, off, max_len, &next, &valid);
+        if (err != HOP_OK)
+            break;
+        if (valid) {
+            fn(arg, off, next, false);
+            off = next;
+            *valid_end = off;
+            continue;
+        }
+        uint64_t found;
+        err = resync(&w, off + 1, max_len, &scratch, &found);
+        if (err != HOP_OK || found >= size)
+            break; /* nothing valid follows: a torn tail */
+        fn(arg, off, found, true);
+        off = found;
+    }
+    int saved = errno;
+    hop__free(scratch);
+    hop__free(w.buf);
+    errno = saved;
+    return err;
 }

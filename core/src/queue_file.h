@@ -13,16 +13,30 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* A range the reader jumps over: a record consumed in an earlier run, or
+ * damaged bytes found by the recovery. */
+typedef struct hop__skip {
+    uint64_t off, to;
+    bool consumed; /* a consumed record (the journal must keep saying so), not damage */
+} hop__skip;
+
 typedef struct hop__qfile {
     struct hop__qfile *next; /* the next newer file of the channel */
     uint64_t seq;
-    int write_fd;        /* -1 once sealed; owned by the writer */
+    int write_fd;        /* -1 once sealed (durable: once synced too); owned by the writer */
     int read_fd;         /* -1 until the reader opens it; owned by the reader */
     uint64_t size;       /* published: bytes of header and whole records */
-    size_t records;      /* published: records in the file */
+    size_t records;      /* published: records to read in the file */
     uint64_t read_off;   /* reader: where the next record starts */
     size_t records_read; /* reader: records consumed or skipped */
     bool sealed;         /* published: no record will be appended any more */
+    uint64_t written;    /* writer: end of the bytes appended, >= size; beyond size they
+                            wait for their sync (durable) */
+    bool dir_unsynced;   /* writer: created, its directory entry not synced yet */
+    size_t unsynced;     /* published: records appended and waiting for their sync */
+    size_t in_flight;    /* published: records handed out and not yet consumed */
+    hop__skip *skips;    /* reader: ranges to jump, by offset (recovered files only) */
+    size_t nskips, skip_next;
 } hop__qfile;
 
 /* Name of queue file seq: 20 digits and ".hq". */
@@ -35,10 +49,10 @@ bool hop__qfile_parse_name(const char *name, uint64_t *seq);
  * OUT: *out on HOP_OK. HOP_IO (errno set) or HOP_NOMEM leave no file. */
 hop_err hop__qfile_create(int dirfd, uint64_t seq, hop__qfile **out);
 
-/* Append one record at offset f->size. HOP_OK: OUT *end, the offset after
- * the record (the caller publishes it). HOP_IO: nothing was appended; if
- * the partial record could not be cut off again, *torn is set and the file
- * must be sealed at its published size. */
+/* Append one record at offset f->written. HOP_OK: OUT *end, the offset
+ * after the record (the caller sets written and publishes it). HOP_IO:
+ * nothing was appended; if the partial record could not be cut off again,
+ * *torn is set and the file must be sealed at its published size. */
 hop_err hop__qfile_append(hop__qfile *f, const void *payload, uint32_t len, uint64_t *end,
                           bool *torn);
 
@@ -53,9 +67,9 @@ int hop__qfile_unlink(int dirfd, uint64_t seq);
 typedef struct hop__qreader {
     unsigned char *buf;
     size_t cap;
-    uint64_t seq;   /* file the buffer holds bytes of */
-    uint64_t off;   /* file offset of buf[0] */
-    size_t len;     /* valid bytes in buf */
+    uint64_t seq; /* file the buffer holds bytes of */
+    uint64_t off; /* file offset of buf[0] */
+    size_t len;   /* valid bytes in buf */
 } hop__qreader;
 
 #define HOP__READ_BUFFER (64 * 1024)
@@ -72,11 +86,23 @@ typedef enum hop__read_result {
     HOP__READ_NOMEM,    /* nothing consumed */
 } hop__read_result;
 
-/* Read the record at f->read_off of a file whose published size is avail
- * (> read_off), opening f->read_fd if needed. Does not move read_off.
+/* Read the record at off of a file whose published size is avail (> off),
+ * opening f->read_fd if needed. Does not move read_off.
  * OUT: *out (HOP__READ_OK) and *next, the offset after the record (OK and
  * CORRUPT). max_len bounds a plausible length. */
-hop__read_result hop__qreader_next(hop__qreader *r, int dirfd, hop__qfile *f, uint64_t avail,
-                                   size_t max_len, hop__msg **out, uint64_t *next);
+hop__read_result hop__qreader_read(hop__qreader *r, int dirfd, hop__qfile *f, uint64_t off,
+                                   uint64_t avail, size_t max_len, hop__msg **out, uint64_t *next);
+
+/* Framing a file of an earlier run (the recovery rules are in record.c).
+ * fn is called for each record, in file order, with its offset and the
+ * offset after it, and for each damaged range (gap true) with where it
+ * begins and where the next record begins. */
+typedef void (*hop__frame_fn)(void *arg, uint64_t off, uint64_t next, bool gap);
+
+/* Frame the file fd of size bytes, records from offset from on.
+ * OUT: *valid_end, the end of the last whole record (or from): what follows
+ * is a torn tail. HOP_IO (errno set) or HOP_NOMEM if reading failed. */
+hop_err hop__qfile_frame(int fd, uint64_t from, uint64_t size, size_t max_len, hop__frame_fn fn,
+                         void *arg, uint64_t *valid_end);
 
 #endif

@@ -1,14 +1,17 @@
-/* record.c - queue file format, version 1.
+/* record.c - queue file format, version 2.
  *
  * A queue file is <data_dir>/<channel>/<seq>.hq, where <seq> is the file's
  * sequence number as 20 decimal digits, so names sort in the order the files
- * were written. A channel appends to one file at a time; once the file holds
+ * are read. A channel appends to one file at a time; once the file holds
  * file_bytes or more it is sealed and the next record starts a new file. The
- * reader consumes files in sequence order and deletes each one it finishes.
+ * reader consumes files in sequence order and deletes each one once every
+ * record in it is consumed. A new channel numbers its first file 2^62, so
+ * that a close can write the messages it holds in memory to a file numbered
+ * below the oldest one, to be read first (see persist.c).
  *
  * File header, 16 bytes, all integers little-endian:
  *   0  4  magic "HOPQ"
- *   4  4  format version (1)
+ *   4  4  format version (2)
  *   8  8  seq, the same number as in the file name
  *
  * Then records, back to back, each:
@@ -33,8 +36,17 @@
  * the bytes the writer has published, so it cannot see a record being
  * written.
  *
+ * Recovery (when a channel opens on files of an earlier run) frames each
+ * file from its start. A header that fails its checks is either a torn
+ * tail (no valid record follows: the file is cut there) or damage in the
+ * middle: the recovery looks for the next offset where a record with valid
+ * magic, header crc, length and payload crc begins, and skips the bytes
+ * between (logged and counted). Which records were consumed is not in these
+ * files but in the channel's journal (journal.c).
+ *
  * Bump the version when any of this changes; a reader meets files of an
- * unknown version as foreign and leaves them alone.
+ * unknown version as foreign and leaves them alone. Version 1 files (hopper
+ * 0.1.0, which deleted its files at every open) are such foreign files.
  */
 #include "record.h"
 

@@ -9,7 +9,7 @@
 
 #define HOP__FILE_HEADER_SIZE 16
 #define HOP__RECORD_HEADER_SIZE 16
-#define HOP__FORMAT_VERSION 1
+#define HOP__FORMAT_VERSION 2
 
 /* Write the header of queue file seq into out. */
 void hop__file_header_encode(unsigned char out[HOP__FILE_HEADER_SIZE], uint64_t seq);

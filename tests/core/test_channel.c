@@ -198,14 +198,15 @@ static void test_files_appear_and_are_deleted(void **state)
     hop_channel *ch = open_ch(d, tu_limits(2 * hop_message_cost(100), file_bytes, SIZE_MAX, 1000));
     expect e;
     expect_init(&e, 100);
-    assert_int_equal(tu_count_entries(d->chan), 0);
+    assert_int_equal(tu_count_qfiles(d->chan), 0);
     for (uint64_t id = 0; id < 17; id++)
         send_ok(ch, &e, id, 100); /* 2 in memory, 15 in 5 files */
 
     uint64_t seqs[1000], sizes[1000];
     int n = qfiles(d, seqs, sizes);
     assert_int_equal(n, 5);
-    assert_int_equal(tu_count_entries(d->chan), 5); /* nothing else in the dir */
+    assert_int_equal(tu_count_qfiles(d->chan), 5);
+    assert_int_equal(tu_count_entries(d->chan), 6); /* and the journal, nothing else */
     hop_stats s = stats_of(ch);
     assert_int_equal(s.disk_files, 5);
     uint64_t total = 0;
@@ -245,7 +246,7 @@ static void test_files_appear_and_are_deleted(void **state)
     assert_true(seqs[0] == first + 5);
     assert_true(sizes[0] == TU_FILE_HEADER + 2 * rec);
     recv_all_expected(ch, &e);
-    assert_int_equal(tu_count_entries(d->chan), 0);
+    assert_int_equal(tu_count_qfiles(d->chan), 0);
     assert_int_equal(stats_of(ch).disk_files, 0);
     expect_free(&e);
     hop_channel_close(ch);
@@ -480,13 +481,14 @@ static void test_memory_only_full(void **state)
     expect_free(&e);
     hop_channel_close(ch);
 
-    /* memory only with a data_dir: nothing on disk */
+    /* memory only with a data_dir: nothing on disk until the close */
     assert_int_equal(hop_channel_open(d->data, "ch", &l, &ch), HOP_OK);
     for (uint64_t id = 0; id < 3; id++)
         assert_int_equal(send_id(ch, id, 10), HOP_OK);
     assert_int_equal(send_id(ch, 3, 10), HOP_FULL);
+    assert_int_equal(tu_count_qfiles(d->chan), 0);
     hop_channel_close(ch);
-    assert_int_equal(tu_count_entries(d->data), 0);
+    assert_int_equal(tu_count_qfiles(d->chan), 1);
 }
 
 static void test_too_big(void **state)
@@ -566,7 +568,7 @@ static void test_message_bigger_than_file(void **state)
     assert_true(sizes[1] == TU_FILE_HEADER + TU_RECORD_SIZE(50000));
     assert_true(sizes[2] == TU_FILE_HEADER + TU_RECORD_SIZE(8));
     recv_all_expected(ch, &e);
-    assert_int_equal(tu_count_entries(d->chan), 0);
+    assert_int_equal(tu_count_qfiles(d->chan), 0);
     expect_free(&e);
     hop_channel_close(ch);
 }
@@ -789,50 +791,82 @@ static void test_close_wakes_blocked_recv(void **state)
     assert_null(r2.data);
 }
 
-/* Messages held at close are discarded; their files stay for the next open,
- * which removes them. */
-static void test_close_keeps_files_reopen_removes(void **state)
+/* Close writes memory to a file read before the others; the next open
+ * finds every message, in order, with the consumed ones gone. */
+static void test_close_and_reopen_keep_everything(void **state)
 {
     tu_dir *d = *state;
-    hop_limits l = tu_limits(hop_message_cost(100), 200, SIZE_MAX, 1000);
+    hop_limits l = tu_limits(2 * hop_message_cost(100), 200, SIZE_MAX, 1000);
     hop_channel *ch = open_ch(d, l);
-    for (uint64_t id = 0; id < 5; id++)
-        assert_int_equal(send_id(ch, id, 100), HOP_OK);
-    hop_channel_close(ch); /* memory message freed (ASan checks) */
-    uint64_t seqs[10];
-    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 10), 2);
-    tu_log_capture();
-    ch = open_ch(d, l);
-    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 10), 0);
-    assert_true(tu_log_contains("removed 2 queue file"));
+    expect e;
+    expect_init(&e, 100);
+    for (uint64_t id = 0; id < 9; id++)
+        send_ok(ch, &e, id, 100); /* 2 in memory, 7 in 4 files */
+    recv_expected(ch, &e);        /* from memory */
+    recv_expected(ch, &e);        /* from memory */
+    recv_expected(ch, &e);        /* from disk: consumed */
+    for (uint64_t id = 9; id < 11; id++)
+        send_ok(ch, &e, id, 100); /* to disk, behind the others */
     hop_stats s = stats_of(ch);
-    assert_int_equal(s.messages, 0);
-    assert_int_equal(s.disk_files, 0);
-    hop_channel_close(ch);
-    hop_channel_close(NULL);
+    assert_int_equal(s.memory_messages, 0);
+    assert_int_equal(s.disk_messages, 8);
+    tu_log_capture();
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+
+    ch = open_ch(d, l);
+    s = stats_of(ch);
+    assert_int_equal(s.messages, 8);
+    assert_int_equal(s.recovered_total, 8);
+    assert_true(tu_log_contains("recovered 8 message(s)"));
+    recv_expected(ch, &e); /* id 3 */
+    recv_expected(ch, &e); /* id 4 */
+    for (uint64_t id = 11; id < 13; id++)
+        send_ok(ch, &e, id, 100); /* recovered files are sealed: a new one */
+
+    /* give one back and close with it in memory: it goes first */
+    void *data;
+    size_t len;
+    assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_OK);
+    assert_int_equal(tu_id_of(data, len), 5);
+    assert_int_equal(hop_requeue(ch, data, len), HOP_OK);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_true(tu_log_contains("1 message(s) written to disk at close"));
+
+    ch = open_ch(d, l);
+    assert_int_equal(stats_of(ch).messages, 8);
+    recv_all_expected(ch, &e);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    uint64_t seqs[10];
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 10), 0);
+    ch = open_ch(d, l);
+    assert_int_equal(stats_of(ch).messages, 0);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_int_equal(hop_channel_close(NULL), HOP_OK);
     hop_free(NULL);
+    expect_free(&e);
 }
 
 /* ---- opening ---- */
 
-/* Queue files of an earlier run are removed at open and numbering goes on
- * after them; any other file is left alone. */
-static void test_stale_files_removed_foreign_kept(void **state)
+/* Open recovers queue files of this version and numbers new files after
+ * the highest; a file cut short while being created is removed; anything
+ * else, queue files of another format version too, is left alone. */
+static void test_open_recovers_ours_leaves_foreign(void **state)
 {
     tu_dir *d = *state;
     assert_int_equal(mkdir(d->chan, 0700), 0);
     char path[PATH_MAX];
     unsigned char header[HOP__FILE_HEADER_SIZE];
-    hop__file_header_encode(header, 7);
-    tu_join(path, d->chan, "00000000000000000007.hq");
+    uint64_t top = ((uint64_t)1 << 62) + 7;
+    hop__file_header_encode(header, top);
+    tu_join(path, d->chan, "04611686018427387911.hq"); /* 2^62 + 7, ours, no record */
     tu_write_file(path, header, sizeof header);
+    hop__file_header_encode(header, 3);
     tu_join(path, d->chan, "00000000000000000003.hq");
-    tu_write_file(path, "junk", 4);
+    tu_write_file(path, header, 9); /* cut short in its header */
     static const char *const foreign[] = {
-        "notes.txt",
-        "123.hq",
-        "00000000000000000005.hq.bak",
-        "0000000000000000009.hq",
+        "notes.txt", "123.hq", "00000000000000000005.hq.bak", "0000000000000000009.hq",
+        "00000000000000000004.hq", /* not a header */
     };
     for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
         tu_join(path, d->chan, foreign[i]);
@@ -840,20 +874,24 @@ static void test_stale_files_removed_foreign_kept(void **state)
     }
     tu_join(path, d->chan, "sub");
     assert_int_equal(mkdir(path, 0700), 0);
-    /* a queue file of another format version is foreign too (record.c) */
-    unsigned char v2[HOP__FILE_HEADER_SIZE + 4];
-    hop__file_header_encode(v2, 9);
-    v2[4] = 2;
-    memcpy(v2 + HOP__FILE_HEADER_SIZE, "data", 4);
+    /* a queue file of hopper 0.1.0 (format version 1) is foreign (record.c) */
+    unsigned char v1[HOP__FILE_HEADER_SIZE + 4];
+    hop__file_header_encode(v1, 9);
+    v1[4] = 1;
+    memcpy(v1 + HOP__FILE_HEADER_SIZE, "data", 4);
     tu_join(path, d->chan, "00000000000000000009.hq");
-    tu_write_file(path, v2, sizeof v2);
+    tu_write_file(path, v1, sizeof v1);
 
+    tu_log_capture();
     hop_channel *ch = open_ch(d, tu_limits(0, 1000, 4, 1000));
     uint64_t seqs[10], sizes[10];
-    assert_int_equal(tu_list_qfiles(d->chan, seqs, sizes, 10), 1);
-    assert_true(seqs[0] == 9); /* the version 2 file, untouched */
-    assert_true(sizes[0] == sizeof v2);
-    assert_int_equal(tu_count_entries(d->chan), 6);
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, sizes, 10), 2);
+    assert_true(seqs[0] == 4); /* foreign, untouched */
+    assert_true(seqs[1] == 9); /* the version 1 file, untouched */
+    assert_true(sizes[1] == sizeof v1);
+    /* 5 foreign files (one named as a queue file), sub, the version 1 file
+     * and the journal; 3 and top are gone */
+    assert_int_equal(tu_count_entries(d->chan), 8);
     for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
         char buf[64] = {0};
         tu_join(path, d->chan, foreign[i]);
@@ -866,19 +904,21 @@ static void test_stale_files_removed_foreign_kept(void **state)
     }
     tu_join(path, d->chan, "sub");
     assert_true(tu_exists(path));
-    assert_true(tu_log_contains("removed 2 queue file"));
+    assert_true(tu_log_contains("cut short when it was created"));
     assert_true(tu_log_contains("of another format version: left alone"));
+    assert_true(tu_log_contains("not a queue file of this channel: left alone"));
+    assert_int_equal(stats_of(ch).disk_files, 0);
 
     /* numbering continues after the highest queue file name */
     assert_int_equal(send_id(ch, 1, 10), HOP_OK);
-    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 10), 2);
-    assert_true(seqs[1] == 10);
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 10), 3);
+    assert_true(seqs[2] == top + 1);
     void *data;
     size_t len;
     assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_OK);
     assert_int_equal(tu_id_of(data, len), 1);
     hop_free(data);
-    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 10), 1); /* still there */
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 10), 2); /* consumed: removed */
     hop_channel_close(ch);
 }
 
@@ -1131,18 +1171,18 @@ static void test_no_descriptor_leak(void **state)
     tu_dir *d = *state;
     int base = open_fds();
     hop_channel *ch = open_ch(d, tu_limits(hop_message_cost(50), 300, SIZE_MAX, 1000));
-    assert_int_equal(open_fds(), base + 1); /* the directory */
+    assert_int_equal(open_fds(), base + 2); /* the directory and the journal */
     expect e;
     expect_init(&e, 1000);
     for (uint64_t id = 0; id < 200; id++)
         send_ok(ch, &e, id, 50);                   /* about 50 files */
     assert_int_equal(stats_of(ch).disk_files, 40); /* 5 records a file */
-    assert_true(open_fds() <= base + 2);           /* sealed files are closed */
+    assert_true(open_fds() <= base + 3);           /* sealed files are closed */
     for (int i = 0; i < 100; i++)
         recv_expected(ch, &e);
-    assert_true(open_fds() <= base + 4);
+    assert_true(open_fds() <= base + 5);
     recv_all_expected(ch, &e);
-    assert_int_equal(open_fds(), base + 1);
+    assert_int_equal(open_fds(), base + 2);
     for (uint64_t id = 0; id < 50; id++)
         send_ok(ch, &e, id, 50);
     hop_channel_close(ch); /* with files open for writing and reading */
@@ -1182,8 +1222,8 @@ int main(void)
         T(test_recv_timeouts),
         T(test_blocked_recv_wakes_on_send),
         T(test_close_wakes_blocked_recv),
-        T(test_close_keeps_files_reopen_removes),
-        T(test_stale_files_removed_foreign_kept),
+        T(test_close_and_reopen_keep_everything),
+        T(test_open_recovers_ours_leaves_foreign),
         T(test_second_open_fails),
         T(test_names_cannot_escape),
         T(test_corrupt_record_on_disk),

@@ -299,7 +299,7 @@ static void run(const tu_dir *d, hop_limits limits, const consumer_kind kinds[CO
     assert_int_equal(s.records_corrupt_total, 0);
     assert_int_equal(s.io_errors_total, 0);
     assert_int_equal(s.disk_files, 0);
-    assert_int_equal(tu_count_entries(d->chan), 0); /* every file deleted */
+    assert_int_equal(tu_count_qfiles(d->chan), 0); /* every file deleted */
 
     hop_channel_close(sh->ch);
     for (int i = 0; i < CONSUMERS; i++) {

@@ -12,6 +12,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,9 @@ typedef enum op {
     OP_PREAD,
     OP_FTRUNCATE,
     OP_UNLINKAT,
+    OP_FDATASYNC, /* of a queue file */
+    OP_FSYNC,     /* of the channel directory */
+    OP_JOURNAL,   /* any call on the journal: open, write, read, sync, rename */
     OP_COUNT
 } op;
 
@@ -64,8 +68,36 @@ static bool hit(op o)
     return true;
 }
 
+/* Calls on the journal are faults of their own: the queue file faults
+ * below count only calls on queue files. */
+static bool journal_path(const char *path)
+{
+    return strstr(path, "consumed.hqc") != NULL;
+}
+
+static bool journal_fd(int fd)
+{
+    char link[64], target[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n < 0)
+        return false;
+    target[n] = '\0';
+    return journal_path(target);
+}
+
+static bool journal_hit(void)
+{
+    if (!hit(OP_JOURNAL))
+        return false;
+    errno = faults[OP_JOURNAL].err;
+    return true;
+}
+
 static int fake_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
+    if (journal_path(path))
+        return journal_hit() ? -1 : hop__io_system.openat(dirfd, path, flags, mode);
     op o = (flags & O_CREAT) ? OP_CREATE : OP_OPEN;
     if (hit(o)) {
         errno = faults[o].err;
@@ -76,6 +108,8 @@ static int fake_openat(int dirfd, const char *path, int flags, mode_t mode)
 
 static ssize_t fake_pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
+    if (journal_fd(fd))
+        return journal_hit() ? -1 : hop__io_system.pwritev(fd, iov, n, off);
     fault *f = &faults[OP_PWRITEV];
     if (f->pending_fail) {
         f->pending_fail = false;
@@ -107,6 +141,8 @@ static ssize_t fake_pwritev(int fd, const struct iovec *iov, int n, off_t off)
 
 static ssize_t fake_pread(int fd, void *buf, size_t count, off_t off)
 {
+    if (journal_fd(fd))
+        return journal_hit() ? -1 : hop__io_system.pread(fd, buf, count, off);
     fault *f = &faults[OP_PREAD];
     if (f->pending_fail) {
         f->pending_fail = false;
@@ -125,6 +161,8 @@ static ssize_t fake_pread(int fd, void *buf, size_t count, off_t off)
 
 static int fake_ftruncate(int fd, off_t len)
 {
+    if (journal_fd(fd))
+        return journal_hit() ? -1 : hop__io_system.ftruncate(fd, len);
     if (hit(OP_FTRUNCATE)) {
         errno = faults[OP_FTRUNCATE].err;
         return -1;
@@ -134,11 +172,40 @@ static int fake_ftruncate(int fd, off_t len)
 
 static int fake_unlinkat(int dirfd, const char *path, int flags)
 {
+    if (journal_path(path))
+        return journal_hit() ? -1 : hop__io_system.unlinkat(dirfd, path, flags);
     if (hit(OP_UNLINKAT)) {
         errno = faults[OP_UNLINKAT].err;
         return -1;
     }
     return hop__io_system.unlinkat(dirfd, path, flags);
+}
+
+static int fake_fdatasync(int fd)
+{
+    if (journal_fd(fd))
+        return journal_hit() ? -1 : hop__io_system.fdatasync(fd);
+    if (hit(OP_FDATASYNC)) {
+        errno = faults[OP_FDATASYNC].err;
+        return -1;
+    }
+    return hop__io_system.fdatasync(fd);
+}
+
+static int fake_fsync(int fd)
+{
+    if (hit(OP_FSYNC)) {
+        errno = faults[OP_FSYNC].err;
+        return -1;
+    }
+    return hop__io_system.fsync(fd);
+}
+
+static int fake_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+    if (journal_hit())
+        return -1;
+    return hop__io_system.renameat(olddirfd, oldpath, newdirfd, newpath);
 }
 
 static const hop__io fake_io = {
@@ -148,7 +215,9 @@ static const hop__io fake_io = {
     .pread = fake_pread,
     .ftruncate = fake_ftruncate,
     .unlinkat = fake_unlinkat,
-    .fdatasync = fdatasync,
+    .fdatasync = fake_fdatasync,
+    .fsync = fake_fsync,
+    .renameat = fake_renameat,
 };
 
 /* ---- failing malloc ---- */

@@ -159,10 +159,27 @@ static void test_open_accepts_edges(void **state)
     assert_string_equal(hop_channel_name(ch), "mem");
     hop_channel_close(ch);
 
-    /* memory only with a data_dir: nothing is created on disk */
+    /* memory only with a data_dir: no queue file while it runs, but close
+     * writes what memory holds, and the next open finds it */
     assert_int_equal(hop_channel_open(d->data, "mem", &l, &ch), HOP_OK);
+    assert_int_equal(hop_send(ch, "kept", 4), HOP_OK);
+    char mem_dir[PATH_MAX];
+    tu_join(mem_dir, d->data, "mem");
+    assert_int_equal(tu_count_qfiles(mem_dir), 0);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_int_equal(tu_count_qfiles(mem_dir), 1);
+    assert_int_equal(hop_channel_open(d->data, "mem", &l, &ch), HOP_OK);
+    void *data;
+    size_t len;
+    assert_int_equal(hop_send(ch, "x", 1), HOP_FULL); /* its one file is more than 0 */
+    assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(data, "kept", 4);
+    hop_free(data);
+    assert_int_equal(tu_count_qfiles(mem_dir), 0);
+    assert_int_equal(hop_send(ch, "x", 1), HOP_OK); /* memory again */
     hop_channel_close(ch);
-    assert_int_equal(tu_count_entries(d->data), 0);
+    tu_rmtree(mem_dir);
 
     char name[HOP_NAME_MAX + 1];
     memset(name, 'n', HOP_NAME_MAX);

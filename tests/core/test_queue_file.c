@@ -172,8 +172,8 @@ static uint64_t append(hop__qfile *f, const void *payload, uint32_t len)
     bool torn = true;
     assert_int_equal(hop__qfile_append(f, payload, len, &end, &torn), HOP_OK);
     assert_false(torn);
-    assert_true(end == f->size + HOP__RECORD_HEADER_SIZE + len);
-    f->size = end;
+    assert_true(end == f->written + HOP__RECORD_HEADER_SIZE + len);
+    f->size = f->written = end;
     f->records++;
     return end;
 }
@@ -184,7 +184,7 @@ static hop__msg *read_next(hop__qreader *r, const fixture *fx, hop__qfile *f, ui
     hop__msg *m = NULL;
     uint64_t next = 0;
     hop__read_result res =
-        hop__qreader_next(r, fx->dirfd, f, avail, HOP_MAX_MESSAGE_BYTES, &m, &next);
+        hop__qreader_read(r, fx->dirfd, f, f->read_off, avail, HOP_MAX_MESSAGE_BYTES, &m, &next);
     if (res != HOP__READ_OK)
         fail_msg("record at %llu of file %llu: result %d, errno %d",
                  (unsigned long long)f->read_off, (unsigned long long)f->seq, (int)res, errno);
@@ -252,7 +252,7 @@ static void test_append_and_read_back(void **state)
     /* nothing after the last record: not a record start */
     hop__msg *m = NULL;
     uint64_t next;
-    assert_int_equal(hop__qreader_next(&r, fx->dirfd, f, f->size + 4, 1000, &m, &next),
+    assert_int_equal(hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size + 4, 1000, &m, &next),
                      HOP__READ_UNFRAMED);
     hop__qreader_release(&r);
     hop__qfile_free(f);
@@ -388,7 +388,8 @@ static void test_corrupt_payload(void **state)
     for (int i = 1; i < 5; i++) {
         hop__msg *m = (hop__msg *)(uintptr_t)1;
         uint64_t next = 0;
-        hop__read_result res = hop__qreader_next(&r, fx->dirfd, f, f->size, 1 << 20, &m, &next);
+        hop__read_result res =
+            hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size, 1 << 20, &m, &next);
         if (i == 1 || i == 3) {
             assert_int_equal(res, HOP__READ_CORRUPT);
             assert_ptr_equal(m, (hop__msg *)(uintptr_t)1); /* no message handed out */
@@ -417,17 +418,17 @@ static void test_corrupt_crc_and_length(void **state)
     char path[PATH_MAX];
     file_path(fx, 4, path);
     tu_flip_byte(path, starts[0] + HOP__RECORD_HEADER_SIZE + 5, 0x10); /* payload */
-    tu_flip_byte(path, starts[1] + 4, 0x01); /* length 40 -> 41 */
+    tu_flip_byte(path, starts[1] + 4, 0x01);                           /* length 40 -> 41 */
     hop__qreader r;
     hop__qreader_init(&r);
     hop__msg *m = NULL;
     uint64_t next;
-    assert_int_equal(hop__qreader_next(&r, fx->dirfd, f, f->size, 1000, &m, &next),
+    assert_int_equal(hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size, 1000, &m, &next),
                      HOP__READ_CORRUPT);
     assert_null(m);
     assert_true(next == starts[1]);
     f->read_off = next;
-    assert_int_equal(hop__qreader_next(&r, fx->dirfd, f, f->size, 1000, &m, &next),
+    assert_int_equal(hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size, 1000, &m, &next),
                      HOP__READ_UNFRAMED);
     assert_null(m);
     hop__qreader_release(&r);
@@ -449,15 +450,17 @@ static void test_unframed(void **state)
     uint64_t next = 4242;
 
     /* a length above max_len */
-    assert_int_equal(hop__qreader_next(&r, fx->dirfd, f, f->size, 29, &m, &next),
+    assert_int_equal(hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size, 29, &m, &next),
                      HOP__READ_UNFRAMED);
     /* the record does not fit in what is published */
-    assert_int_equal(hop__qreader_next(&r, fx->dirfd, f, starts[1] - 1, 1000, &m, &next),
-                     HOP__READ_UNFRAMED);
+    assert_int_equal(
+        hop__qreader_read(&r, fx->dirfd, f, f->read_off, starts[1] - 1, 1000, &m, &next),
+        HOP__READ_UNFRAMED);
     /* not even a header is published */
     f->read_off = starts[2];
-    assert_int_equal(hop__qreader_next(&r, fx->dirfd, f, starts[2] + 11, 1000, &m, &next),
-                     HOP__READ_UNFRAMED);
+    assert_int_equal(
+        hop__qreader_read(&r, fx->dirfd, f, f->read_off, starts[2] + 11, 1000, &m, &next),
+        HOP__READ_UNFRAMED);
     assert_null(m);
     assert_true(next == 4242);
 
@@ -468,7 +471,7 @@ static void test_unframed(void **state)
     tu_flip_byte(path, starts[1], 0x20);
     f->read_off = starts[0];
     check_msg(read_next(&r, fx, f, f->size), lens[0], 0);
-    assert_int_equal(hop__qreader_next(&r, fx->dirfd, f, f->size, 1000, &m, &next),
+    assert_int_equal(hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size, 1000, &m, &next),
                      HOP__READ_UNFRAMED);
     assert_null(m);
     /* the record after it still reads once the reader is moved past */
@@ -497,7 +500,8 @@ static void test_read_errors(void **state)
     file_path(fx, 6, path);
     assert_int_equal(truncate(path, (off_t)(starts[1] + 20)), 0);
     errno = 0;
-    assert_int_equal(hop__qreader_next(&r, fx->dirfd, f, f->size, 1000, &m, &next), HOP__READ_IO);
+    assert_int_equal(hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size, 1000, &m, &next),
+                     HOP__READ_IO);
     assert_int_equal(errno, EIO);
     assert_null(m);
     assert_true(f->read_off == starts[1]);
@@ -508,7 +512,8 @@ static void test_read_errors(void **state)
     f = write_records(fx, 7, lens, 2, starts);
     assert_int_equal(hop__qfile_unlink(fx->dirfd, 7), 0);
     errno = 0;
-    assert_int_equal(hop__qreader_next(&r, fx->dirfd, f, f->size, 1000, &m, &next), HOP__READ_IO);
+    assert_int_equal(hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size, 1000, &m, &next),
+                     HOP__READ_IO);
     assert_int_equal(errno, ENOENT);
     assert_int_equal(f->read_fd, -1);
     hop__qreader_release(&r);

@@ -18,9 +18,9 @@ static void test_file_header_layout(void **state)
     unsigned char h[HOP__FILE_HEADER_SIZE];
     hop__file_header_encode(h, 0x0102030405060708ull);
     static const unsigned char want[HOP__FILE_HEADER_SIZE] = {
-        'H', 'O', 'P', 'Q', 1, 0, 0, 0, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01};
+        'H', 'O', 'P', 'Q', 2, 0, 0, 0, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01};
     assert_memory_equal(h, want, sizeof want);
-    assert_int_equal(HOP__FORMAT_VERSION, 1);
+    assert_int_equal(HOP__FORMAT_VERSION, 2);
 }
 
 static void test_file_header_round_trip(void **state)
@@ -50,9 +50,9 @@ static void test_file_header_rejects_bad_magic_and_version(void **state)
             assert_true(seq == 99); /* untouched on failure */
         }
     }
-    /* versions 0 and 2 explicitly */
-    static const uint32_t versions[] = {0, 2, 0x01000000u};
-    for (size_t i = 0; i < 3; i++) {
+    /* versions 0, 1 (hopper 0.1.0) and 3 explicitly */
+    static const uint32_t versions[] = {0, 1, 3, 0x02000000u};
+    for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
         memcpy(h, good, sizeof h);
         h[4] = (unsigned char)versions[i];
         h[5] = (unsigned char)(versions[i] >> 8);
@@ -70,12 +70,12 @@ static void test_file_header_other_version(void **state)
     unsigned char h[HOP__FILE_HEADER_SIZE];
     hop__file_header_encode(h, 3);
     assert_false(hop__file_header_other_version(h)); /* ours */
-    h[4] = 2;
+    h[4] = 1;
     assert_true(hop__file_header_other_version(h));
     h[4] = 0;
     assert_true(hop__file_header_other_version(h));
-    h[4] = 1;
-    h[7] = 1; /* version 0x01000001 */
+    h[4] = 2;
+    h[7] = 1; /* version 0x01000002 */
     assert_true(hop__file_header_other_version(h));
     hop__file_header_encode(h, 3);
     h[0] = 'X'; /* not our magic: not a queue file of any version */

@@ -79,6 +79,21 @@ int tu_list_qfiles(const char *dir, uint64_t *seqs, uint64_t *sizes, int max)
     return n;
 }
 
+int tu_count_qfiles(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        n += len == 23 && strcmp(e->d_name + 20, ".hq") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
 int tu_count_entries(const char *dir)
 {
     DIR *d = opendir(dir);

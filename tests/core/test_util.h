@@ -26,6 +26,8 @@ void tu_join(char out[PATH_MAX], const char *path, const char *name);
 /* The queue files of directory dir, ascending. OUT: seqs[0..return) (up to
  * max), sizes (may be NULL) their byte sizes. -1 if dir cannot be read. */
 int tu_list_qfiles(const char *dir, uint64_t *seqs, uint64_t *sizes, int max);
+/* Queue files (<20 digits>.hq) in dir. -1 if dir cannot be read. */
+int tu_count_qfiles(const char *dir);
 /* Entries of dir other than "." and "..". -1 if dir cannot be read. */
 int tu_count_entries(const char *dir);
 /* True if path exists. */

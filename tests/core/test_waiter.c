@@ -321,7 +321,7 @@ static void test_disk_message_delivered_to_waiter(void **state)
     hop_free(s.data);
     hop_stats st = stats_of(ch);
     assert_int_equal(st.disk_files, 0); /* read and deleted */
-    assert_int_equal(tu_count_entries(d->chan), 0);
+    assert_int_equal(tu_count_qfiles(d->chan), 0);
 
     /* with messages on disk, arming takes one at once */
     for (uint64_t id = 0; id < 10; id++)

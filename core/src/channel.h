@@ -1,0 +1,145 @@
+/* channel.h - the state of a channel, shared by the files that implement
+ * it: channel.c (sending, receiving, waiting, consuming), sync.c (the group
+ * commit of durable sends) and persist.c (recovery at open, the journal,
+ * writing memory to disk at close). Private to the library.
+ *
+ * Locks, always taken in this order when nested:
+ *   write_lock    serialises appends to queue files (held during write I/O);
+ *   read_lock     serialises reads and removals of queue files;
+ *   journal_lock  serialises writes of the journal;
+ *   lock          guards everything else and is never held during file I/O.
+ * sync_lock (the durable senders' meeting point) is never held with another.
+ */
+#ifndef HOP_CHANNEL_H
+#define HOP_CHANNEL_H
+
+#include "hopper/hopper.h"
+
+#include "journal.h"
+#include "message.h"
+#include "queue_file.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* A record read from a queue file and handed out: it is consumed (and its
+ * file may go) only when the receiver hop_free()s it. The channel keeps
+ * these in the order they were read, which is file order; a consumed one
+ * stays in the list while an older one is not, so that the journal can
+ * still name it (see persist.c). */
+typedef struct hop__flight {
+    struct hop__flight *next; /* the next newer one */
+    hop_channel *ch;          /* NULL once the channel closed: hop_free() only frees */
+    hop__qfile *file;
+    uint64_t off;   /* the record's offset in file */
+    bool done;      /* consumed */
+    bool in_memory; /* given back with hop_requeue(): its message waits in memory */
+    bool dropped;   /* given back to a closing channel: its message was freed */
+    bool spilled;   /* still held at close, and written again to the file of the close */
+} hop__flight;
+
+/* A durable send waiting for the sync that covers its record. */
+typedef struct hop__sync_req {
+    struct hop__sync_req *next;
+    hop__qfile *file;
+    uint64_t end;   /* the offset after its record */
+    hop_err result; /* set by the syncing sender */
+    int err_no;
+    bool settled; /* under sync_lock */
+} hop__sync_req;
+
+struct hop_waiter {
+    hop_ready_fn fn;
+    void *arg;
+    hop_channel *ch; /* the channel it was last armed on */
+    hop_waiter *prev, *next;
+    bool armed; /* guarded by ch->lock */
+};
+
+struct hop_channel {
+    /* Hot: every memory send and receive touches these, under `lock`. They
+     * sit together so a message crossing between two cores moves as few
+     * cache lines as possible. */
+    pthread_mutex_t lock;
+    hop__membuf mem;
+    size_t disk_records; /* published records not yet read */
+    size_t disk_pending; /* sends writing a record (durable: or waiting for its sync) */
+    hop_waiter *waiters_head;
+    size_t blocked; /* threads waiting in hop_recv() */
+    bool closed;
+    bool dispatching; /* a dispatch() loop is running */
+    uint64_t sent_total, received_total;
+
+    /* Read by every send, written rarely. */
+    hop_limits limits;
+    atomic_bool disk_busy; /* hint: disk part not empty, sends skip the memory try */
+
+    char name[HOP_NAME_MAX + 1];
+    int dirfd; /* the channel's directory, flock'ed; -1 when memory only */
+
+    pthread_mutex_t write_lock;
+    pthread_mutex_t read_lock;
+    pthread_mutex_t journal_lock;
+    pthread_cond_t readable; /* signalled when a message arrives */
+    pthread_cond_t drained;  /* signalled when the last call leaves a closing channel */
+
+    hop__qfile *head, *tail; /* queue files, oldest first */
+    hop__qfile *write_file;  /* the file being appended to (the tail), or NULL */
+    size_t disk_files;       /* files in the list plus files being created */
+    uint64_t disk_bytes;     /* published bytes of the files in the list */
+    uint64_t next_seq;       /* guarded by write_lock */
+    hop__qreader reader;     /* guarded by read_lock */
+
+    hop__flight *flights_head, *flights_tail; /* lock */
+    size_t in_flight;                         /* lock: handed out, not consumed or given back */
+
+    uint64_t *zombies; /* read_lock: consumed files that could not be removed */
+    size_t nzombies;
+
+    int journal_fd; /* journal_lock; -1 when there is none */
+    uint64_t journal_size;
+
+    hop__sync_req *sync_head, *sync_tail; /* write_lock: durable sends awaiting a sync */
+    pthread_mutex_t sync_lock;
+    pthread_cond_t synced;
+    bool syncing; /* sync_lock: a sender is syncing for the others */
+
+    hop_waiter *waiters_tail;
+    size_t waiters;
+    size_t inside; /* receive calls in progress, which close waits for */
+
+    uint64_t requeued_total, rejected_full_total;
+    uint64_t io_errors_total, records_corrupt_total;
+    uint64_t recovered_total, syncs_total;
+};
+
+/* channel.c, for the others. Called with ch->lock held: */
+bool hop__channel_announce(hop_channel *ch, size_t count);
+void hop__channel_update_disk_busy(hop_channel *ch);
+/* Detach the files at the head that are finished and chain them on *done
+ * for hop__channel_delete_files(). With ch->lock and ch->read_lock held. */
+void hop__channel_detach_finished(hop_channel *ch, hop__qfile **done);
+/* With ch->read_lock held, without ch->lock. */
+void hop__channel_delete_files(hop_channel *ch, hop__qfile *done);
+/* Hand available messages to armed waiters. Without locks. */
+void hop__channel_dispatch(hop_channel *ch);
+
+/* Tests only: free ch as a crash would leave its directory: nothing is
+ * written (memory is lost, the journal is not rewritten). */
+void hop__channel_abandon(hop_channel *ch);
+
+/* sync.c: wait until req's record is synced and published (or failed), as
+ * the syncing sender or behind one. Without locks. */
+hop_err hop__sync_wait(hop_channel *ch, hop__sync_req *req);
+
+/* persist.c */
+/* At open: the directory, its lock, and the recovery of what it holds. */
+hop_err hop__persist_open(hop_channel *ch, const char *data_dir);
+/* Note that the record of f at off was consumed (an append to the
+ * journal, which is rewritten when it has grown). Without locks. */
+void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
+/* At close, single-threaded: write what memory holds, rewrite the journal,
+ * and let go of the in-flight records. */
+hop_err hop__persist_close(hop_channel *ch);
+
+#endif

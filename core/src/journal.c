@@ -1,0 +1,308 @@
+/* journal.c - the consumed-records journal, version 1.
+ *
+ * <data_dir>/<channel>/consumed.hqc says which records of the channel's
+ * queue files have been consumed. Queue files are append-only, so consuming
+ * a record writes here, not there.
+ *
+ * File header, 16 bytes, integers little-endian:
+ *   0  4  magic "HOPC"
+ *   4  4  version (1)
+ *   8  8  zero
+ * Then entries, 32 bytes each:
+ *   0  4  magic 0x44504F48 ("HOPD" in file order)
+ *   4  4  kind: 1 START, 2 DONE
+ *   8  8  seq, the queue file
+ *  16  8  off, a record offset in that file
+ *  24  4  zero
+ *  28  4  CRC-32C of bytes 0..27
+ *
+ * Meaning. START(seq, off): every record of file seq that begins before off
+ * is consumed (off UINT64_MAX: the whole file). DONE(seq, off): the record
+ * of file seq at off is consumed. A record is consumed if an entry says so;
+ * a file the journal has no START for has nothing consumed but its DONE
+ * records. So a lost or damaged entry can only make a consumed message come
+ * again, never lose one.
+ *
+ * Writing. A channel appends one DONE entry for each record it consumes
+ * (with pwrite, not synced: a killed process loses nothing the kernel has,
+ * and after a power failure a message consumed just before may come again).
+ * From time to time, and at every open and close, the channel rewrites the
+ * journal from its state: START for every queue file it holds, DONE for
+ * records consumed out of order beyond them. The rewrite goes to
+ * consumed.hqc.tmp, is synced and renamed over the journal, so a crash
+ * leaves either journal whole. Entries of files that no longer exist are
+ * dropped by the rewrite; a file number is only used again (by a close,
+ * below the oldest file) right after a rewrite, so an old entry never meets
+ * a new file.
+ *
+ * Reading. Entries are read up to the end of the file. One that fails its
+ * checks is ignored and counted; a partial entry at the end is a torn
+ * append and is ignored. Bump the version when any of this changes.
+ */
+#include "journal.h"
+
+#include "alloc.h"
+#include "crc32c.h"
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define JOURNAL_MAGIC "HOPC"
+#define JOURNAL_VERSION 1
+#define ENTRY_MAGIC 0x44504F48u
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void encode(unsigned char out[HOP__JOURNAL_ENTRY_SIZE], const hop__jentry *e)
+{
+    put32(out, ENTRY_MAGIC);
+    put32(out + 4, e->kind);
+    put64(out + 8, e->seq);
+    put64(out + 16, e->off);
+    put32(out + 24, 0);
+    put32(out + 28, hop__crc32c(0, out, 28));
+}
+
+static bool decode(const unsigned char in[HOP__JOURNAL_ENTRY_SIZE], hop__jentry *e)
+{
+    if (get32(in) != ENTRY_MAGIC || get32(in + 28) != hop__crc32c(0, in, 28))
+        return false;
+    e->kind = get32(in + 4);
+    e->seq = get64(in + 8);
+    e->off = get64(in + 16);
+    return e->kind == HOP__J_START || e->kind == HOP__J_DONE;
+}
+
+static void header_encode(unsigned char out[HOP__JOURNAL_HEADER_SIZE])
+{
+    memcpy(out, JOURNAL_MAGIC, 4);
+    put32(out + 4, JOURNAL_VERSION);
+    put64(out + 8, 0);
+}
+
+static int by_seq_off(const void *a, const void *b)
+{
+    const hop__jentry *x = a, *y = b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    if (x->off != y->off)
+        return x->off < y->off ? -1 : 1;
+    return 0;
+}
+
+void hop__journal_state_release(hop__jstate *s)
+{
+    hop__free(s->starts);
+    hop__free(s->done);
+    memset(s, 0, sizeof *s);
+}
+
+/* Read all of fd into a new buffer. OUT: *buf, *len. */
+static hop_err slurp(int fd, unsigned char **buf, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    unsigned char *b = hop__malloc(cap);
+    if (b == NULL)
+        return HOP_NOMEM;
+    for (;;) {
+        if (n == cap) {
+            unsigned char *bigger = hop__malloc(cap * 2);
+            if (bigger == NULL) {
+                hop__free(b);
+                return HOP_NOMEM;
+            }
+            memcpy(bigger, b, n);
+            hop__free(b);
+            b = bigger;
+            cap *= 2;
+        }
+        ssize_t got = hop__io_current->pread(fd, b + n, cap - n, (off_t)n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int saved = errno;
+            hop__free(b);
+            errno = saved;
+            return HOP_IO;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    *buf = b;
+    *len = n;
+    return HOP_OK;
+}
+
+hop_err hop__journal_read(int dirfd, hop__jstate *out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = hop__io_current->openat(dirfd, HOP__JOURNAL_NAME, O_RDONLY, 0);
+    if (fd < 0)
+        return errno == ENOENT ? HOP_OK : HOP_IO;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    hop_err err = slurp(fd, &buf, &len);
+    int saved = errno;
+    hop__io_current->close(fd);
+    if (err != HOP_OK) {
+        errno = saved;
+        return err;
+    }
+    if (len < HOP__JOURNAL_HEADER_SIZE || memcmp(buf, JOURNAL_MAGIC, 4) != 0 ||
+        get32(buf + 4) != JOURNAL_VERSION) {
+        /* not a journal we can read: as if consumed entries were lost */
+        out->damaged = len > 0;
+        out->torn = len > 0 && len < HOP__JOURNAL_HEADER_SIZE;
+        hop__free(buf);
+        return HOP_OK;
+    }
+    size_t count = (len - HOP__JOURNAL_HEADER_SIZE) / HOP__JOURNAL_ENTRY_SIZE;
+    out->torn = (len - HOP__JOURNAL_HEADER_SIZE) % HOP__JOURNAL_ENTRY_SIZE != 0;
+    hop__jentry *starts = hop__calloc(count ? count : 1, sizeof *starts);
+    hop__jentry *done = hop__calloc(count ? count : 1, sizeof *done);
+    if (starts == NULL || done == NULL) {
+        hop__free(starts);
+        hop__free(done);
+        hop__free(buf);
+        return HOP_NOMEM;
+    }
+    size_t ns = 0, nd = 0;
+    for (size_t i = 0; i < count; i++) {
+        hop__jentry e;
+        if (!decode(buf + HOP__JOURNAL_HEADER_SIZE + i * HOP__JOURNAL_ENTRY_SIZE, &e)) {
+            out->damaged++;
+            continue;
+        }
+        if (e.kind == HOP__J_DONE) {
+            done[nd++] = e;
+            continue;
+        }
+        /* the last START of a seq wins: a rewrite writes one per file */
+        size_t j = 0;
+        while (j < ns && starts[j].seq != e.seq)
+            j++;
+        starts[j] = e;
+        if (j == ns)
+            ns++;
+    }
+    hop__free(buf);
+    qsort(starts, ns, sizeof *starts, by_seq_off);
+    qsort(done, nd, sizeof *done, by_seq_off);
+    size_t unique = 0;
+    for (size_t i = 0; i < nd; i++)
+        if (unique == 0 || by_seq_off(&done[unique - 1], &done[i]) != 0)
+            done[unique++] = done[i];
+    out->starts = starts;
+    out->nstarts = ns;
+    out->done = done;
+    out->ndone = unique;
+    return HOP_OK;
+}
+
+uint64_t hop__journal_start_of(const hop__jstate *s, uint64_t seq)
+{
+    size_t lo = 0, hi = s->nstarts;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->starts[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->nstarts && s->starts[lo].seq == seq ? s->starts[lo].off : 0;
+}
+
+/* Write all of buf at offset off of fd. False with errno set. */
+static bool write_at(int fd, const unsigned char *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        struct iovec iov = {(void *)(buf + done), len - done};
+        ssize_t w = hop__io_current->pwritev(fd, &iov, 1, (off_t)(off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return false;
+        }
+        done += (size_t)w;
+    }
+    return true;
+}
+
+hop_err hop__journal_rewrite(int dirfd, const hop__jentry *entries, size_t n, int *fd_out,
+                             uint64_t *size)
+{
+    size_t len = HOP__JOURNAL_HEADER_SIZE + n * HOP__JOURNAL_ENTRY_SIZE;
+    unsigned char *buf = hop__malloc(len);
+    if (buf == NULL)
+        return HOP_NOMEM;
+    header_encode(buf);
+    for (size_t i = 0; i < n; i++)
+        encode(buf + HOP__JOURNAL_HEADER_SIZE + i * HOP__JOURNAL_ENTRY_SIZE, &entries[i]);
+
+    hop__io_current->unlinkat(dirfd, HOP__JOURNAL_TMP_NAME, 0);
+    int fd = hop__io_current->openat(dirfd, HOP__JOURNAL_TMP_NAME, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        goto fail_free;
+    if (!write_at(fd, buf, len, 0) || hop__io_current->fdatasync(fd) != 0)
+        goto fail_unlink;
+    if (hop__io_current->renameat(dirfd, HOP__JOURNAL_TMP_NAME, dirfd, HOP__JOURNAL_NAME) != 0)
+        goto fail_unlink;
+    /* the rename is done; a failed directory sync only weakens it against
+     * a power failure, and the old journal is gone either way */
+    hop__io_current->fsync(dirfd);
+    hop__free(buf);
+    *fd_out = fd;
+    *size = len;
+    return HOP_OK;
+
+fail_unlink : {
+    int saved = errno;
+    hop__io_current->close(fd);
+    hop__io_current->unlinkat(dirfd, HOP__JOURNAL_TMP_NAME, 0);
+    errno = saved;
+}
+fail_free : {
+    int saved = errno;
+    hop__free(buf);
+    errno = saved;
+}
+    return HOP_IO;
+}
+
+hop_err hop__journal_append(int fd, uint64_t *size, const hop__jentry *e)
+{
+    unsigned char buf[HOP__JOURNAL_ENTRY_SIZE];
+    encode(buf, e);
+    if (!write_at(fd, buf, sizeof buf, *size))
+        return HOP_IO; /* a partial entry is overwritten by the next append */
+    *size += sizeof buf;
+    return HOP_OK;
+}
