@@ -88,6 +88,13 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
         hop__free(ch);
         return HOP_NOMEM;
     }
+    if (limits->durable) {
+        if (hop__syncer_acquire() != HOP_OK) {
+            hop__channel_abandon(ch);
+            return HOP_NOMEM;
+        }
+        ch->syncer = true;
+    }
     if (data_dir != NULL && data_dir[0] != '\0') {
         hop_err err = hop__persist_open(ch, data_dir);
         if (err != HOP_OK) {
@@ -137,6 +144,10 @@ static hop_err close_channel(hop_channel *ch, bool abandon)
         hop_waiter *next = w->next; /* w may be freed by its callback */
         w->fn(w->arg, HOP_CLOSED, NULL, 0);
         w = next;
+    }
+    if (ch->syncer) {
+        hop__sync_quiesce(ch); /* every hop_send_async() callback has run */
+        hop__syncer_release();
     }
 
     hop_err err = HOP_OK;
@@ -228,7 +239,7 @@ static hop_waiter *waiter_pop(hop_channel *ch)
 }
 
 /* No more appends to f. Its write descriptor goes to *fd_to_close, unless
- * fd_to_close is NULL (durable: the syncing sender closes it once synced). */
+ * fd_to_close is NULL (durable: the sync thread closes it once synced). */
 static void seal_locked(hop_channel *ch, hop__qfile *f, int *fd_to_close)
 {
     f->sealed = true;
@@ -732,13 +743,15 @@ void hop_free(void *data)
 /* ---- sending ---- */
 
 /* Append data to the newest queue file, starting a new file when there is
- * none or the last one is sealed; durable, wait for its sync. m, if not
- * NULL, is the caller's data already copied for memory: used if memory has
- * room after all, else freed. */
-static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__msg *m)
+ * none or the last one is sealed. m, if not NULL, is the caller's data
+ * already copied for memory: used if memory has room after all, else freed.
+ * Durable (req not NULL): HOP_OK means the record is written and req is
+ * queued for its sync, which calls req->fn. */
+static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__msg *m,
+                            hop__sync_req *req)
 {
     hop_err err = HOP_OK;
-    bool durable = ch->limits.durable;
+    bool durable = req != NULL;
     pthread_mutex_lock(&ch->write_lock);
     pthread_mutex_lock(&ch->lock);
     if (ch->closed) {
@@ -796,7 +809,7 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
     }
 
     int fd_to_close = -1;
-    hop__sync_req req = {.file = f, .end = end};
+    bool queue = false;
     pthread_mutex_lock(&ch->lock);
     if (err == HOP_OK) {
         if (new_file) {
@@ -812,11 +825,9 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
         if (durable) {
             /* published by the sync that covers it (sync.c) */
             f->unsynced++;
-            if (ch->sync_tail)
-                ch->sync_tail->next = &req;
-            else
-                ch->sync_head = &req;
-            ch->sync_tail = &req;
+            req->file = f;
+            req->start = end - HOP__RECORD_HEADER_SIZE - len;
+            req->end = end;
         } else {
             ch->disk_pending--;
             ch->disk_bytes += end - f->size;
@@ -839,16 +850,16 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
     hop__channel_update_disk_busy(ch);
     bool serve = err == HOP_OK && !durable && hop__channel_announce(ch, 1);
     pthread_mutex_unlock(&ch->lock);
+    if (err == HOP_OK && durable)
+        queue = hop__sync_enqueue(ch, req); /* in the order of the appends */
     pthread_mutex_unlock(&ch->write_lock);
+    if (queue)
+        hop__syncer_queue(ch);
     if (fd_to_close >= 0)
         hop__io_current->close(fd_to_close);
     if (err == HOP_IO)
         hop__log(HOP_LOG_ERROR, ch->name, "writing queue file: %s", strerror(saved));
     hop__msg_free(m);
-    if (err == HOP_OK && durable) {
-        err = hop__sync_wait(ch, &req);
-        saved = req.err_no;
-    }
     if (serve)
         hop__channel_dispatch(ch);
     errno = saved;
@@ -873,12 +884,82 @@ static __attribute__((noinline)) hop_err send_slow(hop_channel *ch, const void *
     }
     if (ch->limits.max_disk_files > 0) {
         pthread_mutex_unlock(&ch->lock);
-        return send_to_disk(ch, data, len, m);
+        return send_to_disk(ch, data, len, m, NULL);
     }
     ch->rejected_full_total++;
     pthread_mutex_unlock(&ch->lock);
     hop__msg_free(m);
     return HOP_FULL;
+}
+
+/* A durable hop_send() waits here for its sync. */
+typedef struct blocking_send {
+    hop_channel *ch;
+    bool settled; /* under ch->sync_lock */
+    hop_err err;
+    int err_no;
+} blocking_send;
+
+static void blocking_send_done(void *arg, hop_err err, int err_no)
+{
+    blocking_send *b = arg;
+    hop_channel *ch = b->ch; /* b goes as soon as settled is seen */
+    pthread_mutex_lock(&ch->sync_lock);
+    b->err = err;
+    b->err_no = err_no;
+    b->settled = true;
+    pthread_cond_broadcast(&ch->synced);
+    pthread_mutex_unlock(&ch->sync_lock);
+}
+
+static hop_err send_durable(hop_channel *ch, const void *data, size_t len)
+{
+    blocking_send b = {.ch = ch};
+    hop__sync_req req = {.fn = blocking_send_done, .arg = &b};
+    hop_err err = send_to_disk(ch, data, len, NULL, &req);
+    if (err != HOP_OK)
+        return err;
+    pthread_mutex_lock(&ch->sync_lock);
+    while (!b.settled)
+        pthread_cond_wait(&ch->synced, &ch->sync_lock);
+    pthread_mutex_unlock(&ch->sync_lock);
+    errno = b.err_no;
+    return b.err;
+}
+
+/* The request of a hop_send_async(): freed once its callback returns. */
+typedef struct async_send {
+    hop__sync_req req;
+    hop_sent_fn fn;
+    void *arg;
+} async_send;
+
+static void async_send_done(void *arg, hop_err err, int err_no)
+{
+    async_send *a = arg;
+    a->fn(a->arg, err, err_no);
+    hop__free(a);
+}
+
+hop_err hop_send_async(hop_channel *ch, const void *data, size_t len, hop_sent_fn fn, void *arg)
+{
+    if (ch == NULL || fn == NULL || (data == NULL && len > 0) || !ch->limits.durable)
+        return HOP_INVALID;
+    if (len > ch->limits.max_message_bytes)
+        return HOP_TOO_BIG;
+    async_send *a = hop__malloc(sizeof *a);
+    if (a == NULL)
+        return HOP_NOMEM;
+    a->fn = fn;
+    a->arg = arg;
+    a->req = (hop__sync_req){.fn = async_send_done, .arg = a};
+    hop_err err = send_to_disk(ch, data, len, NULL, &a->req);
+    if (err != HOP_OK) {
+        int saved = errno;
+        hop__free(a);
+        errno = saved;
+    }
+    return err;
 }
 
 hop_err hop_send(hop_channel *ch, const void *data, size_t len)
@@ -887,11 +968,13 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len)
         return HOP_INVALID;
     if (len > ch->limits.max_message_bytes)
         return HOP_TOO_BIG;
+    if (ch->limits.durable)
+        return send_durable(ch, data, len);
 
     /* straight to disk when memory cannot take it: no copy made in vain */
-    if (atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) || ch->limits.durable ||
+    if (atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) ||
         hop__message_cost(len) > ch->limits.memory_bytes)
-        return send_to_disk(ch, data, len, NULL);
+        return send_to_disk(ch, data, len, NULL, NULL);
 
     hop__msg *m = hop__msg_new(len);
     if (m == NULL)

@@ -8,7 +8,8 @@
  *   read_lock     serialises reads and removals of queue files;
  *   journal_lock  serialises writes of the journal;
  *   lock          guards everything else and is never held during file I/O.
- * sync_lock (the durable senders' meeting point) is never held with another.
+ * sync_lock (durable sends waiting for their sync) is taken inside
+ * write_lock or alone, never with another lock held inside it.
  */
 #ifndef HOP_CHANNEL_H
 #define HOP_CHANNEL_H
@@ -38,15 +39,21 @@ typedef struct hop__flight {
     bool spilled;   /* still held at close, and written again to the file of the close */
 } hop__flight;
 
-/* A durable send waiting for the sync that covers its record. */
+/* A durable send waiting for the sync that covers its record. fn is
+ * called once with the outcome; the request may be freed by it. */
 typedef struct hop__sync_req {
     struct hop__sync_req *next;
     hop__qfile *file;
-    uint64_t end;   /* the offset after its record */
-    hop_err result; /* set by the syncing sender */
-    int err_no;
-    bool settled; /* under sync_lock */
+    uint64_t start, end; /* where its record begins, and the offset after it */
+    hop_sent_fn fn;
+    void *arg;
 } hop__sync_req;
+
+typedef enum hop__sync_state {
+    HOP__SYNC_IDLE,    /* no request waits */
+    HOP__SYNC_QUEUED,  /* waiting for a sync thread */
+    HOP__SYNC_RUNNING, /* a sync thread works on it */
+} hop__sync_state;
 
 struct hop_waiter {
     hop_ready_fn fn;
@@ -99,10 +106,12 @@ struct hop_channel {
     int journal_fd; /* journal_lock; -1 when there is none */
     uint64_t journal_size;
 
-    hop__sync_req *sync_head, *sync_tail; /* write_lock: durable sends awaiting a sync */
     pthread_mutex_t sync_lock;
-    pthread_cond_t synced;
-    bool syncing; /* sync_lock: a sender is syncing for the others */
+    pthread_cond_t synced;                /* a request settled, or the state went idle */
+    hop__sync_req *sync_head, *sync_tail; /* sync_lock: durable sends awaiting a sync */
+    hop__sync_state sync_state;           /* sync_lock */
+    hop_channel *sync_next;               /* the sync threads' queue (syncer.c) */
+    bool syncer;                          /* durable: holds the sync threads */
 
     hop_waiter *waiters_tail;
     size_t waiters;
@@ -128,9 +137,21 @@ void hop__channel_dispatch(hop_channel *ch);
  * written (memory is lost, the journal is not rewritten). */
 void hop__channel_abandon(hop_channel *ch);
 
-/* sync.c: wait until req's record is synced and published (or failed), as
- * the syncing sender or behind one. Without locks. */
-hop_err hop__sync_wait(hop_channel *ch, hop__sync_req *req);
+/* sync.c */
+/* Queue req, whose record was just appended: called with write_lock held,
+ * in the order of the appends. Returns true if the channel must be handed
+ * to the sync threads (hop__syncer_queue(), after write_lock is dropped). */
+bool hop__sync_enqueue(hop_channel *ch, hop__sync_req *req);
+/* Sync and publish the queued records in rounds until none is left; on a
+ * sync thread. */
+void hop__sync_run(hop_channel *ch);
+/* Wait until no request of ch is waiting or being synced. */
+void hop__sync_quiesce(hop_channel *ch);
+
+/* syncer.c: the sync threads, running while a durable channel is open. */
+hop_err hop__syncer_acquire(void);
+void hop__syncer_release(void);
+void hop__syncer_queue(hop_channel *ch);
 
 /* persist.c */
 /* At open: the directory, its lock, and the recovery of what it holds. */

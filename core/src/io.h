@@ -5,6 +5,8 @@
 #ifndef HOP_IO_H
 #define HOP_IO_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -26,6 +28,12 @@ extern const hop__io *hop__io_current;
 /* Tests only: use io (NULL restores the real system calls). Not for use
  * while another thread is inside the library. */
 void hop__io_set(const hop__io *io);
+
+/* Write all of iov (total bytes) at offset of fd through the table,
+ * looping over short writes and EINTR; iov is consumed. Returns the bytes
+ * written: fewer than total means failure, errno set (EIO for a write that
+ * wrote nothing). */
+size_t hop__pwrite_all(int fd, struct iovec *iov, int n, uint64_t offset, size_t total);
 
 /* The real system calls, for a test hook to call through to. */
 extern const hop__io hop__io_system;

@@ -240,20 +240,8 @@ uint64_t hop__journal_start_of(const hop__jstate *s, uint64_t seq)
 /* Write all of buf at offset off of fd. False with errno set. */
 static bool write_at(int fd, const unsigned char *buf, size_t len, uint64_t off)
 {
-    size_t done = 0;
-    while (done < len) {
-        struct iovec iov = {(void *)(buf + done), len - done};
-        ssize_t w = hop__io_current->pwritev(fd, &iov, 1, (off_t)(off + done));
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = EIO;
-            return false;
-        }
-        done += (size_t)w;
-    }
-    return true;
+    struct iovec iov = {(void *)buf, len};
+    return hop__pwrite_all(fd, &iov, 1, off, len) == len;
 }
 
 hop_err hop__journal_rewrite(int dirfd, const hop__jentry *entries, size_t n, int *fd_out,

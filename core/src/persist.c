@@ -7,7 +7,8 @@
  * file of this format version is framed (record.c has the rules): a torn
  * tail is cut off, damaged ranges are skipped (logged, counted), and the
  * records neither consumed nor damaged are the channel's messages, read in
- * file number order. Recovered files are sealed: new sends start a new file.
+ * file number order. New sends go on appending to the newest file while it
+ * has room; the others are sealed.
  * Files that are fully consumed are removed; anything else in the directory
  * (other names, other format versions) is left alone and logged. Then the
  * journal is rewritten to match.
@@ -97,19 +98,13 @@ static void retry_zombies(hop_channel *ch)
     ch->nzombies = kept;
 }
 
-/* Rewrite the journal from the state. Single-threaded, or with every lock
- * held. */
-static hop_err journal_rewrite(hop_channel *ch)
+/* Replace the journal with entries (taken) and use the new one. With
+ * journal_lock held, or single-threaded. */
+static hop_err journal_replace(hop_channel *ch, hop__jentry *entries, size_t n)
 {
-    retry_zombies(ch);
-    hop__jentry *entries;
-    size_t n;
-    hop_err err = journal_entries(ch, &entries, &n);
-    if (err != HOP_OK)
-        return err;
     int fd;
     uint64_t size;
-    err = hop__journal_rewrite(ch->dirfd, entries, n, &fd, &size);
+    hop_err err = hop__journal_rewrite(ch->dirfd, entries, n, &fd, &size);
     int saved = errno;
     hop__free(entries);
     if (err == HOP_OK) {
@@ -122,19 +117,37 @@ static hop_err journal_rewrite(hop_channel *ch)
     return err;
 }
 
-/* Rewrite the journal while the channel is in use: every lock, in order,
- * so that no record is appended, read or consumed meanwhile. */
+/* Rewrite the journal from the state. Single-threaded. */
+static hop_err journal_rewrite(hop_channel *ch)
+{
+    retry_zombies(ch);
+    hop__jentry *entries;
+    size_t n;
+    hop_err err = journal_entries(ch, &entries, &n);
+    return err == HOP_OK ? journal_replace(ch, entries, n) : err;
+}
+
+/* Rewrite the journal while the channel is in use. write_lock, read_lock
+ * and journal_lock keep records from being appended, read or consumed
+ * meanwhile; `lock` is held only to read the state, so that memory traffic
+ * does not wait for the I/O. */
 static void journal_rewrite_live(hop_channel *ch)
 {
     pthread_mutex_lock(&ch->write_lock);
     pthread_mutex_lock(&ch->read_lock);
     pthread_mutex_lock(&ch->journal_lock);
-    pthread_mutex_lock(&ch->lock);
     hop_err err = HOP_OK;
-    if (ch->journal_size >= JOURNAL_REWRITE_BYTES && !ch->closed)
-        err = journal_rewrite(ch);
+    if (ch->journal_size >= JOURNAL_REWRITE_BYTES) {
+        retry_zombies(ch);
+        hop__jentry *entries = NULL;
+        size_t n = 0;
+        pthread_mutex_lock(&ch->lock);
+        err = journal_entries(ch, &entries, &n);
+        pthread_mutex_unlock(&ch->lock);
+        if (err == HOP_OK)
+            err = journal_replace(ch, entries, n);
+    }
     int saved = errno;
-    pthread_mutex_unlock(&ch->lock);
     pthread_mutex_unlock(&ch->journal_lock);
     pthread_mutex_unlock(&ch->read_lock);
     pthread_mutex_unlock(&ch->write_lock);
@@ -187,25 +200,42 @@ typedef enum verdict {
     FILE_OURS,    /* a queue file of this version: recover it */
     FILE_EMPTY,   /* ours, cut short while being created: holds no record */
     FILE_FOREIGN, /* leave it alone */
+    FILE_ERROR,   /* it cannot be read (errno set): the open fails */
 } verdict;
 
 /* Look at queue file name (number seq). OUT: *fd open for reading and
  * *size, when FILE_OURS. */
 static verdict classify(hop_channel *ch, const char *name, uint64_t seq, int *fd, uint64_t *size)
 {
-    int rfd = hop__io_current->openat(ch->dirfd, name, O_RDONLY, 0);
-    if (rfd < 0) {
-        hop__log(HOP_LOG_WARN, ch->name, "cannot open queue file %s: %s; left alone", name,
-                 strerror(errno));
+    int rfd = hop__io_current->openat(ch->dirfd, name, O_RDONLY | O_NOFOLLOW, 0);
+    if (rfd < 0 && errno == ELOOP) {
+        hop__log(HOP_LOG_WARN, ch->name, "%s is a symbolic link: left alone", name);
         return FILE_FOREIGN;
     }
+    if (rfd < 0)
+        return FILE_ERROR;
     struct stat st;
     unsigned char header[HOP__FILE_HEADER_SIZE], expect[HOP__FILE_HEADER_SIZE];
     hop__file_header_encode(expect, seq);
-    ssize_t n = fstat(rfd, &st) == 0 && S_ISREG(st.st_mode)
-                    ? hop__io_current->pread(rfd, header, sizeof header, 0)
-                    : -1;
-    if (n >= 0 && n < (ssize_t)sizeof header && memcmp(header, expect, (size_t)n) == 0) {
+    ssize_t n = -1;
+    if (fstat(rfd, &st) != 0) {
+        n = -1;
+    } else if (!S_ISREG(st.st_mode)) {
+        hop__io_current->close(rfd);
+        hop__log(HOP_LOG_WARN, ch->name, "%s is not a regular file: left alone", name);
+        return FILE_FOREIGN;
+    } else {
+        do
+            n = hop__io_current->pread(rfd, header, sizeof header, 0);
+        while (n < 0 && errno == EINTR);
+    }
+    if (n < 0) {
+        int saved = errno;
+        hop__io_current->close(rfd);
+        errno = saved;
+        return FILE_ERROR;
+    }
+    if (n < (ssize_t)sizeof header && memcmp(header, expect, (size_t)n) == 0) {
         hop__io_current->close(rfd);
         return FILE_EMPTY; /* a crash while its header was written */
     }
@@ -268,6 +298,12 @@ static hop_err list_files(hop_channel *ch, found **out, size_t *n, uint64_t *max
         }
         if (v == FILE_FOREIGN)
             continue;
+        if (v == FILE_ERROR) {
+            hop__log(HOP_LOG_ERROR, ch->name, "cannot read queue file %s: %s", e->d_name,
+                     strerror(errno));
+            err = HOP_IO;
+            break;
+        }
         if (count == cap) {
             size_t bigger = cap ? cap * 2 : 16;
             found *l = hop__malloc(bigger * sizeof *l);
@@ -284,7 +320,9 @@ static hop_err list_files(hop_channel *ch, found **out, size_t *n, uint64_t *max
         }
         list[count++] = (found){seq, rfd, size};
     }
+    int saved = errno;
     closedir(d);
+    errno = saved;
     if (err != HOP_OK) {
         for (size_t i = 0; i < count; i++)
             hop__io_current->close(list[i].fd);
@@ -307,8 +345,7 @@ typedef struct framing {
     size_t ndone, done_next;
     uint64_t first;   /* the first unconsumed record, UINT64_MAX if none yet */
     size_t records;   /* unconsumed records */
-    hop__skip *skips; /* beyond first */
-    size_t nskips, cap;
+    hop__qfile skips; /* only its skips: the ranges beyond first */
     size_t gaps;
     bool nomem;
 } framing;
@@ -317,20 +354,8 @@ static void add_skip(framing *fr, uint64_t off, uint64_t to, bool consumed)
 {
     if (fr->first == UINT64_MAX)
         return; /* before the first unconsumed record: the read starts past it */
-    if (fr->nskips == fr->cap) {
-        size_t cap = fr->cap ? fr->cap * 2 : 8;
-        hop__skip *s = hop__malloc(cap * sizeof *s);
-        if (s == NULL) {
-            fr->nomem = true;
-            return;
-        }
-        if (fr->nskips)
-            memcpy(s, fr->skips, fr->nskips * sizeof *s);
-        hop__free(fr->skips);
-        fr->skips = s;
-        fr->cap = cap;
-    }
-    fr->skips[fr->nskips++] = (hop__skip){off, to, consumed};
+    if (!hop__qfile_add_skip(&fr->skips, off, to, consumed))
+        fr->nomem = true;
 }
 
 static void on_frame(void *arg, uint64_t off, uint64_t next, bool gap)
@@ -382,7 +407,7 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
         int saved = errno;
         hop__log(HOP_LOG_ERROR, ch->name, "reading queue file %020" PRIu64 ".hq: %s", fo->seq,
                  err == HOP_IO ? strerror(saved) : hop_strerror(err));
-        hop__free(fr.skips);
+        hop__free(fr.skips.skips);
         hop__io_current->close(fo->fd);
         errno = saved;
         return err;
@@ -390,7 +415,7 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     ch->records_corrupt_total += fr.gaps;
 
     if (fr.records == 0) {
-        hop__free(fr.skips);
+        hop__free(fr.skips.skips);
         hop__io_current->close(fo->fd);
         if (hop__qfile_unlink(ch->dirfd, fo->seq) != 0)
             hop__log(HOP_LOG_WARN, ch->name,
@@ -414,7 +439,7 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
 
     hop__qfile *f = hop__calloc(1, sizeof *f);
     if (f == NULL) {
-        hop__free(fr.skips);
+        hop__free(fr.skips.skips);
         hop__io_current->close(fo->fd);
         return HOP_NOMEM;
     }
@@ -426,8 +451,8 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     f->records = fr.records;
     f->read_off = fr.first;
     f->sealed = true;
-    f->skips = fr.skips;
-    f->nskips = fr.nskips;
+    f->skips = fr.skips.skips;
+    f->nskips = fr.skips.nskips;
     if (ch->tail)
         ch->tail->next = f;
     else
@@ -438,6 +463,25 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     ch->disk_records += f->records;
     ch->recovered_total += f->records;
     return HOP_OK;
+}
+
+/* Sends go on appending to the newest recovered file while it has room,
+ * so that restarts do not leave a trail of small files behind. Its end is
+ * the end of its last whole record (a torn tail was cut off). If it cannot
+ * be opened for writing it stays sealed. */
+static void reopen_tail(hop_channel *ch)
+{
+    hop__qfile *f = ch->tail;
+    if (f == NULL || f->size >= ch->limits.file_bytes)
+        return;
+    char name[HOP__QFILE_NAME_SIZE];
+    hop__qfile_name(f->seq, name);
+    int fd = hop__io_current->openat(ch->dirfd, name, O_WRONLY, 0);
+    if (fd < 0)
+        return;
+    f->write_fd = fd;
+    f->sealed = false;
+    ch->write_file = f;
 }
 
 static hop_err recover(hop_channel *ch)
@@ -473,6 +517,7 @@ static hop_err recover(hop_channel *ch)
     if (ch->disk_records)
         hop__log(HOP_LOG_INFO, ch->name, "recovered %zu message(s) in %zu queue file(s)",
                  ch->disk_records, ch->disk_files);
+    reopen_tail(ch);
     hop__channel_update_disk_busy(ch);
     return journal_rewrite(ch);
 }
@@ -592,4 +637,51 @@ hop_err hop__persist_close(hop_channel *ch)
             m->flight->done = true;
     hop__log(HOP_LOG_INFO, ch->name, "%zu message(s) written to disk at close", written);
     return HOP_OK;
+}
+
+/* ---- removing an empty channel ---- */
+
+hop_err hop_channel_remove(const char *data_dir, const char *name)
+{
+    if (data_dir == NULL || data_dir[0] == '\0' || !hop_name_valid(name))
+        return HOP_INVALID;
+    int top = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (top < 0)
+        return errno == ENOENT ? HOP_OK : HOP_IO;
+    struct stat st;
+    if (fstatat(top, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        int saved = errno;
+        close(top);
+        errno = saved;
+        return saved == ENOENT ? HOP_OK : HOP_IO;
+    }
+    hop_channel *ch;
+    hop_err err = hop_channel_open(data_dir, name, NULL, &ch);
+    if (err != HOP_OK) {
+        int saved = errno;
+        close(top);
+        errno = saved;
+        return err;
+    }
+    hop_stats s;
+    hop_channel_stats(ch, &s);
+    if (s.messages > 0) {
+        hop_channel_close(ch);
+        close(top);
+        return HOP_INVALID;
+    }
+    /* Holding its lock: the journal (it says nothing now), then the
+     * directory, which fails if anything else is in it. */
+    int saved = 0;
+    if (hop__io_current->unlinkat(ch->dirfd, HOP__JOURNAL_NAME, 0) != 0 && errno != ENOENT) {
+        saved = errno;
+        err = HOP_IO;
+    } else if (unlinkat(top, name, AT_REMOVEDIR) != 0) {
+        saved = errno == EEXIST ? ENOTEMPTY : errno;
+        err = HOP_IO;
+    }
+    hop__channel_abandon(ch); /* nothing is left to write */
+    close(top);
+    errno = saved;
+    return err;
 }

@@ -34,38 +34,6 @@ bool hop__qfile_parse_name(const char *name, uint64_t *seq)
     return true;
 }
 
-/* Write all of iov at offset, looping over short writes. Returns the bytes
- * written; fewer than total means failure with errno set. */
-static size_t write_all(int fd, struct iovec *iov, int n, uint64_t offset, size_t total)
-{
-    size_t done = 0;
-    while (done < total) {
-        ssize_t w = hop__io_current->pwritev(fd, iov, n, (off_t)(offset + done));
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return done;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return done;
-        }
-        done += (size_t)w;
-        /* advance the iovecs past what was written */
-        size_t skip = (size_t)w;
-        while (n > 0 && skip >= iov->iov_len) {
-            skip -= iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + skip;
-            iov->iov_len -= skip;
-        }
-    }
-    return done;
-}
-
 hop_err hop__qfile_create(int dirfd, uint64_t seq, hop__qfile **out)
 {
     char name[HOP__QFILE_NAME_SIZE];
@@ -79,7 +47,7 @@ hop_err hop__qfile_create(int dirfd, uint64_t seq, hop__qfile **out)
     unsigned char header[HOP__FILE_HEADER_SIZE];
     hop__file_header_encode(header, seq);
     struct iovec iov = {header, sizeof header};
-    if (write_all(fd, &iov, 1, 0, sizeof header) != sizeof header)
+    if (hop__pwrite_all(fd, &iov, 1, 0, sizeof header) != sizeof header)
         goto fail_unlink;
     f->seq = seq;
     f->write_fd = fd;
@@ -110,7 +78,7 @@ hop_err hop__qfile_append(hop__qfile *f, const void *payload, uint32_t len, uint
     struct iovec iov[2] = {{header, sizeof header}, {(void *)payload, len}};
     size_t total = sizeof header + (size_t)len;
     *torn = false;
-    size_t done = write_all(f->write_fd, iov, len ? 2 : 1, f->written, total);
+    size_t done = hop__pwrite_all(f->write_fd, iov, len ? 2 : 1, f->written, total);
     if (done == total) {
         *end = f->written + total;
         return HOP_OK;
@@ -128,6 +96,23 @@ hop_err hop__qfile_append(hop__qfile *f, const void *payload, uint32_t len, uint
     }
     errno = saved;
     return HOP_IO;
+}
+
+bool hop__qfile_add_skip(hop__qfile *f, uint64_t off, uint64_t to, bool consumed)
+{
+    /* the array grows to the next power of two when it is full */
+    size_t n = f->nskips;
+    if (n == 0 || (n & (n - 1)) == 0) {
+        hop__skip *s = hop__malloc((n ? 2 * n : 1) * sizeof *s);
+        if (s == NULL)
+            return false;
+        if (n)
+            memcpy(s, f->skips, n * sizeof *s);
+        hop__free(f->skips);
+        f->skips = s;
+    }
+    f->skips[f->nskips++] = (hop__skip){off, to, consumed};
+    return true;
 }
 
 void hop__qfile_free(hop__qfile *f)
@@ -286,10 +271,11 @@ static const unsigned char *window_at(window *w, uint64_t off, size_t need)
     return w->buf;
 }
 
-/* True if a whole, valid record starts at off: header checks, a length
- * that fits, and the payload checksum (read with pread into scratch). */
-static hop_err record_at(window *w, uint64_t off, size_t max_len, unsigned char **scratch,
-                         uint64_t *next, bool *valid)
+/* The header alone: true in *valid if a record header with a length that
+ * fits starts at off. Enough to step over a record (its payload is checked
+ * when it is read). OUT: *next, the offset after it; *len, *crc. */
+static hop_err header_at(window *w, uint64_t off, size_t max_len, uint64_t *next, uint32_t *len,
+                         uint32_t *crc, bool *valid)
 {
     *valid = false;
     if (w->size - off < HOP__RECORD_HEADER_SIZE)
@@ -297,42 +283,36 @@ static hop_err record_at(window *w, uint64_t off, size_t max_len, unsigned char 
     const unsigned char *h = window_at(w, off, HOP__RECORD_HEADER_SIZE);
     if (h == NULL)
         return HOP_IO;
-    uint32_t len, crc;
-    if (!hop__record_header_decode(h, &len, &crc) || len > max_len ||
-        len > w->size - off - HOP__RECORD_HEADER_SIZE)
+    if (!hop__record_header_decode(h, len, crc) || *len > max_len ||
+        *len > w->size - off - HOP__RECORD_HEADER_SIZE)
         return HOP_OK;
-    if (*scratch == NULL && (*scratch = hop__malloc(max_len ? max_len : 1)) == NULL)
-        return HOP_NOMEM;
-    if (len && !read_exact(w->fd, *scratch, len, off + HOP__RECORD_HEADER_SIZE))
-        return HOP_IO;
-    *valid = hop__record_verify(crc, *scratch, len);
-    *next = off + HOP__RECORD_HEADER_SIZE + len;
-    return HOP_OK;
-}
-
-/* The header alone, for the records between damage: enough to step over
- * one (its payload is checked when it is read). */
-static hop_err header_at(window *w, uint64_t off, size_t max_len, uint64_t *next, bool *valid)
-{
-    *valid = false;
-    if (w->size - off < HOP__RECORD_HEADER_SIZE)
-        return HOP_OK;
-    const unsigned char *h = window_at(w, off, HOP__RECORD_HEADER_SIZE);
-    if (h == NULL)
-        return HOP_IO;
-    uint32_t len, crc;
-    if (!hop__record_header_decode(h, &len, &crc) || len > max_len ||
-        len > w->size - off - HOP__RECORD_HEADER_SIZE)
-        return HOP_OK;
-    *next = off + HOP__RECORD_HEADER_SIZE + len;
+    *next = off + HOP__RECORD_HEADER_SIZE + *len;
     *valid = true;
     return HOP_OK;
 }
 
+/* True in *valid if a whole, valid record starts at off: the header, and
+ * the payload checksum (the payload read with pread). */
+static hop_err record_at(window *w, uint64_t off, size_t max_len, uint64_t *next, bool *valid)
+{
+    uint32_t len, crc;
+    hop_err err = header_at(w, off, max_len, next, &len, &crc, valid);
+    if (err != HOP_OK || !*valid || len == 0)
+        return err;
+    unsigned char *payload = hop__malloc(len);
+    if (payload == NULL)
+        return HOP_NOMEM;
+    bool read = read_exact(w->fd, payload, len, off + HOP__RECORD_HEADER_SIZE);
+    int saved = errno;
+    *valid = read && hop__record_verify(crc, payload, len);
+    hop__free(payload);
+    errno = saved;
+    return read ? HOP_OK : HOP_IO;
+}
+
 /* The first offset after from where a valid whole record begins, or size
  * if there is none. Candidates are found by the record magic. */
-static hop_err resync(window *w, uint64_t from, size_t max_len, unsigned char **scratch,
-                      uint64_t *found)
+static hop_err resync(window *w, uint64_t from, size_t max_len, uint64_t *found)
 {
     static const unsigned char magic[4] = {0x48, 0x4F, 0x50, 0x52}; /* "HOPR" */
     uint64_t off = from;
@@ -357,7 +337,7 @@ static hop_err resync(window *w, uint64_t from, size_t max_len, unsigned char **
         uint64_t at = off + (uint64_t)(hit - p);
         uint64_t next;
         bool valid;
-        hop_err err = record_at(w, at, max_len, scratch, &next, &valid);
+        hop_err err = record_at(w, at, max_len, &next, &valid);
         if (err != HOP_OK)
             return err;
         if (valid) {
@@ -376,14 +356,14 @@ hop_err hop__qfile_frame(int fd, uint64_t from, uint64_t size, size_t max_len, h
     window w = {.fd = fd, .size = size, .buf = hop__malloc(HOP__READ_BUFFER)};
     if (w.buf == NULL)
         return HOP_NOMEM;
-    unsigned char *scratch = NULL;
     hop_err err = HOP_OK;
     uint64_t off = from;
     *valid_end = from;
     while (off < size) {
         uint64_t next;
+        uint32_t len, crc;
         bool valid;
-        err = header_at(&w, off, max_len, &next, &valid);
+        err = header_at(&w, off, max_len, &next, &len, &crc, &valid);
         if (err != HOP_OK)
             break;
         if (valid) {
@@ -393,14 +373,13 @@ hop_err hop__qfile_frame(int fd, uint64_t from, uint64_t size, size_t max_len, h
             continue;
         }
         uint64_t found;
-        err = resync(&w, off + 1, max_len, &scratch, &found);
+        err = resync(&w, off + 1, max_len, &found);
         if (err != HOP_OK || found >= size)
             break; /* nothing valid follows: a torn tail */
         fn(arg, off, found, true);
         off = found;
     }
     int saved = errno;
-    hop__free(scratch);
     hop__free(w.buf);
     errno = saved;
     return err;

@@ -56,6 +56,10 @@ hop_err hop__qfile_create(int dirfd, uint64_t seq, hop__qfile **out);
 hop_err hop__qfile_append(hop__qfile *f, const void *payload, uint32_t len, uint64_t *end,
                           bool *torn);
 
+/* Add a range for the reader to jump, beyond the ones f has. False if out
+ * of memory (f unchanged). */
+bool hop__qfile_add_skip(hop__qfile *f, uint64_t off, uint64_t to, bool consumed);
+
 /* Close whatever descriptors f has open and free it (the file stays). */
 void hop__qfile_free(hop__qfile *f);
 

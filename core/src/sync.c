@@ -1,13 +1,14 @@
 /* sync.c - group commit of durable sends.
  *
- * A durable send appends its record under write_lock, queues a request on
- * the channel and waits here. The first sender to arrive while no sync runs
- * becomes the syncing sender: it takes every request queued so far, syncs
- * the files they wrote (and the directory, for a new file), publishes all
- * of their records at once and wakes their senders. Requests queued while
- * it syncs wait for the next round, which one of them runs. So N concurrent
- * senders share about two syncs, and a record is readable only once it is
- * on stable storage: a receiver never sees a message that a power failure
+ * A durable send appends its record under write_lock and queues a request
+ * on the channel; the first request of an idle channel hands the channel
+ * to the library's sync threads (syncer.c). A sync thread takes every
+ * request queued so far, syncs the files they wrote (and the directory,
+ * for a new file), publishes all of their records at once and tells their
+ * senders; requests queued meanwhile make the next round. So N concurrent
+ * senders share about two syncs, whether they block in hop_send() or are
+ * suspended HTTP requests, and a record is readable only once it is on
+ * stable storage: a receiver never sees a message that a power failure
  * could take back.
  *
  * When a sync fails, what the kernel holds of the file can no longer be
@@ -18,6 +19,7 @@
 #include "channel.h"
 
 #include "io.h"
+#include "journal.h"
 #include "log.h"
 
 #include <errno.h>
@@ -29,18 +31,15 @@
     for (hop__sync_req *r = (batch); r; r = r->next)                                               \
         if (r->next == NULL || r->next->file != r->file)
 
-static void settle(hop_channel *ch, hop__sync_req *batch, hop_err result, int err_no)
+/* Tell the senders of batch how it went. Without locks: fn may free its
+ * request, and may send again. */
+static void settle(hop__sync_req *batch, hop_err result, int err_no)
 {
-    pthread_mutex_lock(&ch->sync_lock);
     for (hop__sync_req *r = batch; r;) {
-        hop__sync_req *next = r->next; /* r may go as soon as it is settled */
-        r->result = result;
-        r->err_no = err_no;
-        r->settled = true;
+        hop__sync_req *next = r->next;
+        r->fn(r->arg, result, err_no);
         r = next;
     }
-    pthread_cond_broadcast(&ch->synced);
-    pthread_mutex_unlock(&ch->sync_lock);
 }
 
 /* Publish the synced records of batch. Returns whether waiters need
@@ -74,14 +73,17 @@ static bool publish(hop_channel *ch, hop__sync_req *batch, int *fds, size_t max,
 }
 
 /* A sync failed: fail every record not synced yet (batch and whatever was
- * queued since), cut them off their files and seal those files. */
+ * queued since), cut them off their files and seal those files. A record
+ * that cannot be cut off is whole and valid in its file: it is marked
+ * consumed (a skip, and the journal), or a restart would bring back what
+ * its sender was told was not stored. */
 static void fail_unsynced(hop_channel *ch, hop__sync_req *batch, int err_no)
 {
     pthread_mutex_lock(&ch->write_lock);
-    pthread_mutex_lock(&ch->read_lock);
-    pthread_mutex_lock(&ch->lock);
+    pthread_mutex_lock(&ch->sync_lock);
     hop__sync_req *rest = ch->sync_head;
     ch->sync_head = ch->sync_tail = NULL;
+    pthread_mutex_unlock(&ch->sync_lock);
     if (batch) {
         hop__sync_req *last = batch;
         while (last->next)
@@ -90,15 +92,41 @@ static void fail_unsynced(hop_channel *ch, hop__sync_req *batch, int err_no)
     } else {
         batch = rest;
     }
-    size_t failed = 0;
+    /* Cut, under write_lock alone: the files' unpublished ends are the
+     * writers' (and nobody writes now). */
+    hop__qfile *uncut = NULL;
     for (hop__sync_req *r = batch; r; r = r->next) {
         hop__qfile *f = r->file;
         if (f->written > f->size) {
-            if (f->write_fd >= 0 && hop__io_current->ftruncate(f->write_fd, (off_t)f->size) != 0)
-                hop__log(HOP_LOG_ERROR, ch->name, "cutting unsynced records off: %s",
-                         strerror(errno)); /* the reader stops at size anyway */
+            uncut = NULL;
+            if (f->write_fd < 0 || hop__io_current->ftruncate(f->write_fd, (off_t)f->size) != 0) {
+                hop__log(HOP_LOG_ERROR, ch->name, "cannot cut refused records off: %s",
+                         strerror(errno));
+                uncut = f;
+            }
             f->written = f->size;
         }
+        r->start = r->file == uncut ? r->start : UINT64_MAX; /* UINT64_MAX: cut off */
+    }
+    pthread_mutex_lock(&ch->read_lock);
+    pthread_mutex_lock(&ch->journal_lock);
+    for (hop__sync_req *r = batch; r; r = r->next) {
+        if (r->start == UINT64_MAX)
+            continue;
+        bool noted =
+            hop__qfile_add_skip(r->file, r->start, r->end, true) && ch->journal_fd >= 0 &&
+            hop__journal_append(ch->journal_fd, &ch->journal_size,
+                                &(hop__jentry){HOP__J_DONE, r->file->seq, r->start}) == HOP_OK;
+        if (!noted)
+            hop__log(HOP_LOG_ERROR, ch->name,
+                     "a refused record could not be marked consumed: it may come back after a "
+                     "restart");
+    }
+    pthread_mutex_unlock(&ch->journal_lock);
+    pthread_mutex_lock(&ch->lock);
+    size_t failed = 0;
+    for (hop__sync_req *r = batch; r; r = r->next) {
+        hop__qfile *f = r->file;
         f->unsynced--;
         if (!f->sealed) {
             f->sealed = true;
@@ -119,15 +147,44 @@ static void fail_unsynced(hop_channel *ch, hop__sync_req *batch, int err_no)
     pthread_mutex_unlock(&ch->write_lock);
     hop__log(HOP_LOG_ERROR, ch->name, "syncing queue file: %s; %zu message(s) refused",
              strerror(err_no), failed);
-    settle(ch, batch, HOP_IO, err_no);
+    settle(batch, HOP_IO, err_no);
 }
 
-/* One round: sync what is queued and publish it. */
-static void sync_round(hop_channel *ch)
+bool hop__sync_enqueue(hop_channel *ch, hop__sync_req *req)
+{
+    req->next = NULL;
+    pthread_mutex_lock(&ch->sync_lock);
+    if (ch->sync_tail)
+        ch->sync_tail->next = req;
+    else
+        ch->sync_head = req;
+    ch->sync_tail = req;
+    bool queue = ch->sync_state == HOP__SYNC_IDLE;
+    if (queue)
+        ch->sync_state = HOP__SYNC_QUEUED;
+    pthread_mutex_unlock(&ch->sync_lock);
+    return queue;
+}
+
+/* One round: sync what is queued and publish it. False if nothing was
+ * queued: the channel is idle again. */
+static bool sync_round(hop_channel *ch)
 {
     pthread_mutex_lock(&ch->write_lock);
+    pthread_mutex_lock(&ch->sync_lock);
     hop__sync_req *batch = ch->sync_head;
     ch->sync_head = ch->sync_tail = NULL;
+    if (batch == NULL) {
+        /* Idle is the last word: a close waiting for it may free ch as
+         * soon as sync_lock is free. */
+        pthread_mutex_unlock(&ch->write_lock);
+        ch->sync_state = HOP__SYNC_IDLE;
+        pthread_cond_broadcast(&ch->synced);
+        pthread_mutex_unlock(&ch->sync_lock);
+        return false;
+    }
+    ch->sync_state = HOP__SYNC_RUNNING;
+    pthread_mutex_unlock(&ch->sync_lock);
     bool dir = false;
     for (hop__sync_req *r = batch; r; r = r->next) {
         if (r->file->dir_unsynced) {
@@ -136,11 +193,9 @@ static void sync_round(hop_channel *ch)
         }
     }
     pthread_mutex_unlock(&ch->write_lock);
-    if (batch == NULL)
-        return;
 
-    /* The descriptors stay open: only a syncing sender closes those of
-     * sealed files, and only one syncs at a time. */
+    /* The descriptors stay open: only a sync thread closes those of sealed
+     * files, and only one works on a channel at a time. */
     uint64_t syncs = 0;
     int err_no = 0;
     if (dir) {
@@ -161,7 +216,7 @@ static void sync_round(hop_channel *ch)
     pthread_mutex_unlock(&ch->lock);
     if (err_no) {
         fail_unsynced(ch, batch, err_no);
-        return;
+        return true;
     }
 
     int fds[16];
@@ -171,27 +226,22 @@ static void sync_round(hop_channel *ch)
     pthread_mutex_unlock(&ch->lock);
     for (size_t i = 0; i < nfds; i++)
         hop__io_current->close(fds[i]);
-    settle(ch, batch, HOP_OK, 0);
+    settle(batch, HOP_OK, 0);
     if (serve)
         hop__channel_dispatch(ch);
+    return true;
 }
 
-hop_err hop__sync_wait(hop_channel *ch, hop__sync_req *req)
+void hop__sync_run(hop_channel *ch)
+{
+    while (sync_round(ch))
+        ;
+}
+
+void hop__sync_quiesce(hop_channel *ch)
 {
     pthread_mutex_lock(&ch->sync_lock);
-    while (!req->settled) {
-        if (ch->syncing) {
-            pthread_cond_wait(&ch->synced, &ch->sync_lock);
-            continue;
-        }
-        ch->syncing = true;
-        pthread_mutex_unlock(&ch->sync_lock);
-        sync_round(ch);
-        pthread_mutex_lock(&ch->sync_lock);
-        ch->syncing = false;
-        pthread_cond_broadcast(&ch->synced);
-    }
-    hop_err result = req->result;
+    while (ch->sync_state != HOP__SYNC_IDLE)
+        pthread_cond_wait(&ch->synced, &ch->sync_lock);
     pthread_mutex_unlock(&ch->sync_lock);
-    return result;
 }

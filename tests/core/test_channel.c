@@ -821,7 +821,7 @@ static void test_close_and_reopen_keep_everything(void **state)
     recv_expected(ch, &e); /* id 3 */
     recv_expected(ch, &e); /* id 4 */
     for (uint64_t id = 11; id < 13; id++)
-        send_ok(ch, &e, id, 100); /* recovered files are sealed: a new one */
+        send_ok(ch, &e, id, 100); /* appended to the newest recovered file */
 
     /* give one back and close with it in memory: it goes first */
     void *data;
@@ -865,7 +865,10 @@ static void test_open_recovers_ours_leaves_foreign(void **state)
     tu_join(path, d->chan, "00000000000000000003.hq");
     tu_write_file(path, header, 9); /* cut short in its header */
     static const char *const foreign[] = {
-        "notes.txt", "123.hq", "00000000000000000005.hq.bak", "0000000000000000009.hq",
+        "notes.txt",
+        "123.hq",
+        "00000000000000000005.hq.bak",
+        "0000000000000000009.hq",
         "00000000000000000004.hq", /* not a header */
     };
     for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {

@@ -9,6 +9,7 @@
 #include "test_util.h"
 
 #include "alloc.h"
+#include "channel.h"
 #include "io.h"
 
 #include <errno.h>
@@ -172,8 +173,8 @@ static int fake_ftruncate(int fd, off_t len)
 
 static int fake_unlinkat(int dirfd, const char *path, int flags)
 {
-    if (journal_path(path))
-        return journal_hit() ? -1 : hop__io_system.unlinkat(dirfd, path, flags);
+    if (journal_path(path)) /* only ever a left-over temporary file: not a fault worth a test */
+        return hop__io_system.unlinkat(dirfd, path, flags);
     if (hit(OP_UNLINKAT)) {
         errno = faults[OP_UNLINKAT].err;
         return -1;
@@ -655,6 +656,151 @@ static void test_malloc_failure_in_constructors(void **state)
     assert_ptr_equal(w, (hop_waiter *)(uintptr_t)1);
 }
 
+/* ---- faults around restarts: the journal, recovery, close ---- */
+
+/* Send ids [from, to) of 40 bytes, all accepted. */
+static void send_range(hop_channel *ch, expect *e, uint64_t from, uint64_t to)
+{
+    tally t = {0};
+    for (uint64_t id = from; id < to; id++)
+        send_checked(ch, e, &t, id, 40);
+    assert_int_equal(t.io + t.nomem + t.full, 0);
+}
+
+/* A consumed record whose journal entry cannot be written (ENOSPC) was
+ * still delivered; after a crash it comes again (at-least-once), and
+ * nothing is lost. */
+static void test_journal_append_fails(void **state)
+{
+    tu_dir *d = *state;
+    hop_limits l = tu_limits(0, 1 << 20, 8, 1000);
+    hop_channel *ch = open_ch(d, l);
+    expect e = {0};
+    send_range(ch, &e, 0, 5);
+    tally t = {0};
+    arm(OP_JOURNAL, 1, ENOSPC, 1, false);
+    recv_checked(ch, &e, &t); /* id 0, delivered */
+    assert_int_equal(faults[OP_JOURNAL].failed, 1);
+    assert_true(tu_log_contains("it may come again after a restart"));
+    assert_int_equal(stats_of(ch).io_errors_total, 1);
+    recv_checked(ch, &e, &t); /* id 1, journalled */
+    assert_int_equal(t.io + t.nomem, 0);
+    hop__channel_abandon(ch);
+    ch = open_ch(d, l);
+    expect again = {0};
+    again.id[again.tail] = 0;
+    again.len[again.tail++] = 40;
+    for (uint64_t id = 2; id < 5; id++) {
+        again.id[again.tail] = id;
+        again.len[again.tail++] = 40;
+    }
+    drain_clean(d, ch, &again);
+    hop_channel_close(ch);
+}
+
+/* Every journal call an open makes (reading the journal, writing the new
+ * one) may fail: the open fails with HOP_IO, and the next open finds
+ * everything as it was. */
+static void test_journal_fails_at_open(void **state)
+{
+    tu_dir *d = *state;
+    hop_limits l = tu_limits(0, 1 << 20, 8, 1000);
+    hop_channel *ch = open_ch(d, l);
+    expect e = {0};
+    send_range(ch, &e, 0, 6);
+    tally t = {0};
+    recv_checked(ch, &e, &t);
+    recv_checked(ch, &e, &t);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    disarm_all();
+    ch = open_ch(d, l);
+    int calls = faults[OP_JOURNAL].calls;
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_true(calls >= 4); /* open, read, create, write, sync, rename */
+    for (int nth = 1; nth <= calls; nth++) {
+        arm(OP_JOURNAL, nth, EIO, 1, false);
+        hop_channel *bad = (hop_channel *)(uintptr_t)1;
+        hop_err err = hop_channel_open(d->data, "ch", &l, &bad);
+        if (faults[OP_JOURNAL].failed != 1)
+            fail_msg("journal call %d: not reached", nth);
+        if (err != HOP_IO)
+            fail_msg("journal call %d failed, open said %s", nth, hop_err_name(err));
+        assert_ptr_equal(bad, (hop_channel *)(uintptr_t)1);
+        disarm_all();
+    }
+    ch = open_ch(d, l);
+    drain_clean(d, ch, &e);
+    hop_channel_close(ch);
+}
+
+/* Reading a queue file fails during recovery: the open fails, nothing is
+ * lost. */
+static void test_recovery_read_fails(void **state)
+{
+    tu_dir *d = *state;
+    hop_limits l = tu_limits(0, 1 << 20, 8, 1000);
+    hop_channel *ch = open_ch(d, l);
+    expect e = {0};
+    send_range(ch, &e, 0, 4);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    arm(OP_PREAD, 1, EIO, 1, false);
+    hop_channel *bad = NULL;
+    errno = 0;
+    assert_int_equal(hop_channel_open(d->data, "ch", &l, &bad), HOP_IO);
+    assert_int_equal(errno, EIO);
+    assert_null(bad);
+    disarm_all();
+    ch = open_ch(d, l);
+    drain_clean(d, ch, &e);
+    hop_channel_close(ch);
+}
+
+/* Writing memory to disk at close fails (full disk while writing, or the
+ * sync fails): close says HOP_IO and logs what was lost; what was on disk,
+ * and a message read from disk and given back, are still there. */
+static void test_close_cannot_write_memory(void **state)
+{
+    tu_dir *d = *state;
+    static const op ops[] = {OP_CREATE, OP_PWRITEV, OP_FDATASYNC, OP_FSYNC};
+    hop_limits l = tu_limits(3 * hop_message_cost(40), 1 << 20, 8, 1000);
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        hop_channel *ch = open_ch(d, l);
+        expect e = {0};
+        send_range(ch, &e, 0, 3); /* memory */
+        send_range(ch, &e, 3, 6); /* disk */
+        tally t = {0};
+        recv_checked(ch, &e, &t); /* 0, 1, 2 from memory */
+        recv_checked(ch, &e, &t);
+        recv_checked(ch, &e, &t);
+        void *data;
+        size_t len;
+        assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_OK); /* 3, from disk */
+        assert_int_equal(hop_requeue(ch, data, len), HOP_OK);
+        send_range(ch, &e, 6, 8); /* behind 4, 5 on disk */
+        arm(ops[k], 1, ENOSPC, -1, false);
+        errno = 0;
+        assert_int_equal(hop_channel_close(ch), HOP_IO);
+        assert_int_equal(errno, ENOSPC);
+        assert_true(tu_log_contains("at close"));
+        disarm_all();
+        ch = open_ch(d, l);
+        drain_clean(d, ch, &e); /* 3, 4, 5, 6, 7: nothing was only in memory */
+        hop_channel_close(ch);
+    }
+    /* messages only in memory are lost, and said so */
+    hop_channel *ch = open_ch(d, l);
+    expect e = {0};
+    send_range(ch, &e, 0, 2);
+    arm(OP_PWRITEV, 1, ENOSPC, -1, false);
+    tu_log_capture();
+    assert_int_equal(hop_channel_close(ch), HOP_IO);
+    assert_true(tu_log_contains("2 of them lost"));
+    disarm_all();
+    ch = open_ch(d, l);
+    assert_int_equal(stats_of(ch).messages, 0);
+    hop_channel_close(ch);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, fault_setup, fault_teardown)
@@ -672,6 +818,10 @@ int main(void)
         T(test_unlink_failure),
         T(test_malloc_failure_anywhere),
         T(test_malloc_failure_in_constructors),
+        T(test_journal_append_fails),
+        T(test_journal_fails_at_open),
+        T(test_recovery_read_fails),
+        T(test_close_cannot_write_memory),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,7 +17,10 @@
  * Threads: every function may be called from any thread, at the same time,
  * on the same channel, except hop_channel_close(), which must be the last
  * call on a channel (receivers blocked in hop_recv() and armed waiters are
- * woken with HOP_CLOSED; nothing else may be running on it).
+ * woken with HOP_CLOSED; nothing else may be running on it). Durable
+ * channels are served by a few library threads that run while one is open.
+ * A channel belongs to the process that opened it: after fork() the child
+ * must not use (or close) its parent's channels, and may open its own.
  *
  * Errors: every function that can fail returns a hop_err. A failing call
  * leaves the channel and the caller's data as they were. On HOP_IO, errno
@@ -53,14 +56,14 @@ extern "C" {
 
 /* The error vocabulary: one list makes the enum, hop_strerror() and
  * hop_err_name(). */
-#define HOP_ERRORS(X)                                                          \
-    X(OK, "success")                                                           \
-    X(FULL, "memory and disk queue files are full")                           \
-    X(TIMEOUT, "no message arrived in time")                                   \
-    X(TOO_BIG, "message is larger than max_message_bytes")                     \
-    X(INVALID, "invalid argument")                                             \
-    X(IO, "input/output error")                                                \
-    X(NOMEM, "out of memory")                                                  \
+#define HOP_ERRORS(X)                                                                              \
+    X(OK, "success")                                                                               \
+    X(FULL, "memory and disk queue files are full")                                                \
+    X(TIMEOUT, "no message arrived in time")                                                       \
+    X(TOO_BIG, "message is larger than max_message_bytes")                                         \
+    X(INVALID, "invalid argument")                                                                 \
+    X(IO, "input/output error")                                                                    \
+    X(NOMEM, "out of memory")                                                                      \
     X(CLOSED, "channel is closed")
 
 typedef enum hop_err {
@@ -121,7 +124,7 @@ typedef struct hop_channel hop_channel;
  * errno EWOULDBLOCK. Files the channel does not know (other names, queue
  * files of another format version) are left alone and logged. Recovery
  * truncates a torn last record and skips damaged records (logged, counted);
- * recovered files are read before any new one and never appended to.
+ * sends go on appending to the newest recovered file while it has room.
  * limits is copied; NULL means hop_limits_default(). Limits may differ from
  * the earlier open's: recovered files count against max_disk_files, and
  * sends are refused as full until enough of them are drained.
@@ -144,6 +147,15 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
  * either way. NULL is a no-op returning HOP_OK. */
 hop_err hop_channel_close(hop_channel *ch);
 
+/* Remove the directory of channel name under data_dir if the channel holds
+ * no message (after recovering it as an open would): for a server that keeps
+ * channels only while they hold something. Must not race with an open of
+ * the same channel. HOP_OK: removed, or there was none. HOP_INVALID: a bad
+ * name or data_dir, or the channel holds messages (nothing changed).
+ * HOP_IO: errno says why (EWOULDBLOCK: open elsewhere; ENOTEMPTY: files the
+ * channel does not know are in it, and stay). HOP_NOMEM. */
+hop_err hop_channel_remove(const char *data_dir, const char *name);
+
 /* The channel's name (borrowed, lives as long as the channel). */
 const char *hop_channel_name(const hop_channel *ch);
 
@@ -153,6 +165,20 @@ const char *hop_channel_name(const hop_channel *ch);
  * stored), HOP_NOMEM, HOP_CLOSED, HOP_INVALID. On any error nothing was
  * stored and data is untouched. */
 hop_err hop_send(hop_channel *ch, const void *data, size_t len);
+
+/* A durable send that does not block the caller: an event loop sends and
+ * goes on, and learns later whether the message is on disk. The record is
+ * written before this returns (data is not used after), and then synced
+ * with the other sends of its channel by one of the library's sync
+ * threads, which calls fn(arg, err, err_no) once: HOP_OK, it is synced and
+ * receivers see it; HOP_IO (err_no the errno), it was not stored. fn runs
+ * without channel locks held and may call any hopper function except
+ * closing that channel; close waits until every fn of its channel ran.
+ * HOP_OK: fn will be called. Errors (fn is not called), as hop_send():
+ * HOP_TOO_BIG, HOP_FULL, HOP_IO, HOP_NOMEM, HOP_CLOSED, HOP_INVALID (also
+ * when the channel is not durable or fn is NULL). */
+typedef void (*hop_sent_fn)(void *arg, hop_err err, int err_no);
+hop_err hop_send_async(hop_channel *ch, const void *data, size_t len, hop_sent_fn fn, void *arg);
 
 /* Take the oldest message. timeout_ms: 0 polls, -1 waits forever.
  * OUT: *data (new, release with hop_free() or give back with hop_requeue())
@@ -180,23 +206,24 @@ void hop_free(void *data);
 
 /* Counters and gauges of one channel, read at one instant. */
 typedef struct hop_stats {
-    size_t messages;              /* messages held, memory and disk */
-    size_t memory_messages;       /* of which in memory */
-    size_t memory_bytes;          /* bytes counted against memory_bytes */
-    size_t disk_messages;         /* of which in queue files, not yet read */
-    size_t disk_bytes;            /* bytes of the queue files that exist */
-    size_t disk_files;            /* queue files that exist */
-    size_t waiting_receivers;     /* blocked hop_recv() calls plus armed waiters */
-    uint64_t sent_total;          /* messages accepted by hop_send() */
-    uint64_t received_total;      /* messages handed out, requeued ones again */
-    uint64_t requeued_total;      /* messages given back by hop_requeue() */
-    uint64_t rejected_full_total; /* hop_send() calls refused with HOP_FULL */
-    uint64_t io_errors_total;     /* calls that failed with HOP_IO */
+    size_t messages;                /* messages held, memory and disk */
+    size_t memory_messages;         /* of which in memory */
+    size_t memory_bytes;            /* bytes counted against memory_bytes */
+    size_t disk_messages;           /* of which in queue files, not yet read */
+    size_t disk_bytes;              /* bytes of the queue files that exist */
+    size_t disk_files;              /* queue files that exist */
+    size_t waiting_receivers;       /* blocked hop_recv() calls plus armed waiters */
+    uint64_t sent_total;            /* messages accepted by hop_send() */
+    uint64_t received_total;        /* messages handed out, requeued ones again */
+    uint64_t requeued_total;        /* messages given back by hop_requeue() */
+    uint64_t rejected_full_total;   /* hop_send() calls refused with HOP_FULL */
+    uint64_t io_errors_total;       /* calls that failed with HOP_IO */
     uint64_t records_corrupt_total; /* queue file records skipped as corrupt */
-    size_t in_flight;             /* messages read from queue files, handed out and not yet
-                                     hop_free()d or given back */
-    uint64_t recovered_total;     /* messages found in queue files when the channel opened */
-    uint64_t syncs_total;         /* fdatasync calls made for durable sends */
+    size_t in_flight;               /* messages read from queue files, handed out and not yet
+                                       hop_free()d or given back */
+    uint64_t recovered_total;       /* messages found in queue files when the channel opened */
+    uint64_t syncs_total;           /* syncs made for durable sends: fdatasync of queue files,
+                                       fsync of the directory for a new file */
 } hop_stats;
 
 /* OUT: *stats, a consistent snapshot of ch. */
