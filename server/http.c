@@ -21,6 +21,7 @@
  * /channels/a%2Fb are both 400. */
 #include "http.h"
 
+#include "datadir.h"
 #include "envelope.h"
 #include "errors.h"
 #include "hopper/hopper.h"
@@ -94,6 +95,13 @@ typedef struct request {
     char *content_type; /* as sent, NULL when absent or empty; new */
     unsigned char *buf; /* the envelope: prefix, then the body as it arrives */
     size_t prefix_len, body_len, cap;
+    /* A durable POST waits for its sync with the connection suspended, so
+     * that the senders of a channel share syncs without a thread each. */
+    bool syncing;              /* sent with hop_send_async(): sync_lock initialised */
+    pthread_mutex_t sync_lock; /* guards synced and sent; orders resume after suspend */
+    bool synced;               /* the callback ran: sent is the outcome */
+    hop_err sent;
+    struct MHD_Connection *conn;
 
     /* GET */
     uint64_t wait_ms;
@@ -257,6 +265,8 @@ static void route_request(request *req, const char *method)
         size_t name_len = len - prefix;
         if (name_len > HOP_NAME_MAX || memchr(name, '\0', name_len) || !hop_name_valid(name)) {
             fail(req, API_BAD_NAME, NULL);
+        } else if (datadir_name_reserved(name)) {
+            fail(req, API_BAD_NAME, "%s is reserved: it is a file of the data directory", name);
         } else if (get || post) {
             memcpy(req->name, name, name_len + 1);
             req->route = get ? ROUTE_GET : ROUTE_POST;
@@ -397,9 +407,9 @@ static enum MHD_Result respond_full(request *req, struct MHD_Connection *conn)
     return queue(conn, MHD_HTTP_INSUFFICIENT_STORAGE, r);
 }
 
-static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
+/* The answer to a POST once the channel has said err. */
+static enum MHD_Result post_answer(request *req, struct MHD_Connection *conn, hop_err err)
 {
-    hop_err err = hop_send(req->entry->ch, req->buf, req->prefix_len + req->body_len);
     registry_note_send(req->entry, err);
     switch (err) {
     case HOP_OK:
@@ -413,6 +423,49 @@ static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
     default: /* HOP_IO is logged by the core */
         return respond_error(req, conn, api_error_of_hop(err));
     }
+}
+
+/* hop_send_async()'s callback, on a sync thread: the outcome is in. */
+static void on_synced(void *arg, hop_err err, int err_no)
+{
+    (void)err_no; /* the core logs it */
+    request *req = arg;
+    pthread_mutex_lock(&req->sync_lock);
+    req->sent = err;
+    req->synced = true;
+    MHD_resume_connection(req->conn);
+    pthread_mutex_unlock(&req->sync_lock);
+}
+
+/* A durable POST: written now, answered once synced (on resumption). */
+static enum MHD_Result post_durable(request *req, struct MHD_Connection *conn)
+{
+    if (req->syncing) { /* resumed */
+        pthread_mutex_lock(&req->sync_lock);
+        hop_err err = req->sent;
+        pthread_mutex_unlock(&req->sync_lock);
+        return post_answer(req, conn, err);
+    }
+    req->syncing = true;
+    req->conn = conn;
+    pthread_mutex_init(&req->sync_lock, NULL);
+    /* Hold the lock across the send: the callback may come before the
+     * connection is suspended, and must resume it only after. */
+    pthread_mutex_lock(&req->sync_lock);
+    hop_err err =
+        hop_send_async(req->entry->ch, req->buf, req->prefix_len + req->body_len, on_synced, req);
+    if (err == HOP_OK)
+        MHD_suspend_connection(conn);
+    pthread_mutex_unlock(&req->sync_lock);
+    return err == HOP_OK ? MHD_YES : post_answer(req, conn, err);
+}
+
+static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
+{
+    if (http.options.durable)
+        return post_durable(req, conn);
+    return post_answer(req, conn,
+                       hop_send(req->entry->ch, req->buf, req->prefix_len + req->body_len));
 }
 
 /* ---- GET /channels/NAME ---- */
@@ -522,6 +575,12 @@ static enum MHD_Result get_finish(request *req, struct MHD_Connection *conn)
 static enum MHD_Result request_begin(request *req, struct MHD_Connection *conn, const char *method)
 {
     route_request(req, method);
+    /* A POST that begins once the server is stopping is refused, not
+     * stored: the drain may have ended already, and a message stored now
+     * could lose its 202 to the stop, and then be sent again by a client
+     * that never heard of it. One that began before is drained. */
+    if (req->route == ROUTE_POST && atomic_load(&http.stopping))
+        fail(req, API_CLOSED, NULL);
     if (req->route == ROUTE_POST)
         post_begin(req, conn);
     else if (req->route == ROUTE_GET)
@@ -639,6 +698,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         else
             give_back(req, req->msg, req->msg_len); /* back to the head of its channel */
     }
+    if (req->syncing)
+        pthread_mutex_destroy(&req->sync_lock);
     free(req->msg_type);
     free(req->buf);
     free(req->content_type);

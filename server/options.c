@@ -23,11 +23,15 @@ typedef enum option_kind {
     KIND_SIZE,    /* bytes, or with K/KiB/M/MiB/G/GiB (powers of 1024) */
     KIND_COUNT,   /* a plain non-negative integer */
     KIND_SECONDS, /* options_parse_seconds() */
+    KIND_FLAG,    /* no value on the command line; BOOLEAN_WORDS in the environment */
 } option_kind;
+
+/* What a KIND_FLAG's environment variable may say. */
+#define BOOLEAN_WORDS "1, true, yes, 0, false or no"
 
 typedef struct option_spec {
     const char *flag;       /* without the leading "--" */
-    const char *value_name; /* for --help */
+    const char *value_name; /* for --help; NULL for a KIND_FLAG */
     const char *def;        /* default, as text; NULL: computed (see defaults below) */
     option_kind kind;
     size_t min, max; /* range of SIZE, COUNT and SECONDS values */
@@ -51,6 +55,7 @@ enum {
     OPT_MAX_CHANNELS,
     OPT_MAX_WAIT,
     OPT_THREADS,
+    OPT_DURABLE,
     OPT_COUNT
 };
 
@@ -73,13 +78,16 @@ static const option_spec specs[OPT_COUNT] = {
     [OPT_MAX_WAIT] = {"max-wait", "SECONDS", "60", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
                       "longest ?wait= a GET may ask for"},
     [OPT_THREADS] = {"threads", "N", NULL, KIND_COUNT, 1, MAX_THREADS, "HTTP worker threads"},
+    [OPT_DURABLE] = {"durable", NULL, "no", KIND_FLAG, 0, 0,
+                     "202 only once the message is synced to a queue file"},
 };
 
 static const char *const help_text_tail =
     "\n"
     "A flag wins over its environment variable. SIZE is a number of bytes,\n"
     "optionally followed by K, KiB, M, MiB, G or GiB (all powers of 1024).\n"
-    "SECONDS may have a fraction.\n"
+    "SECONDS may have a fraction. A flag without a value (--durable) is set in\n"
+    "the environment with " BOOLEAN_WORDS ".\n"
     "\n"
     "  POST /channels/NAME          store a message (202; 507 when full)\n"
     "  GET  /channels/NAME?wait=S   take the oldest message (200), or 204 after S seconds\n"
@@ -102,7 +110,8 @@ static void print_usage(FILE *out)
     for (size_t i = 0; i < OPT_COUNT; i++) {
         const option_spec *s = &specs[i];
         char left[64], env[64];
-        snprintf(left, sizeof left, "--%s %s", s->flag, s->value_name);
+        snprintf(left, sizeof left, "--%s%s%s", s->flag, s->value_name ? " " : "",
+                 s->value_name ? s->value_name : "");
         env_name(s->flag, env, sizeof env);
         fprintf(out, "  %-26s %s\n  %-26s default %s; env %s\n", left, s->help, "",
                 s->def ? s->def : "the number of CPUs", env);
@@ -184,6 +193,18 @@ bool options_parse_seconds(const char *text, double max, double *seconds)
     return true;
 }
 
+static const char *parse_boolean(const char *text, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes"}, *const no[] = {"0", "false", "no"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcmp(text, yes[i]) == 0 || strcmp(text, no[i]) == 0) {
+            *out = strcmp(text, yes[i]) == 0;
+            return NULL;
+        }
+    }
+    return "is not one of " BOOLEAN_WORDS;
+}
+
 static const char *parse_address(const char *text, server_options *out)
 {
     char host[256];
@@ -233,6 +254,7 @@ static const char *parse_value(size_t i, const char *text, server_options *out)
         return "is empty";
     uint64_t v = 0;
     double seconds = 0;
+    bool flag = false;
     const char *why = NULL;
     switch (s->kind) {
     case KIND_ADDRESS:
@@ -249,6 +271,9 @@ static const char *parse_value(size_t i, const char *text, server_options *out)
     case KIND_SECONDS:
         if (!options_parse_seconds(text, (double)s->max, &seconds))
             return "is not a number of seconds from 0 to " MAX_WAIT_TEXT;
+        break;
+    case KIND_FLAG:
+        why = parse_boolean(text, &flag);
         break;
     }
     if (why)
@@ -284,6 +309,9 @@ static const char *parse_value(size_t i, const char *text, server_options *out)
     case OPT_THREADS:
         out->threads = (unsigned)v;
         break;
+    case OPT_DURABLE:
+        out->durable = flag;
+        break;
     }
     return NULL;
 }
@@ -309,13 +337,25 @@ static void usage_error(const char *fmt, ...)
     va_end(ap);
 }
 
+void options_core_limits(const server_options *o, hop_limits *out)
+{
+    *out = (hop_limits){.memory_bytes = o->memory_bytes,
+                        .file_bytes = o->file_bytes,
+                        .max_disk_files = o->max_disk_files,
+                        .max_message_bytes = o->max_message_bytes + ENVELOPE_ALLOWANCE,
+                        .durable = o->durable};
+}
+
 /* Checks across options, once all are known. */
 static bool options_consistent(const server_options *o)
 {
-    hop_limits limits = {.memory_bytes = o->memory_bytes,
-                         .file_bytes = o->file_bytes,
-                         .max_disk_files = o->max_disk_files,
-                         .max_message_bytes = o->max_message_bytes + ENVELOPE_ALLOWANCE};
+    if (o->durable && o->max_disk_files == 0) {
+        usage_error("--durable keeps every message in queue files, and --max-disk-files 0 "
+                    "allows none: give --max-disk-files a number above 0, or drop --durable");
+        return false;
+    }
+    hop_limits limits;
+    options_core_limits(o, &limits);
     if (hop_limits_check(&limits) != HOP_OK) {
         fprintf(stderr,
                 "hopper: --memory-bytes %zu cannot hold one message of --max-message-bytes %zu "
@@ -354,7 +394,16 @@ options_result options_parse(int argc, char **argv, server_options *out)
             usage_error("unknown flag '%s'", arg);
             return OPTIONS_ERROR;
         }
-        if (eq) {
+        if (specs[i].kind == KIND_FLAG) {
+            if (eq) {
+                char env[64];
+                env_name(specs[i].flag, env, sizeof env);
+                usage_error("--%s takes no value (in the environment, %s is one of %s)",
+                            specs[i].flag, env, BOOLEAN_WORDS);
+                return OPTIONS_ERROR;
+            }
+            given[i] = "yes";
+        } else if (eq) {
             given[i] = eq + 1;
         } else if (a + 1 < argc) {
             given[i] = argv[++a];

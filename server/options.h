@@ -3,6 +3,8 @@
 #ifndef HOPPER_SERVER_OPTIONS_H
 #define HOPPER_SERVER_OPTIONS_H
 
+#include "hopper/hopper.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -19,6 +21,7 @@ typedef struct server_options {
     size_t max_channels;
     double max_wait; /* seconds */
     unsigned threads;
+    bool durable; /* a 202 means the message is in a queue file and synced */
 } server_options;
 
 typedef enum options_result {
@@ -30,6 +33,10 @@ typedef enum options_result {
 /* Fill *out from argv, then from HOPPER_<FLAG> environment variables for
  * flags not given, then from the defaults. */
 options_result options_parse(int argc, char **argv, server_options *out);
+
+/* The limits every channel gets from o: the server's, with room for the
+ * envelope (envelope.h) in max_message_bytes. OUT: *out. */
+void options_core_limits(const server_options *o, hop_limits *out);
 
 /* Parse a number of seconds, decimal with an optional fraction or exponent,
  * from the whole of text: 0 <= value <= max, finite. False for anything else

@@ -6,7 +6,9 @@
 #include "log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,18 +49,32 @@ bool registry_open(const char *data_dir, const hop_limits *limits, size_t max_ch
     return true;
 }
 
+/* Close e's channel and log what became of its messages. */
+static void close_channel(registry_entry *e)
+{
+    char name[HOP_NAME_MAX + 1]; /* the channel's own copy goes with it */
+    snprintf(name, sizeof name, "%s", hop_channel_name(e->ch));
+    hop_stats st = {0};
+    hop_channel_stats(e->ch, &st);
+    /* messages handed out and not consumed come back from their file too */
+    size_t held = st.messages + st.in_flight;
+    hop_err err = hop_channel_close(e->ch);
+    int cause = errno;
+    if (err != HOP_OK) {
+        log_error("channel %s: %zu message(s) LOST: %s; %zu kept on disk", name, st.memory_messages,
+                  err == HOP_IO ? strerror(cause) : hop_strerror(err), held - st.memory_messages);
+    } else if (held > 0) {
+        log_info("channel %s: %zu message(s) kept on disk", name, held);
+    }
+}
+
 void registry_close(void)
 {
     for (size_t b = 0; b < reg.bucket_count; b++) {
         registry_entry *e = reg.buckets[b];
         while (e) {
             registry_entry *next = e->next;
-            hop_stats stats;
-            hop_channel_stats(e->ch, &stats);
-            if (stats.messages > 0)
-                log_info("channel %s: %zu message(s) discarded at shutdown",
-                         hop_channel_name(e->ch), stats.messages);
-            hop_channel_close(e->ch);
+            close_channel(e);
             free(e);
             e = next;
         }
@@ -87,6 +103,101 @@ registry_entry *registry_find(const char *name)
     return e;
 }
 
+/* Open channel name and add it. Called with reg.lock held for writing and
+ * below max_channels. OUT: *out on HOP_OK. On failure errno is as the core
+ * left it. */
+static hop_err add_channel(const char *name, registry_entry **out)
+{
+    registry_entry *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return HOP_NOMEM;
+    hop_err err = hop_channel_open(reg.data_dir, name, &reg.limits, &e->ch);
+    if (err != HOP_OK) {
+        int saved = errno;
+        free(e);
+        errno = saved;
+        return err;
+    }
+    atomic_init(&e->too_big_total, 0);
+    atomic_init(&e->refusing, false);
+    size_t b = bucket_of(name);
+    e->next = reg.buckets[b];
+    reg.buckets[b] = e;
+    reg.count++;
+    *out = e;
+    return HOP_OK;
+}
+
+/* Why opening a channel failed, for the log. */
+static const char *open_failure(hop_err err, int cause)
+{
+    if (err != HOP_IO)
+        return hop_strerror(err);
+    if (cause == EWOULDBLOCK)
+        return "its directory is locked by another process";
+    return strerror(cause);
+}
+
+/* Forget the last entry added (the head of its bucket) and close its
+ * channel, which holds nothing. */
+static void drop_empty(registry_entry *e)
+{
+    size_t b = bucket_of(hop_channel_name(e->ch));
+    reg.buckets[b] = e->next;
+    reg.count--;
+    hop_channel_close(e->ch);
+    free(e);
+}
+
+bool registry_recover(const char *const *names, size_t count)
+{
+    uint64_t messages = 0;
+    size_t removed = 0;
+    for (size_t i = 0; i < count; i++) {
+        registry_entry *e = NULL;
+        pthread_rwlock_wrlock(&reg.lock);
+        hop_err err = add_channel(names[i], &e);
+        int cause = errno;
+        pthread_rwlock_unlock(&reg.lock);
+        if (err != HOP_OK) {
+            log_error("channel %s cannot be recovered from %s/%s: %s", names[i], reg.data_dir,
+                      names[i], open_failure(err, cause));
+            return false;
+        }
+        hop_stats st = {0};
+        hop_channel_stats(e->ch, &st);
+        if (st.messages == 0) {
+            /* A channel is made again by its first request: an empty one
+             * is not kept, so old names never count against
+             * --max-channels. Its directory goes if nothing else is in it. */
+            pthread_rwlock_wrlock(&reg.lock);
+            drop_empty(e);
+            pthread_rwlock_unlock(&reg.lock);
+            err = hop_channel_remove(reg.data_dir, names[i]);
+            if (err == HOP_OK)
+                removed++;
+            else
+                log_warn("channel %s is empty, but its directory stays: %s", names[i],
+                         open_failure(err, errno));
+            continue;
+        }
+        log_info("channel %s recovered: %" PRIu64 " message(s), %zu file(s)", names[i],
+                 st.recovered_total, st.disk_files);
+        messages += st.recovered_total;
+        if (reg.count > reg.max_channels) {
+            log_error("%s holds more than --max-channels %zu channels with messages: raise "
+                      "--max-channels",
+                      reg.data_dir, reg.max_channels);
+            return false;
+        }
+    }
+    if (count > 0)
+        log_info("recovered %zu channel(s) with %" PRIu64 " message(s) from %s; %zu empty "
+                 "one(s) removed",
+                 reg.count, messages, reg.data_dir, removed);
+    return true;
+}
+
 api_error registry_get(const char *name, registry_entry **out)
 {
     registry_entry *e = registry_find(name);
@@ -104,26 +215,13 @@ api_error registry_get(const char *name, registry_entry **out)
         result = API_TOO_MANY_CHANNELS;
         goto out_unlock;
     }
-    e = calloc(1, sizeof *e);
-    if (e == NULL) {
-        result = API_NOMEM;
-        goto out_unlock;
-    }
-    hop_err err = hop_channel_open(reg.data_dir, name, &reg.limits, &e->ch);
+    hop_err err = add_channel(name, &e);
     if (err != HOP_OK) {
-        log_error("channel %s: cannot be created: %s%s%s", name, hop_strerror(err),
-                  err == HOP_IO ? ": " : "", err == HOP_IO ? strerror(errno) : "");
-        free(e);
+        log_error("channel %s: cannot be created: %s", name, open_failure(err, errno));
         e = NULL;
         result = api_error_of_hop(err);
         goto out_unlock;
     }
-    atomic_init(&e->too_big_total, 0);
-    atomic_init(&e->refusing, false);
-    size_t b = bucket_of(name);
-    e->next = reg.buckets[b];
-    reg.buckets[b] = e;
-    reg.count++;
     log_info("channel %s created (%zu of at most %zu)", name, reg.count, reg.max_channels);
 out_unlock:
     pthread_rwlock_unlock(&reg.lock);

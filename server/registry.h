@@ -1,5 +1,6 @@
-/* registry.h - the channels by name: created on the first POST or GET of a
- * name, kept until shutdown, never more than --max-channels of them. */
+/* registry.h - the channels by name: those found in the data directory at
+ * start, and those created on the first POST or GET of a name; kept until
+ * shutdown, never more than --max-channels of them. */
 #ifndef HOPPER_SERVER_REGISTRY_H
 #define HOPPER_SERVER_REGISTRY_H
 
@@ -22,8 +23,19 @@ typedef struct registry_entry {
  * False if out of memory. */
 bool registry_open(const char *data_dir, const hop_limits *limits, size_t max_channels);
 
-/* Close every channel (their messages are discarded) and free the registry.
- * Nothing else may use a channel any more. */
+/* Open every channel in names (borrowed: count valid channel names, as
+ * datadir_channels() lists them) with the messages it kept, before any
+ * request comes: one log line per channel, saying what it recovered, and
+ * one in all. A channel that holds nothing is not kept, and its directory
+ * is removed (unless something else is in it): a request makes it again.
+ * False (logged) if more than max_channels hold messages, or one cannot be
+ * opened: hopper cannot start. The channels opened so far stay in the
+ * registry; registry_close() closes them. */
+bool registry_recover(const char *const *names, size_t count);
+
+/* Close every channel and free the registry, logging per channel what
+ * became of the messages it held: kept on disk for the next start, lost
+ * (with why). Nothing else may use a channel any more. */
 void registry_close(void);
 
 /* The channel called name, created (and logged) if it does not exist yet.

@@ -33,14 +33,15 @@ static double uptime_seconds(void)
  * them. */
 typedef struct sample {
     const char *name;
-    uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers;
+    uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers, in_flight;
     uint64_t sent_total, received_total, requeued_total, rejected_full_total,
-        rejected_too_big_total, io_errors_total, records_corrupt_total;
+        rejected_too_big_total, io_errors_total, records_corrupt_total, recovered_total,
+        syncs_total;
 } sample;
 
 static void sample_of(registry_entry *e, sample *s)
 {
-    hop_stats st;
+    hop_stats st = {0}; /* fields a core does not fill stay 0 */
     hop_channel_stats(e->ch, &st);
     s->name = hop_channel_name(e->ch);
     s->messages = st.messages;
@@ -48,6 +49,7 @@ static void sample_of(registry_entry *e, sample *s)
     s->disk_bytes = st.disk_bytes;
     s->disk_files = st.disk_files;
     s->waiting_receivers = st.waiting_receivers;
+    s->in_flight = st.in_flight;
     s->sent_total = st.sent_total;
     s->received_total = st.received_total;
     s->requeued_total = st.requeued_total;
@@ -55,6 +57,8 @@ static void sample_of(registry_entry *e, sample *s)
     s->rejected_too_big_total = atomic_load(&e->too_big_total);
     s->io_errors_total = st.io_errors_total;
     s->records_corrupt_total = st.records_corrupt_total;
+    s->recovered_total = st.recovered_total;
+    s->syncs_total = st.syncs_total;
 }
 
 /* All channels, sorted by name. OUT: *count. NULL (count 0) if none. */
@@ -89,6 +93,7 @@ static json_t *limits_json(void)
     json_object_set_new(o, "max_channels", json_u64(limits.max_channels));
     json_object_set_new(o, "max_wait_seconds", json_real(limits.max_wait));
     json_object_set_new(o, "threads", json_u64(limits.threads));
+    json_object_set_new(o, "durable", json_boolean(limits.durable));
     return o;
 }
 
@@ -107,6 +112,9 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "io_errors_total", json_u64(s->io_errors_total));
     json_object_set_new(o, "records_corrupt_total", json_u64(s->records_corrupt_total));
     json_object_set_new(o, "waiting_receivers", json_u64(s->waiting_receivers));
+    json_object_set_new(o, "in_flight", json_u64(s->in_flight));
+    json_object_set_new(o, "recovered", json_u64(s->recovered_total));
+    json_object_set_new(o, "syncs_total", json_u64(s->syncs_total));
     return o;
 }
 
@@ -152,6 +160,11 @@ static const family families[] = {
      offsetof(sample, io_errors_total)},
     {"hopper_records_corrupt_total", "counter", "Queue file records skipped as corrupt.",
      offsetof(sample, records_corrupt_total)},
+    {"hopper_messages_recovered_total", "counter",
+     "Messages found in the channel's queue files when the server started.",
+     offsetof(sample, recovered_total)},
+    {"hopper_syncs_total", "counter", "Queue file syncs (fdatasync) made for --durable sends.",
+     offsetof(sample, syncs_total)},
     {"hopper_channel_messages", "gauge", "Messages held, in memory and on disk.",
      offsetof(sample, messages)},
     {"hopper_channel_memory_bytes", "gauge", "Bytes held in memory, bookkeeping included.",
@@ -161,6 +174,9 @@ static const family families[] = {
     {"hopper_channel_disk_files", "gauge", "Queue files that exist.", offsetof(sample, disk_files)},
     {"hopper_channel_waiting_receivers", "gauge", "GETs waiting for a message.",
      offsetof(sample, waiting_receivers)},
+    {"hopper_channel_in_flight_messages", "gauge",
+     "Messages read from queue files and handed to a GET whose response is not yet complete.",
+     offsetof(sample, in_flight)},
 };
 
 /* A label value in the text format: backslash, double quote and newline

@@ -64,20 +64,24 @@ static char **make_env(const char *const *extra)
     return env;
 }
 
-/* argv: HOPPER_BIN, pre..., args... (new array of borrowed strings) */
-static char **make_argv(const char *const *pre, const char *const *args)
+/* argv: command..., HOPPER_BIN, pre..., args... (new array of borrowed
+ * strings; each list NULL-terminated or NULL) */
+static char **make_argv(const char *const *command, const char *const *pre, const char *const *args)
 {
-    size_t n = 0, m = 0;
-    while (pre && pre[n])
-        n++;
-    while (args && args[m])
-        m++;
-    char **argv = calloc(n + m + 2, sizeof *argv);
-    argv[0] = (char *)HOPPER_BIN;
-    for (size_t i = 0; i < n; i++)
-        argv[1 + i] = (char *)pre[i];
-    for (size_t i = 0; i < m; i++)
-        argv[1 + n + i] = (char *)args[i];
+    const char *const *lists[] = {command, pre, args};
+    size_t total = 2;
+    for (size_t l = 0; l < 3; l++) {
+        for (size_t i = 0; lists[l] && lists[l][i]; i++)
+            total++;
+    }
+    char **argv = calloc(total, sizeof *argv);
+    size_t k = 0;
+    for (size_t l = 0; l < 3; l++) {
+        if (l == 1)
+            argv[k++] = (char *)HOPPER_BIN;
+        for (size_t i = 0; lists[l] && lists[l][i]; i++)
+            argv[k++] = (char *)lists[l][i];
+    }
     return argv;
 }
 
@@ -125,12 +129,13 @@ static int wait_exit(pid_t pid, int timeout_ms)
     return -1;
 }
 
-int hs_run(const char *const *args, const char *const *env, int *exit_code, char **output)
+int hs_run_as(const char *const *command, const char *const *args, const char *const *env,
+              int *exit_code, char **output)
 {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
         return -1;
-    char **argv = make_argv(NULL, args);
+    char **argv = make_argv(command, NULL, args);
     char **envp = make_env(env);
     pid_t pid = spawn(argv, envp, fds[1]);
     close(fds[1]);
@@ -148,6 +153,11 @@ int hs_run(const char *const *args, const char *const *env, int *exit_code, char
     *exit_code = wait_exit(pid, RUN_TIMEOUT_MS);
     *output = buf;
     return 0;
+}
+
+int hs_run(const char *const *args, const char *const *env, int *exit_code, char **output)
+{
+    return hs_run_as(NULL, args, env, exit_code, output);
 }
 
 /* What the forwarder needs, its own copy: the hs_server is the test's (on
@@ -232,10 +242,20 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
-static void remove_tree(const char *dir)
+void hs_remove_tree(const char *dir)
 {
     if (dir[0])
         nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int hs_make_dir(char *dir, size_t size)
+{
+    snprintf(dir, size, "/tmp/hopper-test-XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        perror("harness: mkdtemp");
+        return -1;
+    }
+    return 0;
 }
 
 /* Servers started and not yet stopped: a failing assertion longjmps past
@@ -253,7 +273,7 @@ static void cleanup_live(void)
             continue;
         kill(live[i].pid, SIGKILL);
         waitpid(live[i].pid, NULL, 0);
-        remove_tree(live[i].dir);
+        hs_remove_tree(live[i].dir);
         live[i].pid = 0;
     }
 }
@@ -268,7 +288,7 @@ static void track(const hs_server *s)
     for (int i = 0; i < MAX_LIVE; i++) {
         if (live[i].pid <= 0) {
             live[i].pid = s->pid;
-            snprintf(live[i].dir, sizeof live[i].dir, "%s", s->dir);
+            snprintf(live[i].dir, sizeof live[i].dir, "%s", s->own_dir ? s->dir : "");
             return;
         }
     }
@@ -293,7 +313,9 @@ static void raise_fd_limit(void)
     }
 }
 
-int hs_start_env(hs_server *s, const char *const *args, const char *const *env)
+/* Start hopper on dir; own_dir: dir is ours to remove in hs_stop(). */
+static int start(hs_server *s, const char *dir, bool own_dir, const char *const *args,
+                 const char *const *env)
 {
     static int serial;
     static pthread_once_t limit_once = PTHREAD_ONCE_INIT;
@@ -301,11 +323,8 @@ int hs_start_env(hs_server *s, const char *const *args, const char *const *env)
     memset(s, 0, sizeof *s);
     s->pid = -1;
     s->err_fd = -1;
-    snprintf(s->dir, sizeof s->dir, "/tmp/hopper-test-XXXXXX");
-    if (mkdtemp(s->dir) == NULL) {
-        perror("harness: mkdtemp");
-        return -1;
-    }
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->own_dir = own_dir;
     mkdir("logs", 0755);
     snprintf(s->log_path, sizeof s->log_path, "logs/%s-%d-%d.log", program_invocation_short_name,
              (int)getpid(), ++serial);
@@ -314,7 +333,7 @@ int hs_start_env(hs_server *s, const char *const *args, const char *const *env)
     if (pipe2(fds, O_CLOEXEC) != 0)
         return -1;
     const char *pre[] = {"--listen", "127.0.0.1:0", "--data-dir", s->dir, NULL};
-    char **argv = make_argv(pre, args);
+    char **argv = make_argv(NULL, pre, args);
     char **envp = make_env(env);
     s->pid = spawn(argv, envp, fds[1]);
     close(fds[1]);
@@ -345,9 +364,22 @@ int hs_start_env(hs_server *s, const char *const *args, const char *const *env)
     return 0;
 }
 
+int hs_start_env(hs_server *s, const char *const *args, const char *const *env)
+{
+    char dir[sizeof s->dir];
+    if (hs_make_dir(dir, sizeof dir) != 0)
+        return -1;
+    return start(s, dir, true, args, env);
+}
+
 int hs_start(hs_server *s, const char *const *args)
 {
     return hs_start_env(s, args, NULL);
+}
+
+int hs_start_in(hs_server *s, const char *dir, const char *const *args)
+{
+    return start(s, dir, false, args, NULL);
 }
 
 int hs_stop_with(hs_server *s, int sig)
@@ -370,7 +402,8 @@ int hs_stop_with(hs_server *s, int sig)
         print_log(s);
     else if (code == 0 && getenv("HOPPER_TEST_KEEP_LOGS") == NULL)
         unlink(s->log_path); /* clean run: nothing to look at */
-    remove_tree(s->dir);
+    if (s->own_dir)
+        hs_remove_tree(s->dir);
     s->dir[0] = '\0';
     return code;
 }

@@ -1,6 +1,7 @@
 /* harness.h - drive the real hopper binary in tests: start it on a free
- * loopback port with a fresh data directory, talk to it with libcurl or raw
- * sockets, stop it with a signal and check how it exited.
+ * loopback port with a fresh data directory (or again on the one an earlier
+ * run left), talk to it with libcurl or raw sockets, stop it with a signal
+ * and check how it exited.
  *
  * Everything goes to 127.0.0.1 only, and every call is bounded in time. */
 #ifndef HOPPER_TESTS_SERVER_HARNESS_H
@@ -21,7 +22,8 @@
 typedef struct hs_server {
     pid_t pid;
     int port;
-    char dir[256];      /* the temporary --data-dir, removed by hs_stop() */
+    char dir[256];      /* its --data-dir */
+    bool own_dir;       /* dir is hs_start()'s temporary one, removed by hs_stop() */
     char log_path[512]; /* everything the server wrote to stderr */
     int err_fd;         /* read end of its stderr */
     bool forwarding;
@@ -36,10 +38,24 @@ typedef struct hs_server {
 int hs_start(hs_server *s, const char *const *args);
 int hs_start_env(hs_server *s, const char *const *args, const char *const *env);
 
+/* Start hopper as hs_start() does, but on dir: a data directory that the
+ * caller made and removes (hs_make_dir(), hs_remove_tree()). hs_stop()
+ * leaves it as the server left it, so the next hs_start_in() on it sees
+ * what a restart sees. A "--listen" in args wins over 127.0.0.1:0, so a
+ * restart can take the port the first run was given. */
+int hs_start_in(hs_server *s, const char *dir, const char *const *args);
+
+/* A new empty directory /tmp/hopper-test-XXXXXX; dir has room for 64
+ * characters at least. 0, or -1 with the reason printed. */
+int hs_make_dir(char *dir, size_t size);
+/* Remove dir and everything below it (rm -rf); "" does nothing. */
+void hs_remove_tree(const char *dir);
+
 /* Send sig (SIGTERM in hs_stop) and wait up to 20 s for the exit. Returns the
  * exit code, or -1 if it died of a signal or had to be killed. Removes the
- * data directory. Prints the server log when the exit code is not 0, and
- * removes it when it is 0 (unless HOPPER_TEST_KEEP_LOGS is set). */
+ * data directory if it is hs_start()'s temporary one. Prints the server log
+ * when the exit code is not 0, and removes it when it is 0 (unless
+ * HOPPER_TEST_KEEP_LOGS is set). */
 int hs_stop(hs_server *s);
 int hs_stop_with(hs_server *s, int sig);
 
@@ -119,6 +135,11 @@ int hs_read_response(int fd, char *buf, size_t size, int timeout_ms, const char 
  * and wait up to HS_PATIENCE_MS. OUT: *exit_code (-1 if killed), *output
  * (stdout and stderr together; new, free()). 0 if it ran. */
 int hs_run(const char *const *args, const char *const *env, int *exit_code, char **output);
+/* hs_run with command (NULL-terminated, its first element an absolute path)
+ * in front of the hopper command line: a program that runs it, such as
+ * setpriv running it as another user. */
+int hs_run_as(const char *const *command, const char *const *args, const char *const *env,
+              int *exit_code, char **output);
 
 /* Seconds of CLOCK_MONOTONIC. */
 double hs_now(void);

@@ -26,15 +26,16 @@ static void stop(hs_server *s)
     assert_int_equal(hs_stop(s), 0);
 }
 
-/* Entries in the data directory (and "nothing escaped": the parent's count
- * is the caller's business). */
+/* Entries in the data directory besides its lock file (and "nothing
+ * escaped": the parent's count is the caller's business). */
 static int dir_entries(const char *dir)
 {
     DIR *d = opendir(dir);
     int n = 0;
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, "hopper.lock") != 0)
             n++;
     }
     if (d)
@@ -103,6 +104,12 @@ static void test_bad_names(void **state)
             fail_msg("DELETE %s", paths[i]);
         hs_reply_free(&r);
     }
+    /* a valid name, but the data directory's own lock file */
+    hs_reply r;
+    assert_int_equal(hs_post(&s, "/channels/hopper.lock", "x", 1, "text/plain", &r), 0);
+    assert_true(hs_is_error(&r, 400, "bad_name"));
+    assert_non_null(strstr((const char *)r.body, "reserved"));
+    hs_reply_free(&r);
     assert_int_equal(channel_count(&s), 0);
     assert_int_equal(dir_entries(s.dir), 0);
     /* and "a", which a cut at %00 would have hit, does not exist */

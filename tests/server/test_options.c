@@ -1,7 +1,7 @@
 /* test_options.c - flags and their HOPPER_* environment twins: --help, bad
  * flags and values (exit 2 with a message), SIZE suffixes, the flag winning
- * over the environment, the data directory (exit 1 when unusable), the
- * listen address. */
+ * over the environment, --durable and its HOPPER_DURABLE words, the data
+ * directory (exit 1 when unusable), the listen address. */
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -43,6 +43,8 @@ static void test_help(void **state)
     expect_run(long_form, NULL, 0, "Usage: hopper [flags]");
     expect_run(long_form, NULL, 0, "--max-wait SECONDS");
     expect_run(long_form, NULL, 0, "HOPPER_");
+    expect_run(long_form, NULL, 0, "\n  --durable  ");
+    expect_run(long_form, NULL, 0, "env HOPPER_DURABLE");
     const char *short_form[] = {"-h", NULL};
     expect_run(short_form, NULL, 0, "--memory-bytes SIZE");
 }
@@ -84,6 +86,8 @@ static void test_bad_flags(void **state)
          * sent (a real name would ask a DNS server, maybe slowly) */
         {{"--listen", "no..such.invalid:80", NULL}, "does not resolve"},
         {{"--max-disk-files", "0", "--memory-bytes", "1KiB", NULL}, "cannot hold one message"},
+        {{"--durable=yes", NULL}, "--durable takes no value"},
+        {{"--durable", "--max-disk-files", "0", NULL}, "--max-disk-files 0 allows none"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         expect_run(cases[i].args, NULL, 2, cases[i].message);
@@ -101,6 +105,17 @@ static void test_bad_env(void **state)
     expect_run(none, env2, 2, "HOPPER_MAX_WAIT: '-5'");
     const char *env3[] = {"HOPPER_LISTEN=nowhere", NULL};
     expect_run(none, env3, 2, "HOPPER_LISTEN: 'nowhere'");
+    /* a flag's variable takes the six words, exactly */
+    const char *words[] = {"HOPPER_DURABLE=maybe", "HOPPER_DURABLE=TRUE", "HOPPER_DURABLE=2",
+                           "HOPPER_DURABLE= yes"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        const char *env[] = {words[i], NULL};
+        expect_run(none, env, 2, "is not one of 1, true, yes, 0, false or no");
+    }
+    const char *empty[] = {"HOPPER_DURABLE=", NULL};
+    expect_run(none, empty, 2, "HOPPER_DURABLE: '' is empty");
+    const char *memory_only[] = {"HOPPER_DURABLE=1", "HOPPER_MAX_DISK_FILES=0", NULL};
+    expect_run(none, memory_only, 2, "--max-disk-files 0 allows none");
 }
 
 static json_t *get_limits(const hs_server *s)
@@ -202,6 +217,50 @@ static void test_env_config_and_flag_wins(void **state)
     stop(&s);
 }
 
+/* limits.durable of a server started with args and env, which must log
+ * "durable <logged>"; a message goes through it. */
+static bool durable_of(const char *const *args, const char *const *env, const char *logged)
+{
+    hs_server s;
+    assert_int_equal(hs_start_env(&s, args, env), 0);
+    assert_true(hs_log_wait(&s, logged, 0));
+    json_t *l = get_limits(&s);
+    json_t *durable = json_object_get(l, "durable");
+    assert_true(json_is_boolean(durable));
+    bool value = json_is_true(durable);
+    json_decref(l);
+    char body[16];
+    assert_int_equal(hs_post_text(&s, "d", "synced"), 202);
+    assert_int_equal(hs_get_text(&s, "d", "0", body, sizeof body), 200);
+    assert_string_equal(body, "synced");
+    stop(&s);
+    return value;
+}
+
+static void test_durable(void **state)
+{
+    (void)state;
+    assert_false(durable_of(NULL, NULL, "durable no"));
+    /* a flag without a value: what follows is the next flag */
+    const char *args[] = {"--durable", "--max-channels", "3", NULL};
+    assert_true(durable_of(args, NULL, "max-channels 3, max-wait 60, threads"));
+    static const struct {
+        const char *env;
+        bool value;
+    } words[] = {{"HOPPER_DURABLE=1", true},      {"HOPPER_DURABLE=true", true},
+                 {"HOPPER_DURABLE=yes", true},    {"HOPPER_DURABLE=0", false},
+                 {"HOPPER_DURABLE=false", false}, {"HOPPER_DURABLE=no", false}};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        const char *env[] = {words[i].env, NULL};
+        if (durable_of(NULL, env, words[i].value ? "durable yes" : "durable no") != words[i].value)
+            fail_msg("%s", words[i].env);
+    }
+    /* the flag wins over a "no" in the environment */
+    const char *flag[] = {"--durable", NULL};
+    const char *no[] = {"HOPPER_DURABLE=no", NULL};
+    assert_true(durable_of(flag, no, "durable yes"));
+}
+
 static void test_data_dir(void **state)
 {
     (void)state;
@@ -246,7 +305,7 @@ static void test_port_in_use(void **state)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", s.port);
     const char *args[] = {"--listen", listen, "--data-dir", dir, NULL};
     expect_run(args, NULL, 1, "cannot start the HTTP server on 127.0.0.1:");
-    rmdir(dir);
+    hs_remove_tree(dir); /* with the hopper.lock it was given */
     stop(&s);
 }
 
@@ -285,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_bad_env),
         cmocka_unit_test(test_sizes_and_counts),
         cmocka_unit_test(test_env_config_and_flag_wins),
+        cmocka_unit_test(test_durable),
         cmocka_unit_test(test_data_dir),
         cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_ipv6_listen),

@@ -113,12 +113,14 @@ static void test_status_json(void **state)
     for (size_t i = 0; i < sizeof limit_fields / sizeof limit_fields[0]; i++)
         assert_true(json_is_number(json_object_get(limits, limit_fields[i])));
     assert_int_equal(json_integer_value(json_object_get(limits, "memory_bytes")), 8192);
+    assert_true(json_is_false(json_object_get(limits, "durable")));
 
     json_t *channels = json_object_get(doc, "channels");
     assert_int_equal(json_object_size(channels), 3);
     const char *fields[] = {
         "messages",   "memory_bytes",   "disk_bytes",          "disk_files",
-        "sent_total", "received_total", "rejected_full_total", "waiting_receivers"};
+        "sent_total", "received_total", "rejected_full_total", "waiting_receivers",
+        "in_flight",  "recovered",      "syncs_total",         "records_corrupt_total"};
     const char *names[] = {"a", "b", "w"};
     for (size_t c = 0; c < 3; c++) {
         json_t *ch = json_object_get(channels, names[c]);
@@ -137,6 +139,9 @@ static void test_status_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(a, "rejected_too_big_total")), 1);
     assert_true(json_integer_value(json_object_get(a, "memory_bytes")) > 0);
     assert_int_equal(json_integer_value(json_object_get(a, "disk_files")), 0);
+    assert_int_equal(json_integer_value(json_object_get(a, "in_flight")), 0);
+    assert_int_equal(json_integer_value(json_object_get(a, "recovered")), 0);
+    assert_int_equal(json_integer_value(json_object_get(a, "syncs_total")), 0);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(channels, "w"), "waiting_receivers")),
         1);
@@ -184,10 +189,18 @@ static void test_metrics(void **state)
     assert_int_equal(r.status, 200);
     const char *text = (const char *)r.body;
     const char *families[] = {
-        "hopper_messages_sent_total",     "hopper_messages_received_total",
-        "hopper_messages_rejected_total", "hopper_channel_messages",
-        "hopper_channel_memory_bytes",    "hopper_channel_disk_bytes",
-        "hopper_channel_disk_files",      "hopper_channel_waiting_receivers",
+        "hopper_messages_sent_total",
+        "hopper_messages_received_total",
+        "hopper_messages_rejected_total",
+        "hopper_channel_messages",
+        "hopper_channel_memory_bytes",
+        "hopper_channel_disk_bytes",
+        "hopper_channel_disk_files",
+        "hopper_channel_waiting_receivers",
+        "hopper_channel_in_flight_messages",
+        "hopper_messages_recovered_total",
+        "hopper_syncs_total",
+        "hopper_records_corrupt_total",
     };
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
         char line[160];
@@ -202,6 +215,10 @@ static void test_metrics(void **state)
     }
     assert_non_null(strstr(text, "# TYPE hopper_messages_sent_total counter\n"));
     assert_non_null(strstr(text, "# TYPE hopper_channel_messages gauge\n"));
+    assert_non_null(strstr(text, "# TYPE hopper_channel_in_flight_messages gauge\n"));
+    assert_non_null(strstr(text, "# TYPE hopper_messages_recovered_total counter\n"));
+    assert_non_null(strstr(text, "# TYPE hopper_syncs_total counter\n"));
+    assert_non_null(strstr(text, "# TYPE hopper_records_corrupt_total counter\n"));
     assert_non_null(strstr(text, "\nhopper_messages_received_total{channel=\"a\"} 1\n"));
     assert_non_null(
         strstr(text, "\nhopper_messages_rejected_total{channel=\"a\",reason=\"full\"} 1\n"));
