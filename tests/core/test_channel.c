@@ -53,23 +53,6 @@ static void expect_push(expect *e, uint64_t id, size_t len)
     e->len[e->tail++] = len;
 }
 
-static hop_channel *open_ch(const tu_dir *d, hop_limits l)
-{
-    hop_channel *ch = NULL;
-    hop_err err = hop_channel_open(d->data, "ch", &l, &ch);
-    if (err != HOP_OK)
-        fail_msg("open: %s (errno %d)", hop_err_name(err), errno);
-    return ch;
-}
-
-static hop_stats stats_of(hop_channel *ch)
-{
-    hop_stats s;
-    memset(&s, 0xA5, sizeof s);
-    hop_channel_stats(ch, &s);
-    return s;
-}
-
 /* Send message id of len bytes (len >= 8 so the id is recoverable). */
 static hop_err send_id(hop_channel *ch, uint64_t id, size_t len)
 {
@@ -113,7 +96,7 @@ static void recv_all_expected(hop_channel *ch, expect *e)
     void *data = NULL;
     size_t len = 0;
     assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_TIMEOUT);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.messages, 0);
     assert_int_equal(s.memory_bytes, 0);
     assert_int_equal(s.disk_messages, 0);
@@ -132,13 +115,13 @@ static void test_fifo_across_memory_and_disk(void **state)
     tu_dir *d = *state;
     size_t rec = TU_RECORD_SIZE(100);
     hop_channel *ch =
-        open_ch(d, tu_limits(4 * hop_message_cost(100), TU_FILE_HEADER + 5 * rec, SIZE_MAX, 1000));
+        tu_open(d, tu_limits(4 * hop_message_cost(100), TU_FILE_HEADER + 5 * rec, SIZE_MAX, 1000));
     expect e;
     expect_init(&e, 10000);
     uint64_t id = 0;
     for (; id < 50; id++)
         send_ok(ch, &e, id, 100);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.messages, 50);
     assert_int_equal(s.memory_messages, 4);
     assert_int_equal(s.memory_bytes, 4 * hop_message_cost(100));
@@ -152,11 +135,11 @@ static void test_fifo_across_memory_and_disk(void **state)
     /* memory has room now, but the disk is not drained: sends queue behind it */
     for (; id < 60; id++)
         send_ok(ch, &e, id, 100);
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.memory_messages, 0);
     assert_int_equal(s.disk_messages, 50);
     recv_all_expected(ch, &e);
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.disk_files, 0);
     assert_int_equal(s.disk_bytes, 0);
     assert_int_equal(s.received_total, 60);
@@ -164,7 +147,7 @@ static void test_fifo_across_memory_and_disk(void **state)
     /* drained: memory again */
     for (int i = 0; i < 3; i++, id++)
         send_ok(ch, &e, id, 100);
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.memory_messages, 3);
     assert_int_equal(s.disk_files, 0);
 
@@ -177,7 +160,7 @@ static void test_fifo_across_memory_and_disk(void **state)
         int m = (int)tu_range(&rng, 0, (uint64_t)expect_size(&e));
         for (int i = 0; i < m; i++)
             recv_expected(ch, &e);
-        s = stats_of(ch);
+        s = tu_stats(ch);
         assert_int_equal(s.messages, expect_size(&e));
         assert_int_equal(s.memory_messages + s.disk_messages, s.messages);
         assert_true(s.memory_bytes <= 4 * hop_message_cost(100));
@@ -195,7 +178,7 @@ static void test_files_appear_and_are_deleted(void **state)
     tu_dir *d = *state;
     size_t rec = TU_RECORD_SIZE(100);
     size_t file_bytes = TU_FILE_HEADER + 3 * rec;
-    hop_channel *ch = open_ch(d, tu_limits(2 * hop_message_cost(100), file_bytes, SIZE_MAX, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(2 * hop_message_cost(100), file_bytes, SIZE_MAX, 1000));
     expect e;
     expect_init(&e, 100);
     assert_int_equal(tu_count_qfiles(d->chan), 0);
@@ -207,7 +190,7 @@ static void test_files_appear_and_are_deleted(void **state)
     assert_int_equal(n, 5);
     assert_int_equal(tu_count_qfiles(d->chan), 5);
     assert_int_equal(tu_count_entries(d->chan), 6); /* and the journal, nothing else */
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.disk_files, 5);
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -231,11 +214,11 @@ static void test_files_appear_and_are_deleted(void **state)
             fail_msg("after %d disk records: %d files, expected %d", k + 1, n, want_files);
         if (n > 0)
             assert_true(seqs[0] == first + (uint64_t)(5 - n));
-        s = stats_of(ch);
+        s = tu_stats(ch);
         assert_int_equal(s.disk_files, want_files);
         assert_int_equal(s.disk_messages, left_records);
     }
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.disk_bytes, 0);
 
     /* an unsealed file is deleted too once drained; numbering goes on */
@@ -247,7 +230,7 @@ static void test_files_appear_and_are_deleted(void **state)
     assert_true(sizes[0] == TU_FILE_HEADER + 2 * rec);
     recv_all_expected(ch, &e);
     assert_int_equal(tu_count_qfiles(d->chan), 0);
-    assert_int_equal(stats_of(ch).disk_files, 0);
+    assert_int_equal(tu_stats(ch).disk_files, 0);
     expect_free(&e);
     hop_channel_close(ch);
 }
@@ -256,8 +239,8 @@ static void test_files_appear_and_are_deleted(void **state)
 static void test_stats(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(3 * hop_message_cost(50), 100000, 1, 200));
-    hop_stats s = stats_of(ch);
+    hop_channel *ch = tu_open(d, tu_limits(3 * hop_message_cost(50), 100000, 1, 200));
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.messages, 0);
     assert_int_equal(s.memory_messages, 0);
     assert_int_equal(s.memory_bytes, 0);
@@ -276,12 +259,12 @@ static void test_stats(void **state)
     expect_init(&e, 100);
     send_ok(ch, &e, 1, 10);
     send_ok(ch, &e, 2, 50);
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.memory_bytes, hop_message_cost(10) + hop_message_cost(50));
     send_ok(ch, &e, 3, 50);
     send_ok(ch, &e, 4, 50); /* does not fit: disk */
     send_ok(ch, &e, 5, 10);
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.messages, 5);
     assert_int_equal(s.memory_messages, 3);
     assert_int_equal(s.memory_bytes, hop_message_cost(10) + 2 * hop_message_cost(50));
@@ -290,7 +273,7 @@ static void test_stats(void **state)
     assert_int_equal(s.disk_bytes, TU_FILE_HEADER + TU_RECORD_SIZE(50) + TU_RECORD_SIZE(10));
     assert_int_equal(s.sent_total, 5);
     assert_int_equal(send_id(ch, 6, 201), HOP_TOO_BIG);
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.sent_total, 5);
     assert_int_equal(s.rejected_full_total, 0);
 
@@ -298,12 +281,12 @@ static void test_stats(void **state)
     size_t len;
     assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_OK);
     assert_int_equal(hop_requeue(ch, data, len), HOP_OK);
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.received_total, 1);
     assert_int_equal(s.requeued_total, 1);
     assert_int_equal(s.messages, 5);
     recv_all_expected(ch, &e);
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.received_total, 6);
     assert_int_equal(s.sent_total, 5);
     assert_int_equal(s.io_errors_total, 0);
@@ -317,7 +300,7 @@ static void test_memory_bound(void **state)
 {
     tu_dir *d = *state;
     const size_t limit = 10000;
-    hop_channel *ch = open_ch(d, tu_limits(limit, 4096, SIZE_MAX, 3000));
+    hop_channel *ch = tu_open(d, tu_limits(limit, 4096, SIZE_MAX, 3000));
     expect e;
     expect_init(&e, 10000);
     tu_rng rng = {17};
@@ -330,7 +313,7 @@ static void test_memory_bound(void **state)
         } else if (expect_size(&e) > 0) {
             recv_expected(ch, &e);
         }
-        hop_stats s = stats_of(ch);
+        hop_stats s = tu_stats(ch);
         if (s.memory_bytes > limit)
             fail_msg("op %d: memory_bytes %zu above the limit %zu", op, s.memory_bytes, limit);
     }
@@ -354,14 +337,14 @@ static void full_at_rotation(const tu_dir *d, size_t max_files, long delta)
     size_t file_bytes = (size_t)((long)(TU_FILE_HEADER + 3 * rec) + delta);
     size_t per_file = delta > 0 ? 4 : 3; /* sealed once size >= file_bytes */
     hop_channel *ch =
-        open_ch(d, tu_limits(mem_msgs * hop_message_cost(len), file_bytes, max_files, 1000));
+        tu_open(d, tu_limits(mem_msgs * hop_message_cost(len), file_bytes, max_files, 1000));
     expect e;
     expect_init(&e, 10000);
     uint64_t id = 0;
     size_t capacity = mem_msgs + max_files * per_file;
     for (size_t i = 0; i < capacity; i++)
         send_ok(ch, &e, id++, len);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.disk_files, max_files);
     assert_int_equal(s.messages, capacity);
 
@@ -372,7 +355,7 @@ static void full_at_rotation(const tu_dir *d, size_t max_files, long delta)
         assert_int_equal(hop_send(ch, buf, sizeof buf), HOP_FULL);
         assert_memory_equal(buf, copy, sizeof buf);
     }
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.rejected_full_total, 3);
     assert_int_equal(s.messages, capacity);
     assert_int_equal(s.sent_total, capacity);
@@ -408,7 +391,7 @@ static void full_at_rotation(const tu_dir *d, size_t max_files, long delta)
         } else if (expect_size(&e) > 0) {
             recv_expected(ch, &e);
         }
-        s = stats_of(ch);
+        s = tu_stats(ch);
         assert_int_equal(s.messages, expect_size(&e));
         assert_true(s.disk_files <= max_files);
     }
@@ -430,7 +413,7 @@ static void test_full_at_rotation_boundary(void **state)
 static void test_full_with_big_message_keeps_nothing(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(hop_message_cost(100), 200, 1, 100000));
+    hop_channel *ch = tu_open(d, tu_limits(hop_message_cost(100), 200, 1, 100000));
     expect e;
     expect_init(&e, 100);
     send_ok(ch, &e, 1, 100); /* memory */
@@ -438,10 +421,10 @@ static void test_full_with_big_message_keeps_nothing(void **state)
     static unsigned char big[50000], copy[50000];
     tu_fill_id(big, sizeof big, 3);
     memcpy(copy, big, sizeof big);
-    hop_stats before = stats_of(ch);
+    hop_stats before = tu_stats(ch);
     assert_int_equal(hop_send(ch, big, sizeof big), HOP_FULL);
     assert_memory_equal(big, copy, sizeof big);
-    hop_stats after = stats_of(ch);
+    hop_stats after = tu_stats(ch);
     assert_int_equal(after.disk_bytes, before.disk_bytes);
     assert_int_equal(after.memory_bytes, before.memory_bytes);
     uint64_t sizes[4], seqs[4];
@@ -470,7 +453,7 @@ static void test_memory_only_full(void **state)
     assert_memory_equal(buf, copy, sizeof buf);
     /* a smaller one does not fit either */
     assert_int_equal(hop_send(ch, buf, 0), HOP_FULL);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.rejected_full_total, 2);
     assert_int_equal(s.messages, 3);
     assert_int_equal(s.disk_files, 0);
@@ -494,14 +477,14 @@ static void test_memory_only_full(void **state)
 static void test_too_big(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(100000, 100000, 4, 100));
+    hop_channel *ch = tu_open(d, tu_limits(100000, 100000, 4, 100));
     static unsigned char buf[101], copy[101];
     tu_fill_id(buf, sizeof buf, 5);
     memcpy(copy, buf, sizeof buf);
     assert_int_equal(hop_send(ch, buf, 101), HOP_TOO_BIG);
     assert_int_equal(hop_send(ch, buf, SIZE_MAX), HOP_TOO_BIG);
     assert_memory_equal(buf, copy, sizeof buf);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.messages, 0);
     assert_int_equal(s.sent_total, 0);
     expect e;
@@ -528,13 +511,13 @@ static void recv_empty(hop_channel *ch)
 static void test_empty_messages(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(2 * hop_message_cost(0), 64, SIZE_MAX, 100));
+    hop_channel *ch = tu_open(d, tu_limits(2 * hop_message_cost(0), 64, SIZE_MAX, 100));
     assert_int_equal(hop_send(ch, NULL, 0), HOP_OK);
     assert_int_equal(hop_send(ch, "x", 0), HOP_OK);
     assert_int_equal(hop_send(ch, NULL, 0), HOP_OK); /* disk */
     assert_int_equal(send_id(ch, 1, 30), HOP_OK);
     assert_int_equal(hop_send(ch, NULL, 0), HOP_OK);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.memory_messages, 2);
     assert_int_equal(s.disk_messages, 3);
     assert_int_equal(s.disk_bytes, 2 * TU_FILE_HEADER + 2 * TU_RECORD_SIZE(0) + TU_RECORD_SIZE(30));
@@ -556,7 +539,7 @@ static void test_empty_messages(void **state)
 static void test_message_bigger_than_file(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(0, 100, SIZE_MAX, 100000));
+    hop_channel *ch = tu_open(d, tu_limits(0, 100, SIZE_MAX, 100000));
     expect e;
     expect_init(&e, 10);
     send_ok(ch, &e, 1, 1000);
@@ -578,20 +561,20 @@ static void test_message_bigger_than_file(void **state)
 static void test_message_bigger_than_memory(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(3 * hop_message_cost(100), 1 << 20, 4, 100000));
+    hop_channel *ch = tu_open(d, tu_limits(3 * hop_message_cost(100), 1 << 20, 4, 100000));
     expect e;
     expect_init(&e, 10);
     send_ok(ch, &e, 1, 10000);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.memory_messages, 0);
     assert_int_equal(s.disk_messages, 1);
     send_ok(ch, &e, 2, 100); /* fits in memory, but must not overtake */
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.memory_messages, 0);
     assert_int_equal(s.disk_messages, 2);
     recv_all_expected(ch, &e);
     send_ok(ch, &e, 3, 100); /* disk drained: memory again */
-    assert_int_equal(stats_of(ch).memory_messages, 1);
+    assert_int_equal(tu_stats(ch).memory_messages, 1);
     recv_all_expected(ch, &e);
     expect_free(&e);
     hop_channel_close(ch);
@@ -605,7 +588,7 @@ static void test_requeue_goes_to_head(void **state)
 {
     tu_dir *d = *state;
     const size_t limit = 2 * hop_message_cost(100);
-    hop_channel *ch = open_ch(d, tu_limits(limit, 1000, SIZE_MAX, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(limit, 1000, SIZE_MAX, 1000));
     expect e;
     expect_init(&e, 100);
     for (uint64_t id = 0; id < 10; id++)
@@ -620,7 +603,7 @@ static void test_requeue_goes_to_head(void **state)
     }
     for (int i = 4; i >= 0; i--)
         assert_int_equal(hop_requeue(ch, data[i], len[i]), HOP_OK);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.memory_messages, 5);
     assert_int_equal(s.memory_bytes, 5 * hop_message_cost(100)); /* past the limit, as documented */
     assert_int_equal(s.disk_messages, 5);
@@ -638,7 +621,7 @@ static void test_requeue_goes_to_head(void **state)
     assert_int_equal(tu_id_of(m, n), 6);
     assert_int_equal(hop_requeue(ch, m, n), HOP_OK); /* e still has 6 at its head */
     recv_all_expected(ch, &e);
-    s = stats_of(ch);
+    s = tu_stats(ch);
     assert_int_equal(s.requeued_total, 6);
     assert_int_equal(s.received_total, 5 + 11 + 1);
     expect_free(&e);
@@ -649,13 +632,13 @@ static void test_requeue_goes_to_head(void **state)
 static void test_requeue_wrong_length_keeps_message(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(100000, 100000, 4, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(100000, 100000, 4, 1000));
     assert_int_equal(send_id(ch, 42, 50), HOP_OK);
     void *data;
     size_t len;
     assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_OK);
     assert_int_equal(hop_requeue(ch, data, len - 1), HOP_INVALID);
-    assert_int_equal(stats_of(ch).messages, 1);
+    assert_int_equal(tu_stats(ch).messages, 1);
     assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_OK);
     assert_int_equal(len, 50);
     assert_int_equal(tu_id_of(data, len), 42);
@@ -667,7 +650,7 @@ static void test_requeue_wrong_length_keeps_message(void **state)
     assert_int_equal(hop_requeue(ch, NULL, 0), HOP_INVALID);
     /* no channel: the message is freed (ASan would report a leak otherwise) */
     assert_int_equal(hop_requeue(NULL, data, len), HOP_INVALID);
-    assert_int_equal(stats_of(ch).messages, 0);
+    assert_int_equal(tu_stats(ch).messages, 0);
     hop_channel_close(ch);
 }
 
@@ -676,7 +659,7 @@ static void test_requeue_wrong_length_keeps_message(void **state)
 static void test_recv_timeouts(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(100000, 100000, 4, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(100000, 100000, 4, 1000));
     void *data = (void *)(uintptr_t)0x77;
     size_t len = 0x88;
     int64_t t0 = tu_now_ms();
@@ -692,7 +675,7 @@ static void test_recv_timeouts(void **state)
     if (t1 - t0 < 50 || t1 - t0 > 2000)
         fail_msg("hop_recv(50 ms) took %lld ms", (long long)(t1 - t0));
     assert_ptr_equal(data, (void *)(uintptr_t)0x77);
-    assert_int_equal(stats_of(ch).waiting_receivers, 0);
+    assert_int_equal(tu_stats(ch).waiting_receivers, 0);
 
     assert_int_equal(hop_recv(ch, -2, &data, &len), HOP_INVALID);
     assert_int_equal(hop_recv(ch, 0, NULL, &len), HOP_INVALID);
@@ -745,7 +728,7 @@ static void join_within(receiver *r, int ms)
 static void wait_waiting(hop_channel *ch, size_t n)
 {
     int64_t until = tu_now_ms() + 10000;
-    while (stats_of(ch).waiting_receivers != n) {
+    while (tu_stats(ch).waiting_receivers != n) {
         if (tu_now_ms() > until)
             fail_msg("waiting_receivers never became %zu", n);
         tu_sleep_ms(1);
@@ -756,7 +739,7 @@ static void wait_waiting(hop_channel *ch, size_t n)
 static void test_blocked_recv_wakes_on_send(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(hop_message_cost(100), 100000, 4, 100000));
+    hop_channel *ch = tu_open(d, tu_limits(hop_message_cost(100), 100000, 4, 100000));
     for (int round = 0; round < 2; round++) {
         size_t len = round == 0 ? 50 : 5000; /* the second goes to disk */
         receiver r;
@@ -768,7 +751,7 @@ static void test_blocked_recv_wakes_on_send(void **state)
         assert_int_equal(r.len, len);
         assert_int_equal(tu_id_of(r.data, r.len), round);
         hop_free(r.data);
-        assert_int_equal(stats_of(ch).waiting_receivers, 0);
+        assert_int_equal(tu_stats(ch).waiting_receivers, 0);
     }
     hop_channel_close(ch);
 }
@@ -777,7 +760,7 @@ static void test_blocked_recv_wakes_on_send(void **state)
 static void test_close_wakes_blocked_recv(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(100000, 100000, 4, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(100000, 100000, 4, 1000));
     receiver r1, r2;
     start_receiver(&r1, ch, -1);
     start_receiver(&r2, ch, 60000);
@@ -797,7 +780,7 @@ static void test_close_and_reopen_keep_everything(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(2 * hop_message_cost(100), 200, SIZE_MAX, 1000);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     expect e;
     expect_init(&e, 100);
     for (uint64_t id = 0; id < 9; id++)
@@ -807,14 +790,14 @@ static void test_close_and_reopen_keep_everything(void **state)
     recv_expected(ch, &e);        /* from disk: consumed */
     for (uint64_t id = 9; id < 11; id++)
         send_ok(ch, &e, id, 100); /* to disk, behind the others */
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.memory_messages, 0);
     assert_int_equal(s.disk_messages, 8);
     tu_log_capture();
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 
-    ch = open_ch(d, l);
-    s = stats_of(ch);
+    ch = tu_open(d, l);
+    s = tu_stats(ch);
     assert_int_equal(s.messages, 8);
     assert_int_equal(s.recovered_total, 8);
     assert_true(tu_log_contains("recovered 8 message(s)"));
@@ -832,14 +815,14 @@ static void test_close_and_reopen_keep_everything(void **state)
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     assert_true(tu_log_contains("1 message(s) written to disk at close"));
 
-    ch = open_ch(d, l);
-    assert_int_equal(stats_of(ch).messages, 8);
+    ch = tu_open(d, l);
+    assert_int_equal(tu_stats(ch).messages, 8);
     recv_all_expected(ch, &e);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     uint64_t seqs[10];
     assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 10), 0);
-    ch = open_ch(d, l);
-    assert_int_equal(stats_of(ch).messages, 0);
+    ch = tu_open(d, l);
+    assert_int_equal(tu_stats(ch).messages, 0);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     assert_int_equal(hop_channel_close(NULL), HOP_OK);
     hop_free(NULL);
@@ -886,7 +869,7 @@ static void test_open_recovers_ours_leaves_foreign(void **state)
     tu_write_file(path, v1, sizeof v1);
 
     tu_log_capture();
-    hop_channel *ch = open_ch(d, tu_limits(0, 1000, 4, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(0, 1000, 4, 1000));
     uint64_t seqs[10], sizes[10];
     assert_int_equal(tu_list_qfiles(d->chan, seqs, sizes, 10), 2);
     assert_true(seqs[0] == 4); /* foreign, untouched */
@@ -910,7 +893,7 @@ static void test_open_recovers_ours_leaves_foreign(void **state)
     assert_true(tu_log_contains("cut short when it was created"));
     assert_true(tu_log_contains("of another format version: left alone"));
     assert_true(tu_log_contains("not a queue file of this channel: left alone"));
-    assert_int_equal(stats_of(ch).disk_files, 0);
+    assert_int_equal(tu_stats(ch).disk_files, 0);
 
     /* numbering continues after the highest queue file name */
     assert_int_equal(send_id(ch, 1, 10), HOP_OK);
@@ -931,7 +914,7 @@ static void test_second_open_fails(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(0, 1000, 4, 1000);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     expect e;
     expect_init(&e, 10);
     for (uint64_t id = 0; id < 3; id++)
@@ -947,7 +930,7 @@ static void test_second_open_fails(void **state)
     assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 4), 1); /* not removed as stale */
     recv_all_expected(ch, &e);
     hop_channel_close(ch);
-    ch = open_ch(d, l); /* the lock went with the first channel */
+    ch = tu_open(d, l); /* the lock went with the first channel */
     hop_channel_close(ch);
     expect_free(&e);
 }
@@ -1036,7 +1019,7 @@ static void test_corrupt_record_on_disk(void **state)
 {
     tu_dir *d = *state;
     const size_t len = 64;
-    hop_channel *ch = open_ch(d, tu_limits(0, record_offset(len, 4), SIZE_MAX, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(0, record_offset(len, 4), SIZE_MAX, 1000));
     for (uint64_t id = 0; id < 12; id++)
         assert_int_equal(send_id(ch, id, len), HOP_OK); /* 3 files of 4 */
     void *data;
@@ -1060,7 +1043,7 @@ static void test_corrupt_record_on_disk(void **state)
             want++;
         assert_int_equal(ids[i], want);
     }
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.records_corrupt_total, 1);
     assert_int_equal(s.messages, 0);
     assert_int_equal(s.disk_files, 0);
@@ -1075,7 +1058,7 @@ static void test_unframed_record_on_disk(void **state)
 {
     tu_dir *d = *state;
     const size_t len = 64;
-    hop_channel *ch = open_ch(d, tu_limits(0, record_offset(len, 4), SIZE_MAX, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(0, record_offset(len, 4), SIZE_MAX, 1000));
     for (uint64_t id = 0; id < 12; id++)
         assert_int_equal(send_id(ch, id, len), HOP_OK);
     uint64_t seqs[4];
@@ -1091,7 +1074,7 @@ static void test_unframed_record_on_disk(void **state)
     assert_int_equal(got, 9);
     for (int i = 0; i < got; i++)
         assert_int_equal(ids[i], want[i]);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.records_corrupt_total, 3);
     assert_int_equal(s.messages, 0);
     assert_int_equal(s.disk_files, 0);
@@ -1125,7 +1108,7 @@ static void test_corrupt_length_on_disk(void **state)
     };
     for (size_t variant = 0; variant < sizeof flips / sizeof flips[0]; variant++) {
         hop_limits l = tu_limits(2 * hop_message_cost(len), record_offset(len, 6), SIZE_MAX, 1000);
-        hop_channel *ch = open_ch(d, l);
+        hop_channel *ch = tu_open(d, l);
         const int total = 20; /* 2 in memory, 3 files of 6 */
         for (uint64_t id = 0; id < (uint64_t)total; id++)
             assert_int_equal(send_id(ch, id, len), HOP_OK);
@@ -1138,7 +1121,7 @@ static void test_corrupt_length_on_disk(void **state)
         uint64_t ids[40];
         int io_errors;
         int got = drain(ch, ids, 40, &io_errors);
-        hop_stats s = stats_of(ch);
+        hop_stats s = tu_stats(ch);
         for (int i = 1; i < got; i++)
             assert_true(ids[i] > ids[i - 1]);
         assert_true(io_errors >= 1);
@@ -1152,7 +1135,7 @@ static void test_corrupt_length_on_disk(void **state)
         assert_int_equal(s.disk_files, 0);
         /* the channel is whole again: a send goes to memory */
         assert_int_equal(send_id(ch, 1000, len), HOP_OK);
-        s = stats_of(ch);
+        s = tu_stats(ch);
         assert_int_equal(s.memory_messages, 1);
         assert_int_equal(s.messages, 1);
         got = drain(ch, ids, 40, &io_errors);
@@ -1173,13 +1156,13 @@ static void test_no_descriptor_leak(void **state)
 {
     tu_dir *d = *state;
     int base = open_fds();
-    hop_channel *ch = open_ch(d, tu_limits(hop_message_cost(50), 300, SIZE_MAX, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(hop_message_cost(50), 300, SIZE_MAX, 1000));
     assert_int_equal(open_fds(), base + 2); /* the directory and the journal */
     expect e;
     expect_init(&e, 1000);
     for (uint64_t id = 0; id < 200; id++)
         send_ok(ch, &e, id, 50);                   /* about 50 files */
-    assert_int_equal(stats_of(ch).disk_files, 40); /* 5 records a file */
+    assert_int_equal(tu_stats(ch).disk_files, 40); /* 5 records a file */
     assert_true(open_fds() <= base + 3);           /* sealed files are closed */
     for (int i = 0; i < 100; i++)
         recv_expected(ch, &e);
@@ -1196,12 +1179,12 @@ static void test_no_descriptor_leak(void **state)
 static void test_invalid_arguments(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(1000, 1000, 1, 100));
+    hop_channel *ch = tu_open(d, tu_limits(1000, 1000, 1, 100));
     assert_int_equal(hop_send(NULL, "x", 1), HOP_INVALID);
     assert_int_equal(hop_send(ch, NULL, 1), HOP_INVALID);
     hop_channel_stats(NULL, NULL);
     hop_channel_stats(ch, NULL);
-    assert_int_equal(stats_of(ch).sent_total, 0);
+    assert_int_equal(tu_stats(ch).sent_total, 0);
     hop_channel_close(ch);
 }
 

@@ -72,7 +72,7 @@ static void test_paths_agree_on_random_buffers(void **state)
         buf[i] = (unsigned char)tu_rand(&rng);
     for (int round = 0; round < 3000; round++) {
         size_t align = (size_t)tu_range(&rng, 0, 15);
-        size_t len = round < 64    ? (size_t)round
+        size_t len = round < 64  ? (size_t)round
                      : round % 4 ? (size_t)tu_range(&rng, 0, 4096)
                                  : (size_t)tu_range(&rng, 0, 100000);
         uint32_t seed = round % 2 ? (uint32_t)tu_rand(&rng) : 0;

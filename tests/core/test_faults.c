@@ -271,24 +271,17 @@ typedef struct tally {
     int expected_errno;  /* errno every HOP_IO must carry, 0 = any */
 } tally;
 
-static hop_stats stats_of(hop_channel *ch)
-{
-    hop_stats s;
-    hop_channel_stats(ch, &s);
-    return s;
-}
-
 /* Send message id; on failure check that nothing changed. */
 static void send_checked(hop_channel *ch, expect *e, tally *t, uint64_t id, size_t len)
 {
     static unsigned char buf[1 << 17], copy[1 << 17];
     tu_fill_id(buf, len, id);
     memcpy(copy, buf, len);
-    hop_stats pre = stats_of(ch);
+    hop_stats pre = tu_stats(ch);
     errno = 0;
     hop_err err = hop_send(ch, buf, len);
     int saved = errno;
-    hop_stats post = stats_of(ch);
+    hop_stats post = tu_stats(ch);
     assert_memory_equal(buf, copy, len); /* never touched */
     if (err == HOP_OK) {
         assert_true(e->tail < 256);
@@ -322,11 +315,11 @@ static void recv_checked(hop_channel *ch, expect *e, tally *t)
 {
     void *data = (void *)(uintptr_t)1;
     size_t len = 2;
-    hop_stats pre = stats_of(ch);
+    hop_stats pre = tu_stats(ch);
     errno = 0;
     hop_err err = hop_recv(ch, 0, &data, &len);
     int saved = errno;
-    hop_stats post = stats_of(ch);
+    hop_stats post = tu_stats(ch);
     assert_int_equal(post.records_corrupt_total, 0);
     if (err == HOP_OK) {
         assert_true(e->head < e->tail);
@@ -376,13 +369,13 @@ static void workload(const tu_dir *d, hop_channel *ch, expect *e, tally *t, bool
     for (int i = 0; i < 24; i++, id++)
         send_checked(ch, e, t, id, i == 13 ? 70000 : 8 + (size_t)(i * 37 % 200));
     if (exact_disk)
-        assert_true(bytes_on_disk(d) == stats_of(ch).disk_bytes);
+        assert_true(bytes_on_disk(d) == tu_stats(ch).disk_bytes);
     for (int i = 0; i < 16; i++) /* memory, then disk, the big record too */
         recv_checked(ch, e, t);
     for (int i = 0; i < 12; i++, id++)
         send_checked(ch, e, t, id, 8 + (size_t)(i * 53 % 300));
     if (exact_disk)
-        assert_true(bytes_on_disk(d) == stats_of(ch).disk_bytes);
+        assert_true(bytes_on_disk(d) == tu_stats(ch).disk_bytes);
     for (int i = 0; i < 14; i++)
         recv_checked(ch, e, t);
 }
@@ -400,7 +393,7 @@ static void drain_clean(const tu_dir *d, hop_channel *ch, expect *e)
     void *data;
     size_t len;
     assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_TIMEOUT);
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     assert_int_equal(s.messages, 0);
     assert_int_equal(s.records_corrupt_total, 0);
     assert_int_equal(s.disk_files, 0);
@@ -420,19 +413,10 @@ static hop_limits workload_limits(void)
                      100000);
 }
 
-static hop_channel *open_ch(const tu_dir *d, hop_limits l)
-{
-    hop_channel *ch = NULL;
-    hop_err err = hop_channel_open(d->data, "ch", &l, &ch);
-    if (err != HOP_OK)
-        fail_msg("open: %s", hop_err_name(err));
-    return ch;
-}
-
 /* How many calls of o a clean run of the workload makes. */
 static int calls_in_clean_run(const tu_dir *d, op o)
 {
-    hop_channel *ch = open_ch(d, workload_limits());
+    hop_channel *ch = tu_open(d, workload_limits());
     expect e = {0};
     tally t = {0};
     disarm_all();
@@ -451,7 +435,7 @@ static void sweep(const tu_dir *d, op o, int err, bool short_first, int ftruncat
     int calls = calls_in_clean_run(d, o);
     assert_true(calls > 0);
     for (int nth = 1; nth <= calls; nth++) {
-        hop_channel *ch = open_ch(d, workload_limits());
+        hop_channel *ch = tu_open(d, workload_limits());
         expect e = {0};
         tally t = {.expected_errno = err};
         arm(o, nth, err, 1, short_first);
@@ -462,7 +446,7 @@ static void sweep(const tu_dir *d, op o, int err, bool short_first, int ftruncat
             fail_msg("%s, call %d: the fault was not hit", what, nth);
         if (t.io != 1)
             fail_msg("%s, call %d: %d calls failed, expected 1", what, nth, t.io);
-        hop_stats s = stats_of(ch);
+        hop_stats s = tu_stats(ch);
         assert_int_equal(s.io_errors_total, 1);
         drain_clean(d, ch, &e);
         hop_channel_close(ch);
@@ -521,7 +505,7 @@ static void test_short_read_then_eio_anywhere(void **state)
 static void test_torn_write_seals_file(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(0, 100000, SIZE_MAX, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(0, 100000, SIZE_MAX, 1000));
     expect e = {0};
     tally t = {.expected_errno = EIO};
     send_checked(ch, &e, &t, 1, 100); /* file 1 */
@@ -534,7 +518,7 @@ static void test_torn_write_seals_file(void **state)
     assert_int_equal(tu_list_qfiles(d->chan, seqs, sizes, 4), 1);
     uint64_t published = TU_FILE_HEADER + TU_RECORD_SIZE(100);
     assert_true(sizes[0] > published); /* the junk is there */
-    assert_true(stats_of(ch).disk_bytes == published);
+    assert_true(tu_stats(ch).disk_bytes == published);
     send_checked(ch, &e, &t, 3, 100); /* a new file, not after the junk */
     assert_int_equal(tu_list_qfiles(d->chan, seqs, sizes, 4), 2);
     assert_true(sizes[1] == published);
@@ -547,7 +531,7 @@ static void test_torn_write_seals_file(void **state)
 static void test_torn_write_with_one_file(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, tu_limits(0, 100000, 1, 1000));
+    hop_channel *ch = tu_open(d, tu_limits(0, 100000, 1, 1000));
     expect e = {0};
     tally t = {.expected_errno = EIO};
     send_checked(ch, &e, &t, 1, 100);
@@ -575,7 +559,7 @@ static void test_unlink_failure(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(0, 1, SIZE_MAX, 1000); /* one record a file */
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     expect e = {0};
     tally t = {0};
     for (uint64_t id = 0; id < 3; id++)
@@ -586,13 +570,13 @@ static void test_unlink_failure(void **state)
     assert_true(tu_log_contains("cannot remove finished queue file"));
     uint64_t seqs[8];
     assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 3); /* 1 left over + 2 */
-    assert_int_equal(stats_of(ch).disk_files, 2);
+    assert_int_equal(tu_stats(ch).disk_files, 2);
     disarm_all();
     while (e.head < e.tail)
         recv_checked(ch, &e, &t);
     assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 1);
     hop_channel_close(ch);
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 0);
     hop_channel_close(ch);
 }
@@ -602,7 +586,7 @@ static void test_malloc_failure_anywhere(void **state)
 {
     tu_dir *d = *state;
     /* count the allocations of a clean run (armed far beyond them) */
-    hop_channel *ch = open_ch(d, workload_limits());
+    hop_channel *ch = tu_open(d, workload_limits());
     expect e = {0};
     tally t = {0};
     arm_malloc(1 << 30);
@@ -614,7 +598,7 @@ static void test_malloc_failure_anywhere(void **state)
     assert_true(calls > 20);
 
     for (int nth = 1; nth <= calls; nth++) {
-        ch = open_ch(d, workload_limits());
+        ch = tu_open(d, workload_limits());
         memset(&e, 0, sizeof e);
         memset(&t, 0, sizeof t);
         arm_malloc(nth);
@@ -674,7 +658,7 @@ static void test_journal_append_fails(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(0, 1 << 20, 8, 1000);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     expect e = {0};
     send_range(ch, &e, 0, 5);
     tally t = {0};
@@ -682,11 +666,11 @@ static void test_journal_append_fails(void **state)
     recv_checked(ch, &e, &t); /* id 0, delivered */
     assert_int_equal(faults[OP_JOURNAL].failed, 1);
     assert_true(tu_log_contains("it may come again after a restart"));
-    assert_int_equal(stats_of(ch).io_errors_total, 1);
+    assert_int_equal(tu_stats(ch).io_errors_total, 1);
     recv_checked(ch, &e, &t); /* id 1, journalled */
     assert_int_equal(t.io + t.nomem, 0);
     hop__channel_abandon(ch);
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     expect again = {0};
     again.id[again.tail] = 0;
     again.len[again.tail++] = 40;
@@ -705,7 +689,7 @@ static void test_journal_fails_at_open(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(0, 1 << 20, 8, 1000);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     expect e = {0};
     send_range(ch, &e, 0, 6);
     tally t = {0};
@@ -713,7 +697,7 @@ static void test_journal_fails_at_open(void **state)
     recv_checked(ch, &e, &t);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     disarm_all();
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     int calls = faults[OP_JOURNAL].calls;
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     assert_true(calls >= 4); /* open, read, create, write, sync, rename */
@@ -728,7 +712,7 @@ static void test_journal_fails_at_open(void **state)
         assert_ptr_equal(bad, (hop_channel *)(uintptr_t)1);
         disarm_all();
     }
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     drain_clean(d, ch, &e);
     hop_channel_close(ch);
 }
@@ -739,7 +723,7 @@ static void test_recovery_read_fails(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(0, 1 << 20, 8, 1000);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     expect e = {0};
     send_range(ch, &e, 0, 4);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
@@ -750,7 +734,7 @@ static void test_recovery_read_fails(void **state)
     assert_int_equal(errno, EIO);
     assert_null(bad);
     disarm_all();
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     drain_clean(d, ch, &e);
     hop_channel_close(ch);
 }
@@ -764,7 +748,7 @@ static void test_close_cannot_write_memory(void **state)
     static const op ops[] = {OP_CREATE, OP_PWRITEV, OP_FDATASYNC, OP_FSYNC};
     hop_limits l = tu_limits(3 * hop_message_cost(40), 1 << 20, 8, 1000);
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
-        hop_channel *ch = open_ch(d, l);
+        hop_channel *ch = tu_open(d, l);
         expect e = {0};
         send_range(ch, &e, 0, 3); /* memory */
         send_range(ch, &e, 3, 6); /* disk */
@@ -783,12 +767,12 @@ static void test_close_cannot_write_memory(void **state)
         assert_int_equal(errno, ENOSPC);
         assert_true(tu_log_contains("at close"));
         disarm_all();
-        ch = open_ch(d, l);
+        ch = tu_open(d, l);
         drain_clean(d, ch, &e); /* 3, 4, 5, 6, 7: nothing was only in memory */
         hop_channel_close(ch);
     }
     /* messages only in memory are lost, and said so */
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     expect e = {0};
     send_range(ch, &e, 0, 2);
     arm(OP_PWRITEV, 1, ENOSPC, -1, false);
@@ -796,8 +780,8 @@ static void test_close_cannot_write_memory(void **state)
     assert_int_equal(hop_channel_close(ch), HOP_IO);
     assert_true(tu_log_contains("2 of them lost"));
     disarm_all();
-    ch = open_ch(d, l);
-    assert_int_equal(stats_of(ch).messages, 0);
+    ch = tu_open(d, l);
+    assert_int_equal(tu_stats(ch).messages, 0);
     hop_channel_close(ch);
 }
 

@@ -80,13 +80,6 @@ static size_t model_requeued_cost(const model *m)
     return sum;
 }
 
-static hop_stats stats_of(hop_channel *ch)
-{
-    hop_stats s;
-    hop_channel_stats(ch, &s);
-    return s;
-}
-
 static bool payload_ok(run *r, const void *data, size_t len, const entry *want)
 {
     if (len != want->len)
@@ -123,9 +116,9 @@ static void op_send(run *r, tu_rng *rng)
     r->what = "send";
     uint64_t id = r->next_id++;
     tu_fill_id(r->buf, len, id);
-    hop_stats pre = stats_of(r->ch);
+    hop_stats pre = tu_stats(r->ch);
     hop_err err = hop_send(r->ch, r->buf, len);
-    hop_stats post = stats_of(r->ch);
+    hop_stats post = tu_stats(r->ch);
     if (trace)
         print_message("op %d: send id %llu len %zu -> %s (memory %zu/%zu disk %zu msgs %zu files "
                       "%zu bytes)\n",
@@ -133,8 +126,8 @@ static void op_send(run *r, tu_rng *rng)
                       post.memory_bytes, post.disk_messages, post.disk_files, post.disk_bytes);
     size_t cost = hop_message_cost(len);
     const hop_limits *l = &r->limits;
-    bool memory_fits = !l->durable && pre.disk_messages == 0 &&
-                       pre.memory_bytes + cost <= l->memory_bytes;
+    bool memory_fits =
+        !l->durable && pre.disk_messages == 0 && pre.memory_bytes + cost <= l->memory_bytes;
 
     if (len > l->max_message_bytes) {
         CHECK(r, err == HOP_TOO_BIG);
@@ -191,7 +184,7 @@ static void op_recv(run *r, tu_rng *rng)
     entry want = r->m.e[r->m.head++];
     CHECK(r, payload_ok(r, data, len, &want));
     r->received++;
-    CHECK(r, stats_of(r->ch).in_flight ==
+    CHECK(r, tu_stats(r->ch).in_flight ==
                  (size_t)want.on_disk + (size_t)(r->hand && r->hand_entry.on_disk));
     if (r->hand == NULL && tu_range(rng, 0, 2) == 0) {
         r->hand = data;
@@ -223,7 +216,7 @@ static void op_requeue(run *r, tu_rng *rng)
 static void op_stats(run *r)
 {
     r->what = "stats";
-    hop_stats s = stats_of(r->ch);
+    hop_stats s = tu_stats(r->ch);
     const hop_limits *l = &r->limits;
     CHECK(r, s.messages == model_size(&r->m));
     CHECK(r, s.memory_messages + s.disk_messages == s.messages);
@@ -282,7 +275,7 @@ static void op_reopen(run *r, bool crash)
         r->m.e[i].on_disk = true; /* a clean close wrote memory to disk */
     }
     CHECK(r, hop_channel_open(r->data_dir, r->name, &r->limits, &r->ch) == HOP_OK);
-    hop_stats s = stats_of(r->ch);
+    hop_stats s = tu_stats(r->ch);
     CHECK(r, s.messages == model_size(&r->m));
     CHECK(r, s.disk_messages == model_size(&r->m));
     CHECK(r, s.recovered_total == model_size(&r->m));
@@ -311,7 +304,7 @@ static void drain_and_check(run *r)
     void *data;
     size_t len;
     CHECK(r, hop_recv(r->ch, 0, &data, &len) == HOP_TIMEOUT);
-    hop_stats s = stats_of(r->ch);
+    hop_stats s = tu_stats(r->ch);
     CHECK(r, s.messages == 0);
     CHECK(r, s.memory_bytes == 0);
     CHECK(r, s.disk_files == 0);

@@ -20,22 +20,6 @@
 
 #define FIRST_SEQ ((uint64_t)1 << 62)
 
-static hop_channel *open_ch(const tu_dir *d, hop_limits l)
-{
-    hop_channel *ch = NULL;
-    hop_err err = hop_channel_open(d->data, "ch", &l, &ch);
-    if (err != HOP_OK)
-        fail_msg("open: %s (errno %d)", hop_err_name(err), errno);
-    return ch;
-}
-
-static hop_stats stats_of(hop_channel *ch)
-{
-    hop_stats s;
-    hop_channel_stats(ch, &s);
-    return s;
-}
-
 static void send_id(hop_channel *ch, uint64_t id, size_t len)
 {
     static unsigned char buf[1 << 16];
@@ -70,7 +54,7 @@ static void expect_empty(hop_channel *ch)
     void *data;
     size_t len;
     assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_TIMEOUT);
-    assert_int_equal(stats_of(ch).messages, 0);
+    assert_int_equal(tu_stats(ch).messages, 0);
 }
 
 /* The path of the only (or first) queue file, and its size. */
@@ -103,7 +87,7 @@ static void test_file_numbers(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(2 * hop_message_cost(100), 1 << 20, 8, 1000);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     for (uint64_t id = 0; id < 4; id++)
         send_id(ch, id, 100); /* 0, 1 in memory; 2, 3 on disk */
     uint64_t seqs[4];
@@ -113,7 +97,7 @@ static void test_file_numbers(void **state)
     assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 4), 2);
     assert_true(seqs[0] == FIRST_SEQ - 1);
     assert_true(seqs[1] == FIRST_SEQ);
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     for (uint64_t id = 0; id < 4; id++)
         recv_id(ch, id);
     expect_empty(ch);
@@ -126,7 +110,7 @@ static void test_consumed_stay_consumed(void **state)
 {
     tu_dir *d = *state;
     for (int crash = 0; crash < 2; crash++) {
-        hop_channel *ch = open_ch(d, disk_limits());
+        hop_channel *ch = tu_open(d, disk_limits());
         for (uint64_t id = 0; id < 10; id++)
             send_id(ch, id, 50);
         for (uint64_t id = 0; id < 4; id++)
@@ -135,8 +119,8 @@ static void test_consumed_stay_consumed(void **state)
             hop__channel_abandon(ch);
         else
             assert_int_equal(hop_channel_close(ch), HOP_OK);
-        ch = open_ch(d, disk_limits());
-        assert_int_equal(stats_of(ch).recovered_total, 6);
+        ch = tu_open(d, disk_limits());
+        assert_int_equal(tu_stats(ch).recovered_total, 6);
         for (uint64_t id = 4; id < 10; id++)
             recv_id(ch, id);
         expect_empty(ch);
@@ -149,12 +133,12 @@ static void test_crash_keeps_disk_loses_memory(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(3 * hop_message_cost(50), 1 << 20, 8, 1000);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     for (uint64_t id = 0; id < 8; id++)
         send_id(ch, id, 50); /* 0..2 in memory, 3..7 on disk */
-    assert_int_equal(stats_of(ch).memory_messages, 3);
+    assert_int_equal(tu_stats(ch).memory_messages, 3);
     hop__channel_abandon(ch);
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     for (uint64_t id = 3; id < 8; id++)
         recv_id(ch, id);
     expect_empty(ch);
@@ -166,18 +150,18 @@ static void test_crash_keeps_disk_loses_memory(void **state)
 static void test_out_of_order_consumption(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, disk_limits());
+    hop_channel *ch = tu_open(d, disk_limits());
     for (uint64_t id = 0; id < 6; id++)
         send_id(ch, id, 64);
     void *a = take(ch, 0), *b = take(ch, 1), *c = take(ch, 2);
-    assert_int_equal(stats_of(ch).in_flight, 3);
+    assert_int_equal(tu_stats(ch).in_flight, 3);
     hop_free(c);
     hop_free(a);
-    assert_int_equal(stats_of(ch).in_flight, 1);
+    assert_int_equal(tu_stats(ch).in_flight, 1);
     hop__channel_abandon(ch);
     hop_free(b); /* after the crash: only memory */
-    ch = open_ch(d, disk_limits());
-    assert_int_equal(stats_of(ch).recovered_total, 4);
+    ch = tu_open(d, disk_limits());
+    assert_int_equal(tu_stats(ch).recovered_total, 4);
     recv_id(ch, 1);
     for (uint64_t id = 3; id < 6; id++)
         recv_id(ch, id);
@@ -192,26 +176,26 @@ static void test_held_and_given_back_at_close(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = disk_limits();
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     for (uint64_t id = 0; id < 5; id++)
         send_id(ch, id, 80);
     void *held = take(ch, 0);
     void *back = take(ch, 1);
     size_t len = 80;
     assert_int_equal(hop_requeue(ch, back, len), HOP_OK);
-    assert_int_equal(stats_of(ch).in_flight, 1);
+    assert_int_equal(tu_stats(ch).in_flight, 1);
     tu_log_capture();
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     assert_true(tu_log_contains("2 message(s) written to disk at close"));
     hop_free(held); /* after close: frees memory, consumes nothing */
 
-    ch = open_ch(d, l);
-    assert_int_equal(stats_of(ch).recovered_total, 5);
+    ch = tu_open(d, l);
+    assert_int_equal(tu_stats(ch).recovered_total, 5);
     for (uint64_t id = 0; id < 5; id++)
         recv_id(ch, id);
     expect_empty(ch);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     expect_empty(ch);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }
@@ -223,7 +207,7 @@ static void test_torn_tail_cut(void **state)
     tu_dir *d = *state;
     static const uint64_t cuts[] = {1, 5, 15, 16, 17, 60, 115};
     for (size_t k = 0; k < sizeof cuts / sizeof cuts[0] + 1; k++) {
-        hop_channel *ch = open_ch(d, disk_limits());
+        hop_channel *ch = tu_open(d, disk_limits());
         for (uint64_t id = 0; id < 5; id++)
             send_id(ch, id, 100); /* records of 116 bytes */
         hop__channel_abandon(ch);
@@ -240,12 +224,12 @@ static void test_torn_tail_cut(void **state)
             whole = size;
         }
         tu_log_capture();
-        ch = open_ch(d, disk_limits());
+        ch = tu_open(d, disk_limits());
         assert_true(tu_log_contains("torn tail"));
         assert_true(file_size(path) == whole);
         uint64_t n = k < sizeof cuts / sizeof cuts[0] ? 4 : 5;
-        assert_int_equal(stats_of(ch).recovered_total, n);
-        assert_int_equal(stats_of(ch).records_corrupt_total, 0);
+        assert_int_equal(tu_stats(ch).recovered_total, n);
+        assert_int_equal(tu_stats(ch).records_corrupt_total, 0);
         for (uint64_t id = 0; id < n; id++)
             recv_id(ch, id);
         send_id(ch, 99, 100); /* appended to the recovered file */
@@ -263,7 +247,7 @@ static void test_torn_tail_cut(void **state)
 static void test_flipped_payload_byte(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, disk_limits());
+    hop_channel *ch = tu_open(d, disk_limits());
     for (uint64_t id = 0; id < 5; id++)
         send_id(ch, id, 100);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
@@ -271,7 +255,7 @@ static void test_flipped_payload_byte(void **state)
     first_file(d, path);
     tu_flip_byte(path, TU_FILE_HEADER + 2 * TU_RECORD_SIZE(100) + 16 + 40, 0x10);
     tu_log_capture();
-    ch = open_ch(d, disk_limits());
+    ch = tu_open(d, disk_limits());
     recv_id(ch, 0);
     recv_id(ch, 1);
     void *data = NULL;
@@ -282,7 +266,7 @@ static void test_flipped_payload_byte(void **state)
     recv_id(ch, 3);
     recv_id(ch, 4);
     expect_empty(ch);
-    assert_int_equal(stats_of(ch).records_corrupt_total, 1);
+    assert_int_equal(tu_stats(ch).records_corrupt_total, 1);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }
 
@@ -293,7 +277,7 @@ static void test_flipped_header_byte_resyncs(void **state)
 {
     tu_dir *d = *state;
     for (int field = 0; field < 4; field++) { /* magic, length, payload crc, header crc */
-        hop_channel *ch = open_ch(d, disk_limits());
+        hop_channel *ch = tu_open(d, disk_limits());
         for (uint64_t id = 0; id < 6; id++)
             send_id(ch, id, 100);
         assert_int_equal(hop_channel_close(ch), HOP_OK);
@@ -302,9 +286,9 @@ static void test_flipped_header_byte_resyncs(void **state)
         tu_flip_byte(path, TU_FILE_HEADER + 2 * TU_RECORD_SIZE(100) + 4 * (uint64_t)field + 1,
                      0x04);
         tu_log_capture();
-        ch = open_ch(d, disk_limits());
+        ch = tu_open(d, disk_limits());
         assert_true(tu_log_contains("damaged byte(s) at offset"));
-        hop_stats s = stats_of(ch);
+        hop_stats s = tu_stats(ch);
         assert_int_equal(s.records_corrupt_total, 1);
         assert_int_equal(s.recovered_total, 5);
         recv_id(ch, 0);
@@ -323,7 +307,7 @@ static void test_consumed_file_left_behind(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(0, TU_FILE_HEADER + 3 * TU_RECORD_SIZE(40), 8, 1000);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     for (uint64_t id = 0; id < 6; id++)
         send_id(ch, id, 40); /* two files of three */
     char path[PATH_MAX], copy[PATH_MAX];
@@ -341,7 +325,7 @@ static void test_consumed_file_left_behind(void **state)
     tu_write_file(path, bytes, size); /* as if the removal had not happened */
     (void)copy;
     free(bytes);
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     assert_false(tu_exists(path));
     recv_id(ch, 4);
     recv_id(ch, 5);
@@ -354,7 +338,7 @@ static void test_consumed_file_left_behind(void **state)
 static void test_damaged_journal_entry(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, disk_limits());
+    hop_channel *ch = tu_open(d, disk_limits());
     for (uint64_t id = 0; id < 5; id++)
         send_id(ch, id, 64);
     for (uint64_t id = 0; id < 3; id++)
@@ -367,7 +351,7 @@ static void test_damaged_journal_entry(void **state)
     assert_true(file_size(path) == HOP__JOURNAL_HEADER_SIZE + 3 * HOP__JOURNAL_ENTRY_SIZE);
     tu_flip_byte(path, HOP__JOURNAL_HEADER_SIZE + HOP__JOURNAL_ENTRY_SIZE + 12, 0x01);
     tu_log_capture();
-    ch = open_ch(d, disk_limits());
+    ch = tu_open(d, disk_limits());
     assert_true(tu_log_contains("journal: 1 damaged entry ignored"));
     recv_id(ch, 1);
     recv_id(ch, 3);
@@ -383,7 +367,7 @@ static void test_journal_rewritten_while_running(void **state)
 {
     tu_dir *d = *state;
     hop_limits l = tu_limits(0, 64 * 1024, SIZE_MAX, 1000);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     enum { N = 20000 };
     for (uint64_t id = 0; id < N; id++)
         send_id(ch, id, 8);
@@ -403,8 +387,8 @@ static void test_journal_rewritten_while_running(void **state)
     assert_true(file_size(path) < largest);
     hop__channel_abandon(ch);
     hop_free(held);
-    ch = open_ch(d, l);
-    assert_int_equal(stats_of(ch).recovered_total, 6);
+    ch = tu_open(d, l);
+    assert_int_equal(tu_stats(ch).recovered_total, 6);
     recv_id(ch, 0);
     for (uint64_t id = N - 5; id < N; id++)
         recv_id(ch, id);
@@ -419,14 +403,14 @@ static void test_reopen_with_smaller_limits(void **state)
 {
     tu_dir *d = *state;
     hop_limits big = tu_limits(0, TU_FILE_HEADER + 2 * TU_RECORD_SIZE(50), 8, 1000);
-    hop_channel *ch = open_ch(d, big);
+    hop_channel *ch = tu_open(d, big);
     for (uint64_t id = 0; id < 8; id++)
         send_id(ch, id, 50); /* four files */
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     hop_limits small =
         tu_limits(hop_message_cost(50), TU_FILE_HEADER + 2 * TU_RECORD_SIZE(50), 2, 1000);
-    ch = open_ch(d, small);
-    assert_int_equal(stats_of(ch).disk_files, 4);
+    ch = tu_open(d, small);
+    assert_int_equal(tu_stats(ch).disk_files, 4);
     unsigned char buf[50];
     tu_fill_id(buf, 50, 100);
     assert_int_equal(hop_send(ch, buf, 50), HOP_FULL);
@@ -437,7 +421,7 @@ static void test_reopen_with_smaller_limits(void **state)
     recv_id(ch, 7);
     recv_id(ch, 8);
     send_id(ch, 9, 50); /* memory */
-    assert_int_equal(stats_of(ch).memory_messages, 1);
+    assert_int_equal(tu_stats(ch).memory_messages, 1);
     recv_id(ch, 9);
     expect_empty(ch);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
@@ -453,15 +437,15 @@ static void test_restart_loop(void **state)
         tu_limits(4 * hop_message_cost(30), TU_FILE_HEADER + 5 * TU_RECORD_SIZE(30), 16, 1000);
     uint64_t next_send = 0, next_recv = 0;
     for (int round = 0; round < 40; round++) {
-        hop_channel *ch = open_ch(d, l);
+        hop_channel *ch = tu_open(d, l);
         for (int i = 0; i < 7; i++)
             send_id(ch, next_send++, 30);
         for (int i = 0; i < 6 && next_recv < next_send; i++)
             recv_id(ch, next_recv++);
-        assert_int_equal(stats_of(ch).messages, next_send - next_recv);
+        assert_int_equal(tu_stats(ch).messages, next_send - next_recv);
         assert_int_equal(hop_channel_close(ch), HOP_OK);
     }
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     while (next_recv < next_send)
         recv_id(ch, next_recv++);
     expect_empty(ch);
@@ -476,7 +460,7 @@ static void test_unreadable_directory(void **state)
     tu_dir *d = *state;
     if (geteuid() == 0)
         skip();
-    hop_channel *ch = open_ch(d, disk_limits());
+    hop_channel *ch = tu_open(d, disk_limits());
     send_id(ch, 1, 20);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     assert_int_equal(chmod(d->chan, 0), 0);
@@ -485,7 +469,7 @@ static void test_unreadable_directory(void **state)
     assert_int_equal(hop_channel_open(d->data, "ch", &l, &ch), HOP_IO);
     assert_int_equal(errno, EACCES);
     assert_int_equal(chmod(d->chan, 0700), 0);
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     recv_id(ch, 1);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }

@@ -264,23 +264,6 @@ static hop_limits durable_limits(size_t file_bytes)
     return l;
 }
 
-static hop_channel *open_ch(const tu_dir *d, hop_limits l)
-{
-    hop_channel *ch = NULL;
-    hop_err err = hop_channel_open(d->data, "ch", &l, &ch);
-    if (err != HOP_OK)
-        fail_msg("open: %s (errno %d)", hop_err_name(err), errno);
-    return ch;
-}
-
-static hop_stats stats_of(hop_channel *ch)
-{
-    hop_stats s;
-    memset(&s, 0xA5, sizeof s);
-    hop_channel_stats(ch, &s);
-    return s;
-}
-
 static hop_err send_id(hop_channel *ch, uint64_t id, size_t len)
 {
     unsigned char buf[4096];
@@ -376,7 +359,7 @@ static void test_send_returns_after_its_sync(void **state)
 {
     const tu_dir *d = *state;
     const size_t len = 100, rec = TU_RECORD_SIZE(100);
-    hop_channel *ch = open_ch(d, durable_limits(TU_FILE_HEADER + 4 * rec)); /* 4 a file */
+    hop_channel *ch = tu_open(d, durable_limits(TU_FILE_HEADER + 4 * rec)); /* 4 a file */
     hook_reset();
     uint64_t ids[10];
     for (uint64_t i = 0; i < 10; i++) {
@@ -402,7 +385,7 @@ static void test_send_returns_after_its_sync(void **state)
         assert_true(synced == (uint64_t)st.st_size);
         assert_true(synced == TU_FILE_HEADER + (i % 4 + 1) * rec); /* with the record in */
 
-        hop_stats s = stats_of(ch);
+        hop_stats s = tu_stats(ch);
         assert_int_equal(s.sent_total, i + 1);
         assert_int_equal(s.disk_messages, i + 1);
         assert_int_equal(s.memory_messages, 0);
@@ -446,7 +429,7 @@ static void test_record_unreadable_until_synced(void **state)
 {
     const tu_dir *d = *state;
     const size_t len = 300;
-    hop_channel *ch = open_ch(d, durable_limits(1 << 20));
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
     send_ok(ch, 1, len); /* one before, received first */
     hook_reset();
 
@@ -458,7 +441,7 @@ static void test_record_unreadable_until_synced(void **state)
     assert_int_equal(tu_id_of(data, got), 1);
     hop_free(data);
     assert_int_equal(pthread_create(&r.thread, NULL, recv_one, &r), 0);
-    WAIT_FOR(stats_of(ch).waiting_receivers == 1, "the receiver to block");
+    WAIT_FOR(tu_stats(ch).waiting_receivers == 1, "the receiver to block");
 
     hook_set(&H.gate_armed, 1);
     sender s;
@@ -475,7 +458,7 @@ static void test_record_unreadable_until_synced(void **state)
     assert_int_equal(hop_recv(ch, 0, &data, &got), HOP_TIMEOUT);
     assert_int_equal(hop_recv(ch, 50, &data, &got), HOP_TIMEOUT);
     assert_null(data);
-    hop_stats st = stats_of(ch);
+    hop_stats st = tu_stats(ch);
     assert_int_equal(st.disk_messages, 0);
     assert_int_equal(st.messages, 0);
     assert_int_equal(st.sent_total, 1);
@@ -493,7 +476,7 @@ static void test_record_unreadable_until_synced(void **state)
     assert_int_equal(r.id, 2);
     assert_int_equal(r.len, len);
     assert_int_equal(hook_get(&H.gate_timeouts), 0);
-    st = stats_of(ch);
+    st = tu_stats(ch);
     assert_int_equal(st.sent_total, 2);
     assert_int_equal(st.received_total, 2);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
@@ -520,7 +503,7 @@ static void mailbox_fn(void *arg, hop_err err, void *data, size_t len)
 static void test_waiter_served_only_after_sync(void **state)
 {
     const tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, durable_limits(1 << 20));
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
     hook_reset();
     mailbox box = {0};
     hop_waiter *w = NULL;
@@ -535,7 +518,7 @@ static void test_waiter_served_only_after_sync(void **state)
     WAIT_FOR(hook_get(&H.gate_entered) == 1, "the sync to start");
     tu_sleep_ms(20);
     assert_int_equal(atomic_load(&box.calls), 0);
-    assert_int_equal(stats_of(ch).disk_messages, 0);
+    assert_int_equal(tu_stats(ch).disk_messages, 0);
 
     gate_open(0);
     sender_join(&s);
@@ -591,7 +574,7 @@ static void *group_send(void *arg)
  * channel's syncs_total. */
 static uint64_t group_commit(const tu_dir *d, uint32_t threads)
 {
-    hop_channel *ch = open_ch(d, durable_limits(1 << 20));
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
     hook_reset();
     group g = {.ch = ch, .deadline = tu_now_ms() + WAIT_MS};
     atomic_init(&g.failures, 0);
@@ -612,7 +595,7 @@ static uint64_t group_commit(const tu_dir *d, uint32_t threads)
     assert_int_equal(atomic_load(&g.failures), 0);
 
     uint64_t total = (uint64_t)threads * GROUP_PER_THREAD;
-    hop_stats s = stats_of(ch);
+    hop_stats s = tu_stats(ch);
     int qsyncs, dirsyncs;
     hook_counts(&qsyncs, &dirsyncs);
     printf("# group commit, %u threads: %llu messages, syncs_total %llu (%d fdatasync + %d "
@@ -683,7 +666,7 @@ static void test_senders_queued_during_a_sync_share_the_next(void **state)
 {
     const tu_dir *d = *state;
     const size_t len = 150, rec = TU_RECORD_SIZE(150);
-    hop_channel *ch = open_ch(d, durable_limits(1 << 20));
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
     hook_reset();
     hook_set(&H.gate_armed, 1);
     sender a, others[16];
@@ -694,7 +677,7 @@ static void test_senders_queued_during_a_sync_share_the_next(void **state)
     uint64_t seqs[64], sizes[64];
     WAIT_FOR(qfiles(d, seqs, sizes) == 1 && sizes[0] == TU_FILE_HEADER + 17 * rec,
              "16 senders to append");
-    assert_int_equal(stats_of(ch).disk_messages, 0);
+    assert_int_equal(tu_stats(ch).disk_messages, 0);
     gate_open(0);
     sender_join(&a);
     assert_int_equal(a.err, HOP_OK);
@@ -706,7 +689,7 @@ static void test_senders_queued_during_a_sync_share_the_next(void **state)
     hook_counts(&qsyncs, &dirsyncs);
     assert_int_equal(qsyncs, 2);
     assert_int_equal(dirsyncs, 1);
-    hop_stats st = stats_of(ch);
+    hop_stats st = tu_stats(ch);
     assert_int_equal(st.syncs_total, 3);
     assert_int_equal(st.sent_total, 17);
     assert_int_equal(st.disk_messages, 17);
@@ -749,7 +732,7 @@ static void test_send_async(void **state)
     const tu_dir *d = *state;
     const size_t len = 120;
     unsigned char buf[120];
-    hop_channel *ch = open_ch(d, durable_limits(1 << 20));
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
     hook_reset();
     sent_box ok = {0}, bad = {0};
 
@@ -778,7 +761,7 @@ static void test_send_async(void **state)
     assert_int_equal(bad.err, HOP_IO);
     assert_int_equal(bad.err_no, EIO);
     assert_int_equal(hop_recv(ch, 0, &data, &got), HOP_TIMEOUT);
-    assert_int_equal(stats_of(ch).io_errors_total, 1);
+    assert_int_equal(tu_stats(ch).io_errors_total, 1);
 
     /* refused up front, with no callback: not durable, no fn */
     assert_int_equal(hop_send_async(ch, buf, len, NULL, &ok), HOP_INVALID);
@@ -801,7 +784,7 @@ static void test_send_async(void **state)
     assert_int_equal(atomic_load(&bad.calls), 1);
 
     /* and they are all there after the reopen, in order */
-    ch = open_ch(d, durable_limits(1 << 20));
+    ch = tu_open(d, durable_limits(1 << 20));
     uint64_t want[PENDING];
     for (int i = 0; i < PENDING; i++)
         want[i] = 100 + (uint64_t)i;
@@ -809,7 +792,7 @@ static void test_send_async(void **state)
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 
     hop_limits plain = tu_limits(1 << 20, 1 << 20, 4, 1024);
-    ch = open_ch(d, plain);
+    ch = tu_open(d, plain);
     assert_int_equal(hop_send_async(ch, buf, len, sent_fn, &ok), HOP_INVALID);
     assert_int_equal(atomic_load(&ok.calls), 1);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
@@ -828,7 +811,7 @@ static void test_failed_sync_fails_its_batch(void **state)
 {
     const tu_dir *d = *state;
     const size_t rec = TU_RECORD_SIZE(FAIL_LEN);
-    hop_channel *ch = open_ch(d, durable_limits(1 << 20));
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
     for (uint64_t id = 0; id < 3; id++)
         send_ok(ch, id, FAIL_LEN);
     hook_reset();
@@ -860,7 +843,7 @@ static void test_failed_sync_fails_its_batch(void **state)
     assert_int_equal(qsyncs, 2); /* A's, then one for B, C and D together */
     assert_int_equal(hook_get(&H.fail_fdatasync), 0);
 
-    hop_stats st = stats_of(ch);
+    hop_stats st = tu_stats(ch);
     assert_int_equal(st.io_errors_total, 3);
     assert_int_equal(st.sent_total, 4);
     assert_int_equal(st.disk_messages, 4);
@@ -876,18 +859,18 @@ static void test_failed_sync_fails_its_batch(void **state)
     assert_true(seqs[0] == first && seqs[1] > first);
     assert_true(sizes[0] == TU_FILE_HEADER + 4 * rec);
     assert_true(sizes[1] == TU_FILE_HEADER + 2 * rec);
-    assert_int_equal(stats_of(ch).sent_total, 6);
-    assert_int_equal(stats_of(ch).io_errors_total, 3);
+    assert_int_equal(tu_stats(ch).sent_total, 6);
+    assert_int_equal(tu_stats(ch).io_errors_total, 3);
 
     /* a crash now, and a restart: the same messages, nothing of B, C, D */
     hop__channel_abandon(ch);
-    ch = open_ch(d, durable_limits(1 << 20));
-    st = stats_of(ch);
+    ch = tu_open(d, durable_limits(1 << 20));
+    st = tu_stats(ch);
     assert_int_equal(st.recovered_total, 6);
     assert_int_equal(st.records_corrupt_total, 0);
     const uint64_t want[] = {0, 1, 2, 100, 200, 201};
     recv_exactly(ch, want, COUNT(want), FAIL_LEN);
-    assert_int_equal(stats_of(ch).records_corrupt_total, 0);
+    assert_int_equal(tu_stats(ch).records_corrupt_total, 0);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }
 
@@ -898,7 +881,7 @@ static void test_failed_sync_fails_sends_queued_behind_it(void **state)
 {
     const tu_dir *d = *state;
     const size_t rec = TU_RECORD_SIZE(FAIL_LEN);
-    hop_channel *ch = open_ch(d, durable_limits(1 << 20));
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
     for (uint64_t id = 0; id < 2; id++)
         send_ok(ch, id, FAIL_LEN);
     hook_reset();
@@ -914,7 +897,7 @@ static void test_failed_sync_fails_sends_queued_behind_it(void **state)
         sender_start(&others[i], ch, 101 + (uint64_t)i, FAIL_LEN);
     WAIT_FOR(qfiles(d, seqs, sizes) == 1 && sizes[0] == TU_FILE_HEADER + 8 * rec,
              "the others to append");
-    hop_stats st = stats_of(ch);
+    hop_stats st = tu_stats(ch);
     assert_int_equal(st.disk_messages, 2); /* none of the six readable */
     assert_int_equal(st.sent_total, 2);
 
@@ -930,7 +913,7 @@ static void test_failed_sync_fails_sends_queued_behind_it(void **state)
     int qsyncs, dirsyncs;
     hook_counts(&qsyncs, &dirsyncs);
     assert_int_equal(qsyncs, 1); /* the queued ones failed without a sync of their own */
-    st = stats_of(ch);
+    st = tu_stats(ch);
     assert_int_equal(st.io_errors_total, 6);
     assert_int_equal(st.sent_total, 2);
     assert_int_equal(st.disk_messages, 2);
@@ -944,7 +927,7 @@ static void test_failed_sync_fails_sends_queued_behind_it(void **state)
     assert_true(seqs[0] == first && seqs[1] > first);
     const uint64_t want[] = {0, 1, 200, 201, 202, 203, 204};
     recv_exactly(ch, want, COUNT(want), FAIL_LEN);
-    st = stats_of(ch);
+    st = tu_stats(ch);
     assert_int_equal(st.sent_total, 7);
     assert_int_equal(st.received_total, 7);
     assert_int_equal(st.io_errors_total, 6);
@@ -952,7 +935,7 @@ static void test_failed_sync_fails_sends_queued_behind_it(void **state)
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 
     /* and after a clean restart: nothing left, nothing of the failed */
-    ch = open_ch(d, durable_limits(1 << 20));
+    ch = tu_open(d, durable_limits(1 << 20));
     recv_exactly(ch, NULL, 0, FAIL_LEN);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }
@@ -963,7 +946,7 @@ static void test_failed_sync_fails_sends_queued_behind_it(void **state)
 static void test_failed_directory_sync_of_new_file(void **state)
 {
     const tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, durable_limits(1 << 20));
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
     hook_reset();
     hook_set(&H.fail_fsync, EIO);
     errno = 0;
@@ -979,7 +962,7 @@ static void test_failed_directory_sync_of_new_file(void **state)
     failed_seq = H.failed_fsync_seq;
     pthread_mutex_unlock(&H.lock);
 
-    hop_stats st = stats_of(ch);
+    hop_stats st = tu_stats(ch);
     assert_int_equal(st.messages, 0);
     assert_int_equal(st.sent_total, 0);
     assert_int_equal(st.io_errors_total, 1);
@@ -1007,7 +990,7 @@ static void test_failed_directory_sync_after_full_file(void **state)
     const tu_dir *d = *state;
     const size_t rec = TU_RECORD_SIZE(FAIL_LEN);
     hop_limits l = durable_limits(TU_FILE_HEADER + 3 * rec); /* 3 a file */
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     for (uint64_t id = 0; id < 3; id++)
         send_ok(ch, id, FAIL_LEN);
     hook_reset();
@@ -1016,7 +999,7 @@ static void test_failed_directory_sync_after_full_file(void **state)
     assert_int_equal(send_id(ch, 3, FAIL_LEN), HOP_IO);
     assert_int_equal(errno, EIO);
     assert_int_equal(hook_get(&H.failed_fsync_qfiles), 2);
-    hop_stats st = stats_of(ch);
+    hop_stats st = tu_stats(ch);
     assert_int_equal(st.messages, 3);
     assert_int_equal(st.sent_total, 3);
     assert_int_equal(st.io_errors_total, 1);
@@ -1032,10 +1015,10 @@ static void test_failed_directory_sync_after_full_file(void **state)
         assert_true(sizes[i] == TU_FILE_HEADER);
 
     hop__channel_abandon(ch);
-    ch = open_ch(d, l);
+    ch = tu_open(d, l);
     const uint64_t want[] = {0, 1, 2, 4, 5};
     recv_exactly(ch, want, COUNT(want), FAIL_LEN);
-    assert_int_equal(stats_of(ch).records_corrupt_total, 0);
+    assert_int_equal(tu_stats(ch).records_corrupt_total, 0);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }
 
@@ -1046,7 +1029,7 @@ static void test_failed_directory_sync_after_full_file(void **state)
 static void test_refused_record_stays_refused_after_restart(void **state)
 {
     const tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, durable_limits(1 << 20));
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
     send_ok(ch, 0, FAIL_LEN);
     send_ok(ch, 1, FAIL_LEN);
     hook_reset();
@@ -1059,7 +1042,7 @@ static void test_refused_record_stays_refused_after_restart(void **state)
     send_ok(ch, 200, FAIL_LEN);
     hop__channel_abandon(ch);
 
-    ch = open_ch(d, durable_limits(1 << 20));
+    ch = tu_open(d, durable_limits(1 << 20));
     const uint64_t want[] = {0, 1, 200};
     recv_exactly(ch, want, COUNT(want), FAIL_LEN); /* fails: 0, 1, 100, 200 */
     assert_int_equal(hop_channel_close(ch), HOP_OK);
@@ -1074,12 +1057,12 @@ static void test_durable_never_uses_memory(void **state)
     hop_limits l = durable_limits(TU_FILE_HEADER + 10 * rec);
     l.memory_bytes = (size_t)1 << 30;
     l.max_disk_files = 2;
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     hook_reset();
 
     send_ok(ch, 0, len);
     assert_int_equal(tu_count_qfiles(d->chan), 1);
-    hop_stats st = stats_of(ch);
+    hop_stats st = tu_stats(ch);
     assert_int_equal(st.memory_messages, 0);
     assert_int_equal(st.memory_bytes, 0);
     assert_int_equal(st.disk_messages, 1);
@@ -1089,9 +1072,9 @@ static void test_durable_never_uses_memory(void **state)
     for (int round = 0; round < 5; round++) {
         const uint64_t one[] = {id - 1};
         recv_exactly(ch, one, 1, len);
-        assert_int_equal(stats_of(ch).disk_messages, 0);
+        assert_int_equal(tu_stats(ch).disk_messages, 0);
         send_ok(ch, id++, len);
-        st = stats_of(ch);
+        st = tu_stats(ch);
         assert_int_equal(st.memory_messages, 0);
         assert_int_equal(st.disk_messages, 1);
     }
@@ -1108,7 +1091,7 @@ static void test_durable_never_uses_memory(void **state)
         assert_true(sent <= 20);
     }
     assert_int_equal(err, HOP_FULL);
-    st = stats_of(ch);
+    st = tu_stats(ch);
     assert_int_equal(st.memory_messages, 0);
     assert_int_equal(st.disk_files, 2);
     assert_int_equal(st.rejected_full_total, 1);
@@ -1173,7 +1156,7 @@ static void recv_crash_survivors(hop_channel *ch, const uint32_t *acked, uint32_
     for (int i = 0; i < CRASH_THREADS; i++)
         if (next[i] < acked[i] || next[i] > acked[i] + slack)
             fail_msg("sender %d: %u messages back, %u acknowledged", i, next[i], acked[i]);
-    assert_int_equal(stats_of(ch).records_corrupt_total, 0);
+    assert_int_equal(tu_stats(ch).records_corrupt_total, 0);
 }
 
 /* Concurrent durable sends, then the channel is dropped as a kill would
@@ -1183,7 +1166,7 @@ static void test_abandon_keeps_acknowledged(void **state)
 {
     const tu_dir *d = *state;
     hop_limits l = durable_limits(64 * 1024);
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     crash_thread t[CRASH_THREADS];
     for (uint32_t i = 0; i < CRASH_THREADS; i++) {
         t[i] = (crash_thread){.ch = ch, .index = i, .ack_fd = -1, .max = CRASH_PER_THREAD};
@@ -1204,8 +1187,8 @@ static void test_abandon_keeps_acknowledged(void **state)
     hop_free(data);
 
     hop__channel_abandon(ch);
-    ch = open_ch(d, l);
-    assert_int_equal(stats_of(ch).recovered_total, CRASH_THREADS * CRASH_PER_THREAD - 1);
+    ch = tu_open(d, l);
+    assert_int_equal(tu_stats(ch).recovered_total, CRASH_THREADS * CRASH_PER_THREAD - 1);
     /* the consumed one was sender taken>>32's first */
     assert_int_equal((uint32_t)taken, 0);
     uint32_t next[CRASH_THREADS] = {0};
@@ -1326,7 +1309,7 @@ static void test_kill_keeps_acknowledged(void **state)
         fail_msg("the child acknowledged only %u sends in %d ms", total, WAIT_MS);
     printf("# killed after %u acknowledged sends\n", total);
 
-    hop_channel *ch = open_ch(d, l);
+    hop_channel *ch = tu_open(d, l);
     recv_crash_survivors(ch, acked, 1);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }

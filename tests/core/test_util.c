@@ -79,22 +79,8 @@ int tu_list_qfiles(const char *dir, uint64_t *seqs, uint64_t *sizes, int max)
     return n;
 }
 
-int tu_count_qfiles(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        n += len == 23 && strcmp(e->d_name + 20, ".hq") == 0;
-    }
-    closedir(d);
-    return n;
-}
-
-int tu_count_entries(const char *dir)
+/* Entries of dir whose names keep says yes to; -1 if dir cannot be read. */
+static int count_entries(const char *dir, bool (*keep)(const char *name))
 {
     DIR *d = opendir(dir);
     if (d == NULL)
@@ -102,10 +88,29 @@ int tu_count_entries(const char *dir)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
+        n += keep(e->d_name);
     closedir(d);
     return n;
+}
+
+static bool is_qfile(const char *name)
+{
+    return strlen(name) == 23 && strcmp(name + 20, ".hq") == 0;
+}
+
+static bool is_entry(const char *name)
+{
+    return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+int tu_count_qfiles(const char *dir)
+{
+    return count_entries(dir, is_qfile);
+}
+
+int tu_count_entries(const char *dir)
+{
+    return count_entries(dir, is_entry);
 }
 
 bool tu_exists(const char *path)
@@ -297,4 +302,21 @@ int tu_dir_teardown(void **state)
         free(d);
     }
     return 0;
+}
+
+hop_channel *tu_open(const tu_dir *d, hop_limits l)
+{
+    hop_channel *ch = NULL;
+    hop_err err = hop_channel_open(d->data, "ch", &l, &ch);
+    if (err != HOP_OK)
+        fail_msg("open: %s (errno %d)", hop_err_name(err), errno);
+    return ch;
+}
+
+hop_stats tu_stats(hop_channel *ch)
+{
+    hop_stats s;
+    memset(&s, 0xA5, sizeof s);
+    hop_channel_stats(ch, &s);
+    return s;
 }

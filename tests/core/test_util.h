@@ -70,6 +70,14 @@ bool tu_log_contains(const char *needle);
 hop_limits tu_limits(size_t memory_bytes, size_t file_bytes, size_t max_disk_files,
                      size_t max_message_bytes);
 
+/* Open the channel "ch" of d with l; fails the test (cmocka: main thread
+ * only) if it cannot. */
+struct tu_dir;
+hop_channel *tu_open(const struct tu_dir *d, hop_limits l);
+/* The stats of ch, every field written by the library (the rest would show
+ * as 0xA5 bytes). */
+hop_stats tu_stats(hop_channel *ch);
+
 /* Bytes a record of len payload bytes takes in a queue file. */
 #define TU_RECORD_SIZE(len) (16 + (size_t)(len))
 #define TU_FILE_HEADER 16

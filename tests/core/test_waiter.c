@@ -76,25 +76,11 @@ static int calls_of(seen *s)
     return n;
 }
 
-static hop_channel *open_ch(const tu_dir *d, hop_limits l)
-{
-    hop_channel *ch = NULL;
-    assert_int_equal(hop_channel_open(d->data, "ch", &l, &ch), HOP_OK);
-    return ch;
-}
-
 static hop_err send_id(hop_channel *ch, uint64_t id, size_t len)
 {
     static unsigned char buf[1 << 16];
     tu_fill_id(buf, len, id);
     return hop_send(ch, buf, len);
-}
-
-static hop_stats stats_of(hop_channel *ch)
-{
-    hop_stats s;
-    hop_channel_stats(ch, &s);
-    return s;
 }
 
 static hop_limits small_limits(void)
@@ -106,7 +92,7 @@ static hop_limits small_limits(void)
 static void test_ready_message_returned_at_once(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, small_limits());
+    hop_channel *ch = tu_open(d, small_limits());
     seen s;
     seen_init(&s);
     hop_waiter *w;
@@ -118,11 +104,11 @@ static void test_ready_message_returned_at_once(void **state)
     assert_int_equal(len, 50);
     assert_int_equal(tu_id_of(data, len), 7);
     hop_free(data);
-    assert_int_equal(stats_of(ch).waiting_receivers, 0);
+    assert_int_equal(tu_stats(ch).waiting_receivers, 0);
     assert_false(hop_waiter_cancel(w)); /* never armed */
     assert_int_equal(send_id(ch, 8, 50), HOP_OK);
     assert_int_equal(calls_of(&s), 0);
-    assert_int_equal(stats_of(ch).messages, 1);
+    assert_int_equal(tu_stats(ch).messages, 1);
     hop_waiter_free(w);
     hop_channel_close(ch);
     seen_destroy(&s);
@@ -149,7 +135,7 @@ static void *sender(void *arg)
 static void test_arm_and_fire_from_sender_thread(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, small_limits());
+    hop_channel *ch = tu_open(d, small_limits());
     seen s;
     seen_init(&s);
     hop_waiter *w;
@@ -159,10 +145,10 @@ static void test_arm_and_fire_from_sender_thread(void **state)
     assert_int_equal(hop_recv_or_arm(ch, w, &data, &len), HOP_TIMEOUT);
     assert_ptr_equal(data, (void *)(uintptr_t)1);
     assert_int_equal(len, 2);
-    assert_int_equal(stats_of(ch).waiting_receivers, 1);
+    assert_int_equal(tu_stats(ch).waiting_receivers, 1);
     /* armed twice is refused */
     assert_int_equal(hop_recv_or_arm(ch, w, &data, &len), HOP_INVALID);
-    assert_int_equal(stats_of(ch).waiting_receivers, 1);
+    assert_int_equal(tu_stats(ch).waiting_receivers, 1);
 
     sender_arg a = {.ch = ch, .id = 11, .len = 60};
     pthread_t t;
@@ -175,7 +161,7 @@ static void test_arm_and_fire_from_sender_thread(void **state)
     assert_int_equal(s.len, 60);
     assert_int_equal(tu_id_of(s.data, s.len), 11);
     hop_free(s.data);
-    hop_stats st = stats_of(ch);
+    hop_stats st = tu_stats(ch);
     assert_int_equal(st.waiting_receivers, 0);
     assert_int_equal(st.messages, 0);
     assert_int_equal(st.received_total, 1);
@@ -203,7 +189,7 @@ static void test_arm_and_fire_from_sender_thread(void **state)
 static void test_waiters_served_in_arming_order(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, small_limits());
+    hop_channel *ch = tu_open(d, small_limits());
     enum { N = 5 };
     seen s[N];
     hop_waiter *w[N];
@@ -216,10 +202,10 @@ static void test_waiters_served_in_arming_order(void **state)
     size_t len;
     for (int i = 0; i < N; i++)
         assert_int_equal(hop_recv_or_arm(ch, w[arm_order[i]], &data, &len), HOP_TIMEOUT);
-    assert_int_equal(stats_of(ch).waiting_receivers, N);
+    assert_int_equal(tu_stats(ch).waiting_receivers, N);
     /* cancel one in the middle: the rest keep their order */
     assert_true(hop_waiter_cancel(w[4]));
-    assert_int_equal(stats_of(ch).waiting_receivers, N - 1);
+    assert_int_equal(tu_stats(ch).waiting_receivers, N - 1);
     static const int served[N - 1] = {3, 0, 1, 2};
     for (int k = 0; k < N - 1; k++) {
         assert_int_equal(send_id(ch, (uint64_t)(100 + k), 20), HOP_OK);
@@ -236,7 +222,7 @@ static void test_waiters_served_in_arming_order(void **state)
     }
     assert_int_equal(send_id(ch, 200, 20), HOP_OK);
     assert_int_equal(calls_of(&s[4]), 0);
-    assert_int_equal(stats_of(ch).messages, 1);
+    assert_int_equal(tu_stats(ch).messages, 1);
     for (int i = 0; i < N; i++) {
         hop_waiter_free(w[i]);
         seen_destroy(&s[i]);
@@ -248,7 +234,7 @@ static void test_waiters_served_in_arming_order(void **state)
 static void test_cancel_before_send(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, small_limits());
+    hop_channel *ch = tu_open(d, small_limits());
     seen s;
     seen_init(&s);
     hop_waiter *w;
@@ -259,11 +245,11 @@ static void test_cancel_before_send(void **state)
     assert_int_equal(hop_recv_or_arm(ch, w, &data, &len), HOP_TIMEOUT);
     assert_true(hop_waiter_cancel(w));
     assert_false(hop_waiter_cancel(w)); /* already idle */
-    assert_int_equal(stats_of(ch).waiting_receivers, 0);
+    assert_int_equal(tu_stats(ch).waiting_receivers, 0);
     assert_int_equal(send_id(ch, 1, 20), HOP_OK);
     assert_int_equal(send_id(ch, 2, 5000), HOP_OK); /* disk too */
     assert_int_equal(calls_of(&s), 0);
-    assert_int_equal(stats_of(ch).messages, 2);
+    assert_int_equal(tu_stats(ch).messages, 2);
     hop_channel_close(ch); /* not armed: not called at close either */
     assert_int_equal(calls_of(&s), 0);
     hop_waiter_free(w);
@@ -274,7 +260,7 @@ static void test_cancel_before_send(void **state)
 static void test_close_calls_armed_waiters(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, small_limits());
+    hop_channel *ch = tu_open(d, small_limits());
     enum { N = 3 };
     seen s[N];
     hop_waiter *w[N];
@@ -305,7 +291,7 @@ static void test_close_calls_armed_waiters(void **state)
 static void test_disk_message_delivered_to_waiter(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, small_limits());
+    hop_channel *ch = tu_open(d, small_limits());
     seen s;
     seen_init(&s);
     hop_waiter *w;
@@ -319,14 +305,14 @@ static void test_disk_message_delivered_to_waiter(void **state)
     assert_int_equal(s.len, 5000);
     assert_int_equal(tu_id_of(s.data, s.len), 21);
     hop_free(s.data);
-    hop_stats st = stats_of(ch);
+    hop_stats st = tu_stats(ch);
     assert_int_equal(st.disk_files, 0); /* read and deleted */
     assert_int_equal(tu_count_qfiles(d->chan), 0);
 
     /* with messages on disk, arming takes one at once */
     for (uint64_t id = 0; id < 10; id++)
         assert_int_equal(send_id(ch, id, 100), HOP_OK);
-    assert_true(stats_of(ch).disk_messages > 0);
+    assert_true(tu_stats(ch).disk_messages > 0);
     for (uint64_t id = 0; id < 10; id++) {
         assert_int_equal(hop_recv_or_arm(ch, w, &data, &len), HOP_OK);
         assert_int_equal(tu_id_of(data, len), id);
@@ -343,7 +329,7 @@ static void test_disk_message_delivered_to_waiter(void **state)
 static void test_requeue_and_reentrant_callbacks(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, small_limits());
+    hop_channel *ch = tu_open(d, small_limits());
     seen a, b;
     seen_init(&a);
     seen_init(&b);
@@ -410,7 +396,7 @@ static void *blocked_recv(void *arg)
 static void test_waiting_receivers_counts_both(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = open_ch(d, small_limits());
+    hop_channel *ch = tu_open(d, small_limits());
     seen s;
     seen_init(&s);
     hop_waiter *w;
@@ -421,9 +407,9 @@ static void test_waiting_receivers_counts_both(void **state)
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, blocked_recv, ch), 0);
     int64_t until = tu_now_ms() + 10000;
-    while (stats_of(ch).waiting_receivers != 2 && tu_now_ms() < until)
+    while (tu_stats(ch).waiting_receivers != 2 && tu_now_ms() < until)
         tu_sleep_ms(1);
-    assert_int_equal(stats_of(ch).waiting_receivers, 2);
+    assert_int_equal(tu_stats(ch).waiting_receivers, 2);
     hop_channel_close(ch);
     void *ret;
     pthread_join(t, &ret);
@@ -442,14 +428,14 @@ static void test_invalid_arguments(void **state)
     assert_ptr_equal(w, (hop_waiter *)(uintptr_t)1);
     assert_int_equal(hop_waiter_new(on_ready, NULL, NULL), HOP_INVALID);
     assert_int_equal(hop_waiter_new(on_ready, NULL, &w), HOP_OK);
-    hop_channel *ch = open_ch(d, small_limits());
+    hop_channel *ch = tu_open(d, small_limits());
     void *data;
     size_t len;
     assert_int_equal(hop_recv_or_arm(NULL, w, &data, &len), HOP_INVALID);
     assert_int_equal(hop_recv_or_arm(ch, NULL, &data, &len), HOP_INVALID);
     assert_int_equal(hop_recv_or_arm(ch, w, NULL, &len), HOP_INVALID);
     assert_int_equal(hop_recv_or_arm(ch, w, &data, NULL), HOP_INVALID);
-    assert_int_equal(stats_of(ch).waiting_receivers, 0);
+    assert_int_equal(tu_stats(ch).waiting_receivers, 0);
     assert_false(hop_waiter_cancel(NULL));
     hop_waiter_free(w);
     hop_waiter_free(NULL);
