@@ -111,6 +111,10 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
 /* Free a flight once nothing refers to it any more. */
 static void flights_release(hop_channel *ch)
 {
+    for (hop__flight *h = ch->holds; h; h = h->hold_next)
+        if (h->file == NULL)
+            h->ch = NULL; /* a message from memory, held: hop_free() frees its node */
+    ch->holds = NULL;
     hop__flight *fl = ch->flights_head;
     ch->flights_head = ch->flights_tail = NULL;
     while (fl) {
@@ -202,11 +206,18 @@ void hop__channel_update_disk_busy(hop_channel *ch)
     atomic_store_explicit(&ch->disk_busy, !disk_empty(ch), memory_order_relaxed);
 }
 
+/* True if messages costing cost may go to memory now. Never for a durable
+ * channel: its sends must reach a queue file (and its sync). */
+static bool memory_fits_bytes(const hop_channel *ch, size_t cost)
+{
+    size_t used = ch->mem.bytes + ch->held_bytes;
+    return !ch->limits.durable && disk_empty(ch) && cost <= ch->limits.memory_bytes &&
+           used <= ch->limits.memory_bytes - cost;
+}
+
 static bool memory_fits(const hop_channel *ch, size_t len)
 {
-    size_t cost = hop__message_cost(len);
-    return !ch->limits.durable && disk_empty(ch) && cost <= ch->limits.memory_bytes &&
-           ch->mem.bytes <= ch->limits.memory_bytes - cost;
+    return memory_fits_bytes(ch, hop__message_cost(len));
 }
 
 /* count messages became available: wake blocked receivers. Returns true if
@@ -674,6 +685,68 @@ bool hop_waiter_cancel(hop_waiter *w)
     return was_armed;
 }
 
+/* fl's message no longer counts against memory. Called with ch->lock held. */
+static void unhold(hop_channel *ch, hop__flight *fl)
+{
+    if (fl->hold_prev)
+        fl->hold_prev->hold_next = fl->hold_next;
+    else
+        ch->holds = fl->hold_next;
+    if (fl->hold_next)
+        fl->hold_next->hold_prev = fl->hold_prev;
+    fl->hold_prev = fl->hold_next = NULL;
+    fl->held = false;
+    ch->held--;
+    ch->held_bytes -= fl->held_cost;
+}
+
+hop_err hop_hold(hop_channel *ch, void *data)
+{
+    hop__msg *m = hop__msg_of(data);
+    if (ch == NULL || m == NULL || (m->flight && m->flight->ch != ch))
+        return HOP_INVALID;
+    hop__flight *node = m->flight ? NULL : hop__calloc(1, sizeof *node);
+    if (m->flight == NULL && node == NULL)
+        return HOP_NOMEM;
+    pthread_mutex_lock(&ch->lock);
+    if (ch->closed || (m->flight && m->flight->held)) {
+        pthread_mutex_unlock(&ch->lock);
+        hop__free(node);
+        return ch->closed ? HOP_CLOSED : HOP_INVALID;
+    }
+    if (node) {
+        node->ch = ch; /* file NULL: from memory */
+        m->flight = node;
+    }
+    hop__flight *fl = m->flight;
+    fl->held = true;
+    fl->held_cost = hop__message_cost(m->len);
+    fl->hold_prev = NULL;
+    fl->hold_next = ch->holds;
+    if (ch->holds)
+        ch->holds->hold_prev = fl;
+    ch->holds = fl;
+    ch->held++;
+    ch->held_bytes += fl->held_cost;
+    pthread_mutex_unlock(&ch->lock);
+    return HOP_OK;
+}
+
+/* The hold of m ends (freed or given back); a node that only stood for
+ * the hold goes. Called with ch->lock held, or with ch closed (NULL). */
+static void hold_end(hop_channel *ch, hop__msg *m)
+{
+    hop__flight *fl = m->flight;
+    if (fl == NULL || !fl->held)
+        return;
+    if (ch)
+        unhold(ch, fl);
+    if (fl->file == NULL) {
+        m->flight = NULL;
+        hop__free(fl);
+    }
+}
+
 hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
 {
     hop__msg *m = hop__msg_of(data);
@@ -684,6 +757,7 @@ hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
         return HOP_INVALID;
     }
     pthread_mutex_lock(&ch->lock);
+    hold_end(ch, m);
     if (ch->closed) {
         if (m->flight) {
             m->flight->dropped = true; /* close writes its record again */
@@ -735,12 +809,182 @@ static void flight_done(hop__flight *fl)
 void hop_free(void *data)
 {
     hop__msg *m = hop__msg_of(data);
+    if (m && m->flight && m->flight->held) {
+        hop_channel *ch = m->flight->ch; /* NULL once closed */
+        if (ch)
+            pthread_mutex_lock(&ch->lock);
+        hold_end(ch, m);
+        if (ch)
+            pthread_mutex_unlock(&ch->lock);
+    }
     if (m && m->flight)
         flight_done(m->flight);
     hop__msg_free(m);
 }
 
 /* ---- sending ---- */
+
+/* Rollback of a run of appends that failed: the existing file is cut back
+ * to where the run began, new files go. Called with write_lock held. */
+static void append_rollback(hop_channel *ch, hop__qfile *first, uint64_t first_end,
+                            hop__qfile **created, size_t ncreated, bool *torn)
+{
+    if (first && first->written > first_end) {
+        while (hop__io_current->ftruncate(first->write_fd, (off_t)first_end) != 0) {
+            if (errno != EINTR) {
+                *torn = true; /* junk after first_end: sealed by the caller */
+                break;
+            }
+        }
+        first->written = first_end;
+    }
+    for (size_t i = 0; i < ncreated; i++) {
+        hop__qfile_unlink(ch->dirfd, created[i]->seq);
+        hop__qfile_free(created[i]);
+    }
+}
+
+/* Append msgs[0..n) to the queue files as one run: in order, nothing else
+ * between them, all or none; a new file is started whenever there is none
+ * open. Called with write_lock and lock held; returns with both released.
+ * reqs: durable, one request a message, queued for the sync that publishes
+ * them (their fn say how it went); NULL: published here. */
+static hop_err append_records(hop_channel *ch, const hop_buf *msgs, size_t n, hop__sync_req *reqs)
+{
+    bool durable = reqs != NULL;
+    /* how many new files the run needs, as the appends below will go */
+    size_t new_files = 0;
+    bool open = ch->write_file != NULL;
+    uint64_t size = open ? ch->write_file->written : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!open) {
+            new_files++;
+            size = HOP__FILE_HEADER_SIZE;
+            open = true;
+        }
+        size += HOP__RECORD_HEADER_SIZE + msgs[i].len;
+        open = size < ch->limits.file_bytes;
+    }
+    if (new_files > 0 && (ch->disk_files >= ch->limits.max_disk_files ||
+                          new_files > ch->limits.max_disk_files - ch->disk_files)) {
+        ch->rejected_full_total++;
+        pthread_mutex_unlock(&ch->lock);
+        pthread_mutex_unlock(&ch->write_lock);
+        return HOP_FULL;
+    }
+    ch->disk_files += new_files;
+    ch->disk_pending += n;
+    hop__channel_update_disk_busy(ch);
+    hop__qfile *first = ch->write_file;
+    pthread_mutex_unlock(&ch->lock);
+
+    /* the I/O, under write_lock alone */
+    hop__qfile *one[1] = {NULL};
+    hop__qfile **created = new_files <= 1 ? one : hop__malloc(new_files * sizeof *created);
+    hop__qfile **file_of = n == 1 ? (hop__qfile *[1]){NULL} : hop__malloc(n * sizeof *file_of);
+    uint64_t *end_of = n == 1 ? (uint64_t[1]){0} : hop__malloc(n * sizeof *end_of);
+    hop_err err = created && file_of && end_of ? HOP_OK : HOP_NOMEM;
+    uint64_t first_end = first ? first->written : 0;
+    size_t ncreated = 0;
+    bool torn = false;
+    hop__qfile *f = first;
+    for (size_t i = 0; i < n && err == HOP_OK; i++) {
+        if (f == NULL) {
+            err = hop__qfile_create(ch->dirfd, ch->next_seq, &f);
+            if (err != HOP_OK)
+                break;
+            ch->next_seq++;
+            created[ncreated++] = f;
+        }
+        uint64_t end;
+        bool cut_failed = false;
+        err = hop__qfile_append(f, msgs[i].data, (uint32_t)msgs[i].len, &end, &cut_failed);
+        torn = torn || cut_failed;
+        if (err != HOP_OK)
+            break;
+        f->written = end;
+        file_of[i] = f;
+        end_of[i] = end;
+        if (end >= ch->limits.file_bytes)
+            f = NULL;
+    }
+    int saved = errno;
+    if (err != HOP_OK)
+        append_rollback(ch, first, first_end, created, ncreated, &torn);
+
+    bool queue = false, serve = false;
+    pthread_mutex_lock(&ch->lock);
+    if (err == HOP_OK) {
+        for (size_t k = 0; k < ncreated; k++) {
+            if (ch->tail)
+                ch->tail->next = created[k];
+            else
+                ch->head = created[k];
+            ch->tail = created[k];
+            ch->disk_bytes += created[k]->size; /* the file header */
+        }
+        for (size_t i = 0; i < n; i++) {
+            hop__qfile *g = file_of[i];
+            if (durable) {
+                g->unsynced++;
+                reqs[i].file = g;
+                reqs[i].start = end_of[i] - HOP__RECORD_HEADER_SIZE - msgs[i].len;
+                reqs[i].end = end_of[i];
+                continue;
+            }
+            ch->disk_bytes += end_of[i] - g->size;
+            g->size = end_of[i];
+            g->records++;
+            ch->disk_records++;
+            ch->sent_total++;
+            ch->disk_pending--;
+        }
+        /* every file of the run but the last is full; the last too, maybe
+         * (descriptors of sealed files are closed below) */
+        for (hop__qfile *g = first ? first : created[0]; g; g = g->next) {
+            if (g->written >= ch->limits.file_bytes && !g->sealed)
+                seal_locked(ch, g, NULL);
+            else if (!g->sealed)
+                ch->write_file = g;
+        }
+        serve = !durable && hop__channel_announce(ch, n);
+    } else {
+        ch->disk_pending -= n;
+        ch->disk_files -= new_files;
+        if (torn && first && !first->sealed)
+            seal_locked(ch, first, NULL); /* never append after junk */
+        if (err == HOP_IO)
+            ch->io_errors_total++;
+    }
+    hop__channel_update_disk_busy(ch);
+    pthread_mutex_unlock(&ch->lock);
+    for (size_t i = 0; durable && err == HOP_OK && i < n; i++)
+        queue = hop__sync_enqueue(ch, &reqs[i]) || queue; /* in the order of the appends */
+    /* sealed files need their write descriptor no more (durable: until
+     * synced, the sync thread closes them); write_fd is the writer's */
+    for (size_t k = err == HOP_OK ? 0 : ncreated; !durable && k <= ncreated; k++) {
+        hop__qfile *g = k == ncreated ? first : created[k]; /* created: freed on error */
+        if (g && g->sealed && g->write_fd >= 0) {
+            hop__io_current->close(g->write_fd);
+            g->write_fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&ch->write_lock);
+    if (queue)
+        hop__syncer_queue(ch);
+    if (created != one)
+        hop__free(created);
+    if (n != 1) {
+        hop__free(file_of);
+        hop__free(end_of);
+    }
+    if (err == HOP_IO)
+        hop__log(HOP_LOG_ERROR, ch->name, "writing queue file: %s", strerror(saved));
+    if (serve)
+        hop__channel_dispatch(ch);
+    errno = saved;
+    return err;
+}
 
 /* Append data to the newest queue file, starting a new file when there is
  * none or the last one is sealed. m, if not NULL, is the caller's data
@@ -750,23 +994,23 @@ void hop_free(void *data)
 static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__msg *m,
                             hop__sync_req *req)
 {
-    hop_err err = HOP_OK;
-    bool durable = req != NULL;
     pthread_mutex_lock(&ch->write_lock);
     pthread_mutex_lock(&ch->lock);
     if (ch->closed) {
-        err = HOP_CLOSED;
-        goto out_unlock;
+        pthread_mutex_unlock(&ch->lock);
+        pthread_mutex_unlock(&ch->write_lock);
+        hop__msg_free(m);
+        return HOP_CLOSED;
     }
     if (memory_fits(ch, len)) { /* receivers drained everything meanwhile */
         if (m == NULL && (m = hop__msg_new(len)) == NULL) {
-            err = HOP_NOMEM;
-            goto out_unlock;
+            pthread_mutex_unlock(&ch->lock);
+            pthread_mutex_unlock(&ch->write_lock);
+            return HOP_NOMEM;
         }
         if (len)
             memcpy(m->data, data, len);
         hop__membuf_push_tail(&ch->mem, m);
-        m = NULL;
         ch->sent_total++;
         bool serve = hop__channel_announce(ch, 1);
         pthread_mutex_unlock(&ch->lock);
@@ -775,100 +1019,11 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
             hop__channel_dispatch(ch);
         return HOP_OK;
     }
-    hop__qfile *f = ch->write_file;
-    bool new_file = f == NULL;
-    if (new_file) {
-        if (ch->disk_files >= ch->limits.max_disk_files) {
-            ch->rejected_full_total++;
-            err = HOP_FULL;
-            goto out_unlock;
-        }
-        ch->disk_files++;
-    }
-    ch->disk_pending++;
-    hop__channel_update_disk_busy(ch);
-    pthread_mutex_unlock(&ch->lock);
-
-    /* the I/O, under write_lock alone */
-    int saved = 0;
-    if (new_file) {
-        err = hop__qfile_create(ch->dirfd, ch->next_seq, &f);
-        if (err == HOP_OK)
-            ch->next_seq++;
-    }
-    uint64_t end = 0;
-    bool torn = false;
-    if (err == HOP_OK)
-        err = hop__qfile_append(f, data, (uint32_t)len, &end, &torn);
-    saved = errno;
-    if (err != HOP_OK && new_file && f) {
-        /* a new file that holds nothing is not worth keeping */
-        hop__qfile_unlink(ch->dirfd, f->seq);
-        hop__qfile_free(f);
-        f = NULL;
-    }
-
-    int fd_to_close = -1;
-    bool queue = false;
-    pthread_mutex_lock(&ch->lock);
-    if (err == HOP_OK) {
-        if (new_file) {
-            if (ch->tail)
-                ch->tail->next = f;
-            else
-                ch->head = f;
-            ch->tail = f;
-            ch->write_file = f;
-            ch->disk_bytes += f->size; /* the file header */
-        }
-        f->written = end;
-        if (durable) {
-            /* published by the sync that covers it (sync.c) */
-            f->unsynced++;
-            req->file = f;
-            req->start = end - HOP__RECORD_HEADER_SIZE - len;
-            req->end = end;
-        } else {
-            ch->disk_pending--;
-            ch->disk_bytes += end - f->size;
-            f->size = end;
-            f->records++;
-            ch->disk_records++;
-            ch->sent_total++;
-        }
-        if (f->written >= ch->limits.file_bytes)
-            seal_locked(ch, f, durable ? NULL : &fd_to_close);
-    } else {
-        ch->disk_pending--;
-        if (new_file)
-            ch->disk_files--;
-        else if (torn)
-            seal_locked(ch, f, durable ? NULL : &fd_to_close); /* never append after junk */
-        if (err == HOP_IO)
-            ch->io_errors_total++;
-    }
-    hop__channel_update_disk_busy(ch);
-    bool serve = err == HOP_OK && !durable && hop__channel_announce(ch, 1);
-    pthread_mutex_unlock(&ch->lock);
-    if (err == HOP_OK && durable)
-        queue = hop__sync_enqueue(ch, req); /* in the order of the appends */
-    pthread_mutex_unlock(&ch->write_lock);
-    if (queue)
-        hop__syncer_queue(ch);
-    if (fd_to_close >= 0)
-        hop__io_current->close(fd_to_close);
-    if (err == HOP_IO)
-        hop__log(HOP_LOG_ERROR, ch->name, "writing queue file: %s", strerror(saved));
+    hop_buf one = {data, len};
+    hop_err err = append_records(ch, &one, 1, req);
+    int saved = errno;
     hop__msg_free(m);
-    if (serve)
-        hop__channel_dispatch(ch);
     errno = saved;
-    return err;
-
-out_unlock:
-    pthread_mutex_unlock(&ch->lock);
-    pthread_mutex_unlock(&ch->write_lock);
-    hop__msg_free(m);
     return err;
 }
 
@@ -892,53 +1047,104 @@ static __attribute__((noinline)) hop_err send_slow(hop_channel *ch, const void *
     return HOP_FULL;
 }
 
-/* A durable hop_send() waits here for its sync. */
-typedef struct blocking_send {
+/* Durable sends of one call (hop_send(), hop_send_async(), a batch): one
+ * sync request a message, settled together. Their requests were queued
+ * together, so one sync round settles them all, on one thread, one after
+ * another: `remaining` needs no lock. */
+typedef struct send_group {
     hop_channel *ch;
-    bool settled; /* under ch->sync_lock */
-    hop_err err;
+    size_t remaining;
+    hop_err err; /* the first failure, or HOP_OK */
     int err_no;
-} blocking_send;
+    hop_sent_fn fn; /* hop_send_async(): told, then the group is freed */
+    void *arg;
+    bool settled; /* blocking: under ch->sync_lock */
+    hop__sync_req reqs[];
+} send_group;
 
-static void blocking_send_done(void *arg, hop_err err, int err_no)
+static void group_req_done(void *arg, hop_err err, int err_no)
 {
-    blocking_send *b = arg;
-    hop_channel *ch = b->ch; /* b goes as soon as settled is seen */
+    send_group *g = arg;
+    if (err != HOP_OK && g->err == HOP_OK) {
+        g->err = err;
+        g->err_no = err_no;
+    }
+    if (--g->remaining > 0)
+        return;
+    if (g->fn) {
+        g->fn(g->arg, g->err, g->err_no);
+        hop__free(g);
+        return;
+    }
+    hop_channel *ch = g->ch; /* g goes as soon as settled is seen */
     pthread_mutex_lock(&ch->sync_lock);
-    b->err = err;
-    b->err_no = err_no;
-    b->settled = true;
+    g->settled = true;
     pthread_cond_broadcast(&ch->synced);
     pthread_mutex_unlock(&ch->sync_lock);
 }
 
-static hop_err send_durable(hop_channel *ch, const void *data, size_t len)
+static send_group *group_new(hop_channel *ch, size_t n, hop_sent_fn fn, void *arg)
 {
-    blocking_send b = {.ch = ch};
-    hop__sync_req req = {.fn = blocking_send_done, .arg = &b};
-    hop_err err = send_to_disk(ch, data, len, NULL, &req);
-    if (err != HOP_OK)
-        return err;
-    pthread_mutex_lock(&ch->sync_lock);
-    while (!b.settled)
-        pthread_cond_wait(&ch->synced, &ch->sync_lock);
-    pthread_mutex_unlock(&ch->sync_lock);
-    errno = b.err_no;
-    return b.err;
+    if (n > (SIZE_MAX - sizeof(send_group)) / sizeof(hop__sync_req))
+        return NULL;
+    send_group *g = hop__malloc(sizeof *g + n * sizeof g->reqs[0]);
+    if (g == NULL)
+        return NULL;
+    *g = (send_group){.ch = ch, .remaining = n, .err = HOP_OK, .fn = fn, .arg = arg};
+    for (size_t i = 0; i < n; i++)
+        g->reqs[i] = (hop__sync_req){.fn = group_req_done, .arg = g};
+    return g;
 }
 
-/* The request of a hop_send_async(): freed once its callback returns. */
-typedef struct async_send {
-    hop__sync_req req;
-    hop_sent_fn fn;
-    void *arg;
-} async_send;
-
-static void async_send_done(void *arg, hop_err err, int err_no)
+/* Append msgs durably as one run: with fn, return at once (fn says how it
+ * went); without, wait for the sync. */
+static hop_err send_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop_sent_fn fn,
+                            void *arg)
 {
-    async_send *a = arg;
-    a->fn(a->arg, err, err_no);
-    hop__free(a);
+    send_group *g = group_new(ch, n, fn, arg);
+    if (g == NULL)
+        return HOP_NOMEM;
+    pthread_mutex_lock(&ch->write_lock);
+    pthread_mutex_lock(&ch->lock);
+    hop_err err = ch->closed ? HOP_CLOSED : HOP_OK;
+    if (err != HOP_OK) {
+        pthread_mutex_unlock(&ch->lock);
+        pthread_mutex_unlock(&ch->write_lock);
+    } else {
+        err = append_records(ch, msgs, n, g->reqs);
+    }
+    if (err != HOP_OK || fn) {
+        if (err != HOP_OK) {
+            int saved = errno;
+            hop__free(g);
+            errno = saved;
+        }
+        return err;
+    }
+    pthread_mutex_lock(&ch->sync_lock);
+    while (!g->settled)
+        pthread_cond_wait(&ch->synced, &ch->sync_lock);
+    pthread_mutex_unlock(&ch->sync_lock);
+    err = g->err;
+    int err_no = g->err_no;
+    hop__free(g);
+    errno = err_no;
+    return err;
+}
+
+/* Check a batch: OUT *cost, what all of it counts in memory. */
+static hop_err batch_check(const hop_channel *ch, const hop_buf *msgs, size_t n, size_t *cost)
+{
+    *cost = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].data == NULL && msgs[i].len > 0)
+            return HOP_INVALID;
+        if (msgs[i].len > ch->limits.max_message_bytes)
+            return HOP_TOO_BIG;
+        size_t c = hop__message_cost(msgs[i].len);
+        *cost = *cost > SIZE_MAX - c ? SIZE_MAX : *cost + c;
+    }
+    return HOP_OK;
 }
 
 hop_err hop_send_async(hop_channel *ch, const void *data, size_t len, hop_sent_fn fn, void *arg)
@@ -947,19 +1153,75 @@ hop_err hop_send_async(hop_channel *ch, const void *data, size_t len, hop_sent_f
         return HOP_INVALID;
     if (len > ch->limits.max_message_bytes)
         return HOP_TOO_BIG;
-    async_send *a = hop__malloc(sizeof *a);
-    if (a == NULL)
-        return HOP_NOMEM;
-    a->fn = fn;
-    a->arg = arg;
-    a->req = (hop__sync_req){.fn = async_send_done, .arg = a};
-    hop_err err = send_to_disk(ch, data, len, NULL, &a->req);
-    if (err != HOP_OK) {
-        int saved = errno;
-        hop__free(a);
-        errno = saved;
+    return send_durable(ch, &(hop_buf){data, len}, 1, fn, arg);
+}
+
+hop_err hop_send_batch_async(hop_channel *ch, const hop_buf *msgs, size_t n, hop_sent_fn fn,
+                             void *arg)
+{
+    size_t cost;
+    if (ch == NULL || fn == NULL || n == 0 || msgs == NULL || !ch->limits.durable)
+        return HOP_INVALID;
+    hop_err err = batch_check(ch, msgs, n, &cost);
+    return err == HOP_OK ? send_durable(ch, msgs, n, fn, arg) : err;
+}
+
+hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n)
+{
+    size_t cost;
+    if (ch == NULL || (msgs == NULL && n > 0))
+        return HOP_INVALID;
+    if (n == 0)
+        return HOP_OK;
+    hop_err err = batch_check(ch, msgs, n, &cost);
+    if (err != HOP_OK)
+        return err;
+    if (ch->limits.durable)
+        return send_durable(ch, msgs, n, NULL, NULL);
+
+    /* all to memory if all fit there: copies made first, outside the lock */
+    hop__membuf copies;
+    hop__membuf_init(&copies);
+    if (!atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) &&
+        cost <= ch->limits.memory_bytes) {
+        for (size_t i = 0; i < n; i++) {
+            hop__msg *m = hop__msg_new(msgs[i].len);
+            if (m == NULL) {
+                hop__membuf_release(&copies);
+                return HOP_NOMEM;
+            }
+            if (msgs[i].len)
+                memcpy(m->data, msgs[i].data, msgs[i].len);
+            hop__membuf_push_tail(&copies, m);
+        }
     }
-    return err;
+    pthread_mutex_lock(&ch->write_lock);
+    pthread_mutex_lock(&ch->lock);
+    if (ch->closed) {
+        err = HOP_CLOSED;
+    } else if (copies.count == n && memory_fits_bytes(ch, cost)) {
+        hop__msg *m;
+        while ((m = hop__membuf_pop_head(&copies)) != NULL)
+            hop__membuf_push_tail(&ch->mem, m);
+        ch->sent_total += n;
+        bool serve = hop__channel_announce(ch, n);
+        pthread_mutex_unlock(&ch->lock);
+        pthread_mutex_unlock(&ch->write_lock);
+        if (serve)
+            hop__channel_dispatch(ch);
+        return HOP_OK;
+    } else if (ch->limits.max_disk_files == 0) {
+        ch->rejected_full_total++;
+        err = HOP_FULL;
+    }
+    if (err != HOP_OK) {
+        pthread_mutex_unlock(&ch->lock);
+        pthread_mutex_unlock(&ch->write_lock);
+        hop__membuf_release(&copies);
+        return err;
+    }
+    hop__membuf_release(&copies);
+    return append_records(ch, msgs, n, NULL);
 }
 
 hop_err hop_send(hop_channel *ch, const void *data, size_t len)
@@ -969,7 +1231,7 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len)
     if (len > ch->limits.max_message_bytes)
         return HOP_TOO_BIG;
     if (ch->limits.durable)
-        return send_durable(ch, data, len);
+        return send_durable(ch, &(hop_buf){data, len}, 1, NULL, NULL);
 
     /* straight to disk when memory cannot take it: no copy made in vain */
     if (atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) ||
@@ -1014,6 +1276,8 @@ void hop_channel_stats(hop_channel *ch, hop_stats *s)
     s->io_errors_total = ch->io_errors_total;
     s->records_corrupt_total = ch->records_corrupt_total;
     s->in_flight = ch->in_flight;
+    s->held = ch->held;
+    s->held_bytes = ch->held_bytes;
     s->recovered_total = ch->recovered_total;
     s->syncs_total = ch->syncs_total;
     pthread_mutex_unlock(&ch->lock);

@@ -31,12 +31,16 @@
 typedef struct hop__flight {
     struct hop__flight *next; /* the next newer one */
     hop_channel *ch;          /* NULL once the channel closed: hop_free() only frees */
-    hop__qfile *file;
-    uint64_t off;   /* the record's offset in file */
-    bool done;      /* consumed */
-    bool in_memory; /* given back with hop_requeue(): its message waits in memory */
-    bool dropped;   /* given back to a closing channel: its message was freed */
-    bool spilled;   /* still held at close, and written again to the file of the close */
+    hop__qfile *file;         /* NULL: not a record but a message from memory, held */
+    uint64_t off;             /* the record's offset in file */
+    bool done;                /* consumed */
+    bool in_memory;           /* given back with hop_requeue(): its message waits in memory */
+    bool dropped;             /* given back to a closing channel: its message was freed */
+    bool spilled;             /* still held at close, and written again to the file of the close */
+    /* hop_hold(): the message counts against memory_bytes while held */
+    bool held;
+    size_t held_cost;
+    struct hop__flight *hold_prev, *hold_next; /* the channel's holds */
 } hop__flight;
 
 /* A durable send waiting for the sync that covers its record. fn is
@@ -99,6 +103,8 @@ struct hop_channel {
 
     hop__flight *flights_head, *flights_tail; /* lock */
     size_t in_flight;                         /* lock: handed out, not consumed or given back */
+    hop__flight *holds;                       /* lock: messages held with hop_hold() */
+    size_t held, held_bytes;
 
     uint64_t *zombies; /* read_lock: consumed files that could not be removed */
     size_t nzombies;

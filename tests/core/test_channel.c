@@ -1188,6 +1188,169 @@ static void test_invalid_arguments(void **state)
     hop_channel_close(ch);
 }
 
+/* ---- batches and holds ---- */
+
+/* A batch of messages ids [from, from + n) of len bytes each; the buffers
+ * are static, one per message. */
+static hop_buf *batch_of(uint64_t from, size_t n, size_t len)
+{
+    static unsigned char bufs[64][512];
+    static hop_buf msgs[64];
+    assert_true(n <= 64 && len <= 512);
+    for (size_t i = 0; i < n; i++) {
+        tu_fill_id(bufs[i], len, from + i);
+        msgs[i] = (hop_buf){bufs[i], len};
+    }
+    return msgs;
+}
+
+/* A batch that fits memory goes there whole, in order, and nothing lands
+ * between its messages. */
+static void test_batch_to_memory(void **state)
+{
+    tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, tu_limits(10 * hop_message_cost(50), 1000, 4, 1000));
+    expect e;
+    expect_init(&e, 20);
+    send_ok(ch, &e, 0, 50);
+    assert_int_equal(hop_send_batch(ch, batch_of(1, 5, 50), 5), HOP_OK);
+    for (uint64_t id = 1; id < 6; id++)
+        expect_push(&e, id, 50);
+    hop_stats s = tu_stats(ch);
+    assert_int_equal(s.memory_messages, 6);
+    assert_int_equal(s.sent_total, 6);
+    assert_int_equal(hop_send_batch(ch, NULL, 0), HOP_OK);
+    recv_all_expected(ch, &e);
+    expect_free(&e);
+    hop_channel_close(ch);
+}
+
+/* A batch that does not fit memory goes to queue files whole, across as
+ * many new files as it needs, in order. */
+static void test_batch_to_disk_across_files(void **state)
+{
+    tu_dir *d = *state;
+    size_t file_bytes = TU_FILE_HEADER + 3 * TU_RECORD_SIZE(100);
+    hop_channel *ch = tu_open(d, tu_limits(2 * hop_message_cost(100), file_bytes, 8, 1000));
+    expect e;
+    expect_init(&e, 40);
+    send_ok(ch, &e, 0, 100); /* memory */
+    assert_int_equal(hop_send_batch(ch, batch_of(1, 10, 100), 10), HOP_OK);
+    for (uint64_t id = 1; id < 11; id++)
+        expect_push(&e, id, 100);
+    hop_stats s = tu_stats(ch);
+    assert_int_equal(s.memory_messages, 1);
+    assert_int_equal(s.disk_messages, 10);
+    assert_int_equal(s.disk_files, 4); /* 3 + 3 + 3 + 1 */
+    assert_int_equal(tu_count_qfiles(d->chan), 4);
+    send_ok(ch, &e, 11, 100); /* appended to the fourth, behind the batch */
+    assert_int_equal(tu_stats(ch).disk_files, 4);
+    recv_all_expected(ch, &e);
+    assert_int_equal(tu_count_qfiles(d->chan), 0);
+    expect_free(&e);
+    hop_channel_close(ch);
+}
+
+/* All or nothing: a batch that needs more files than allowed, or holds a
+ * message that is too big, stores nothing. */
+static void test_batch_all_or_nothing(void **state)
+{
+    tu_dir *d = *state;
+    size_t file_bytes = TU_FILE_HEADER + 3 * TU_RECORD_SIZE(100);
+    hop_channel *ch = tu_open(d, tu_limits(0, file_bytes, 2, 200));
+    expect e;
+    expect_init(&e, 40);
+    send_ok(ch, &e, 0, 100);
+    hop_stats before = tu_stats(ch);
+    assert_int_equal(hop_send_batch(ch, batch_of(1, 6, 100), 6), HOP_FULL); /* 1 + 6 > 6 */
+    hop_stats after = tu_stats(ch);
+    assert_int_equal(after.messages, before.messages);
+    assert_int_equal(after.disk_files, before.disk_files);
+    assert_true(after.disk_bytes == before.disk_bytes);
+    assert_int_equal(after.rejected_full_total, before.rejected_full_total + 1);
+    assert_int_equal(tu_count_qfiles(d->chan), 1);
+    hop_buf *msgs = batch_of(1, 3, 100);
+    static unsigned char big[201];
+    msgs[1] = (hop_buf){big, sizeof big};
+    assert_int_equal(hop_send_batch(ch, msgs, 3), HOP_TOO_BIG);
+    msgs[1] = (hop_buf){NULL, 5};
+    assert_int_equal(hop_send_batch(ch, msgs, 3), HOP_INVALID);
+    assert_int_equal(tu_stats(ch).messages, 1);
+    assert_int_equal(hop_send_batch(ch, batch_of(1, 5, 100), 5), HOP_OK); /* exactly fits */
+    for (uint64_t id = 1; id < 6; id++)
+        expect_push(&e, id, 100);
+    recv_all_expected(ch, &e);
+    expect_free(&e);
+    hop_channel_close(ch);
+
+    /* memory only: all in memory, or refused */
+    ch = tu_open(d, tu_limits(3 * hop_message_cost(100), 0, 0, 100));
+    assert_int_equal(hop_send_batch(ch, batch_of(0, 4, 100), 4), HOP_FULL);
+    assert_int_equal(tu_stats(ch).messages, 0);
+    assert_int_equal(hop_send_batch(ch, batch_of(0, 3, 100), 3), HOP_OK);
+    assert_int_equal(tu_stats(ch).messages, 3);
+    hop_channel_close(ch);
+}
+
+/* A held message counts against memory until it is freed or given back:
+ * sends find less room meanwhile. */
+static void test_hold_counts_against_memory(void **state)
+{
+    tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, tu_limits(2 * hop_message_cost(100), 1 << 20, 4, 1000));
+    assert_int_equal(send_id(ch, 0, 100), HOP_OK);
+    assert_int_equal(send_id(ch, 1, 100), HOP_OK);
+    void *a, *b;
+    size_t len;
+    assert_int_equal(hop_recv(ch, 0, &a, &len), HOP_OK);
+    assert_int_equal(hop_recv(ch, 0, &b, &len), HOP_OK);
+    assert_int_equal(hop_hold(ch, a), HOP_OK);
+    assert_int_equal(hop_hold(ch, a), HOP_INVALID); /* once */
+    hop_stats s = tu_stats(ch);
+    assert_int_equal(s.held, 1);
+    assert_int_equal(s.held_bytes, hop_message_cost(100));
+    assert_int_equal(send_id(ch, 2, 100), HOP_OK); /* room for one in memory */
+    assert_int_equal(send_id(ch, 3, 100), HOP_OK); /* the held one takes the other: disk */
+    s = tu_stats(ch);
+    assert_int_equal(s.memory_messages, 1);
+    assert_int_equal(s.disk_messages, 1);
+    hop_free(a); /* the hold ends */
+    assert_int_equal(tu_stats(ch).held, 0);
+    assert_int_equal(tu_stats(ch).held_bytes, 0);
+    hop_free(b); /* never held: nothing to end */
+
+    /* given back: the hold ends, the message counts in memory again */
+    assert_int_equal(hop_recv(ch, 0, &a, &len), HOP_OK);
+    assert_int_equal(tu_id_of(a, len), 2);
+    assert_int_equal(hop_hold(ch, a), HOP_OK);
+    assert_int_equal(hop_requeue(ch, a, len), HOP_OK);
+    s = tu_stats(ch);
+    assert_int_equal(s.held, 0);
+    assert_int_equal(s.memory_messages, 1);
+
+    /* a message read from disk, held, then a close: freeing it after the
+     * close only frees memory (ASan checks), and it comes back */
+    assert_int_equal(hop_recv(ch, 0, &a, &len), HOP_OK); /* 2, memory */
+    hop_free(a);
+    assert_int_equal(hop_recv(ch, 0, &a, &len), HOP_OK); /* 3, disk */
+    assert_int_equal(tu_id_of(a, len), 3);
+    assert_int_equal(hop_hold(ch, a), HOP_OK);
+    assert_int_equal(send_id(ch, 4, 100), HOP_OK);
+    assert_int_equal(hop_recv(ch, 0, &b, &len), HOP_OK); /* 4, memory */
+    assert_int_equal(hop_hold(ch, b), HOP_OK);
+    assert_int_equal(tu_stats(ch).held, 2);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    hop_free(a);
+    hop_free(b);
+    ch = tu_open(d, tu_limits(2 * hop_message_cost(100), 1 << 20, 4, 1000));
+    assert_int_equal(hop_recv(ch, 0, &a, &len), HOP_OK);
+    assert_int_equal(tu_id_of(a, len), 3); /* held from disk: back */
+    hop_free(a);
+    assert_int_equal(hop_recv(ch, 0, &a, &len), HOP_TIMEOUT); /* 4 was the receiver's */
+    assert_int_equal(hop_hold(ch, NULL), HOP_INVALID);
+    hop_channel_close(ch);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, tu_dir_setup, tu_dir_teardown)
@@ -1217,6 +1380,10 @@ int main(void)
         T(test_corrupt_length_on_disk),
         T(test_no_descriptor_leak),
         T(test_invalid_arguments),
+        T(test_batch_to_memory),
+        T(test_batch_to_disk_across_files),
+        T(test_batch_all_or_nothing),
+        T(test_hold_counts_against_memory),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -785,6 +785,53 @@ static void test_close_cannot_write_memory(void **state)
     hop_channel_close(ch);
 }
 
+/* A batch whose write fails at any of its system calls (a new file, any
+ * record, a short write): nothing of it is stored, the files are cut back
+ * to what they held before, and what was there before still comes out. */
+static void test_batch_write_fails_anywhere(void **state)
+{
+    tu_dir *d = *state;
+    static const op ops[] = {OP_PWRITEV, OP_CREATE};
+    static unsigned char bufs[8][60];
+    hop_buf msgs[8];
+    for (size_t i = 0; i < 8; i++) {
+        tu_fill_id(bufs[i], sizeof bufs[i], 100 + i);
+        msgs[i] = (hop_buf){bufs[i], sizeof bufs[i]};
+    }
+    hop_limits l = tu_limits(0, TU_FILE_HEADER + 3 * TU_RECORD_SIZE(60), 16, 1000);
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        for (int nth = 1;; nth++) {
+            hop_channel *ch = tu_open(d, l);
+            expect e = {0};
+            send_range(ch, &e, 0, 2); /* the open file holds two of three */
+            hop_stats before = tu_stats(ch);
+            arm(ops[k], nth, ENOSPC, 1, ops[k] == OP_PWRITEV && nth % 2 == 0);
+            errno = 0;
+            hop_err err = hop_send_batch(ch, msgs, 8);
+            bool hit = faults[ops[k]].failed == 1;
+            disarm_all();
+            hop_stats after = tu_stats(ch);
+            if (!hit) { /* past the last call: the batch went through */
+                assert_int_equal(err, HOP_OK);
+                hop_channel_close(ch);
+                tu_rmtree(d->chan);
+                assert_true(nth > 2);
+                break;
+            }
+            if (err != HOP_IO || errno != ENOSPC)
+                fail_msg("%s call %d: %s (errno %d)", ops[k] == OP_CREATE ? "create" : "write", nth,
+                         hop_err_name(err), errno);
+            assert_int_equal(after.messages, before.messages);
+            assert_int_equal(after.disk_files, before.disk_files);
+            assert_true(after.disk_bytes == before.disk_bytes);
+            assert_true(bytes_on_disk(d) == before.disk_bytes); /* cut back */
+            drain_clean(d, ch, &e);
+            hop_channel_close(ch);
+            tu_rmtree(d->chan);
+        }
+    }
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, fault_setup, fault_teardown)
@@ -806,6 +853,7 @@ int main(void)
         T(test_journal_fails_at_open),
         T(test_recovery_read_fails),
         T(test_close_cannot_write_memory),
+        T(test_batch_write_fails_anywhere),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

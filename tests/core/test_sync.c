@@ -1314,6 +1314,51 @@ static void test_kill_keeps_acknowledged(void **state)
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }
 
+/* ---- batches ---- */
+
+/* A durable batch is one run of records settled by one sync round: HOP_OK
+ * only once all are synced, one fdatasync a file it touched; the async
+ * form calls back once for the whole batch. */
+static void batch_done(void *arg, hop_err err, int err_no)
+{
+    (void)err_no;
+    _Atomic int *out = arg;
+    atomic_store(out, (int)err + 1);
+}
+
+static void test_batch_is_synced_as_one(void **state)
+{
+    const tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
+    static unsigned char bufs[20][100];
+    hop_buf msgs[20];
+    uint64_t ids[40];
+    for (size_t i = 0; i < 20; i++) {
+        tu_fill_id(bufs[i], 100, i);
+        msgs[i] = (hop_buf){bufs[i], 100};
+        ids[i] = i;
+    }
+    hook_reset();
+    assert_int_equal(hop_send_batch(ch, msgs, 20), HOP_OK);
+    int qsyncs, dirsyncs;
+    hook_counts(&qsyncs, &dirsyncs);
+    assert_int_equal(qsyncs, 1);   /* one file, one sync for all twenty */
+    assert_int_equal(dirsyncs, 1); /* the new file's entry */
+    assert_int_equal(tu_stats(ch).disk_messages, 20);
+
+    for (size_t i = 0; i < 20; i++) {
+        tu_fill_id(bufs[i], 100, 20 + i);
+        ids[20 + i] = 20 + i;
+    }
+    _Atomic int result = 0; /* the hop_err + 1 once called */
+    assert_int_equal(hop_send_batch_async(ch, msgs, 20, batch_done, &result), HOP_OK);
+    WAIT_FOR(atomic_load(&result) != 0, "the batch's callback");
+    assert_int_equal(atomic_load(&result), HOP_OK + 1);
+    assert_int_equal(hop_send_batch_async(ch, msgs, 0, batch_done, &result), HOP_INVALID);
+    recv_exactly(ch, ids, 40, 100);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+}
+
 /* ---- limits ---- */
 
 static void test_limits_need_disk_files(void **state)
@@ -1359,6 +1404,7 @@ int main(int argc, char **argv)
         T(test_abandon_keeps_acknowledged),
         T(test_kill_keeps_acknowledged),
         T(test_limits_need_disk_files),
+        T(test_batch_is_synced_as_one),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

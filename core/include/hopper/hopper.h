@@ -166,6 +166,20 @@ const char *hop_channel_name(const hop_channel *ch);
  * stored and data is untouched. */
 hop_err hop_send(hop_channel *ch, const void *data, size_t len);
 
+/* A message to send: data[0..len). */
+typedef struct hop_buf {
+    const void *data;
+    size_t len;
+} hop_buf;
+
+/* Send msgs[0..n) as one: all are stored, in order and one after another
+ * (no other send lands between them), or none is. They go to memory when
+ * all of them fit there (and nothing is on disk), else all to queue files.
+ * Durable channels: HOP_OK once all are synced. Errors as hop_send(), for
+ * the whole batch: HOP_TOO_BIG if any is too big, HOP_FULL if they do not
+ * all fit; on any error nothing was stored. n 0 is HOP_OK. */
+hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n);
+
 /* A durable send that does not block the caller: an event loop sends and
  * goes on, and learns later whether the message is on disk. The record is
  * written before this returns (data is not used after), and then synced
@@ -179,6 +193,12 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len);
  * when the channel is not durable or fn is NULL). */
 typedef void (*hop_sent_fn)(void *arg, hop_err err, int err_no);
 hop_err hop_send_async(hop_channel *ch, const void *data, size_t len, hop_sent_fn fn, void *arg);
+
+/* hop_send_batch() on a durable channel without blocking, as
+ * hop_send_async(): fn is called once for the whole batch (HOP_OK: all
+ * are synced; else none was stored). n must be at least 1. */
+hop_err hop_send_batch_async(hop_channel *ch, const hop_buf *msgs, size_t n, hop_sent_fn fn,
+                             void *arg);
 
 /* Take the oldest message. timeout_ms: 0 polls, -1 waits forever.
  * OUT: *data (new, release with hop_free() or give back with hop_requeue())
@@ -197,6 +217,14 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len);
  * hop_recv() returned: the message goes back with its original length),
  * HOP_CLOSED (the message is freed). */
 hop_err hop_requeue(hop_channel *ch, void *data, size_t len);
+
+/* Count a message taken from ch (by hop_recv(), hop_recv_or_arm() or a
+ * waiter) against ch's memory_bytes for as long as the receiver holds it:
+ * for a receiver that keeps messages a while (a lease), so that they still
+ * take room. hop_free() or hop_requeue() ends it. Errors: HOP_INVALID (not
+ * a message, of another channel, or held already), HOP_CLOSED, HOP_NOMEM;
+ * nothing changes then. */
+hop_err hop_hold(hop_channel *ch, void *data);
 
 /* Release a message from hop_recv(): it is consumed. A message read from a
  * queue file is marked consumed on disk here, so that it does not come back
@@ -221,6 +249,8 @@ typedef struct hop_stats {
     uint64_t records_corrupt_total; /* queue file records skipped as corrupt */
     size_t in_flight;               /* messages read from queue files, handed out and not yet
                                        hop_free()d or given back */
+    size_t held;                    /* messages held with hop_hold() */
+    size_t held_bytes;              /* what they count against memory_bytes */
     uint64_t recovered_total;       /* messages found in queue files when the channel opened */
     uint64_t syncs_total;           /* syncs made for durable sends: fdatasync of queue files,
                                        fsync of the directory for a new file */
