@@ -881,9 +881,11 @@ static hop_err append_records(hop_channel *ch, const hop_buf *msgs, size_t n, ho
     /* the I/O, under write_lock alone */
     hop__qfile *one[1] = {NULL};
     hop__qfile **created = new_files <= 1 ? one : hop__malloc(new_files * sizeof *created);
+    int two[2];
+    int *fds = new_files <= 1 ? two : hop__malloc((new_files + 1) * sizeof *fds);
     hop__qfile **file_of = n == 1 ? (hop__qfile *[1]){NULL} : hop__malloc(n * sizeof *file_of);
     uint64_t *end_of = n == 1 ? (uint64_t[1]){0} : hop__malloc(n * sizeof *end_of);
-    hop_err err = created && file_of && end_of ? HOP_OK : HOP_NOMEM;
+    hop_err err = created && fds && file_of && end_of ? HOP_OK : HOP_NOMEM;
     uint64_t first_end = first ? first->written : 0;
     size_t ncreated = 0;
     bool torn = false;
@@ -956,24 +958,30 @@ static hop_err append_records(hop_channel *ch, const hop_buf *msgs, size_t n, ho
         if (err == HOP_IO)
             ch->io_errors_total++;
     }
+    /* Sealed files need their write descriptor no more (durable: until
+     * synced, the sync thread closes them). Taken now: once `lock` is
+     * dropped a reader may finish a sealed file and free it. */
+    size_t nfds = 0;
+    for (size_t k = err == HOP_OK ? 0 : ncreated; !durable && k <= ncreated; k++) {
+        hop__qfile *g = k == ncreated ? first : created[k]; /* created: freed on error */
+        if (g && g->sealed && g->write_fd >= 0) {
+            fds[nfds++] = g->write_fd;
+            g->write_fd = -1;
+        }
+    }
     hop__channel_update_disk_busy(ch);
     pthread_mutex_unlock(&ch->lock);
     for (size_t i = 0; durable && err == HOP_OK && i < n; i++)
         queue = hop__sync_enqueue(ch, &reqs[i]) || queue; /* in the order of the appends */
-    /* sealed files need their write descriptor no more (durable: until
-     * synced, the sync thread closes them); write_fd is the writer's */
-    for (size_t k = err == HOP_OK ? 0 : ncreated; !durable && k <= ncreated; k++) {
-        hop__qfile *g = k == ncreated ? first : created[k]; /* created: freed on error */
-        if (g && g->sealed && g->write_fd >= 0) {
-            hop__io_current->close(g->write_fd);
-            g->write_fd = -1;
-        }
-    }
     pthread_mutex_unlock(&ch->write_lock);
+    for (size_t i = 0; i < nfds; i++)
+        hop__io_current->close(fds[i]);
     if (queue)
         hop__syncer_queue(ch);
     if (created != one)
         hop__free(created);
+    if (fds != two)
+        hop__free(fds);
     if (n != 1) {
         hop__free(file_of);
         hop__free(end_of);
