@@ -31,9 +31,9 @@ static uint32_t get_u32(const unsigned char *p)
 
 size_t envelope_prefix_size(const envelope_header *headers, size_t count)
 {
-    size_t n = 1 + 2;
+    size_t n = ENVELOPE_FIXED_BYTES;
     for (size_t i = 0; i < count; i++)
-        n += 2 + headers[i].name_len + 4 + headers[i].value_len;
+        n += ENVELOPE_HEADER_FIXED_BYTES + headers[i].name_len + headers[i].value_len;
     return n;
 }
 
@@ -41,6 +41,7 @@ void envelope_write_prefix(unsigned char *out, const envelope_header *headers, s
 {
     unsigned char *p = out;
     *p++ = ENVELOPE_VERSION;
+    p = put_u32(p, 0); /* returns: a new message has not been handed out */
     p = put_u16(p, count);
     for (size_t i = 0; i < count; i++) {
         p = put_u16(p, headers[i].name_len);
@@ -52,15 +53,15 @@ void envelope_write_prefix(unsigned char *out, const envelope_header *headers, s
     }
 }
 
-bool envelope_decode(const void *data, size_t len, envelope *out)
+/* Decode the headers and the body that follow the fixed prefix: p[0..left)
+ * starts with the u16 header count. */
+static bool decode_headers(const unsigned char *p, size_t left, envelope *out)
 {
-    const unsigned char *p = data;
-    size_t left = len;
-    if (p == NULL || left < 3 || p[0] != ENVELOPE_VERSION)
+    if (left < 2)
         return false;
-    size_t count = get_u16(p + 1);
-    p += 3;
-    left -= 3;
+    size_t count = get_u16(p);
+    p += 2;
+    left -= 2;
     if (count > ENVELOPE_MAX_HEADERS)
         return false;
     for (size_t i = 0; i < count; i++) {
@@ -89,6 +90,39 @@ bool envelope_decode(const void *data, size_t len, envelope *out)
     out->header_count = count;
     out->body = p;
     out->body_len = left;
+    return true;
+}
+
+bool envelope_decode(const void *data, size_t len, envelope *out)
+{
+    const unsigned char *p = data;
+    size_t count_at; /* where the u16 header count lies */
+    if (p == NULL || len < 1)
+        return false;
+    switch (p[0]) {
+    case ENVELOPE_VERSION:
+        if (len < ENVELOPE_FIXED_BYTES)
+            return false;
+        out->returns = get_u32(p + ENVELOPE_RETURNS_OFFSET);
+        count_at = ENVELOPE_RETURNS_OFFSET + 4;
+        break;
+    case ENVELOPE_VERSION_1:
+        out->returns = 0;
+        count_at = 1;
+        break;
+    default:
+        return false;
+    }
+    out->version = p[0];
+    return decode_headers(p + count_at, len - count_at, out);
+}
+
+bool envelope_set_returns(void *data, size_t len, uint32_t returns)
+{
+    envelope e; /* only to check the whole envelope before writing into it */
+    if (!envelope_decode(data, len, &e) || e.version != ENVELOPE_VERSION)
+        return false;
+    put_u32((unsigned char *)data + ENVELOPE_RETURNS_OFFSET, returns);
     return true;
 }
 

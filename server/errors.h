@@ -19,8 +19,16 @@
       "wait must be a number of seconds from 0 to the server's --max-wait")                        \
     X(BAD_CONTENT_TYPE, NO_HOP_ERR, 400, "bad_content_type",                                       \
       "the Content-Type header is longer than 1024 bytes")                                         \
+    X(TOO_MANY_HEADERS, NO_HOP_ERR, 400, "too_many_headers",                                       \
+      "the request has more headers to keep than a message can store")                             \
     X(INVALID, HOP_INVALID, 500, "internal", "the server rejected its own request to the core")    \
     X(NOT_FOUND, NO_HOP_ERR, 404, "not_found", "no such path")                                     \
+    X(BAD_LEASE, NO_HOP_ERR, 400, "bad_lease",                                                     \
+      "lease must be a number of seconds from 1 to the server's --max-lease")                      \
+    X(UNKNOWN_RECEIPT, NO_HOP_ERR, 404, "unknown_receipt",                                         \
+      "no lease of this channel has that receipt")                                                 \
+    X(LEASE_ENDED, NO_HOP_ERR, 410, "lease_ended",                                                 \
+      "the lease ended: acknowledged, released, or expired (the message was given back)")          \
     X(METHOD_NOT_ALLOWED, NO_HOP_ERR, 405, "method_not_allowed",                                   \
       "this path does not support that method")                                                    \
     X(TOO_BIG, HOP_TOO_BIG, 413, "too_big", "the message is larger than --max-message-bytes")      \

@@ -25,6 +25,7 @@
 #include "envelope.h"
 #include "errors.h"
 #include "hopper/hopper.h"
+#include "keep_headers.h"
 #include "log.h"
 #include "longpoll.h"
 #include "registry.h"
@@ -95,6 +96,8 @@ typedef struct request {
     char *content_type; /* as sent, NULL when absent or empty; new */
     unsigned char *buf; /* the envelope: prefix, then the body as it arrives */
     size_t prefix_len, body_len, cap;
+    size_t kept_bytes; /* names and values of the kept headers: they count
+                          toward --max-message-bytes with the body */
     /* A durable POST waits for its sync with the connection suspended, so
      * that the senders of a channel share syncs without a thread each. */
     bool syncing;              /* sent with hop_send_async(): sync_lock initialised */
@@ -303,16 +306,93 @@ static void count_too_big(request *req)
         atomic_fetch_add(&e->too_big_total, 1);
 }
 
+/* The largest body req may have: --max-message-bytes less its kept
+ * headers (which post_begin() checked fit). */
+static size_t body_max(const request *req)
+{
+    return http.options.max_message_bytes - req->kept_bytes;
+}
+
 static void fail_too_big(request *req)
 {
     count_too_big(req);
-    fail(req, API_TOO_BIG, "the message is larger than --max-message-bytes (%zu bytes)",
-         http.options.max_message_bytes);
+    if (req->kept_bytes > 0)
+        fail(req, API_TOO_BIG,
+             "the body and the %zu bytes of kept headers are larger than --max-message-bytes "
+             "(%zu bytes)",
+             req->kept_bytes, http.options.max_message_bytes);
+    else
+        fail(req, API_TOO_BIG, "the message is larger than --max-message-bytes (%zu bytes)",
+             http.options.max_message_bytes);
+}
+
+/* The headers a POST stores, in the order of the envelope: Content-Type,
+ * then the request headers --keep-headers names, in the request's order. */
+typedef struct stored_headers {
+    envelope_header headers[ENVELOPE_MAX_HEADERS]; /* borrowed from MHD */
+    size_t count;
+    bool too_many;      /* more to store than ENVELOPE_MAX_HEADERS */
+    bool name_too_long; /* a name beyond what the envelope can hold */
+    size_t kept_bytes;  /* names and values of those after Content-Type */
+} stored_headers;
+
+/* MHD_get_connection_values_n()'s iterator: add a request header to the
+ * stored_headers cls if it is to be kept. Names and values are MHD's, with
+ * their lengths, so stored exactly as MHD received them. */
+static enum MHD_Result store_kept_header(void *cls, enum MHD_ValueKind kind, const char *name,
+                                         size_t name_len, const char *value, size_t value_len)
+{
+    (void)kind;
+    stored_headers *st = cls;
+    size_t type_len = strlen(ENVELOPE_CONTENT_TYPE);
+    if (name_len == type_len && strncasecmp(name, ENVELOPE_CONTENT_TYPE, type_len) == 0)
+        return MHD_YES; /* always stored, once, first */
+    if (!keep_headers_match(&http.options.keep_headers, name, name_len))
+        return MHD_YES;
+    if (st->count == ENVELOPE_MAX_HEADERS) {
+        st->too_many = true;
+        return MHD_NO;
+    }
+    /* cannot happen while MHD's connection memory (32 KiB by default) holds
+     * the whole header block; checked, since the envelope's u16 would wrap */
+    if (name_len > ENVELOPE_MAX_NAME) {
+        st->name_too_long = true;
+        return MHD_NO;
+    }
+    st->headers[st->count++] = (envelope_header){name, name_len, value, value_len};
+    st->kept_bytes += name_len + value_len;
+    return MHD_YES;
+}
+
+/* Fill st with the headers req stores. False, with req failed, if the
+ * request has more than the envelope holds. */
+static bool collect_headers(request *req, struct MHD_Connection *conn, stored_headers *st)
+{
+    st->headers[0] =
+        (envelope_header){ENVELOPE_CONTENT_TYPE, strlen(ENVELOPE_CONTENT_TYPE),
+                          req->content_type ? req->content_type : ENVELOPE_DEFAULT_CONTENT_TYPE, 0};
+    st->headers[0].value_len = strlen(st->headers[0].value);
+    st->count = 1;
+    st->too_many = st->name_too_long = false;
+    st->kept_bytes = 0;
+    if (http.options.keep_headers.count > 0)
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, store_kept_header, st);
+    if (st->too_many) {
+        fail(req, API_TOO_MANY_HEADERS,
+             "the request has more headers that --keep-headers keeps than the %d a message "
+             "stores, Content-Type included",
+             ENVELOPE_MAX_HEADERS);
+        return false;
+    }
+    if (st->name_too_long) {
+        fail(req, API_INTERNAL, "a header name to keep is longer than %d bytes", ENVELOPE_MAX_NAME);
+        return false;
+    }
+    return true;
 }
 
 static void post_begin(request *req, struct MHD_Connection *conn)
 {
-    size_t max = http.options.max_message_bytes;
     const char *type =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (type && type[0] != '\0') {
@@ -325,6 +405,15 @@ static void post_begin(request *req, struct MHD_Connection *conn)
             return;
         }
     }
+    stored_headers st;
+    if (!collect_headers(req, conn, &st))
+        return;
+    req->kept_bytes = st.kept_bytes;
+    if (req->kept_bytes > http.options.max_message_bytes) {
+        fail_too_big(req);
+        return;
+    }
+    size_t max = body_max(req);
 
     /* a declared length over the limit is refused before any byte is read */
     const char *length =
@@ -353,22 +442,19 @@ static void post_begin(request *req, struct MHD_Connection *conn)
         return;
     }
 
-    envelope_header h = {ENVELOPE_CONTENT_TYPE, strlen(ENVELOPE_CONTENT_TYPE),
-                         req->content_type ? req->content_type : ENVELOPE_DEFAULT_CONTENT_TYPE, 0};
-    h.value_len = strlen(h.value);
-    req->prefix_len = envelope_prefix_size(&h, 1);
+    req->prefix_len = envelope_prefix_size(st.headers, st.count);
     size_t first = known ? declared : (max < INITIAL_BODY_BUFFER ? max : INITIAL_BODY_BUFFER);
     req->cap = req->prefix_len + first;
     if ((req->buf = malloc(req->cap)) == NULL) {
         fail(req, API_NOMEM, NULL);
         return;
     }
-    envelope_write_prefix(req->buf, &h, 1);
+    envelope_write_prefix(req->buf, st.headers, st.count);
 }
 
 static void post_upload(request *req, const char *data, size_t size)
 {
-    size_t max = http.options.max_message_bytes;
+    size_t max = body_max(req);
     if (size > max - req->body_len) {
         fail_too_big(req); /* the rest of the body is read and dropped */
         return;
@@ -500,8 +586,45 @@ static void give_back(request *req, void *msg, size_t len)
     longpoll_give_back(req->entry->ch, msg, len);
 }
 
+/* Add the headers env stores, but Content-Type, to r: the same names and
+ * values, in the same order. MHD copies them. A header with an empty value
+ * is left out: libmicrohttpd (0.9.75) refuses to send one, and the message
+ * must still go out. False if MHD refuses another, which means out of
+ * memory: a POST stores only names that are tokens and values as MHD
+ * received them, and --keep-headers cannot name a header MHD manages
+ * itself (Content-Length, Transfer-Encoding, Connection). */
+static bool add_stored_headers(struct MHD_Response *r, const envelope *env)
+{
+    size_t longest = 0; /* one buffer holds each name and value in turn */
+    for (size_t i = 0; i < env->header_count; i++) {
+        size_t n = env->headers[i].name_len + env->headers[i].value_len;
+        longest = n > longest ? n : longest;
+    }
+    char *buf = malloc(longest + 2);
+    if (buf == NULL)
+        return false;
+    bool added = true;
+    size_t type_len = strlen(ENVELOPE_CONTENT_TYPE);
+    for (size_t i = 0; added && i < env->header_count; i++) {
+        const envelope_header *h = &env->headers[i];
+        if (h->name_len == type_len && strncasecmp(h->name, ENVELOPE_CONTENT_TYPE, type_len) == 0)
+            continue; /* sent by the caller, once */
+        if (h->value_len == 0)
+            continue;
+        memcpy(buf, h->name, h->name_len);
+        buf[h->name_len] = '\0';
+        char *value = buf + h->name_len + 1;
+        memcpy(value, h->value, h->value_len);
+        value[h->value_len] = '\0';
+        added = MHD_add_response_header(r, buf, value) == MHD_YES;
+    }
+    free(buf);
+    return added;
+}
+
 /* 200 with the message: the body points into msg, which req keeps until the
- * completion callback frees it (delivered) or gives it back (not). */
+ * completion callback frees it (delivered) or gives it back (not). Its
+ * headers are the stored ones. */
 static enum MHD_Result respond_message(request *req, struct MHD_Connection *conn, void *msg,
                                        size_t len)
 {
@@ -518,11 +641,16 @@ static enum MHD_Result respond_message(request *req, struct MHD_Connection *conn
                                  ? MHD_create_response_from_buffer(env.body_len, (void *)env.body,
                                                                    MHD_RESPMEM_PERSISTENT)
                                  : NULL;
+    if (r != NULL &&
+        (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, req->msg_type) != MHD_YES ||
+         !add_stored_headers(r, &env))) {
+        MHD_destroy_response(r);
+        r = NULL;
+    }
     if (r == NULL) {
         give_back(req, msg, len);
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, req->msg_type);
     req->msg = msg;
     req->msg_len = len;
     return queue(conn, MHD_HTTP_OK, r);

@@ -6,20 +6,19 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
 
-#define NOT_IN_HEAP SIZE_MAX
 /* A corrupt queue file record is skipped with HOP_IO: try the next ones. */
 #define IO_RETRIES 4
 
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t changed; /* the earliest deadline changed, or quit */
-    longpoll **heap;        /* min-heap on deadline_ms */
-    size_t count, cap;
+    deadline_heap heap;
     bool stopping; /* every wait ends at once */
     bool quit;
     bool running;
@@ -29,80 +28,9 @@ static struct {
 /* Read without the lock by longpoll_begin() to skip arming when stopping. */
 static atomic_bool stopping_hint;
 
-static uint64_t now_ms(void)
+static longpoll *of_item(deadline_item *it)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* ---- the heap, all under timer.lock ---- */
-
-static void heap_set(size_t i, longpoll *lp)
-{
-    timer.heap[i] = lp;
-    lp->heap_index = i;
-}
-
-static void sift_up(size_t i)
-{
-    longpoll *lp = timer.heap[i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (timer.heap[parent]->deadline_ms <= lp->deadline_ms)
-            break;
-        heap_set(i, timer.heap[parent]);
-        i = parent;
-    }
-    heap_set(i, lp);
-}
-
-static void sift_down(size_t i)
-{
-    longpoll *lp = timer.heap[i];
-    for (;;) {
-        size_t child = 2 * i + 1;
-        if (child >= timer.count)
-            break;
-        if (child + 1 < timer.count &&
-            timer.heap[child + 1]->deadline_ms < timer.heap[child]->deadline_ms)
-            child++;
-        if (lp->deadline_ms <= timer.heap[child]->deadline_ms)
-            break;
-        heap_set(i, timer.heap[child]);
-        i = child;
-    }
-    heap_set(i, lp);
-}
-
-static bool heap_push(longpoll *lp)
-{
-    if (timer.count == timer.cap) {
-        size_t cap = timer.cap ? timer.cap * 2 : 256;
-        longpoll **heap = realloc(timer.heap, cap * sizeof *heap);
-        if (heap == NULL)
-            return false;
-        timer.heap = heap;
-        timer.cap = cap;
-    }
-    timer.heap[timer.count] = lp;
-    lp->heap_index = timer.count++;
-    sift_up(lp->heap_index);
-    return true;
-}
-
-static void heap_remove(longpoll *lp)
-{
-    size_t i = lp->heap_index;
-    lp->heap_index = NOT_IN_HEAP;
-    longpoll *last = timer.heap[--timer.count];
-    if (last == lp)
-        return;
-    heap_set(i, last);
-    if (i > 0 && timer.heap[(i - 1) / 2]->deadline_ms > last->deadline_ms)
-        sift_up(i);
-    else
-        sift_down(i);
+    return it ? (longpoll *)((char *)it - offsetof(longpoll, item)) : NULL;
 }
 
 /* End lp's wait unless its callback has claimed the delivery. Called with
@@ -122,18 +50,17 @@ static void *timer_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&timer.lock);
     while (!timer.quit) {
-        if (timer.count == 0) {
+        longpoll *first = of_item(deadline_heap_first(&timer.heap));
+        if (first == NULL) {
             pthread_cond_wait(&timer.changed, &timer.lock);
             continue;
         }
-        longpoll *first = timer.heap[0];
-        uint64_t now = now_ms();
-        if (first->deadline_ms <= now) {
-            heap_remove(first);
+        if (first->item.deadline_ms <= deadline_now_ms()) {
+            deadline_heap_remove(&timer.heap, &first->item);
             expire(first);
             continue;
         }
-        uint64_t at = first->deadline_ms;
+        uint64_t at = first->item.deadline_ms;
         struct timespec ts = {.tv_sec = (time_t)(at / 1000),
                               .tv_nsec = (long)(at % 1000) * 1000000L};
         pthread_cond_timedwait(&timer.changed, &timer.lock, &ts);
@@ -169,9 +96,7 @@ void longpoll_timer_stop(void)
     pthread_join(timer.thread, NULL);
     timer.running = false;
     pthread_cond_destroy(&timer.changed);
-    free(timer.heap);
-    timer.heap = NULL;
-    timer.count = timer.cap = 0;
+    deadline_heap_release(&timer.heap);
 }
 
 void longpoll_stop_waiting(void)
@@ -179,9 +104,9 @@ void longpoll_stop_waiting(void)
     atomic_store(&stopping_hint, true);
     pthread_mutex_lock(&timer.lock);
     timer.stopping = true;
-    while (timer.count > 0) {
-        longpoll *lp = timer.heap[timer.count - 1]; /* the last leaf: no sifting */
-        heap_remove(lp);
+    longpoll *lp;
+    while ((lp = of_item(deadline_heap_first(&timer.heap))) != NULL) {
+        deadline_heap_remove(&timer.heap, &lp->item);
         expire(lp);
     }
     pthread_mutex_unlock(&timer.lock);
@@ -192,10 +117,10 @@ void longpoll_stop_waiting(void)
 static void timer_add(longpoll *lp, uint64_t wait_ms)
 {
     pthread_mutex_lock(&timer.lock);
-    lp->deadline_ms = now_ms() + wait_ms;
-    if (timer.stopping || !heap_push(lp)) {
+    lp->item.deadline_ms = deadline_now_ms() + wait_ms;
+    if (timer.stopping || !deadline_heap_push(&timer.heap, &lp->item)) {
         expire(lp);
-    } else if (lp->heap_index == 0) {
+    } else if (lp->item.index == 0) {
         pthread_cond_signal(&timer.changed);
     }
     pthread_mutex_unlock(&timer.lock);
@@ -261,8 +186,7 @@ void longpoll_init(longpoll *lp, hop_channel *ch, struct MHD_Connection *conn)
     lp->waiter = NULL;
     lp->ch = ch;
     lp->conn = conn;
-    lp->deadline_ms = 0;
-    lp->heap_index = NOT_IN_HEAP;
+    lp->item = (deadline_item){0, DEADLINE_NOT_IN_HEAP};
 }
 
 /* Poll once, skipping past corrupt records. */
@@ -331,8 +255,7 @@ longpoll_state longpoll_take(longpoll *lp, void **msg, size_t *len)
 void longpoll_release(longpoll *lp, void **msg, size_t *len)
 {
     pthread_mutex_lock(&timer.lock);
-    if (lp->heap_index != NOT_IN_HEAP)
-        heap_remove(lp);
+    deadline_heap_remove(&timer.heap, &lp->item);
     pthread_mutex_unlock(&timer.lock);
 
     /* Normally the waiter is idle by now (a suspended connection does not

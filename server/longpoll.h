@@ -17,6 +17,7 @@
 #ifndef HOPPER_SERVER_LONGPOLL_H
 #define HOPPER_SERVER_LONGPOLL_H
 
+#include "deadline_heap.h"
 #include "hopper/hopper.h"
 
 #include <microhttpd.h>
@@ -41,9 +42,7 @@ typedef struct longpoll {
     hop_waiter *waiter; /* created on first arming */
     hop_channel *ch;
     struct MHD_Connection *conn;
-    /* the timer's, under its lock */
-    uint64_t deadline_ms;
-    size_t heap_index;
+    deadline_item item; /* the timer's, under its lock */
 } longpoll;
 
 /* Start and stop the timer thread. Stop only once no connection remains. */

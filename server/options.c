@@ -24,6 +24,7 @@ typedef enum option_kind {
     KIND_COUNT,   /* a plain non-negative integer */
     KIND_SECONDS, /* options_parse_seconds() */
     KIND_FLAG,    /* no value on the command line; BOOLEAN_WORDS in the environment */
+    KIND_HEADERS, /* keep_headers_parse(); may be empty */
 } option_kind;
 
 /* What a KIND_FLAG's environment variable may say. */
@@ -56,6 +57,7 @@ enum {
     OPT_MAX_WAIT,
     OPT_THREADS,
     OPT_DURABLE,
+    OPT_KEEP_HEADERS,
     OPT_COUNT
 };
 
@@ -72,7 +74,7 @@ static const option_spec specs[OPT_COUNT] = {
                             "queue files per channel; 0 keeps messages in memory only"},
     [OPT_MAX_MESSAGE_BYTES] = {"max-message-bytes", "SIZE", "1MiB", KIND_SIZE, 0,
                                HOP_MAX_MESSAGE_BYTES - ENVELOPE_ALLOWANCE,
-                               "largest message body accepted (larger is 413)"},
+                               "largest message accepted, body and kept headers (larger is 413)"},
     [OPT_MAX_CHANNELS] = {"max-channels", "N", "1024", KIND_COUNT, 1, MAX_CHANNELS_LIMIT,
                           "channels that may exist (a new name beyond is 503)"},
     [OPT_MAX_WAIT] = {"max-wait", "SECONDS", "60", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
@@ -80,6 +82,8 @@ static const option_spec specs[OPT_COUNT] = {
     [OPT_THREADS] = {"threads", "N", NULL, KIND_COUNT, 1, MAX_THREADS, "HTTP worker threads"},
     [OPT_DURABLE] = {"durable", NULL, "no", KIND_FLAG, 0, 0,
                      "202 only once the message is synced to a queue file"},
+    [OPT_KEEP_HEADERS] = {"keep-headers", "LIST", "", KIND_HEADERS, 0, 0,
+                          "request headers stored with each message and sent back on GET"},
 };
 
 static const char *const help_text_tail =
@@ -88,6 +92,11 @@ static const char *const help_text_tail =
     "optionally followed by K, KiB, M, MiB, G or GiB (all powers of 1024).\n"
     "SECONDS may have a fraction. A flag without a value (--durable) is set in\n"
     "the environment with " BOOLEAN_WORDS ".\n"
+    "LIST is comma-separated header names, or prefixes ending in *, matched\n"
+    "case-insensitively, e.g. X-Hub-Signature-256,Stripe-Signature,X-GitHub-*.\n"
+    "Content-Type is always kept. Kept header names and values count toward\n"
+    "--max-message-bytes; a message stores at most " ENVELOPE_MAX_HEADERS_TEXT " headers,\n"
+    "Content-Type included.\n"
     "\n"
     "  POST /channels/NAME          store a message (202; 507 when full)\n"
     "  GET  /channels/NAME?wait=S   take the oldest message (200), or 204 after S seconds\n"
@@ -102,6 +111,14 @@ static void env_name(const char *flag, char *out, size_t size)
     out[n] = '\0';
 }
 
+/* What --help says a flag's default is. */
+static const char *default_text(const option_spec *s)
+{
+    if (s->def == NULL)
+        return "the number of CPUs";
+    return s->def[0] ? s->def : "none";
+}
+
 static void print_usage(FILE *out)
 {
     fprintf(out,
@@ -113,8 +130,8 @@ static void print_usage(FILE *out)
         snprintf(left, sizeof left, "--%s%s%s", s->flag, s->value_name ? " " : "",
                  s->value_name ? s->value_name : "");
         env_name(s->flag, env, sizeof env);
-        fprintf(out, "  %-26s %s\n  %-26s default %s; env %s\n", left, s->help, "",
-                s->def ? s->def : "the number of CPUs", env);
+        fprintf(out, "  %-26s %s\n  %-26s default %s; env %s\n", left, s->help, "", default_text(s),
+                env);
     }
     fprintf(out, "  %-26s print this help and exit\n", "--help");
     fputs(help_text_tail, out);
@@ -250,7 +267,7 @@ static const char *parse_address(const char *text, server_options *out)
 static const char *parse_value(size_t i, const char *text, server_options *out)
 {
     const option_spec *s = &specs[i];
-    if (text[0] == '\0')
+    if (text[0] == '\0' && s->kind != KIND_HEADERS)
         return "is empty";
     uint64_t v = 0;
     double seconds = 0;
@@ -275,6 +292,12 @@ static const char *parse_value(size_t i, const char *text, server_options *out)
     case KIND_FLAG:
         why = parse_boolean(text, &flag);
         break;
+    case KIND_HEADERS: {
+        static char detail[256]; /* options are parsed once, on one thread */
+        if (!keep_headers_parse(text, &out->keep_headers, detail, sizeof detail))
+            return detail;
+        break;
+    }
     }
     if (why)
         return why;
@@ -312,6 +335,8 @@ static const char *parse_value(size_t i, const char *text, server_options *out)
     case OPT_DURABLE:
         out->durable = flag;
         break;
+    case OPT_KEEP_HEADERS:
+        break; /* parsed into out->keep_headers above */
     }
     return NULL;
 }

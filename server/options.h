@@ -4,6 +4,7 @@
 #define HOPPER_SERVER_OPTIONS_H
 
 #include "hopper/hopper.h"
+#include "keep_headers.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,6 +23,9 @@ typedef struct server_options {
     double max_wait; /* seconds */
     unsigned threads;
     bool durable; /* a 202 means the message is in a queue file and synced */
+    /* --keep-headers: the request headers a POST stores with its message
+     * besides Content-Type; items point into argv or environ */
+    keep_headers keep_headers;
 } server_options;
 
 typedef enum options_result {

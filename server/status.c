@@ -94,6 +94,12 @@ static json_t *limits_json(void)
     json_object_set_new(o, "max_wait_seconds", json_real(limits.max_wait));
     json_object_set_new(o, "threads", json_u64(limits.threads));
     json_object_set_new(o, "durable", json_boolean(limits.durable));
+    json_t *keep = json_array();
+    for (size_t i = 0; i < limits.keep_headers.count; i++) {
+        const keep_headers_item *item = &limits.keep_headers.items[i];
+        json_array_append_new(keep, json_stringn(item->text, item->len));
+    }
+    json_object_set_new(o, "keep_headers", keep);
     return o;
 }
 

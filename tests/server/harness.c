@@ -488,7 +488,8 @@ static size_t on_read(char *buffer, size_t size, size_t nitems, void *userdata)
 }
 
 static int perform(const hs_server *s, const char *method, const char *path, const void *body,
-                   size_t len, const char *content_type, bool chunked, bool expect, hs_reply *out)
+                   size_t len, const char *content_type, const char *const *extra_headers,
+                   bool chunked, bool expect, hs_reply *out)
 {
     pthread_once(&curl_once, curl_init);
     memset(out, 0, sizeof *out);
@@ -536,6 +537,8 @@ static int perform(const hs_server *s, const char *method, const char *path, con
             hdrs = curl_slist_append(hdrs, "Content-Type:"); /* drop curl's default */
         }
     }
+    for (size_t i = 0; extra_headers && extra_headers[i]; i++)
+        hdrs = curl_slist_append(hdrs, extra_headers[i]);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 
     double start = hs_now();
@@ -566,30 +569,37 @@ static int perform(const hs_server *s, const char *method, const char *path, con
 int hs_request(const hs_server *s, const char *method, const char *path, const void *body,
                size_t len, const char *content_type, hs_reply *out)
 {
-    return perform(s, method, path, body, len, content_type, false, false, out);
+    return perform(s, method, path, body, len, content_type, NULL, false, false, out);
 }
 
 int hs_get(const hs_server *s, const char *path, hs_reply *out)
 {
-    return perform(s, "GET", path, NULL, 0, NULL, false, false, out);
+    return perform(s, "GET", path, NULL, 0, NULL, NULL, false, false, out);
 }
 
 int hs_post(const hs_server *s, const char *path, const void *body, size_t len,
             const char *content_type, hs_reply *out)
 {
-    return perform(s, "POST", path, body ? body : "", len, content_type, false, false, out);
+    return perform(s, "POST", path, body ? body : "", len, content_type, NULL, false, false, out);
+}
+
+int hs_post_headers(const hs_server *s, const char *path, const void *body, size_t len,
+                    const char *content_type, const char *const *headers, hs_reply *out)
+{
+    return perform(s, "POST", path, body ? body : "", len, content_type, headers, false, false,
+                   out);
 }
 
 int hs_post_chunked(const hs_server *s, const char *path, const void *body, size_t len,
                     hs_reply *out)
 {
-    return perform(s, "POST", path, body, len, "text/plain", true, false, out);
+    return perform(s, "POST", path, body, len, "text/plain", NULL, true, false, out);
 }
 
 int hs_post_expect(const hs_server *s, const char *path, const void *body, size_t len,
                    hs_reply *out)
 {
-    return perform(s, "POST", path, body, len, "text/plain", false, true, out);
+    return perform(s, "POST", path, body, len, "text/plain", NULL, false, true, out);
 }
 
 void hs_reply_free(hs_reply *r)

@@ -84,6 +84,10 @@ int hs_request(const hs_server *s, const char *method, const char *path, const v
 int hs_get(const hs_server *s, const char *path, hs_reply *out);
 int hs_post(const hs_server *s, const char *path, const void *body, size_t len,
             const char *content_type, hs_reply *out);
+/* POST with more request headers: headers is NULL-terminated, each entry a
+ * curl header line ("Name: value"; "Name;" sends Name with an empty value). */
+int hs_post_headers(const hs_server *s, const char *path, const void *body, size_t len,
+                    const char *content_type, const char *const *headers, hs_reply *out);
 /* POST with "Expect: 100-continue": the body is sent only if the server
  * asks for it. curl waits 20 s for the "100 Continue", not its default 1 s,
  * so a server that neither answers nor asks shows in r.uploaded and

@@ -1,0 +1,322 @@
+/* lease.c - the lease table, its timer, and messages that come back (see
+ * lease.h). */
+#include "lease.h"
+
+#include "deadline_heap.h"
+#include "envelope.h"
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define BUCKETS 4096 /* a power of two */
+#define DEAD_SUFFIX ".dead"
+
+typedef struct lease {
+    deadline_item item; /* first: the heap's item is the lease */
+    char receipt[LEASE_RECEIPT_LEN + 1];
+    registry_entry *entry;
+    void *msg;
+    size_t len;
+    struct lease *next; /* hash chain */
+} lease;
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* the earliest deadline changed, or quit */
+    lease *buckets[BUCKETS];
+    deadline_heap heap;
+    char ended[LEASE_ENDED_MEMORY][LEASE_RECEIPT_LEN + 1]; /* a ring of receipts that ended */
+    size_t ended_next;
+    uint64_t counter, key[2];
+    size_t max_deliveries;
+    bool quit, running;
+    pthread_t thread;
+} L = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* ---- receipts ---- */
+
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* A new receipt: unique (a counter) and not guessable from the ones seen
+ * (mixed with a key drawn at start). Called with L.lock held. */
+static void new_receipt(char out[LEASE_RECEIPT_LEN + 1])
+{
+    uint64_t n = ++L.counter;
+    snprintf(out, LEASE_RECEIPT_LEN + 1, "%016llx%016llx", (unsigned long long)mix(n ^ L.key[0]),
+             (unsigned long long)mix(mix(n) ^ L.key[1]));
+}
+
+static size_t bucket_of(const char *receipt)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)receipt; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (size_t)h & (BUCKETS - 1);
+}
+
+/* ---- the table, under L.lock ---- */
+
+static lease **slot_of(const char *receipt)
+{
+    lease **p = &L.buckets[bucket_of(receipt)];
+    while (*p && strcmp((*p)->receipt, receipt) != 0)
+        p = &(*p)->next;
+    return p;
+}
+
+/* Take l out of the table and the heap, and remember its receipt. */
+static void unlink_lease(lease *l)
+{
+    lease **p = slot_of(l->receipt);
+    *p = l->next;
+    deadline_heap_remove(&L.heap, &l->item);
+    memcpy(L.ended[L.ended_next], l->receipt, sizeof l->receipt);
+    L.ended_next = (L.ended_next + 1) % LEASE_ENDED_MEMORY;
+    atomic_fetch_sub(&l->entry->leased, 1);
+}
+
+static bool ended_recently(const char *receipt)
+{
+    for (size_t i = 0; i < LEASE_ENDED_MEMORY; i++)
+        if (strcmp(L.ended[i], receipt) == 0)
+            return true;
+    return false;
+}
+
+/* The lease of receipt on e, or an error saying why there is none. */
+static lease *find(registry_entry *e, const char *receipt, api_error *err)
+{
+    lease *l = strlen(receipt) == LEASE_RECEIPT_LEN ? *slot_of(receipt) : NULL;
+    if (l && l->entry == e)
+        return l;
+    *err = l == NULL && ended_recently(receipt) ? API_LEASE_ENDED : API_UNKNOWN_RECEIPT;
+    return NULL;
+}
+
+/* ---- messages that come back ---- */
+
+/* msg goes to <name>.dead: true if it went. */
+static bool dead_letter(registry_entry *e, void *msg, size_t len, uint32_t handed_out)
+{
+    const char *name = hop_channel_name(e->ch);
+    size_t n = strlen(name);
+    char dead[HOP_NAME_MAX + 1];
+    if (n + strlen(DEAD_SUFFIX) > HOP_NAME_MAX ||
+        (n >= strlen(DEAD_SUFFIX) && strcmp(name + n - strlen(DEAD_SUFFIX), DEAD_SUFFIX) == 0))
+        return false; /* no room for the suffix, or a dead-letter channel itself */
+    snprintf(dead, sizeof dead, "%s%s", name, DEAD_SUFFIX);
+    registry_entry *d = NULL;
+    api_error found = registry_get(dead, &d);
+    hop_err err = found == API_OK ? hop_send(d->ch, msg, len) : HOP_INVALID;
+    if (err != HOP_OK) {
+        log_error("channel %s: a message handed out %u times could not go to %s (%s); it goes "
+                  "back to its channel",
+                  name, handed_out, dead,
+                  found != API_OK ? api_error_code(found) : hop_strerror(err));
+        return false;
+    }
+    atomic_fetch_add(&e->dead_lettered_total, 1);
+    hop_free(msg); /* consumed from its channel: it lives on in the dead one */
+    return true;
+}
+
+void lease_returned(registry_entry *e, void *msg, size_t len)
+{
+    envelope env;
+    uint32_t returns = envelope_decode(msg, len, &env) ? env.returns + 1 : 0;
+    if (returns > 0)
+        envelope_set_returns(msg, len, returns);
+    /* handed out `returns` times now, each one ending without consumption */
+    if (L.max_deliveries > 0 && returns >= L.max_deliveries && dead_letter(e, msg, len, returns))
+        return;
+    hop_err err = hop_requeue(e->ch, msg, len);
+    if (err != HOP_OK)
+        log_error("channel %s: a message could not be given back: %s", hop_channel_name(e->ch),
+                  hop_strerror(err));
+}
+
+/* ---- the timer ---- */
+
+static void *timer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&L.lock);
+    while (!L.quit) {
+        deadline_item *first = deadline_heap_first(&L.heap);
+        if (first == NULL) {
+            pthread_cond_wait(&L.changed, &L.lock);
+            continue;
+        }
+        if (first->deadline_ms <= deadline_now_ms()) {
+            lease *l = (lease *)first;
+            unlink_lease(l);
+            atomic_fetch_add(&l->entry->lease_expired_total, 1);
+            pthread_mutex_unlock(&L.lock);
+            lease_returned(l->entry, l->msg, l->len);
+            free(l);
+            pthread_mutex_lock(&L.lock);
+            continue;
+        }
+        uint64_t at = first->deadline_ms;
+        struct timespec ts = {.tv_sec = (time_t)(at / 1000),
+                              .tv_nsec = (long)(at % 1000) * 1000000L};
+        pthread_cond_timedwait(&L.changed, &L.lock, &ts);
+    }
+    pthread_mutex_unlock(&L.lock);
+    return NULL;
+}
+
+bool lease_start(size_t max_deliveries)
+{
+    L.max_deliveries = max_deliveries;
+    if (getrandom(L.key, sizeof L.key, 0) != (ssize_t)sizeof L.key) {
+        /* a weaker key still gives unique receipts */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        L.key[0] = mix((uint64_t)ts.tv_nsec ^ (uint64_t)getpid());
+        L.key[1] = mix((uint64_t)ts.tv_sec ^ L.key[0]);
+    }
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&L.changed, &attr);
+    pthread_condattr_destroy(&attr);
+    L.quit = false;
+    if (pthread_create(&L.thread, NULL, timer_main, NULL) != 0) {
+        pthread_cond_destroy(&L.changed);
+        return false;
+    }
+    L.running = true;
+    return true;
+}
+
+void lease_stop(void)
+{
+    if (!L.running)
+        return;
+    pthread_mutex_lock(&L.lock);
+    L.quit = true;
+    pthread_cond_signal(&L.changed);
+    pthread_mutex_unlock(&L.lock);
+    pthread_join(L.thread, NULL);
+    L.running = false;
+    /* every lease comes back, as if it had expired: the stop writes the
+     * message to disk, the next start hands it out again */
+    size_t n = 0;
+    for (;;) {
+        pthread_mutex_lock(&L.lock);
+        deadline_item *first = deadline_heap_first(&L.heap);
+        lease *l = (lease *)first;
+        if (l)
+            unlink_lease(l);
+        pthread_mutex_unlock(&L.lock);
+        if (l == NULL)
+            break;
+        lease_returned(l->entry, l->msg, l->len);
+        free(l);
+        n++;
+    }
+    if (n)
+        log_info("%zu leased message(s) given back to their channels at shutdown", n);
+    deadline_heap_release(&L.heap);
+    pthread_cond_destroy(&L.changed);
+}
+
+/* ---- the requests ---- */
+
+api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms,
+                      char receipt[LEASE_RECEIPT_LEN + 1])
+{
+    lease *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return API_NOMEM;
+    hop_err held = hop_hold(e->ch, msg);
+    if (held != HOP_OK) {
+        free(l);
+        return held == HOP_CLOSED ? API_CLOSED : API_NOMEM;
+    }
+    l->entry = e;
+    l->msg = msg;
+    l->len = len;
+    l->item.index = DEADLINE_NOT_IN_HEAP;
+    pthread_mutex_lock(&L.lock);
+    l->item.deadline_ms = deadline_now_ms() + ms;
+    if (!deadline_heap_push(&L.heap, &l->item)) {
+        pthread_mutex_unlock(&L.lock);
+        free(l);
+        return API_NOMEM; /* the hold ends when the caller frees or gives back msg */
+    }
+    new_receipt(l->receipt);
+    lease **slot = slot_of(l->receipt);
+    *slot = l;
+    atomic_fetch_add(&e->leased, 1);
+    if (l->item.index == 0)
+        pthread_cond_signal(&L.changed);
+    memcpy(receipt, l->receipt, sizeof l->receipt);
+    pthread_mutex_unlock(&L.lock);
+    return API_OK;
+}
+
+/* Take the lease of receipt on e out of the table. */
+static lease *take(registry_entry *e, const char *receipt, api_error *err)
+{
+    pthread_mutex_lock(&L.lock);
+    lease *l = find(e, receipt, err);
+    if (l)
+        unlink_lease(l);
+    pthread_mutex_unlock(&L.lock);
+    return l;
+}
+
+api_error lease_ack(registry_entry *e, const char *receipt)
+{
+    api_error err = API_OK;
+    lease *l = take(e, receipt, &err);
+    if (l == NULL)
+        return err;
+    hop_free(l->msg); /* consumed */
+    free(l);
+    return API_OK;
+}
+
+api_error lease_release(registry_entry *e, const char *receipt)
+{
+    api_error err = API_OK;
+    lease *l = take(e, receipt, &err);
+    if (l == NULL)
+        return err;
+    lease_returned(e, l->msg, l->len);
+    free(l);
+    return API_OK;
+}
+
+api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms)
+{
+    api_error err = API_OK;
+    pthread_mutex_lock(&L.lock);
+    lease *l = find(e, receipt, &err);
+    if (l) {
+        l->item.deadline_ms = deadline_now_ms() + ms;
+        deadline_heap_update(&L.heap, &l->item);
+        pthread_cond_signal(&L.changed);
+    }
+    pthread_mutex_unlock(&L.lock);
+    return l ? API_OK : err;
+}
+
+size_t lease_count(registry_entry *e)
+{
+    return atomic_load(&e->leased);
+}

@@ -1,0 +1,64 @@
+/* lease.h - messages handed out under a lease (GET ?lease=L), and what
+ * happens to a message that comes back.
+ *
+ * A leased message stays the server's: it is held (hop_hold(), so it still
+ * counts against its channel's memory) in a table under an opaque receipt
+ * until one of these ends the lease:
+ *   - acknowledged (DELETE .../messages/RECEIPT): consumed, hop_free();
+ *   - released (.../release), or the deadline passes (one timer thread
+ *     keeps the deadlines): it comes back, see lease_returned();
+ *   - the server stops: every lease is given back as if it had expired, so
+ *     that the stop writes the message to disk and the next start delivers
+ *     it again.
+ * A receipt that ended is remembered for a while (LEASE_ENDED_MEMORY of
+ * them) so that a late acknowledgement is told 410, not 404.
+ *
+ * Locks: the table's lock is never held while calling the core. */
+#ifndef HOPPER_SERVER_LEASE_H
+#define HOPPER_SERVER_LEASE_H
+
+#include "errors.h"
+#include "registry.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A receipt is 32 hexadecimal digits. */
+#define LEASE_RECEIPT_LEN 32
+#define LEASE_ENDED_MEMORY 4096
+
+/* Start the timer. max_deliveries: a message handed out that many times
+ * goes to <channel>.dead when it comes back once more; 0 = no limit. */
+bool lease_start(size_t max_deliveries);
+
+/* End every lease (given back, counted as returned) and stop the timer.
+ * Call after HTTP has stopped and before the channels close. */
+void lease_stop(void);
+
+/* Put msg (len bytes, just taken from e's channel, now the caller's) under
+ * a lease of ms milliseconds: the table takes it. OUT: receipt
+ * (NUL-terminated). API_OK, or API_NOMEM / API_CLOSED: msg is still the
+ * caller's. */
+api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms,
+                      char receipt[LEASE_RECEIPT_LEN + 1]);
+
+/* The requests on a receipt of channel e: API_OK; API_UNKNOWN_RECEIPT
+ * (never granted, or for another channel); API_LEASE_ENDED (acknowledged,
+ * released or expired). */
+api_error lease_ack(registry_entry *e, const char *receipt);
+api_error lease_release(registry_entry *e, const char *receipt);
+/* The lease ends ms milliseconds from now. */
+api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms);
+
+/* Leases now held on e's channel. */
+size_t lease_count(registry_entry *e);
+
+/* A message taken from e's channel comes back without being consumed (a
+ * lease ended, or its response did not reach the client): its count of
+ * returns grows, and it goes back to the head of its channel, or past
+ * max_deliveries hand-outs to <channel>.dead (if that cannot take it, back
+ * to its channel after all, logged). Takes msg. */
+void lease_returned(registry_entry *e, void *msg, size_t len);
+
+#endif
