@@ -22,16 +22,20 @@
 #include "http.h"
 
 #include "datadir.h"
+#include "delivery.h"
 #include "envelope.h"
 #include "errors.h"
 #include "hopper/hopper.h"
 #include "keep_headers.h"
+#include "lease.h"
 #include "log.h"
 #include "longpoll.h"
+#include "multipart.h"
 #include "registry.h"
 #include "status.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -56,6 +60,8 @@
 #define DEFAULT_WAIT_SECONDS 30.0
 #define RETRY_AFTER_SECONDS "1"
 #define CHANNELS_PREFIX "/channels/"
+/* Memory one batch POST may take for its body. */
+#define BATCH_BODY_LIMIT ((size_t)64 << 20)
 /* Body bytes of a refused request that are read and dropped so that the
  * client gets its answer on a clean connection; beyond, the connection is
  * closed. */
@@ -76,8 +82,11 @@ typedef enum route {
     ROUTE_HEALTHZ,
     ROUTE_STATUS,
     ROUTE_METRICS,
-    ROUTE_POST, /* POST /channels/NAME */
-    ROUTE_GET,  /* GET /channels/NAME */
+    ROUTE_POST,    /* POST /channels/NAME */
+    ROUTE_GET,     /* GET /channels/NAME */
+    ROUTE_ACK,     /* DELETE /channels/NAME/messages/RECEIPT */
+    ROUTE_EXTEND,  /* POST /channels/NAME/messages/RECEIPT/extend */
+    ROUTE_RELEASE, /* POST /channels/NAME/messages/RECEIPT/release */
 } route;
 
 typedef struct request {
@@ -106,13 +115,19 @@ typedef struct request {
     hop_err sent;
     struct MHD_Connection *conn;
 
+    bool batch; /* POST: a multipart/mixed body, one message a part */
+    char boundary[MULTIPART_BOUNDARY_SIZE];
+
     /* GET */
     uint64_t wait_ms;
+    size_t max;   /* ?max=: messages at most, 0 when not given (one, plain) */
     bool polling; /* lp is initialised */
     longpoll lp;
-    void *msg; /* the message a queued 200 carries; settled on completion */
-    size_t msg_len;
-    char *msg_type; /* its Content-Type, NUL-terminated; new */
+    delivery dlv; /* what a queued 200 hands out; settled on completion */
+
+    /* the requests on a receipt */
+    char receipt[LEASE_RECEIPT_LEN + 1];
+    uint64_t lease_ms; /* GET ?lease=, extend ?lease= */
 } request;
 
 /* ---- responses ---- */
@@ -238,6 +253,82 @@ static const struct {
     {"/metrics", ROUTE_METRICS},
 };
 
+/* Route rest, what follows /channels/ in the raw request-target (up to
+ * '?', rest_len bytes): NAME, or NAME/messages/RECEIPT[/extend|/release].
+ * The name is the first raw segment, percent-decoded on its own, so that a
+ * decoded %2F cannot make a segment; a receipt is hex and needs no decoding.
+ * Anything else with a '/' is a bad name, as a name with a '/' is. */
+static void route_channel(request *req, const char *rest, size_t rest_len, bool get, bool post,
+                          bool del)
+{
+    const char *slash = memchr(rest, '/', rest_len);
+    size_t raw_len = slash ? (size_t)(slash - rest) : rest_len;
+    char *raw = strndup(rest, raw_len);
+    size_t name_len = 0;
+    char *name = raw ? decode_path(raw, &name_len) : NULL;
+    free(raw);
+    if (name == NULL) {
+        fail(req, API_NOMEM, NULL);
+        return;
+    }
+    bool valid = name_len <= HOP_NAME_MAX && !memchr(name, '\0', name_len) && hop_name_valid(name);
+    if (valid && datadir_name_reserved(name)) {
+        fail(req, API_BAD_NAME, "%s is reserved: it is a file of the data directory", name);
+        free(name);
+        return;
+    }
+    if (valid)
+        memcpy(req->name, name, name_len + 1);
+    free(name);
+    static const char messages[] = "/messages/";
+    if (!valid || (slash && (rest_len - raw_len <= strlen(messages) ||
+                             memcmp(slash, messages, strlen(messages)) != 0))) {
+        fail(req, API_BAD_NAME, NULL);
+        return;
+    }
+    if (slash == NULL) {
+        if (get || post) {
+            req->route = get ? ROUTE_GET : ROUTE_POST;
+        } else {
+            req->allow = "GET, POST";
+            fail(req, API_METHOD_NOT_ALLOWED, NULL);
+        }
+        return;
+    }
+    /* messages/RECEIPT, and an action */
+    size_t left = rest_len - raw_len;
+    const char *p = slash;
+    if (left <= strlen(messages) || memcmp(p, messages, strlen(messages)) != 0)
+        return; /* 404 */
+    p += strlen(messages);
+    left -= strlen(messages);
+    const char *end = memchr(p, '/', left);
+    size_t receipt_len = end ? (size_t)(end - p) : left;
+    if (receipt_len > LEASE_RECEIPT_LEN || memchr(p, '\0', receipt_len)) {
+        fail(req, API_UNKNOWN_RECEIPT, NULL);
+        return;
+    }
+    memcpy(req->receipt, p, receipt_len);
+    req->receipt[receipt_len] = '\0';
+    const char *action = end ? end : "";
+    size_t action_len = end ? left - receipt_len : 0;
+    if (action_len == 0) {
+        if (del) {
+            req->route = ROUTE_ACK;
+        } else {
+            req->allow = "DELETE";
+            fail(req, API_METHOD_NOT_ALLOWED, NULL);
+        }
+    } else if (path_is(action, action_len, "/extend") || path_is(action, action_len, "/release")) {
+        if (post) {
+            req->route = action[1] == 'e' ? ROUTE_EXTEND : ROUTE_RELEASE;
+        } else {
+            req->allow = "POST";
+            fail(req, API_METHOD_NOT_ALLOWED, NULL);
+        }
+    }
+}
+
 /* Set req->route (and req->name) from the target and the method. */
 static void route_request(request *req, const char *method)
 {
@@ -263,21 +354,11 @@ static void route_request(request *req, const char *method)
             fail(req, API_METHOD_NOT_ALLOWED, NULL);
         }
     }
-    if (len >= prefix && memcmp(path, CHANNELS_PREFIX, prefix) == 0) {
-        const char *name = path + prefix;
-        size_t name_len = len - prefix;
-        if (name_len > HOP_NAME_MAX || memchr(name, '\0', name_len) || !hop_name_valid(name)) {
-            fail(req, API_BAD_NAME, NULL);
-        } else if (datadir_name_reserved(name)) {
-            fail(req, API_BAD_NAME, "%s is reserved: it is a file of the data directory", name);
-        } else if (get || post) {
-            memcpy(req->name, name, name_len + 1);
-            req->route = get ? ROUTE_GET : ROUTE_POST;
-        } else {
-            req->allow = "GET, POST";
-            fail(req, API_METHOD_NOT_ALLOWED, NULL);
-        }
-    }
+    size_t raw_len = strcspn(req->target, "?");
+    if (len >= prefix && memcmp(path, CHANNELS_PREFIX, prefix) == 0 && raw_len >= prefix &&
+        memcmp(req->target, CHANNELS_PREFIX, prefix) == 0)
+        route_channel(req, req->target + prefix, raw_len - prefix, get, post,
+                      strcmp(method, MHD_HTTP_METHOD_DELETE) == 0);
     free(path);
 }
 
@@ -306,17 +387,33 @@ static void count_too_big(request *req)
         atomic_fetch_add(&e->too_big_total, 1);
 }
 
+/* The largest body of a batch POST: room for a full batch of the largest
+ * messages, but no more than BATCH_BODY_LIMIT of memory per request. */
+static size_t batch_body_max(void)
+{
+    size_t one = http.options.max_message_bytes;
+    size_t all =
+        one > BATCH_BODY_LIMIT / DELIVERY_MAX_BATCH ? BATCH_BODY_LIMIT : one * DELIVERY_MAX_BATCH;
+    return all > one ? all : one;
+}
+
 /* The largest body req may have: --max-message-bytes less its kept
- * headers (which post_begin() checked fit). */
+ * headers (which post_begin() checked fit); for a batch, batch_body_max(). */
 static size_t body_max(const request *req)
 {
+    if (req->batch)
+        return batch_body_max();
     return http.options.max_message_bytes - req->kept_bytes;
 }
 
 static void fail_too_big(request *req)
 {
     count_too_big(req);
-    if (req->kept_bytes > 0)
+    if (req->batch)
+        fail(req, API_TOO_BIG,
+             "a batch may be %zu bytes (1000 messages of --max-message-bytes, at most %zu MiB)",
+             batch_body_max(), BATCH_BODY_LIMIT >> 20);
+    else if (req->kept_bytes > 0)
         fail(req, API_TOO_BIG,
              "the body and the %zu bytes of kept headers are larger than --max-message-bytes "
              "(%zu bytes)",
@@ -404,11 +501,18 @@ static void post_begin(request *req, struct MHD_Connection *conn)
             fail(req, API_NOMEM, NULL);
             return;
         }
+        /* multipart/mixed: a batch, one message a part (the boundary is
+         * checked here; the parts once the body is in) */
+        req->batch = strncasecmp(type, "multipart/mixed", strlen("multipart/mixed")) == 0;
+        if (req->batch && !multipart_boundary(type, req->boundary)) {
+            fail(req, API_BAD_BATCH, "a multipart/mixed body needs a valid boundary parameter");
+            return;
+        }
     }
     stored_headers st;
     if (!collect_headers(req, conn, &st))
         return;
-    req->kept_bytes = st.kept_bytes;
+    req->kept_bytes = req->batch ? 0 : st.kept_bytes; /* a batch keeps its parts' headers */
     if (req->kept_bytes > http.options.max_message_bytes) {
         fail_too_big(req);
         return;
@@ -523,8 +627,10 @@ static void on_synced(void *arg, hop_err err, int err_no)
     pthread_mutex_unlock(&req->sync_lock);
 }
 
-/* A durable POST: written now, answered once synced (on resumption). */
-static enum MHD_Result post_durable(request *req, struct MHD_Connection *conn)
+/* A durable POST of msgs[0..n): written now, answered once synced (on
+ * resumption, when msgs is not needed: the records are written). */
+static enum MHD_Result post_durable(request *req, struct MHD_Connection *conn, const hop_buf *msgs,
+                                    size_t n)
 {
     if (req->syncing) { /* resumed */
         pthread_mutex_lock(&req->sync_lock);
@@ -538,40 +644,198 @@ static enum MHD_Result post_durable(request *req, struct MHD_Connection *conn)
     /* Hold the lock across the send: the callback may come before the
      * connection is suspended, and must resume it only after. */
     pthread_mutex_lock(&req->sync_lock);
-    hop_err err =
-        hop_send_async(req->entry->ch, req->buf, req->prefix_len + req->body_len, on_synced, req);
+    hop_err err = hop_send_batch_async(req->entry->ch, msgs, n, on_synced, req);
     if (err == HOP_OK)
         MHD_suspend_connection(conn);
     pthread_mutex_unlock(&req->sync_lock);
     return err == HOP_OK ? MHD_YES : post_answer(req, conn, err);
 }
 
+/* The messages of a batch POST: one envelope a part, all in one buffer. */
+typedef struct batch {
+    hop_buf *msgs;
+    size_t count;
+    unsigned char *store;
+} batch;
+
+/* The headers part i stores: its Content-Type (or the default) and the
+ * ones --keep-headers names. False, with req failed, if there are too
+ * many, or they and the body pass --max-message-bytes. */
+static bool part_headers(request *req, const multipart_part *part, size_t i, envelope_header *hs,
+                         size_t *count)
+{
+    size_t type_len = 0;
+    const char *type = multipart_part_find(part, ENVELOPE_CONTENT_TYPE, &type_len);
+    if (type == NULL || type_len == 0) {
+        type = ENVELOPE_DEFAULT_CONTENT_TYPE;
+        type_len = strlen(type);
+    }
+    if (type_len > ENVELOPE_MAX_CONTENT_TYPE) {
+        fail(req, API_BAD_CONTENT_TYPE, "part %zu: the Content-Type is longer than %d bytes", i + 1,
+             ENVELOPE_MAX_CONTENT_TYPE);
+        return false;
+    }
+    hs[0] = (envelope_header){ENVELOPE_CONTENT_TYPE, strlen(ENVELOPE_CONTENT_TYPE), type, type_len};
+    *count = 1;
+    size_t kept = 0, offset = 0;
+    multipart_header h;
+    while (multipart_header_next(part, &offset, &h)) {
+        size_t n = strlen(ENVELOPE_CONTENT_TYPE);
+        if ((h.name_len == n && strncasecmp(h.name, ENVELOPE_CONTENT_TYPE, n) == 0) ||
+            !keep_headers_match(&http.options.keep_headers, h.name, h.name_len))
+            continue;
+        if (*count == ENVELOPE_MAX_HEADERS) {
+            fail(req, API_TOO_MANY_HEADERS, "part %zu has more headers to keep than %d", i + 1,
+                 ENVELOPE_MAX_HEADERS);
+            return false;
+        }
+        hs[(*count)++] = (envelope_header){h.name, h.name_len, h.value, h.value_len};
+        kept += h.name_len + h.value_len;
+    }
+    if (kept > http.options.max_message_bytes ||
+        part->body_len > http.options.max_message_bytes - kept) {
+        count_too_big(req);
+        fail(req, API_TOO_BIG,
+             "part %zu: its body and kept headers are larger than --max-message-bytes (%zu "
+             "bytes)",
+             i + 1, http.options.max_message_bytes);
+        return false;
+    }
+    return true;
+}
+
+/* Parse req's body into b. False, with req failed, if it is not a good
+ * batch: then nothing is sent. */
+static bool batch_build(request *req, batch *b)
+{
+    *b = (batch){0};
+    multipart_part *parts = malloc(DELIVERY_MAX_BATCH * sizeof *parts);
+    envelope_header *hs = malloc(ENVELOPE_MAX_HEADERS * sizeof *hs);
+    bool ok = false;
+    size_t count = 0, total = 0, n;
+    if (parts == NULL || hs == NULL) {
+        fail(req, API_NOMEM, NULL);
+        goto out;
+    }
+    multipart_err err = multipart_parse(req->buf + req->prefix_len, req->body_len, req->boundary,
+                                        MULTIPART_MAX_HEADERS, parts, DELIVERY_MAX_BATCH, &count);
+    if (err != MULTIPART_OK) {
+        fail(req, API_BAD_BATCH, "part %zu: %s", count + 1, multipart_strerror(err));
+        goto out;
+    }
+    for (size_t i = 0; i < count; i++) { /* check them all, and size the store */
+        if (!part_headers(req, &parts[i], i, hs, &n))
+            goto out;
+        total += envelope_prefix_size(hs, n) + parts[i].body_len;
+    }
+    b->msgs = malloc(count * sizeof *b->msgs);
+    b->store = malloc(total ? total : 1);
+    if (b->msgs == NULL || b->store == NULL) {
+        fail(req, API_NOMEM, NULL);
+        goto out;
+    }
+    unsigned char *p = b->store;
+    for (size_t i = 0; i < count; i++) {
+        part_headers(req, &parts[i], i, hs, &n); /* checked above */
+        size_t prefix = envelope_prefix_size(hs, n);
+        envelope_write_prefix(p, hs, n);
+        memcpy(p + prefix, parts[i].body, parts[i].body_len);
+        b->msgs[i] = (hop_buf){p, prefix + parts[i].body_len};
+        p += prefix + parts[i].body_len;
+    }
+    b->count = count;
+    ok = true;
+out:
+    if (!ok) {
+        free(b->msgs);
+        free(b->store);
+        *b = (batch){0};
+    }
+    free(parts);
+    free(hs);
+    return ok;
+}
+
 static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
 {
+    hop_buf one = {req->buf, req->prefix_len + req->body_len};
+    batch b = {.msgs = &one, .count = 1};
+    if (req->batch && !req->syncing && !batch_build(req, &b))
+        return respond_error(req, conn, req->error);
+    enum MHD_Result result;
     if (http.options.durable)
-        return post_durable(req, conn);
-    return post_answer(req, conn,
-                       hop_send(req->entry->ch, req->buf, req->prefix_len + req->body_len));
+        result = post_durable(req, conn, b.msgs, b.count);
+    else if (!req->batch)
+        result = post_answer(req, conn, hop_send(req->entry->ch, one.data, one.len));
+    else
+        result = post_answer(req, conn, hop_send_batch(req->entry->ch, b.msgs, b.count));
+    if (b.msgs != &one) {
+        free(b.msgs);
+        free(b.store);
+    }
+    return result;
 }
 
 /* ---- GET /channels/NAME ---- */
+
+/* A query argument as text: NULL when absent. *bad when present without a
+ * value or with a decoded NUL in it. */
+static const char *query_value(struct MHD_Connection *conn, const char *key, bool *bad)
+{
+    const char *value = NULL;
+    size_t value_len = 0;
+    *bad = false;
+    if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &value,
+                                      &value_len) != MHD_YES)
+        return NULL;
+    /* "?key" without a value is NULL; a decoded %00 shows as a short strlen */
+    *bad = value == NULL || strlen(value) != value_len;
+    return value;
+}
+
+/* ?lease=SECONDS: more than 0, at most --max-lease. OUT: *ms (0 when not
+ * given). False (req failed) when bad. */
+static bool parse_lease(request *req, struct MHD_Connection *conn, bool required, uint64_t *ms)
+{
+    double max_lease = http.options.max_lease;
+    bool bad;
+    const char *value = query_value(conn, "lease", &bad);
+    double seconds = 0;
+    *ms = 0;
+    if (value == NULL && !bad && !required)
+        return true;
+    if (value == NULL || bad || !options_parse_seconds(value, max_lease, &seconds) ||
+        (*ms = (uint64_t)(seconds * 1000.0 + 0.5)) == 0) {
+        fail(req, API_BAD_LEASE, "lease must be a number of seconds above 0 and at most %g",
+             max_lease);
+        return false;
+    }
+    return true;
+}
 
 static void get_begin(request *req, struct MHD_Connection *conn)
 {
     double max_wait = http.options.max_wait;
     double wait = DEFAULT_WAIT_SECONDS < max_wait ? DEFAULT_WAIT_SECONDS : max_wait;
-    const char *value = NULL;
-    size_t value_len = 0;
-    if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "wait", 4, &value, &value_len) ==
-        MHD_YES) {
-        /* "?wait" without a value is NULL; a decoded %00 shows as a short strlen */
-        if (value == NULL || strlen(value) != value_len ||
-            !options_parse_seconds(value, max_wait, &wait)) {
-            fail(req, API_BAD_WAIT, "wait must be a number of seconds from 0 to %g", max_wait);
-            return;
-        }
+    bool bad;
+    const char *value = query_value(conn, "wait", &bad);
+    if ((value || bad) && (bad || !options_parse_seconds(value, max_wait, &wait))) {
+        fail(req, API_BAD_WAIT, "wait must be a number of seconds from 0 to %g", max_wait);
+        return;
     }
     req->wait_ms = (uint64_t)(wait * 1000.0 + 0.5);
+    value = query_value(conn, "max", &bad);
+    if (value || bad) {
+        char *end = NULL;
+        unsigned long n = bad || !isdigit((unsigned char)value[0]) ? 0 : strtoul(value, &end, 10);
+        if (n == 0 || n > DELIVERY_MAX_BATCH || *end != '\0') {
+            fail(req, API_BAD_MAX, "max must be a whole number from 1 to %d", DELIVERY_MAX_BATCH);
+            return;
+        }
+        req->max = (size_t)n;
+    }
+    if (!parse_lease(req, conn, false, &req->lease_ms))
+        return;
 
     api_error err = registry_get(req->name, &req->entry);
     if (err == API_TOO_MANY_CHANNELS)
@@ -586,73 +850,39 @@ static void give_back(request *req, void *msg, size_t len)
     longpoll_give_back(req->entry->ch, msg, len);
 }
 
-/* Add the headers env stores, but Content-Type, to r: the same names and
- * values, in the same order. MHD copies them. A header with an empty value
- * is left out: libmicrohttpd (0.9.75) refuses to send one, and the message
- * must still go out. False if MHD refuses another, which means out of
- * memory: a POST stores only names that are tokens and values as MHD
- * received them, and --keep-headers cannot name a header MHD manages
- * itself (Content-Length, Transfer-Encoding, Connection). */
-static bool add_stored_headers(struct MHD_Response *r, const envelope *env)
+/* 200 with msg and, for ?max=N, up to N - 1 more that are ready now. */
+static enum MHD_Result respond_messages(request *req, struct MHD_Connection *conn, void *msg,
+                                        size_t len)
 {
-    size_t longest = 0; /* one buffer holds each name and value in turn */
-    for (size_t i = 0; i < env->header_count; i++) {
-        size_t n = env->headers[i].name_len + env->headers[i].value_len;
-        longest = n > longest ? n : longest;
-    }
-    char *buf = malloc(longest + 2);
-    if (buf == NULL)
-        return false;
-    bool added = true;
-    size_t type_len = strlen(ENVELOPE_CONTENT_TYPE);
-    for (size_t i = 0; added && i < env->header_count; i++) {
-        const envelope_header *h = &env->headers[i];
-        if (h->name_len == type_len && strncasecmp(h->name, ENVELOPE_CONTENT_TYPE, type_len) == 0)
-            continue; /* sent by the caller, once */
-        if (h->value_len == 0)
-            continue;
-        memcpy(buf, h->name, h->name_len);
-        buf[h->name_len] = '\0';
-        char *value = buf + h->name_len + 1;
-        memcpy(value, h->value, h->value_len);
-        value[h->value_len] = '\0';
-        added = MHD_add_response_header(r, buf, value) == MHD_YES;
-    }
-    free(buf);
-    return added;
-}
-
-/* 200 with the message: the body points into msg, which req keeps until the
- * completion callback frees it (delivered) or gives it back (not). Its
- * headers are the stored ones. */
-static enum MHD_Result respond_message(request *req, struct MHD_Connection *conn, void *msg,
-                                       size_t len)
-{
-    envelope env;
-    if (!envelope_decode(msg, len, &env)) {
-        log_error("channel %s: dropped a stored message with a malformed envelope", req->name);
-        hop_free(msg);
-        return respond_error(req, conn, API_INTERNAL);
-    }
-    size_t type_len;
-    const char *type = envelope_find(&env, ENVELOPE_CONTENT_TYPE, &type_len);
-    req->msg_type = type ? strndup(type, type_len) : strdup(ENVELOPE_DEFAULT_CONTENT_TYPE);
-    struct MHD_Response *r = req->msg_type
-                                 ? MHD_create_response_from_buffer(env.body_len, (void *)env.body,
-                                                                   MHD_RESPMEM_PERSISTENT)
-                                 : NULL;
-    if (r != NULL &&
-        (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, req->msg_type) != MHD_YES ||
-         !add_stored_headers(r, &env))) {
-        MHD_destroy_response(r);
-        r = NULL;
-    }
-    if (r == NULL) {
+    size_t max = req->max ? req->max : 1;
+    void **msgs = malloc(max * sizeof *msgs);
+    size_t *lens = malloc(max * sizeof *lens);
+    if (msgs == NULL || lens == NULL) {
+        free(msgs);
+        free(lens);
         give_back(req, msg, len);
-        return MHD_NO;
+        return respond_error(req, conn, API_NOMEM);
     }
-    req->msg = msg;
-    req->msg_len = len;
+    size_t n = 0;
+    msgs[n] = msg;
+    lens[n++] = len;
+    for (int skips = 0; n < max && skips < 4;) {
+        hop_err err = hop_recv(req->entry->ch, 0, &msgs[n], &lens[n]);
+        if (err == HOP_OK)
+            n++;
+        else if (err == HOP_IO)
+            skips++; /* a corrupt record was skipped: the next may be fine */
+        else
+            break;
+    }
+    req->dlv.entry = req->entry;
+    req->dlv.lease_ms = req->lease_ms;
+    req->dlv.multipart = req->max > 0;
+    struct MHD_Response *r = delivery_respond(&req->dlv, msgs, lens, n);
+    free(msgs);
+    free(lens);
+    if (r == NULL)
+        return respond_error(req, conn, API_NOMEM);
     return queue(conn, MHD_HTTP_OK, r);
 }
 
@@ -666,7 +896,7 @@ static enum MHD_Result get_finish(request *req, struct MHD_Connection *conn)
         hop_err err = HOP_OK;
         switch (longpoll_begin(&req->lp, req->wait_ms, &msg, &len, &err)) {
         case LONGPOLL_GOT:
-            return respond_message(req, conn, msg, len);
+            return respond_messages(req, conn, msg, len);
         case LONGPOLL_EMPTY:
             return respond_no_content(conn);
         case LONGPOLL_SUSPENDED:
@@ -684,7 +914,7 @@ static enum MHD_Result get_finish(request *req, struct MHD_Connection *conn)
             give_back(req, msg, len);
             return MHD_NO;
         }
-        return respond_message(req, conn, msg, len);
+        return respond_messages(req, conn, msg, len);
     case LONGPOLL_GONE:
         return MHD_NO; /* the message is back in the channel already */
     case LONGPOLL_TIMED_OUT:
@@ -696,6 +926,31 @@ static enum MHD_Result get_finish(request *req, struct MHD_Connection *conn)
         break;
     }
     return respond_error(req, conn, API_INTERNAL);
+}
+
+/* ---- the requests on a receipt ---- */
+
+static void receipt_begin(request *req, struct MHD_Connection *conn)
+{
+    if (req->route == ROUTE_EXTEND && !parse_lease(req, conn, true, &req->lease_ms))
+        return;
+    /* a channel that does not exist has no leases: it is not made */
+    if ((req->entry = registry_find(req->name)) == NULL)
+        fail(req, API_UNKNOWN_RECEIPT, NULL);
+}
+
+static enum MHD_Result receipt_finish(request *req, struct MHD_Connection *conn)
+{
+    api_error err;
+    if (req->route == ROUTE_ACK)
+        err = lease_ack(req->entry, req->receipt);
+    else if (req->route == ROUTE_EXTEND)
+        err = lease_extend(req->entry, req->receipt, req->lease_ms);
+    else
+        err = lease_release(req->entry, req->receipt);
+    if (err != API_OK)
+        return respond_error(req, conn, err);
+    return respond_no_content(conn);
 }
 
 /* ---- the MHD callbacks ---- */
@@ -713,6 +968,8 @@ static enum MHD_Result request_begin(request *req, struct MHD_Connection *conn, 
         post_begin(req, conn);
     else if (req->route == ROUTE_GET)
         get_begin(req, conn);
+    else if (req->route == ROUTE_ACK || req->route == ROUTE_EXTEND || req->route == ROUTE_RELEASE)
+        receipt_begin(req, conn);
     if (req->route == ROUTE_ERROR && answer_before_body(conn)) {
         req->answered_early = true;
         return respond_error(req, conn, req->error);
@@ -739,6 +996,10 @@ static enum MHD_Result request_finish(request *req, struct MHD_Connection *conn)
         return post_finish(req, conn);
     case ROUTE_GET:
         return get_finish(req, conn);
+    case ROUTE_ACK:
+    case ROUTE_EXTEND:
+    case ROUTE_RELEASE:
+        return receipt_finish(req, conn);
     }
     return MHD_NO;
 }
@@ -820,15 +1081,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         if (msg)
             give_back(req, msg, len); /* arrived, but never answered */
     }
-    if (req->msg) {
-        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-            hop_free(req->msg); /* delivered */
-        else
-            give_back(req, req->msg, req->msg_len); /* back to the head of its channel */
-    }
+    if (req->dlv.count) /* delivered, or back to the head of its channel */
+        delivery_end(&req->dlv, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (req->syncing)
         pthread_mutex_destroy(&req->sync_lock);
-    free(req->msg_type);
     free(req->buf);
     free(req->content_type);
     free(req->target);

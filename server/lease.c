@@ -49,11 +49,13 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* A new receipt: unique (a counter) and not guessable from the ones seen
- * (mixed with a key drawn at start). Called with L.lock held. */
-static void new_receipt(char out[LEASE_RECEIPT_LEN + 1])
+/* Unique (a counter) and not guessable from the ones seen (mixed with a
+ * key drawn at start). */
+void lease_new_receipt(char out[LEASE_RECEIPT_LEN + 1])
 {
+    pthread_mutex_lock(&L.lock);
     uint64_t n = ++L.counter;
+    pthread_mutex_unlock(&L.lock);
     snprintf(out, LEASE_RECEIPT_LEN + 1, "%016llx%016llx", (unsigned long long)mix(n ^ L.key[0]),
              (unsigned long long)mix(mix(n) ^ L.key[1]));
 }
@@ -236,8 +238,18 @@ void lease_stop(void)
 
 /* ---- the requests ---- */
 
-api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms,
-                      char receipt[LEASE_RECEIPT_LEN + 1])
+/* Take the lease of receipt on e out of the table. */
+static lease *take(registry_entry *e, const char *receipt, api_error *err)
+{
+    pthread_mutex_lock(&L.lock);
+    lease *l = find(e, receipt, err);
+    if (l)
+        unlink_lease(l);
+    pthread_mutex_unlock(&L.lock);
+    return l;
+}
+
+api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, const char *receipt)
 {
     lease *l = calloc(1, sizeof *l);
     if (l == NULL)
@@ -258,26 +270,26 @@ api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms,
         free(l);
         return API_NOMEM; /* the hold ends when the caller frees or gives back msg */
     }
-    new_receipt(l->receipt);
+    snprintf(l->receipt, sizeof l->receipt, "%s", receipt);
     lease **slot = slot_of(l->receipt);
     *slot = l;
     atomic_fetch_add(&e->leased, 1);
     if (l->item.index == 0)
         pthread_cond_signal(&L.changed);
-    memcpy(receipt, l->receipt, sizeof l->receipt);
     pthread_mutex_unlock(&L.lock);
     return API_OK;
 }
 
-/* Take the lease of receipt on e out of the table. */
-static lease *take(registry_entry *e, const char *receipt, api_error *err)
+bool lease_cancel(registry_entry *e, const char *receipt, void **msg, size_t *len)
 {
-    pthread_mutex_lock(&L.lock);
-    lease *l = find(e, receipt, err);
-    if (l)
-        unlink_lease(l);
-    pthread_mutex_unlock(&L.lock);
-    return l;
+    api_error err;
+    lease *l = take(e, receipt, &err);
+    if (l == NULL)
+        return false;
+    *msg = l->msg;
+    *len = l->len;
+    free(l);
+    return true;
 }
 
 api_error lease_ack(registry_entry *e, const char *receipt)

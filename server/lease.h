@@ -36,12 +36,22 @@ bool lease_start(size_t max_deliveries);
  * Call after HTTP has stopped and before the channels close. */
 void lease_stop(void);
 
+/* A new receipt, unique and not guessable from others. A response names
+ * it before the lease begins: the response must not need the message once
+ * the table has it (an acknowledgement or the deadline may free it).
+ * OUT: receipt (NUL-terminated). */
+void lease_new_receipt(char receipt[LEASE_RECEIPT_LEN + 1]);
+
 /* Put msg (len bytes, just taken from e's channel, now the caller's) under
- * a lease of ms milliseconds: the table takes it. OUT: receipt
- * (NUL-terminated). API_OK, or API_NOMEM / API_CLOSED: msg is still the
+ * a lease of ms milliseconds and receipt (from lease_new_receipt): the
+ * table takes it. API_OK, or API_NOMEM / API_CLOSED: msg is still the
  * caller's. */
-api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms,
-                      char receipt[LEASE_RECEIPT_LEN + 1]);
+api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, const char *receipt);
+
+/* Take back a lease just granted, as if it never was (no return counted):
+ * for a response that could not be made after all. OUT: *msg, *len, the
+ * message, the caller's again. False if there is no such lease. */
+bool lease_cancel(registry_entry *e, const char *receipt, void **msg, size_t *len);
 
 /* The requests on a receipt of channel e: API_OK; API_UNKNOWN_RECEIPT
  * (never granted, or for another channel); API_LEASE_ENDED (acknowledged,

@@ -10,6 +10,7 @@
 #include "datadir.h"
 #include "hopper/hopper.h"
 #include "http.h"
+#include "lease.h"
 #include "log.h"
 #include "longpoll.h"
 #include "options.h"
@@ -67,6 +68,10 @@ int main(int argc, char **argv)
         log_error("cannot start the long-poll timer thread");
         goto out_registry;
     }
+    if (!lease_start(o.max_deliveries)) {
+        log_error("cannot start the lease timer thread");
+        goto out_timer;
+    }
     status_init(&o);
     if (!http_start(&o))
         goto out_timer;
@@ -81,6 +86,7 @@ int main(int argc, char **argv)
     http_stop();
     status = 0;
 out_timer:
+    lease_stop(); /* leased messages back to their channels, before these close */
     longpoll_timer_stop();
 out_registry:
     registry_close();

@@ -58,6 +58,8 @@ enum {
     OPT_THREADS,
     OPT_DURABLE,
     OPT_KEEP_HEADERS,
+    OPT_MAX_LEASE,
+    OPT_MAX_DELIVERIES,
     OPT_COUNT
 };
 
@@ -84,6 +86,11 @@ static const option_spec specs[OPT_COUNT] = {
                      "202 only once the message is synced to a queue file"},
     [OPT_KEEP_HEADERS] = {"keep-headers", "LIST", "", KIND_HEADERS, 0, 0,
                           "request headers stored with each message and sent back on GET"},
+    [OPT_MAX_LEASE] = {"max-lease", "SECONDS", "3600", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
+                       "longest ?lease= a GET or an extend may ask for"},
+    [OPT_MAX_DELIVERIES] = {"max-deliveries", "N", "0", KIND_COUNT, 0, UINT32_MAX,
+                            "a message handed out N times without being consumed goes to "
+                            "NAME.dead; 0 = no limit"},
 };
 
 static const char *const help_text_tail =
@@ -337,6 +344,12 @@ static const char *parse_value(size_t i, const char *text, server_options *out)
         break;
     case OPT_KEEP_HEADERS:
         break; /* parsed into out->keep_headers above */
+    case OPT_MAX_LEASE:
+        out->max_lease = seconds;
+        break;
+    case OPT_MAX_DELIVERIES:
+        out->max_deliveries = (size_t)v;
+        break;
     }
     return NULL;
 }

@@ -20,7 +20,9 @@ typedef struct server_options {
     size_t max_disk_files; /* per channel; 0 = memory only */
     size_t max_message_bytes;
     size_t max_channels;
-    double max_wait; /* seconds */
+    double max_wait;       /* seconds */
+    double max_lease;      /* seconds: the longest ?lease= */
+    size_t max_deliveries; /* 0: no limit */
     unsigned threads;
     bool durable; /* a 202 means the message is in a queue file and synced */
     /* --keep-headers: the request headers a POST stores with its message

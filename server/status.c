@@ -33,7 +33,8 @@ static double uptime_seconds(void)
  * them. */
 typedef struct sample {
     const char *name;
-    uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers, in_flight;
+    uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers, in_flight, leased,
+        held_bytes, lease_expired_total, dead_lettered_total;
     uint64_t sent_total, received_total, requeued_total, rejected_full_total,
         rejected_too_big_total, io_errors_total, records_corrupt_total, recovered_total,
         syncs_total;
@@ -50,6 +51,10 @@ static void sample_of(registry_entry *e, sample *s)
     s->disk_files = st.disk_files;
     s->waiting_receivers = st.waiting_receivers;
     s->in_flight = st.in_flight;
+    s->leased = atomic_load(&e->leased);
+    s->held_bytes = st.held_bytes;
+    s->lease_expired_total = atomic_load(&e->lease_expired_total);
+    s->dead_lettered_total = atomic_load(&e->dead_lettered_total);
     s->sent_total = st.sent_total;
     s->received_total = st.received_total;
     s->requeued_total = st.requeued_total;
@@ -92,6 +97,8 @@ static json_t *limits_json(void)
     json_object_set_new(o, "max_message_bytes", json_u64(limits.max_message_bytes));
     json_object_set_new(o, "max_channels", json_u64(limits.max_channels));
     json_object_set_new(o, "max_wait_seconds", json_real(limits.max_wait));
+    json_object_set_new(o, "max_lease_seconds", json_real(limits.max_lease));
+    json_object_set_new(o, "max_deliveries", json_u64(limits.max_deliveries));
     json_object_set_new(o, "threads", json_u64(limits.threads));
     json_object_set_new(o, "durable", json_boolean(limits.durable));
     json_t *keep = json_array();
@@ -119,6 +126,10 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "records_corrupt_total", json_u64(s->records_corrupt_total));
     json_object_set_new(o, "waiting_receivers", json_u64(s->waiting_receivers));
     json_object_set_new(o, "in_flight", json_u64(s->in_flight));
+    json_object_set_new(o, "leased", json_u64(s->leased));
+    json_object_set_new(o, "leased_bytes", json_u64(s->held_bytes));
+    json_object_set_new(o, "lease_expired_total", json_u64(s->lease_expired_total));
+    json_object_set_new(o, "dead_lettered_total", json_u64(s->dead_lettered_total));
     json_object_set_new(o, "recovered", json_u64(s->recovered_total));
     json_object_set_new(o, "syncs_total", json_u64(s->syncs_total));
     return o;
@@ -183,6 +194,17 @@ static const family families[] = {
     {"hopper_channel_in_flight_messages", "gauge",
      "Messages read from queue files and handed to a GET whose response is not yet complete.",
      offsetof(sample, in_flight)},
+    {"hopper_channel_leased_messages", "gauge",
+     "Messages handed out under a lease, not yet acknowledged, released or expired.",
+     offsetof(sample, leased)},
+    {"hopper_channel_leased_bytes", "gauge",
+     "Bytes of leased messages, counted against --memory-bytes.", offsetof(sample, held_bytes)},
+    {"hopper_lease_expired_total", "counter",
+     "Leases that ended at their deadline (the message came back).",
+     offsetof(sample, lease_expired_total)},
+    {"hopper_messages_dead_lettered_total", "counter",
+     "Messages moved to NAME.dead after --max-deliveries hand-outs.",
+     offsetof(sample, dead_lettered_total)},
 };
 
 /* A label value in the text format: backslash, double quote and newline

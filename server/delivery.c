@@ -1,0 +1,211 @@
+/* delivery.c - the responses of GET and the fate of their messages (see
+ * delivery.h). */
+#include "delivery.h"
+
+#include "envelope.h"
+#include "log.h"
+#include "multipart.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Headers a part carries besides the stored ones: the count and a receipt. */
+#define EXTRA_HEADERS 2
+#define COUNT_TEXT_SIZE 12 /* a uint32 and NUL */
+
+/* One message as it goes out. */
+typedef struct outgoing {
+    envelope env;
+    multipart_header headers[ENVELOPE_MAX_HEADERS + EXTRA_HEADERS];
+    size_t header_count;
+    char count[COUNT_TEXT_SIZE];
+} outgoing;
+
+static bool is_content_type(const envelope_header *h)
+{
+    size_t n = strlen(ENVELOPE_CONTENT_TYPE);
+    return h->name_len == n && strncasecmp(h->name, ENVELOPE_CONTENT_TYPE, n) == 0;
+}
+
+/* The headers msg goes out with: Content-Type first, the other stored ones
+ * that can be sent (libmicrohttpd sends no empty value), the count of
+ * hand-outs, the receipt. False if msg is not a valid envelope. */
+static bool prepare(outgoing *o, const void *msg, size_t len, const char *receipt)
+{
+    if (!envelope_decode(msg, len, &o->env))
+        return false;
+    o->header_count = 0;
+    size_t type_len;
+    const char *type = envelope_find(&o->env, ENVELOPE_CONTENT_TYPE, &type_len);
+    if (type == NULL) {
+        type = ENVELOPE_DEFAULT_CONTENT_TYPE;
+        type_len = strlen(type);
+    }
+    o->headers[o->header_count++] =
+        (multipart_header){ENVELOPE_CONTENT_TYPE, strlen(ENVELOPE_CONTENT_TYPE), type, type_len};
+    for (size_t i = 0; i < o->env.header_count; i++) {
+        const envelope_header *h = &o->env.headers[i];
+        multipart_header m = {h->name, h->name_len, h->value, h->value_len};
+        if (!is_content_type(h) && h->value_len > 0 && multipart_header_valid(&m))
+            o->headers[o->header_count++] = m;
+    }
+    snprintf(o->count, sizeof o->count, "%" PRIu32, o->env.returns + 1);
+    o->headers[o->header_count++] = (multipart_header){
+        DELIVERY_COUNT_HEADER, strlen(DELIVERY_COUNT_HEADER), o->count, strlen(o->count)};
+    if (receipt)
+        o->headers[o->header_count++] = (multipart_header){
+            DELIVERY_RECEIPT_HEADER, strlen(DELIVERY_RECEIPT_HEADER), receipt, LEASE_RECEIPT_LEN};
+    return true;
+}
+
+/* Add o's headers to r (MHD copies them). False if MHD refuses one. */
+static bool add_headers(struct MHD_Response *r, const outgoing *o)
+{
+    char buf[2 * 65536 + 2]; /* a u16 name and, checked below, the value */
+    for (size_t i = 0; i < o->header_count; i++) {
+        const multipart_header *h = &o->headers[i];
+        if (h->name_len + h->value_len + 2 > sizeof buf)
+            return false;
+        memcpy(buf, h->name, h->name_len);
+        buf[h->name_len] = '\0';
+        char *value = buf + h->name_len + 1;
+        memcpy(value, h->value, h->value_len);
+        value[h->value_len] = '\0';
+        if (MHD_add_response_header(r, buf, value) != MHD_YES)
+            return false;
+    }
+    return true;
+}
+
+/* A plain response of one message: o's body (copied when leased: the
+ * lease may end before the response is written). */
+static struct MHD_Response *plain_response(const outgoing *o, bool copy)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(o->env.body_len, (void *)o->env.body,
+                                        copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT);
+    if (r && !add_headers(r, o)) {
+        MHD_destroy_response(r);
+        r = NULL;
+    }
+    return r;
+}
+
+/* A multipart response of o[0..n): the body is built (a copy). */
+static struct MHD_Response *multipart_response(const outgoing *o, size_t n)
+{
+    multipart_outgoing_part *parts = calloc(n, sizeof *parts);
+    if (parts == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        parts[i] = (multipart_outgoing_part){o[i].headers, o[i].header_count, o[i].env.body,
+                                             o[i].env.body_len};
+    char boundary[MULTIPART_BOUNDARY_SIZE], type[MULTIPART_CONTENT_TYPE_SIZE];
+    multipart_choose_boundary(parts, n, multipart_seed(), boundary);
+    multipart_content_type(boundary, type);
+    size_t size = multipart_body_size(parts, n, boundary);
+    unsigned char *body = malloc(size ? size : 1);
+    struct MHD_Response *r = NULL;
+    if (body) {
+        multipart_write_body(body, parts, n, boundary);
+        r = MHD_create_response_from_buffer(size, body, MHD_RESPMEM_MUST_FREE);
+        if (r == NULL)
+            free(body);
+    }
+    free(parts);
+    if (r && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES) {
+        MHD_destroy_response(r);
+        r = NULL;
+    }
+    return r;
+}
+
+/* Messages that never went out go back, last first, so that they keep their
+ * order at the head of the channel; not counted as handed out. */
+static void give_back_uncounted(registry_entry *e, void **msgs, size_t *lens, size_t n)
+{
+    for (size_t i = n; i-- > 0;) {
+        hop_err err = hop_requeue(e->ch, msgs[i], lens[i]);
+        if (err != HOP_OK)
+            log_error("channel %s: a message could not be given back: %s", hop_channel_name(e->ch),
+                      hop_strerror(err));
+    }
+}
+
+struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n)
+{
+    registry_entry *e = d->entry;
+    bool leased = d->lease_ms > 0;
+    outgoing *o = calloc(n, sizeof *o);
+    d->msgs = malloc(n * sizeof *d->msgs);
+    d->lens = malloc(n * sizeof *d->lens);
+    d->receipts = leased ? malloc(n * sizeof *d->receipts) : NULL;
+    if (o == NULL || d->msgs == NULL || d->lens == NULL || (leased && d->receipts == NULL)) {
+        free(o);
+        give_back_uncounted(e, msgs, lens, n);
+        return NULL;
+    }
+    /* the messages that can go out, in order; damaged ones are dropped */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (leased)
+            lease_new_receipt(d->receipts[k]);
+        if (!prepare(&o[k], msgs[i], lens[i], leased ? d->receipts[k] : NULL)) {
+            log_error("channel %s: dropped a stored message with a malformed envelope",
+                      hop_channel_name(e->ch));
+            hop_free(msgs[i]);
+            continue;
+        }
+        d->msgs[k] = msgs[i];
+        d->lens[k] = lens[i];
+        k++;
+    }
+    struct MHD_Response *r = NULL;
+    if (k > 0)
+        r = d->multipart ? multipart_response(o, k) : plain_response(&o[0], leased);
+    free(o);
+    if (r == NULL) {
+        give_back_uncounted(e, d->msgs, d->lens, k);
+        return NULL;
+    }
+    /* The response holds copies (or, not leased, points into messages kept
+     * until the end): the leases may begin. */
+    for (size_t i = 0; leased && i < k; i++) {
+        if (lease_grant(e, d->msgs[i], d->lens[i], d->lease_ms, d->receipts[i]) == API_OK)
+            continue;
+        /* cannot lease them all: none is, the response is not sent */
+        for (size_t j = i; j-- > 0;)
+            lease_cancel(e, d->receipts[j], &d->msgs[j], &d->lens[j]);
+        give_back_uncounted(e, d->msgs, d->lens, k);
+        MHD_destroy_response(r);
+        return NULL;
+    }
+    d->count = k;
+    return r;
+}
+
+void delivery_end(delivery *d, bool delivered)
+{
+    registry_entry *e = d->entry;
+    /* back last first, so that they keep their order at the head */
+    for (size_t i = d->count; i-- > 0;) {
+        if (d->lease_ms > 0) {
+            if (!delivered)
+                lease_release(e, d->receipts[i]); /* it may have ended already */
+        } else if (delivered) {
+            hop_free(d->msgs[i]);
+        } else {
+            lease_returned(e, d->msgs[i], d->lens[i]);
+        }
+    }
+    free(d->msgs);
+    free(d->lens);
+    free(d->receipts);
+    d->msgs = NULL;
+    d->lens = NULL;
+    d->receipts = NULL;
+    d->count = 0;
+}

@@ -1,0 +1,49 @@
+/* delivery.h - what a GET hands out, and what becomes of it.
+ *
+ * A GET takes one message (a plain response: its body, its Content-Type
+ * and kept headers) or, with ?max=N, up to N (a multipart/mixed response,
+ * one part per message with its own headers). Every message says how often
+ * it has been handed out (Hopper-Delivery-Count). With ?lease=L each is put
+ * under a lease (lease.h) and says its receipt (Hopper-Receipt).
+ *
+ * When the response is over, the messages are consumed if it reached its
+ * client; if it did not, they go back to the head of their channel, in
+ * their order (leased ones by ending their lease). A leased message that
+ * reached its client stays leased until acknowledged, released or expired. */
+#ifndef HOPPER_SERVER_DELIVERY_H
+#define HOPPER_SERVER_DELIVERY_H
+
+#include "lease.h"
+#include "registry.h"
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DELIVERY_RECEIPT_HEADER "Hopper-Receipt"
+#define DELIVERY_COUNT_HEADER "Hopper-Delivery-Count"
+/* Most messages one GET may take (?max=). */
+#define DELIVERY_MAX_BATCH 1000
+
+typedef struct delivery {
+    registry_entry *entry;
+    uint64_t lease_ms; /* 0: not leased */
+    bool multipart;    /* ?max= was given: a multipart response, even of one */
+    size_t count;      /* messages in the response */
+    void **msgs;       /* not leased: the messages, until the end */
+    size_t *lens;
+    char (*receipts)[LEASE_RECEIPT_LEN + 1]; /* leased: their receipts */
+} delivery;
+
+/* The 200 response for msgs[0..n) (n >= 1, just taken from d->entry's
+ * channel, in order): d takes them. NULL if it cannot be made (out of
+ * memory): the messages went back to their channel, uncounted. A message
+ * whose stored form is damaged is logged and dropped; NULL too if that
+ * leaves none. */
+struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n);
+
+/* The response is over: delivered (it reached its client) or not. */
+void delivery_end(delivery *d, bool delivered);
+
+#endif
