@@ -387,14 +387,19 @@ static void count_too_big(request *req)
         atomic_fetch_add(&e->too_big_total, 1);
 }
 
+/* Framing a part may add to its message in a batch body: the delimiter
+ * line, and the part's Content-Type line (its kept headers count in the
+ * message). */
+#define BATCH_PART_FRAMING (2 * MULTIPART_BOUNDARY_SIZE + ENVELOPE_MAX_CONTENT_TYPE + 64)
+
 /* The largest body of a batch POST: room for a full batch of the largest
- * messages, but no more than BATCH_BODY_LIMIT of memory per request. */
+ * messages with their framing, but no more than BATCH_BODY_LIMIT of memory
+ * per request. */
 static size_t batch_body_max(void)
 {
-    size_t one = http.options.max_message_bytes;
-    size_t all =
-        one > BATCH_BODY_LIMIT / DELIVERY_MAX_BATCH ? BATCH_BODY_LIMIT : one * DELIVERY_MAX_BATCH;
-    return all > one ? all : one;
+    size_t one = http.options.max_message_bytes + BATCH_PART_FRAMING;
+    return one > BATCH_BODY_LIMIT / DELIVERY_MAX_BATCH ? BATCH_BODY_LIMIT
+                                                       : one * DELIVERY_MAX_BATCH;
 }
 
 /* The largest body req may have: --max-message-bytes less its kept
@@ -472,7 +477,7 @@ static bool collect_headers(request *req, struct MHD_Connection *conn, stored_he
     st->count = 1;
     st->too_many = st->name_too_long = false;
     st->kept_bytes = 0;
-    if (http.options.keep_headers.count > 0)
+    if (http.options.keep_headers.count > 0 && !req->batch) /* a batch keeps its parts' */
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, store_kept_header, st);
     if (st->too_many) {
         fail(req, API_TOO_MANY_HEADERS,
@@ -503,7 +508,9 @@ static void post_begin(request *req, struct MHD_Connection *conn)
         }
         /* multipart/mixed: a batch, one message a part (the boundary is
          * checked here; the parts once the body is in) */
-        req->batch = strncasecmp(type, "multipart/mixed", strlen("multipart/mixed")) == 0;
+        size_t media = strlen("multipart/mixed");
+        req->batch = strncasecmp(type, "multipart/mixed", media) == 0 &&
+                     strchr(" \t;", type[media]) != NULL; /* NUL too: strchr finds it */
         if (req->batch && !multipart_boundary(type, req->boundary)) {
             fail(req, API_BAD_BATCH, "a multipart/mixed body needs a valid boundary parameter");
             return;
