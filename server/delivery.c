@@ -135,7 +135,20 @@ static void give_back_uncounted(registry_entry *e, void **msgs, size_t *lens, si
     }
 }
 
-struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n)
+/* Forget d's arrays (on failure: nothing is delivered). */
+static void forget(delivery *d)
+{
+    free(d->msgs);
+    free(d->lens);
+    free(d->receipts);
+    d->msgs = NULL;
+    d->lens = NULL;
+    d->receipts = NULL;
+    d->count = 0;
+}
+
+struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n,
+                                      api_error *err)
 {
     registry_entry *e = d->entry;
     bool leased = d->lease_ms > 0;
@@ -143,8 +156,10 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
     d->msgs = malloc(n * sizeof *d->msgs);
     d->lens = malloc(n * sizeof *d->lens);
     d->receipts = leased ? malloc(n * sizeof *d->receipts) : NULL;
+    *err = API_NOMEM;
     if (o == NULL || d->msgs == NULL || d->lens == NULL || (leased && d->receipts == NULL)) {
         free(o);
+        forget(d);
         give_back_uncounted(e, msgs, lens, n);
         return NULL;
     }
@@ -169,21 +184,28 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
     free(o);
     if (r == NULL) {
         give_back_uncounted(e, d->msgs, d->lens, k);
+        if (k == 0)
+            *err = API_INTERNAL; /* all of them damaged, and dropped */
+        forget(d);
         return NULL;
     }
     /* The response holds copies (or, not leased, points into messages kept
      * until the end): the leases may begin. */
     for (size_t i = 0; leased && i < k; i++) {
-        if (lease_grant(e, d->msgs[i], d->lens[i], d->lease_ms, d->receipts[i]) == API_OK)
+        api_error granted = lease_grant(e, d->msgs[i], d->lens[i], d->lease_ms, d->receipts[i]);
+        if (granted == API_OK)
             continue;
         /* cannot lease them all: none is, the response is not sent */
         for (size_t j = i; j-- > 0;)
             lease_cancel(e, d->receipts[j], &d->msgs[j], &d->lens[j]);
         give_back_uncounted(e, d->msgs, d->lens, k);
         MHD_destroy_response(r);
+        forget(d);
+        *err = granted;
         return NULL;
     }
     d->count = k;
+    *err = API_OK;
     return r;
 }
 
@@ -201,11 +223,5 @@ void delivery_end(delivery *d, bool delivered)
             lease_returned(e, d->msgs[i], d->lens[i]);
         }
     }
-    free(d->msgs);
-    free(d->lens);
-    free(d->receipts);
-    d->msgs = NULL;
-    d->lens = NULL;
-    d->receipts = NULL;
-    d->count = 0;
+    forget(d);
 }

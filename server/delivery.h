@@ -13,6 +13,7 @@
 #ifndef HOPPER_SERVER_DELIVERY_H
 #define HOPPER_SERVER_DELIVERY_H
 
+#include "errors.h"
 #include "lease.h"
 #include "registry.h"
 
@@ -37,11 +38,13 @@ typedef struct delivery {
 } delivery;
 
 /* The 200 response for msgs[0..n) (n >= 1, just taken from d->entry's
- * channel, in order): d takes them. NULL if it cannot be made (out of
- * memory): the messages went back to their channel, uncounted. A message
- * whose stored form is damaged is logged and dropped; NULL too if that
- * leaves none. */
-struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n);
+ * channel, in order): d takes them. NULL if it cannot be made, OUT *err
+ * says why (API_NOMEM; API_LEASE_LIMIT: the channel's leased messages fill
+ * its memory): the messages went back to their channel, uncounted. A
+ * message whose stored form is damaged is logged and dropped (API_INTERNAL
+ * if that leaves none). */
+struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n,
+                                      api_error *err);
 
 /* The response is over: delivered (it reached its client) or not. */
 void delivery_end(delivery *d, bool delivered);

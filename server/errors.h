@@ -38,6 +38,8 @@
     X(IO, HOP_IO, 500, "io_error", "an input/output error occurred; see the server log")           \
     X(NOMEM, HOP_NOMEM, 503, "out_of_memory", "the server is out of memory")                       \
     X(CLOSED, HOP_CLOSED, 503, "shutting_down", "the server is shutting down")                     \
+    X(LEASE_LIMIT, NO_HOP_ERR, 503, "lease_limit",                                                 \
+      "the channel's leased messages fill --memory-bytes: acknowledge or release some first")      \
     X(TOO_MANY_CHANNELS, NO_HOP_ERR, 503, "too_many_channels",                                     \
       "creating this channel would exceed --max-channels")                                         \
     X(INTERNAL, NO_HOP_ERR, 500, "internal", "unexpected internal error")

@@ -885,11 +885,12 @@ static enum MHD_Result respond_messages(request *req, struct MHD_Connection *con
     req->dlv.entry = req->entry;
     req->dlv.lease_ms = req->lease_ms;
     req->dlv.multipart = req->max > 0;
-    struct MHD_Response *r = delivery_respond(&req->dlv, msgs, lens, n);
+    api_error err;
+    struct MHD_Response *r = delivery_respond(&req->dlv, msgs, lens, n, &err);
     free(msgs);
     free(lens);
     if (r == NULL)
-        return respond_error(req, conn, API_NOMEM);
+        return respond_error(req, conn, err);
     return queue(conn, MHD_HTTP_OK, r);
 }
 

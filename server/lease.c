@@ -31,9 +31,11 @@ static struct {
     pthread_cond_t changed; /* the earliest deadline changed, or quit */
     lease *buckets[BUCKETS];
     deadline_heap heap;
-    char ended[LEASE_ENDED_MEMORY][LEASE_RECEIPT_LEN + 1]; /* a ring of receipts that ended */
+    struct {
+        char receipt[LEASE_RECEIPT_LEN + 1];
+        registry_entry *entry;
+    } ended[LEASE_ENDED_MEMORY]; /* a ring of receipts that ended, with their channel */
     size_t ended_next;
-    uint64_t counter, key[2];
     size_t max_deliveries;
     bool quit, running;
     pthread_t thread;
@@ -41,23 +43,25 @@ static struct {
 
 /* ---- receipts ---- */
 
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-/* Unique (a counter) and not guessable from the ones seen (mixed with a
- * key drawn at start). */
+/* 128 random bits: a receipt cannot be guessed from the ones a client
+ * sees (a worker must not be able to acknowledge another's message). */
 void lease_new_receipt(char out[LEASE_RECEIPT_LEN + 1])
 {
-    pthread_mutex_lock(&L.lock);
-    uint64_t n = ++L.counter;
-    pthread_mutex_unlock(&L.lock);
-    snprintf(out, LEASE_RECEIPT_LEN + 1, "%016llx%016llx", (unsigned long long)mix(n ^ L.key[0]),
-             (unsigned long long)mix(mix(n) ^ L.key[1]));
+    unsigned char bits[LEASE_RECEIPT_LEN / 2];
+    size_t got = 0;
+    while (got < sizeof bits) {
+        ssize_t n = getrandom(bits + got, sizeof bits - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+        else if (errno != EINTR)
+            abort(); /* no randomness from the kernel: nothing safe to hand out */
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof bits; i++) {
+        out[2 * i] = hex[bits[i] >> 4];
+        out[2 * i + 1] = hex[bits[i] & 15];
+    }
+    out[LEASE_RECEIPT_LEN] = '\0';
 }
 
 static size_t bucket_of(const char *receipt)
@@ -84,15 +88,16 @@ static void unlink_lease(lease *l)
     lease **p = slot_of(l->receipt);
     *p = l->next;
     deadline_heap_remove(&L.heap, &l->item);
-    memcpy(L.ended[L.ended_next], l->receipt, sizeof l->receipt);
+    memcpy(L.ended[L.ended_next].receipt, l->receipt, sizeof l->receipt);
+    L.ended[L.ended_next].entry = l->entry;
     L.ended_next = (L.ended_next + 1) % LEASE_ENDED_MEMORY;
     atomic_fetch_sub(&l->entry->leased, 1);
 }
 
-static bool ended_recently(const char *receipt)
+static bool ended_recently(registry_entry *e, const char *receipt)
 {
     for (size_t i = 0; i < LEASE_ENDED_MEMORY; i++)
-        if (strcmp(L.ended[i], receipt) == 0)
+        if (L.ended[i].entry == e && strcmp(L.ended[i].receipt, receipt) == 0)
             return true;
     return false;
 }
@@ -103,7 +108,7 @@ static lease *find(registry_entry *e, const char *receipt, api_error *err)
     lease *l = strlen(receipt) == LEASE_RECEIPT_LEN ? *slot_of(receipt) : NULL;
     if (l && l->entry == e)
         return l;
-    *err = l == NULL && ended_recently(receipt) ? API_LEASE_ENDED : API_UNKNOWN_RECEIPT;
+    *err = l == NULL && ended_recently(e, receipt) ? API_LEASE_ENDED : API_UNKNOWN_RECEIPT;
     return NULL;
 }
 
@@ -115,9 +120,14 @@ static bool dead_letter(registry_entry *e, void *msg, size_t len, uint32_t hande
     const char *name = hop_channel_name(e->ch);
     size_t n = strlen(name);
     char dead[HOP_NAME_MAX + 1];
-    if (n + strlen(DEAD_SUFFIX) > HOP_NAME_MAX ||
-        (n >= strlen(DEAD_SUFFIX) && strcmp(name + n - strlen(DEAD_SUFFIX), DEAD_SUFFIX) == 0))
-        return false; /* no room for the suffix, or a dead-letter channel itself */
+    if (n >= strlen(DEAD_SUFFIX) && strcmp(name + n - strlen(DEAD_SUFFIX), DEAD_SUFFIX) == 0)
+        return false; /* a dead-letter channel itself: its messages stay */
+    if (n + strlen(DEAD_SUFFIX) > HOP_NAME_MAX) {
+        log_warn("channel %s: a message handed out %u times stays: the name leaves no room for "
+                 "%s",
+                 name, handed_out, DEAD_SUFFIX);
+        return false;
+    }
     snprintf(dead, sizeof dead, "%s%s", name, DEAD_SUFFIX);
     registry_entry *d = NULL;
     api_error found = registry_get(dead, &d);
@@ -134,14 +144,22 @@ static bool dead_letter(registry_entry *e, void *msg, size_t len, uint32_t hande
     return true;
 }
 
+static void returned(registry_entry *e, void *msg, size_t len, bool may_dead_letter);
+
 void lease_returned(registry_entry *e, void *msg, size_t len)
+{
+    returned(e, msg, len, true);
+}
+
+static void returned(registry_entry *e, void *msg, size_t len, bool may_dead_letter)
 {
     envelope env;
     uint32_t returns = envelope_decode(msg, len, &env) ? env.returns + 1 : 0;
     if (returns > 0)
         envelope_set_returns(msg, len, returns);
     /* handed out `returns` times now, each one ending without consumption */
-    if (L.max_deliveries > 0 && returns >= L.max_deliveries && dead_letter(e, msg, len, returns))
+    if (may_dead_letter && L.max_deliveries > 0 && returns >= L.max_deliveries &&
+        dead_letter(e, msg, len, returns))
         return;
     hop_err err = hop_requeue(e->ch, msg, len);
     if (err != HOP_OK)
@@ -183,13 +201,6 @@ static void *timer_main(void *arg)
 bool lease_start(size_t max_deliveries)
 {
     L.max_deliveries = max_deliveries;
-    if (getrandom(L.key, sizeof L.key, 0) != (ssize_t)sizeof L.key) {
-        /* a weaker key still gives unique receipts */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        L.key[0] = mix((uint64_t)ts.tv_nsec ^ (uint64_t)getpid());
-        L.key[1] = mix((uint64_t)ts.tv_sec ^ L.key[0]);
-    }
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -226,7 +237,9 @@ void lease_stop(void)
         pthread_mutex_unlock(&L.lock);
         if (l == NULL)
             break;
-        lease_returned(l->entry, l->msg, l->len);
+        /* as an expired lease, but a stop moves nothing to a dead-letter
+         * channel: that waits for the next hand-out's end */
+        returned(l->entry, l->msg, l->len, false);
         free(l);
         n++;
     }
@@ -257,7 +270,7 @@ api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, con
     hop_err held = hop_hold(e->ch, msg);
     if (held != HOP_OK) {
         free(l);
-        return held == HOP_CLOSED ? API_CLOSED : API_NOMEM;
+        return held == HOP_CLOSED ? API_CLOSED : held == HOP_FULL ? API_LEASE_LIMIT : API_NOMEM;
     }
     l->entry = e;
     l->msg = msg;
@@ -272,6 +285,12 @@ api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, con
     }
     snprintf(l->receipt, sizeof l->receipt, "%s", receipt);
     lease **slot = slot_of(l->receipt);
+    if (*slot != NULL) { /* 2^-128: never, but a receipt must name one lease */
+        deadline_heap_remove(&L.heap, &l->item);
+        pthread_mutex_unlock(&L.lock);
+        free(l);
+        return API_INTERNAL;
+    }
     *slot = l;
     atomic_fetch_add(&e->leased, 1);
     if (l->item.index == 0)

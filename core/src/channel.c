@@ -262,26 +262,48 @@ static void seal_locked(hop_channel *ch, hop__qfile *f, int *fd_to_close)
     }
 }
 
+/* A message keeps the place in the channel's order it had when it was
+ * first taken (take_order, counting from 1; 0: never taken), so that
+ * messages given back at different times, in any order, line up again as
+ * they were. Wrap-around safe. */
+static inline bool taken_before(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) < 0;
+}
+
 /* The oldest message in memory, removed; NULL if none. A message read from
  * disk and given back is in flight again. */
 static inline hop__msg *memory_take(hop_channel *ch)
 {
     hop__msg *m = hop__membuf_pop_head(&ch->mem);
-    if (m && m->flight) {
+    if (m == NULL)
+        return NULL;
+    if (m->take_order == 0 && (m->take_order = ++ch->take_counter) == 0)
+        m->take_order = ++ch->take_counter;
+    if (m->flight) {
         m->flight->in_memory = false;
         ch->in_flight++;
     }
     return m;
 }
 
-/* m goes back to the head of memory. */
+/* m goes back to memory, at the head but behind the messages given back
+ * that were taken before it: in the order they first left. */
 static void memory_give_back(hop_channel *ch, hop__msg *m)
 {
     if (m->flight) {
         m->flight->in_memory = true;
         ch->in_flight--;
     }
-    hop__membuf_push_head(&ch->mem, m);
+    hop__msg *prev = NULL;
+    for (hop__msg *p = ch->mem.head;
+         p && p->take_order != 0 && taken_before(p->take_order, m->take_order); p = p->next)
+        prev = p;
+    if (prev == NULL) {
+        hop__membuf_push_head(&ch->mem, m);
+    } else {
+        hop__membuf_insert_after(&ch->mem, prev, m);
+    }
 }
 
 /* ---- receiving ---- */
@@ -413,6 +435,8 @@ static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
         f->in_flight++;
         ch->in_flight++;
         m->flight = fl;
+        if ((m->take_order = ++ch->take_counter) == 0)
+            m->take_order = ++ch->take_counter;
         fl = NULL;
         *out = m;
         err = HOP_OK;
@@ -718,9 +742,18 @@ hop_err hop_hold(hop_channel *ch, void *data)
         node->ch = ch; /* file NULL: from memory */
         m->flight = node;
     }
+    size_t cost = hop__message_cost(m->len);
+    if (ch->held > 0 &&
+        (cost > ch->limits.memory_bytes || ch->held_bytes > ch->limits.memory_bytes - cost)) {
+        if (node)
+            m->flight = NULL;
+        pthread_mutex_unlock(&ch->lock);
+        hop__free(node);
+        return HOP_FULL;
+    }
     hop__flight *fl = m->flight;
     fl->held = true;
-    fl->held_cost = hop__message_cost(m->len);
+    fl->held_cost = cost;
     fl->hold_prev = NULL;
     fl->hold_next = ch->holds;
     if (ch->holds)
@@ -767,13 +800,15 @@ hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
         hop__msg_free(m);
         return HOP_CLOSED;
     }
+    /* judged now: once given back, m may be taken and freed at any time */
+    hop_err err = len == m->len ? HOP_OK : HOP_INVALID;
     memory_give_back(ch, m);
     ch->requeued_total++;
     bool serve = hop__channel_announce(ch, 1);
     pthread_mutex_unlock(&ch->lock);
     if (serve)
         hop__channel_dispatch(ch);
-    return len == m->len ? HOP_OK : HOP_INVALID;
+    return err;
 }
 
 /* The record of fl is consumed: drop the consumed flights at the head of

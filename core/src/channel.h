@@ -104,6 +104,7 @@ struct hop_channel {
     hop__flight *flights_head, *flights_tail; /* lock */
     size_t in_flight;                         /* lock: handed out, not consumed or given back */
     hop__flight *holds;                       /* lock: messages held with hop_hold() */
+    uint32_t take_counter;                    /* lock: the last take_order given */
     size_t held, held_bytes;
 
     uint64_t *zombies; /* read_lock: consumed files that could not be removed */

@@ -15,6 +15,7 @@ hop__msg *hop__msg_new(size_t len)
     m->next = NULL;
     m->len = len;
     m->magic = HOP__MSG_MAGIC;
+    m->take_order = 0;
     m->flight = NULL;
     return m;
 }

@@ -17,12 +17,13 @@ struct hop__flight;
 typedef struct hop__msg {
     struct hop__msg *next;
     size_t len;
-    uint64_t magic;             /* HOP__MSG_MAGIC while owned by a channel or a caller */
+    uint32_t magic;             /* HOP__MSG_MAGIC while owned by a channel or a caller */
+    uint32_t take_order;        /* its place when first taken from its channel, 0: never */
     struct hop__flight *flight; /* the queue file record it was read from, or NULL */
     _Alignas(16) unsigned char data[];
 } hop__msg;
 
-#define HOP__MSG_MAGIC 0x686f707065726d73ull /* "hoppermsg" */
+#define HOP__MSG_MAGIC 0x6d706f68u /* "hopm" */
 
 /* What malloc keeps beside each block, counted so the memory bound is one of
  * real bytes, not of payloads. */
@@ -78,6 +79,16 @@ static inline void hop__membuf_push_tail(hop__membuf *b, hop__msg *m)
     else
         b->head = m;
     b->tail = m;
+    b->count++;
+    b->bytes += hop__message_cost(m->len);
+}
+
+static inline void hop__membuf_insert_after(hop__membuf *b, hop__msg *prev, hop__msg *m)
+{
+    m->next = prev->next;
+    prev->next = m;
+    if (b->tail == prev)
+        b->tail = m;
     b->count++;
     b->bytes += hop__message_cost(m->len);
 }

@@ -1297,6 +1297,7 @@ static void test_batch_all_or_nothing(void **state)
 static void test_hold_counts_against_memory(void **state)
 {
     tu_dir *d = *state;
+    void *a2;
     hop_channel *ch = tu_open(d, tu_limits(2 * hop_message_cost(100), 1 << 20, 4, 1000));
     assert_int_equal(send_id(ch, 0, 100), HOP_OK);
     assert_int_equal(send_id(ch, 1, 100), HOP_OK);
@@ -1306,6 +1307,15 @@ static void test_hold_counts_against_memory(void **state)
     assert_int_equal(hop_recv(ch, 0, &b, &len), HOP_OK);
     assert_int_equal(hop_hold(ch, a), HOP_OK);
     assert_int_equal(hop_hold(ch, a), HOP_INVALID); /* once */
+    assert_int_equal(hop_hold(ch, b), HOP_OK);      /* two fill memory_bytes */
+    assert_int_equal(tu_stats(ch).held, 2);
+    assert_int_equal(hop_requeue(ch, b, len), HOP_OK); /* back: the hold ends */
+    assert_int_equal(hop_recv(ch, 0, &b, &len), HOP_OK);
+    assert_int_equal(send_id(ch, 9, 100), HOP_OK); /* memory: one held, one stored */
+    assert_int_equal(hop_recv(ch, 0, &a2, &len), HOP_OK);
+    assert_int_equal(hop_hold(ch, a2), HOP_OK);
+    assert_int_equal(hop_hold(ch, b), HOP_FULL); /* a third would pass memory_bytes */
+    hop_free(a2);
     hop_stats s = tu_stats(ch);
     assert_int_equal(s.held, 1);
     assert_int_equal(s.held_bytes, hop_message_cost(100));
@@ -1351,6 +1361,33 @@ static void test_hold_counts_against_memory(void **state)
     hop_channel_close(ch);
 }
 
+/* Messages given back at different times, in any order, line up again in
+ * the order they were first taken, ahead of everything newer; from memory
+ * and from disk alike. */
+static void test_requeue_keeps_the_order_taken(void **state)
+{
+    tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, tu_limits(3 * hop_message_cost(40), 1 << 20, 4, 1000));
+    for (uint64_t id = 0; id < 6; id++)
+        assert_int_equal(send_id(ch, id, 40), HOP_OK); /* 0..2 in memory, 3..5 on disk */
+    void *m[5];
+    size_t len;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(hop_recv(ch, 0, &m[i], &len), HOP_OK);
+        assert_int_equal(tu_id_of(m[i], len), (uint64_t)i);
+    }
+    static const int back[] = {3, 0, 4, 2, 1};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(hop_requeue(ch, m[back[i]], 40), HOP_OK);
+    expect e;
+    expect_init(&e, 10);
+    for (uint64_t id = 0; id < 6; id++)
+        expect_push(&e, id, 40);
+    recv_all_expected(ch, &e);
+    expect_free(&e);
+    hop_channel_close(ch);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, tu_dir_setup, tu_dir_teardown)
@@ -1384,6 +1421,7 @@ int main(void)
         T(test_batch_to_disk_across_files),
         T(test_batch_all_or_nothing),
         T(test_hold_counts_against_memory),
+        T(test_requeue_keeps_the_order_taken),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -631,6 +631,32 @@ bool hs_header(const hs_reply *r, const char *name, char *out, size_t size)
     return false;
 }
 
+static void *pending_get_main(void *arg)
+{
+    hs_pending_get *g = arg;
+    g->rc = hs_get(g->s, g->path, &g->reply);
+    return NULL;
+}
+
+int hs_get_begin(hs_pending_get *g, const hs_server *s, const char *path)
+{
+    memset(g, 0, sizeof *g);
+    g->s = s;
+    g->rc = -1;
+    snprintf(g->path, sizeof g->path, "%s", path);
+    pthread_t t;
+    if (pthread_create(&t, NULL, pending_get_main, g) != 0)
+        return -1;
+    g->thread = (unsigned long)t;
+    return 0;
+}
+
+int hs_get_end(hs_pending_get *g)
+{
+    pthread_join((pthread_t)g->thread, NULL);
+    return g->rc;
+}
+
 long hs_post_text(const hs_server *s, const char *channel, const char *text)
 {
     char path[512];
@@ -767,6 +793,48 @@ int hs_connect(const hs_server *s)
         return -1;
     }
     return fd;
+}
+
+int hs_get_stalled(const hs_server *s, const char *path, int *status)
+{
+    *status = -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char req[1200], head[64];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || n >= (int)sizeof req ||
+        send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        perror("harness: hs_get_stalled");
+        close(fd);
+        return -1;
+    }
+    size_t len = 0;
+    while (len < 12) { /* "HTTP/1.1 200" */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t got = poll(&p, 1, HS_PATIENCE_MS) == 1 ? recv(fd, head + len, 12 - len, 0) : -1;
+        if (got <= 0) {
+            fprintf(stderr, "harness: hs_get_stalled: no status line\n");
+            close(fd);
+            return -1;
+        }
+        len += (size_t)got;
+    }
+    head[len] = '\0';
+    if (sscanf(head, "HTTP/1.1 %d", status) != 1)
+        *status = -1;
+    return fd;
+}
+
+void hs_reset(int fd)
+{
+    struct linger reset = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    close(fd);
 }
 
 size_t hs_read_all(int fd, char *buf, size_t size, int timeout_ms)

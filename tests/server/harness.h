@@ -98,6 +98,21 @@ int hs_post_expect(const hs_server *s, const char *path, const void *body, size_
 int hs_post_chunked(const hs_server *s, const char *path, const void *body, size_t len,
                     hs_reply *out);
 
+/* A GET on a thread of its own, for a request that waits (a long poll)
+ * while the test goes on. hs_get_begin() starts it (0, or -1 if no thread
+ * could be made); hs_get_end() waits for it to finish, bounded as every
+ * request is, and returns what hs_get() returned; the reply is g->reply
+ * (the caller frees it). */
+typedef struct hs_pending_get {
+    const hs_server *s;
+    char path[1024];
+    hs_reply reply;
+    int rc;
+    unsigned long thread; /* pthread_t */
+} hs_pending_get;
+int hs_get_begin(hs_pending_get *g, const hs_server *s, const char *path);
+int hs_get_end(hs_pending_get *g);
+
 /* Shorthands that return the status (-1 on transport failure). */
 long hs_post_text(const hs_server *s, const char *channel, const char *text);
 /* GET /channels/<channel>?wait=<wait>; the body is copied into out (NUL-
@@ -134,6 +149,15 @@ size_t hs_read_all(int fd, char *buf, size_t size, int timeout_ms);
  * body) into buf, NUL-terminated, waiting up to timeout_ms. Returns its
  * status, or -1. OUT: *body, where the body starts in buf. */
 int hs_read_response(int fd, char *buf, size_t size, int timeout_ms, const char **body);
+
+/* Send a raw GET of path over a connection whose receive window is small
+ * (set before connecting) and read until the status line of the response
+ * has come: a body larger than the kernel's buffers can then not have been
+ * written whole, so closing now (hs_reset) cuts it short. Returns the
+ * socket, or -1 with the reason printed. OUT: *status, the response's. */
+int hs_get_stalled(const hs_server *s, const char *path, int *status);
+/* Close fd with a reset (RST) instead of a FIN. */
+void hs_reset(int fd);
 
 /* Run hopper with args and env (as for hs_start_env, but nothing is added)
  * and wait up to HS_PATIENCE_MS. OUT: *exit_code (-1 if killed), *output

@@ -221,9 +221,10 @@ hop_err hop_requeue(hop_channel *ch, void *data, size_t len);
 /* Count a message taken from ch (by hop_recv(), hop_recv_or_arm() or a
  * waiter) against ch's memory_bytes for as long as the receiver holds it:
  * for a receiver that keeps messages a while (a lease), so that they still
- * take room. hop_free() or hop_requeue() ends it. Errors: HOP_INVALID (not
- * a message, of another channel, or held already), HOP_CLOSED, HOP_NOMEM;
- * nothing changes then. */
+ * take room. hop_free() or hop_requeue() ends it. Errors: HOP_FULL (the
+ * held messages would count more than memory_bytes; one is always
+ * allowed), HOP_INVALID (not a message, of another channel, or held
+ * already), HOP_CLOSED, HOP_NOMEM; nothing changes then. */
 hop_err hop_hold(hop_channel *ch, void *data);
 
 /* Release a message from hop_recv(): it is consumed. A message read from a
