@@ -210,7 +210,9 @@ hop_err hop_send_batch_async(hop_channel *ch, const hop_buf *msgs, size_t n, hop
 hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len);
 
 /* Give a message taken by hop_recv() back to the head of its channel, ahead
- * of everything else (it was the oldest). Always takes ownership of data,
+ * of everything that was never taken; among messages given back, it lines
+ * up in the order they were first taken, whatever order they come back in.
+ * Always takes ownership of data,
  * which must be exactly what hop_recv() returned on this channel. A requeued
  * message goes to memory even past memory_bytes: its bytes were already in
  * RAM, held by the caller. Errors: HOP_INVALID (len is not the length
