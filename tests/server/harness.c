@@ -888,3 +888,21 @@ int hs_read_response(int fd, char *buf, size_t size, int timeout_ms, const char 
     }
     return -1;
 }
+
+int hs_dir_setup(void **state)
+{
+    char *dir = malloc(256);
+    if (dir == NULL || hs_make_dir(dir, 256) != 0) {
+        free(dir);
+        return -1;
+    }
+    *state = dir;
+    return 0;
+}
+
+int hs_dir_teardown(void **state)
+{
+    hs_remove_tree(*state);
+    free(*state);
+    return 0;
+}

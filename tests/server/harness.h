@@ -172,4 +172,9 @@ int hs_run_as(const char *const *command, const char *const *args, const char *c
 /* Seconds of CLOCK_MONOTONIC. */
 double hs_now(void);
 
+/* cmocka setup and teardown: *state is a new directory (a char[256] path)
+ * for servers started with hs_start_in(), removed with all in it after. */
+int hs_dir_setup(void **state);
+int hs_dir_teardown(void **state);
+
 #endif

@@ -38,21 +38,6 @@
 /* A lease that must not end while a test looks. */
 #define LONG_LEASE "60"
 
-static int setup(void **state)
-{
-    char *dir = malloc(256);
-    if (dir == NULL || hs_make_dir(dir, 256) != 0)
-        return -1;
-    *state = dir;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    hs_remove_tree(*state);
-    free(*state);
-    return 0;
-}
 
 static void start(hs_server *s, const char *const *args)
 {
@@ -1572,7 +1557,7 @@ static void test_random_leases_against_a_model(void **state)
 int main(void)
 {
 #define T(test) cmocka_unit_test(test)
-#define D(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+#define D(test) cmocka_unit_test_setup_teardown(test, hs_dir_setup, hs_dir_teardown)
     const struct CMUnitTest tests[] = {
         T(test_lease_hands_out_a_receipt_and_hides_the_message),
         T(test_waiting_lease_gets_a_new_message),

@@ -34,21 +34,6 @@
  * memory and in several queue files. */
 #define PAGING_ARGS "--memory-bytes", "8KiB", "--file-bytes", "4KiB"
 
-static int setup(void **state)
-{
-    char *dir = malloc(256);
-    if (dir == NULL || hs_make_dir(dir, 256) != 0)
-        return -1;
-    *state = dir;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    hs_remove_tree(*state);
-    free(*state);
-    return 0;
-}
 
 /* ---- numbered messages: body, Content-Type ---- */
 
@@ -820,7 +805,7 @@ static void test_flipped_byte_skips_one_message(void **state)
 
 int main(void)
 {
-#define T(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+#define T(test) cmocka_unit_test_setup_teardown(test, hs_dir_setup, hs_dir_teardown)
     const struct CMUnitTest tests[] = {
         T(test_too_many_channels_refuse_the_start),
         T(test_channel_that_cannot_be_opened_refuses_the_start),
