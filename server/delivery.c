@@ -61,23 +61,37 @@ static bool prepare(outgoing *o, const void *msg, size_t len, const char *receip
     return true;
 }
 
-/* Add o's headers to r (MHD copies them). False if MHD refuses one. */
+/* Add o's headers to r (MHD copies them; it wants them NUL-terminated,
+ * the stored ones are not). False if MHD refuses one or out of memory. */
 static bool add_headers(struct MHD_Response *r, const outgoing *o)
 {
-    char buf[2 * 65536 + 2]; /* a u16 name and, checked below, the value */
-    for (size_t i = 0; i < o->header_count; i++) {
+    char small[1024], *buf = small;
+    size_t cap = sizeof small;
+    bool added = true;
+    for (size_t i = 0; added && i < o->header_count; i++) {
         const multipart_header *h = &o->headers[i];
-        if (h->name_len + h->value_len + 2 > sizeof buf)
-            return false;
+        size_t need = h->name_len + h->value_len + 2;
+        if (need > cap) { /* a long one: the rest fit in this too, or grow it */
+            char *bigger = malloc(need);
+            if (bigger == NULL) {
+                added = false;
+                break;
+            }
+            if (buf != small)
+                free(buf);
+            buf = bigger;
+            cap = need;
+        }
         memcpy(buf, h->name, h->name_len);
         buf[h->name_len] = '\0';
         char *value = buf + h->name_len + 1;
         memcpy(value, h->value, h->value_len);
         value[h->value_len] = '\0';
-        if (MHD_add_response_header(r, buf, value) != MHD_YES)
-            return false;
+        added = MHD_add_response_header(r, buf, value) == MHD_YES;
     }
-    return true;
+    if (buf != small)
+        free(buf);
+    return added;
 }
 
 /* A plain response of one message: o's body (copied when leased: the

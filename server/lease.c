@@ -91,7 +91,6 @@ static void unlink_lease(lease *l)
     memcpy(L.ended[L.ended_next].receipt, l->receipt, sizeof l->receipt);
     L.ended[L.ended_next].entry = l->entry;
     L.ended_next = (L.ended_next + 1) % LEASE_ENDED_MEMORY;
-    atomic_fetch_sub(&l->entry->leased, 1);
 }
 
 static bool ended_recently(registry_entry *e, const char *receipt)
@@ -292,7 +291,6 @@ api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, con
         return API_INTERNAL;
     }
     *slot = l;
-    atomic_fetch_add(&e->leased, 1);
     if (l->item.index == 0)
         pthread_cond_signal(&L.changed);
     pthread_mutex_unlock(&L.lock);
@@ -345,9 +343,4 @@ api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms)
     }
     pthread_mutex_unlock(&L.lock);
     return l ? API_OK : err;
-}
-
-size_t lease_count(registry_entry *e)
-{
-    return atomic_load(&e->leased);
 }

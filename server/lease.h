@@ -61,9 +61,6 @@ api_error lease_release(registry_entry *e, const char *receipt);
 /* The lease ends ms milliseconds from now. */
 api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms);
 
-/* Leases now held on e's channel. */
-size_t lease_count(registry_entry *e);
-
 /* A message taken from e's channel comes back without being consumed (a
  * lease ended, or its response did not reach the client): its count of
  * returns grows, and it goes back to the head of its channel, or past

@@ -120,7 +120,6 @@ static hop_err add_channel(const char *name, registry_entry **out)
     }
     atomic_init(&e->too_big_total, 0);
     atomic_init(&e->refusing, false);
-    atomic_init(&e->leased, 0);
     atomic_init(&e->lease_expired_total, 0);
     atomic_init(&e->dead_lettered_total, 0);
     size_t b = bucket_of(name);

@@ -15,7 +15,6 @@ typedef struct registry_entry {
     hop_channel *ch;                    /* owned by the registry */
     atomic_uint_fast64_t too_big_total; /* POSTs refused with 413 (the core never sees them) */
     atomic_bool refusing;               /* the last send was refused as full */
-    atomic_size_t leased;               /* messages under a lease now (lease.c) */
     atomic_uint_fast64_t lease_expired_total; /* leases that ended by their deadline */
     atomic_uint_fast64_t dead_lettered_total; /* messages moved to <name>.dead */
     struct registry_entry *next;              /* hash bucket chain */

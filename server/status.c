@@ -51,7 +51,7 @@ static void sample_of(registry_entry *e, sample *s)
     s->disk_files = st.disk_files;
     s->waiting_receivers = st.waiting_receivers;
     s->in_flight = st.in_flight;
-    s->leased = atomic_load(&e->leased);
+    s->leased = st.held; /* the core holds exactly the leased messages */
     s->held_bytes = st.held_bytes;
     s->lease_expired_total = atomic_load(&e->lease_expired_total);
     s->dead_lettered_total = atomic_load(&e->dead_lettered_total);
