@@ -803,6 +803,22 @@ static void test_send_async(void **state)
 /* A record of 200 bytes. */
 #define FAIL_LEN 200
 
+/* Hold the sync of A (id 100) at the gate while n others (ids 101 on)
+ * append behind it, to a file that held `before` records. */
+static void queue_behind_held_sync(const tu_dir *d, hop_channel *ch, int before, sender *a,
+                                   sender *others, int n)
+{
+    uint64_t seqs[64], sizes[64];
+    hook_set(&H.gate_armed, 1);
+    sender_start(a, ch, 100, FAIL_LEN);
+    WAIT_FOR(hook_get(&H.gate_entered) == 1, "A's sync");
+    for (int i = 0; i < n; i++)
+        sender_start(&others[i], ch, 101 + (uint64_t)i, FAIL_LEN);
+    WAIT_FOR(qfiles(d, seqs, sizes) == 1 &&
+                 sizes[0] == TU_FILE_HEADER + (uint64_t)(before + 1 + n) * TU_RECORD_SIZE(FAIL_LEN),
+             "the others to append");
+}
+
 /* A sync failing with EIO fails every send of its batch, each with HOP_IO
  * and errno EIO, after the one before it succeeded; the file is cut back
  * and sealed; nothing of the failed sends is ever received, not even after
@@ -820,14 +836,8 @@ static void test_failed_sync_fails_its_batch(void **state)
     uint64_t first = seqs[0];
 
     /* A's sync is held; B, C, D append meanwhile and queue behind it */
-    hook_set(&H.gate_armed, 1);
     sender a, others[3];
-    sender_start(&a, ch, 100, FAIL_LEN);
-    WAIT_FOR(hook_get(&H.gate_entered) == 1, "A's sync");
-    for (int i = 0; i < 3; i++)
-        sender_start(&others[i], ch, 101 + (uint64_t)i, FAIL_LEN);
-    WAIT_FOR(qfiles(d, seqs, sizes) == 1 && sizes[0] == TU_FILE_HEADER + 7 * rec,
-             "B, C and D to append");
+    queue_behind_held_sync(d, ch, 3, &a, others, 3);
     /* A's sync succeeds; the next one, B, C and D's batch, fails */
     hook_set(&H.fail_fdatasync, EIO);
     gate_open(0);
@@ -889,14 +899,8 @@ static void test_failed_sync_fails_sends_queued_behind_it(void **state)
     assert_int_equal(qfiles(d, seqs, sizes), 1);
     uint64_t first = seqs[0];
 
-    hook_set(&H.gate_armed, 1);
     sender a, others[5];
-    sender_start(&a, ch, 100, FAIL_LEN);
-    WAIT_FOR(hook_get(&H.gate_entered) == 1, "A's sync");
-    for (int i = 0; i < 5; i++)
-        sender_start(&others[i], ch, 101 + (uint64_t)i, FAIL_LEN);
-    WAIT_FOR(qfiles(d, seqs, sizes) == 1 && sizes[0] == TU_FILE_HEADER + 8 * rec,
-             "the others to append");
+    queue_behind_held_sync(d, ch, 2, &a, others, 5);
     hop_stats st = tu_stats(ch);
     assert_int_equal(st.disk_messages, 2); /* none of the six readable */
     assert_int_equal(st.sent_total, 2);
