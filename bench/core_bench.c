@@ -9,14 +9,16 @@
  *                sequential write() of the same messages to the same directory.
  *
  * Each figure is the median of --runs runs. Usage:
- *   hopper-bench-core [--runs N] [--scale F] [--dir DIR]
- * --scale multiplies the message counts (0.1 for a quick look).
+ *   hopper-bench-core [--runs N] [--scale F] [--dir DIR] [--rows]
+ * --scale multiplies the message counts (0.1 for a quick look); --rows
+ * prints only the summary rows of bench/run's table.
  */
 #include "hopper/hopper.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +211,7 @@ int main(int argc, char **argv)
     int runs = 5;
     double scale = 1.0;
     const char *dir = NULL;
+    bool rows_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
             runs = atoi(argv[++i]);
@@ -216,8 +219,10 @@ int main(int argc, char **argv)
             scale = atof(argv[++i]);
         else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
             dir = argv[++i];
+        else if (strcmp(argv[i], "--rows") == 0)
+            rows_only = true;
         else {
-            fprintf(stderr, "usage: %s [--runs N] [--scale F] [--dir DIR]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--runs N] [--scale F] [--dir DIR] [--rows]\n", argv[0]);
             return 2;
         }
     }
@@ -236,11 +241,16 @@ int main(int argc, char **argv)
         size_t size, count;
     } cases[] = {{64, 1000000}, {1024, 300000}, {65536, 8192}};
     enum { NCASES = sizeof cases / sizeof cases[0] };
+    double rows[NCASES][4]; /* plain, hopper memory, raw write, hopper disk */
 
-    printf("hopper core benchmark: median of %d runs, dir %s\n\n", runs, dir);
-    printf("%-8s %10s | %14s %14s %7s | %12s %12s %7s\n", "size", "messages",
-           "plain queue/s", "hopper mem/s", "ratio", "raw write MB/s", "hopper disk MB/s",
-           "ratio");
+    /* the human table goes to stdout, or to nowhere with --rows */
+    FILE *human = rows_only ? fopen("/dev/null", "w") : stdout;
+    if (human == NULL)
+        human = stdout;
+    fprintf(human, "hopper core benchmark: median of %d runs, dir %s\n\n", runs, dir);
+    fprintf(human, "%-8s %10s | %14s %14s %7s | %12s %12s %7s\n", "size", "messages",
+            "plain queue/s", "hopper mem/s", "ratio", "raw write MB/s", "hopper disk MB/s",
+            "ratio");
     for (int c = 0; c < NCASES; c++) {
         size_t size = cases[c].size;
         size_t count = (size_t)((double)cases[c].count * scale);
@@ -257,13 +267,33 @@ int main(int argc, char **argv)
             disk[r] = hopper_rate(dir, size, count, payload, true);
         }
         double p = median(plain, runs), m = median(mem, runs);
-        double w = median(raw, runs) * (double)size / 1e6, d = median(disk, runs) * (double)size / 1e6;
-        printf("%-8zu %10zu | %14.0f %14.0f %6.2fx | %14.1f %16.1f %6.2fx\n", size, count, p, m,
-               p / m, w, d, d / w);
+        double w = median(raw, runs) * (double)size / 1e6,
+               d = median(disk, runs) * (double)size / 1e6;
+        fprintf(human, "%-8zu %10zu | %14.0f %14.0f %6.2fx | %14.1f %16.1f %6.2fx\n", size, count,
+                p, m, p / m, w, d, d / w);
+        fflush(human);
+        rows[c][0] = p, rows[c][1] = m, rows[c][2] = w, rows[c][3] = d;
         free(payload);
     }
-    printf("\nmemory ratio = plain queue rate / hopper rate (target <= 1.15x: slower by at most 15%%)\n"
-           "disk ratio   = hopper disk bandwidth / raw write bandwidth (target >= 0.50x at 64 KiB)\n");
+    fprintf(human,
+            "\nmemory ratio = plain queue rate / hopper rate (target <= 1.15x: slower by at most "
+            "15%%)\ndisk ratio   = hopper disk bandwidth / raw write bandwidth (target >= 0.50x "
+            "at 64 KiB)\n\n| part | what | hopper | baseline | ratio | target |\n"
+            "|---|---|---|---|---|---|\n");
+    for (int c = 0; c < NCASES; c++)
+        printf("| 6 core | memory path, %zu B, 1 producer + 1 consumer thread | %.0f msg/s | "
+               "%.0f msg/s (mutex+condvar queue) | %.2fx | <= 1.15x %s |\n",
+               cases[c].size, rows[c][1], rows[c][0], rows[c][0] / rows[c][1],
+               rows[c][0] / rows[c][1] <= 1.15 ? "met" : "NOT MET");
+    for (int c = 0; c < NCASES; c++) {
+        double ratio = rows[c][3] / rows[c][2];
+        printf("| 6 core | disk path (memory_bytes 0), %zu B | %.1f MB/s | %.1f MB/s (raw write) | "
+               "%.2fx | %s |\n",
+               cases[c].size, rows[c][3], rows[c][2], ratio,
+               cases[c].size == 65536 ? (ratio >= 0.5 ? ">= 0.5x met" : ">= 0.5x NOT MET") : "");
+    }
+    if (human != stdout)
+        fclose(human);
     char path[4096];
     snprintf(path, sizeof path, "%s/bench", dir);
     rmdir(path);

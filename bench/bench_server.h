@@ -1,0 +1,37 @@
+/* bench_server.h - start the real hopper binary for a benchmark: on
+ * 127.0.0.1 port 0 in a fresh temporary data directory, the real port read
+ * back from its log; sample its RSS; stop it and remove the directory. */
+#ifndef HOPPER_BENCH_SERVER_H
+#define HOPPER_BENCH_SERVER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct bench_server {
+    pid_t pid;
+    int port;
+    char dir[64]; /* the temporary directory; the data directory is dir/data */
+} bench_server;
+
+/* Starts bin with --listen 127.0.0.1:0 --data-dir DIR/data and the extra
+ * flags in args (NULL-terminated, may be NULL). Exits the benchmark with a
+ * message if the server does not listen within 30 s. */
+void bench_server_start(bench_server *s, const char *bin, const char *const *args);
+
+/* SIGTERM, wait, remove the temporary directory. */
+void bench_server_stop(bench_server *s);
+
+/* The server's resident set size in KiB (VmRSS), or 0 if unreadable. */
+long bench_server_rss_kib(const bench_server *s);
+
+/* Sum of every sample of metric (e.g. "hopper_channel_disk_bytes") in the
+ * server's /metrics; -1 if it could not be read. */
+double bench_server_metric(const bench_server *s, const char *metric);
+
+/* Shared helpers of the benchmark programs. */
+double bench_now(void);
+void bench_die(const char *prog, const char *fmt, ...);
+double bench_median(double *v, int n);                  /* sorts v */
+double bench_percentile(double *v, size_t n, double p); /* sorts v; p in 0..100 */
+
+#endif
