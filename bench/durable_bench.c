@@ -10,103 +10,25 @@
  * message (read from /metrics) show how much sharing there was.
  *
  * Usage: hopper-bench-durable [--hopper PATH] [--runs N] [--messages N]
- *                              [--senders 1,8,64]
+ *                              [--senders 1,8,64] [--rows]
  * --messages is per run (default 8192), split between the senders. Every
  * request goes to 127.0.0.1; every run is bounded in count and time. */
-#include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
+#include "bench_http.h"
+#include "bench_server.h"
+
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
+#define PROG "hopper-bench-durable"
 #define MESSAGE_BYTES 1024
 #define MAX_SENDERS 256
 #define MAX_RUNS 51
 #define RUN_TIMEOUT_S 120
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "hopper-bench-durable: ");
-    fprintf(stderr, fmt, arg);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-/* ---- one server ---- */
-
-typedef struct server {
-    pid_t pid;
-    int port;
-    char dir[64];
-} server;
-
-static void server_start(server *s, const char *bin, bool durable)
-{
-    snprintf(s->dir, sizeof s->dir, "/tmp/hopper-bench-XXXXXX");
-    if (mkdtemp(s->dir) == NULL)
-        die("mkdtemp: %s", strerror(errno));
-    int pipefd[2];
-    if (pipe(pipefd) != 0)
-        die("pipe: %s", strerror(errno));
-    s->pid = fork();
-    if (s->pid < 0)
-        die("fork: %s", strerror(errno));
-    if (s->pid == 0) {
-        dup2(pipefd[1], 2);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        char data_dir[128];
-        snprintf(data_dir, sizeof data_dir, "%s/data", s->dir);
-        execl(bin, bin, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-              durable ? "--durable" : "--max-wait", durable ? NULL : "60", (char *)NULL);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    /* read the log until "listening on 127.0.0.1:PORT" */
-    FILE *log = fdopen(pipefd[0], "r");
-    char line[512];
-    s->port = 0;
-    double deadline = now_s() + 30;
-    while (s->port == 0 && now_s() < deadline && fgets(line, sizeof line, log)) {
-        char *at = strstr(line, "listening on 127.0.0.1:");
-        if (at)
-            s->port = atoi(at + strlen("listening on 127.0.0.1:"));
-    }
-    if (s->port == 0)
-        die("%s did not start listening", bin);
-    /* keep draining its log so it never blocks on a full pipe */
-    if (fork() == 0) {
-        while (fgets(line, sizeof line, log))
-            ;
-        _exit(0);
-    }
-    fclose(log);
-}
-
-static void server_stop(server *s)
-{
-    kill(s->pid, SIGTERM);
-    int status;
-    waitpid(s->pid, &status, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "hopper-bench-durable: could not remove %s\n", s->dir);
-}
 
 /* ---- senders ---- */
 
@@ -116,61 +38,34 @@ typedef struct run_ctx {
     int per_sender;
     pthread_barrier_t start;
     double deadline;
-    _Atomic int failures;
+    atomic_int failures;
 } run_ctx;
-
-static size_t discard(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n;
-}
 
 static void *sender(void *arg)
 {
     run_ctx *r = arg;
     static const char payload[MESSAGE_BYTES] = {'x'};
-    CURL *c = curl_easy_init();
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/channels/%s", r->port, r->channel);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
-    h = curl_slist_append(h, "Expect:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)sizeof payload);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    char path[128];
+    snprintf(path, sizeof path, "/channels/%s", r->channel);
+    bench_conn c;
+    bench_response resp;
+    if (bench_conn_open(&c, r->port) != 0)
+        r->failures++;
     pthread_barrier_wait(&r->start);
-    for (int i = 0; i < r->per_sender && now_s() < r->deadline; i++) {
-        long code = 0;
-        if (curl_easy_perform(c) != CURLE_OK ||
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK || code != 202)
+    for (int i = 0; c.fd >= 0 && i < r->per_sender && bench_now() < r->deadline; i++)
+        if (bench_conn_request(&c, "POST", path, payload, sizeof payload, &resp) != 0 ||
+            resp.status != 202)
             r->failures++;
-    }
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
+    bench_conn_close(&c);
     return NULL;
 }
 
 /* The value of hopper_syncs_total for channel, from /metrics; -1 if absent. */
-static double syncs_of(int port, const char *channel)
+static double syncs_of(const bench_server *s, const char *channel)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd,
-             "curl -s http://127.0.0.1:%d/metrics | grep '^hopper_syncs_total{channel=\"%s\"}'",
-             port, channel);
-    FILE *p = popen(cmd, "r");
-    char line[256];
-    double v = -1;
-    if (p && fgets(line, sizeof line, p)) {
-        char *sp = strrchr(line, ' ');
-        if (sp)
-            v = atof(sp + 1);
-    }
-    if (p)
-        pclose(p);
-    return v;
+    char metric[128];
+    snprintf(metric, sizeof metric, "hopper_syncs_total{channel=\"%s\"}", channel);
+    return bench_server_metric(s, metric);
 }
 
 /* One timed run: messages / seconds. */
@@ -180,32 +75,20 @@ static double run_once(int port, const char *channel, int senders, int messages)
     snprintf(r.channel, sizeof r.channel, "%s", channel);
     pthread_barrier_init(&r.start, NULL, (unsigned)senders + 1);
     pthread_t t[MAX_SENDERS];
-    r.deadline = now_s() + RUN_TIMEOUT_S;
+    r.deadline = bench_now() + RUN_TIMEOUT_S;
     for (int i = 0; i < senders; i++)
         pthread_create(&t[i], NULL, sender, &r);
     pthread_barrier_wait(&r.start);
-    double t0 = now_s();
+    double t0 = bench_now();
     for (int i = 0; i < senders; i++)
         pthread_join(t[i], NULL);
-    double secs = now_s() - t0;
+    double secs = bench_now() - t0;
     pthread_barrier_destroy(&r.start);
     if (r.failures)
-        die("%s: some POSTs were not answered 202", channel);
-    if (now_s() > r.deadline)
-        die("%s: a run passed its time limit", channel);
+        bench_die(PROG, "%s: some POSTs were not answered 202", channel);
+    if (bench_now() > r.deadline)
+        bench_die(PROG, "%s: a run passed its time limit", channel);
     return (double)(r.per_sender * senders) / secs;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, by_value);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 int main(int argc, char **argv)
@@ -213,6 +96,7 @@ int main(int argc, char **argv)
     const char *bin = HOPPER_BIN;
     int runs = 5, messages = 8192;
     int senders[16] = {1, 8, 64}, nsenders = 3;
+    bool rows_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--hopper") == 0 && i + 1 < argc) {
             bin = argv[++i];
@@ -227,28 +111,37 @@ int main(int argc, char **argv)
                 if (*p != ',')
                     break;
             }
+        } else if (strcmp(argv[i], "--rows") == 0) {
+            rows_only = true;
         } else {
             fprintf(stderr, "usage: hopper-bench-durable [--hopper PATH] [--runs N] "
-                            "[--messages N] [--senders 1,8,64]\n");
+                            "[--messages N] [--senders 1,8,64] [--rows]\n");
             return 2;
         }
     }
     if (runs < 1 || runs > MAX_RUNS || messages < 1)
-        die("%s", "--runs must be 1..51 and --messages positive");
+        bench_die(PROG, "--runs must be 1..51 and --messages positive");
     for (int i = 0; i < nsenders; i++)
         if (senders[i] < 1 || senders[i] > MAX_SENDERS || senders[i] > messages)
-            die("%s", "--senders must be 1..256 each, and at most --messages");
+            bench_die(PROG, "--senders must be 1..256 each, and at most --messages");
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     signal(SIGPIPE, SIG_IGN);
-    server plain, durable;
-    server_start(&plain, bin, false);
-    server_start(&durable, bin, true);
-    printf("hopper-bench-durable: %d-byte POSTs to one channel over 127.0.0.1, %d messages a run,\n"
-           "median of %d runs; default and --durable servers side by side, runs alternating\n\n",
-           MESSAGE_BYTES, messages, runs);
-    printf("%8s %14s %14s %8s %12s\n", "senders", "default msg/s", "durable msg/s", "ratio",
-           "syncs/msg");
+    static const char *const durable_args[] = {"--durable", NULL};
+    bench_server plain, durable;
+    bench_server_start(&plain, bin, NULL);
+    bench_server_start(&durable, bin, durable_args);
+    /* the human table goes to stdout, or to nowhere with --rows */
+    FILE *human = rows_only ? fopen("/dev/null", "w") : stdout;
+    if (human == NULL)
+        human = stdout;
+    fprintf(
+        human,
+        "hopper-bench-durable: %d-byte POSTs to one channel over 127.0.0.1, %d messages a run,\n"
+        "median of %d runs; default and --durable servers side by side, runs alternating\n\n",
+        MESSAGE_BYTES, messages, runs);
+    fprintf(human, "%8s %14s %14s %8s %12s\n", "senders", "default msg/s", "durable msg/s", "ratio",
+            "syncs/msg");
+    double row[16][3]; /* default, durable, syncs a message */
     for (int k = 0; k < nsenders; k++) {
         double a[MAX_RUNS], b[MAX_RUNS], syncs = 0;
         for (int r = 0; r < runs; r++) {
@@ -262,15 +155,27 @@ int main(int argc, char **argv)
                 b[r] = run_once(durable.port, channel, senders[k], messages);
                 a[r] = run_once(plain.port, channel, senders[k], messages);
             }
-            double s = syncs_of(durable.port, channel);
+            double s = syncs_of(&durable, channel);
             syncs += s >= 0 ? s / (double)(messages / senders[k] * senders[k]) : 0;
         }
-        double ma = median(a, runs), mb = median(b, runs);
-        printf("%8d %14.0f %14.0f %7.2fx %12.3f\n", senders[k], ma, mb, mb / ma, syncs / runs);
-        fflush(stdout);
+        double ma = bench_median(a, runs), mb = bench_median(b, runs);
+        fprintf(human, "%8d %14.0f %14.0f %7.2fx %12.3f\n", senders[k], ma, mb, mb / ma,
+                syncs / runs);
+        fflush(human);
+        row[k][0] = ma, row[k][1] = mb, row[k][2] = syncs / runs;
     }
-    server_stop(&plain);
-    server_stop(&durable);
-    curl_global_cleanup();
+    fprintf(human, "\n| part | what | hopper | baseline | ratio | target |\n"
+                   "|---|---|---|---|---|---|\n");
+    for (int k = 0; k < nsenders; k++)
+        printf(
+            "| durable | %d B POSTs, %d sender(s), --durable (%.3f syncs a message) | %.0f msg/s "
+            "| %.0f msg/s (default) | %.2fx | %s |\n",
+            MESSAGE_BYTES, senders[k], row[k][2], row[k][1], row[k][0], row[k][1] / row[k][0],
+            senders[k] == 64 ? (row[k][1] / row[k][0] >= 0.5 ? ">= 0.5x met" : ">= 0.5x NOT MET")
+                             : "");
+    if (human != stdout)
+        fclose(human);
+    bench_server_stop(&plain);
+    bench_server_stop(&durable);
     return 0;
 }
