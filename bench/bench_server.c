@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,30 @@
 #include <unistd.h>
 
 #define MAX_ARGS 48
+#define MAX_RUNNING 8
+
+/* Servers started and not yet stopped: bench_die() (any exit) stops them
+ * and removes their data, so a failed benchmark leaves nothing behind. */
+static bench_server *running[MAX_RUNNING];
+
+static void stop_running(void)
+{
+    for (int i = 0; i < MAX_RUNNING; i++)
+        if (running[i])
+            bench_server_stop(running[i]);
+}
+
+static void track(bench_server *s, bench_server *was)
+{
+    static bool registered;
+    if (!registered)
+        registered = atexit(stop_running) == 0;
+    for (int i = 0; i < MAX_RUNNING; i++)
+        if (running[i] == was) {
+            running[i] = s;
+            return;
+        }
+}
 #define LISTEN_PREFIX "listening on 127.0.0.1:"
 
 double bench_now(void)
@@ -96,8 +121,11 @@ void bench_server_start(bench_server *s, const char *bin, const char *const *arg
         if (at)
             s->port = atoi(at + strlen(LISTEN_PREFIX));
     }
-    if (s->port == 0)
+    if (s->port == 0) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
         bench_die("bench", "%s did not start listening", bin);
+    }
     /* keep draining its log so it never blocks on a full pipe; the log
      * goes on to our stderr only for warnings and errors */
     if (fork() == 0) {
@@ -107,12 +135,14 @@ void bench_server_start(bench_server *s, const char *bin, const char *const *arg
         _exit(0);
     }
     fclose(log);
+    track(s, NULL);
 }
 
 void bench_server_stop(bench_server *s)
 {
     if (s->pid <= 0)
         return;
+    track(NULL, s);
     kill(s->pid, SIGTERM);
     int status;
     waitpid(s->pid, &status, 0);
@@ -123,21 +153,27 @@ void bench_server_stop(bench_server *s)
         fprintf(stderr, "bench: could not remove %s\n", s->dir);
 }
 
-long bench_server_rss_kib(const bench_server *s)
+long bench_server_status_kib(const bench_server *s, const char *field)
 {
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/status", (int)s->pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
+    size_t n = strlen(field);
     long kib = 0;
     while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kib = strtol(line + 6, NULL, 10);
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            kib = strtol(line + n + 1, NULL, 10);
             break;
         }
     fclose(f);
     return kib;
+}
+
+long bench_server_rss_kib(const bench_server *s)
+{
+    return bench_server_status_kib(s, "VmRSS");
 }
 
 double bench_server_metric(const bench_server *s, const char *metric)

@@ -18,8 +18,13 @@ typedef struct bench_server {
  * message if the server does not listen within 30 s. */
 void bench_server_start(bench_server *s, const char *bin, const char *const *args);
 
-/* SIGTERM, wait, remove the temporary directory. */
+/* SIGTERM, wait, remove the temporary directory. Servers not stopped
+ * when the benchmark exits (bench_die() included) are stopped then. */
 void bench_server_stop(bench_server *s);
+
+/* A KiB field of the server's /proc/PID/status, such as "VmHWM" (its
+ * peak RSS so far), or 0 if unreadable. */
+long bench_server_status_kib(const bench_server *s, const char *field);
 
 /* The server's resident set size in KiB (VmRSS), or 0 if unreadable. */
 long bench_server_rss_kib(const bench_server *s);
