@@ -47,8 +47,10 @@
  * sockets are closed and the server stopped (SIGTERM) at the end of a run.
  *
  * Usage: hopper-bench-longpoll [--hopper PATH] [--runs N] [--connections N]
- *                              [--channels N] [--posts N] [--rows]
- * --rows prints only the summary rows of bench/run's table. */
+ *                              [--channels N] [--posts N] [--scrape] [--rows]
+ * --rows prints only the summary rows of bench/run's table. --scrape reads
+ * /metrics after every batch of connects, as a monitored server would see
+ * (far more often than a Prometheus would: a worst case for its heap). */
 #include "bench_http.h"
 #include "bench_server.h"
 
@@ -83,6 +85,7 @@
 #define SERVER_MAX_CONNECTIONS 16384 /* server/http.c MAX_CONNECTIONS */
 
 static const char *bin = HOPPER_BIN;
+static bool scrape_each_batch; /* --scrape: a monitored server */
 
 typedef enum conn_state {
     CONN_CONNECTING,
@@ -340,6 +343,10 @@ static double connect_all(run_state *rs)
                 break;
             pump(rs, 2);
         }
+        if (scrape_each_batch) {
+            bench_server probe = {.port = rs->port};
+            bench_server_metric(&probe, "hopper_channels");
+        }
     }
     return bench_now() - t0;
 }
@@ -543,9 +550,11 @@ int main(int argc, char **argv)
             posts = atoi(argv[++i]);
         else if (strcmp(argv[i], "--rows") == 0)
             rows_only = true;
+        else if (strcmp(argv[i], "--scrape") == 0)
+            scrape_each_batch = true;
         else {
             fprintf(stderr, "usage: " PROG " [--hopper PATH] [--runs N] [--connections N] "
-                            "[--channels N] [--posts N] [--rows]\n");
+                            "[--channels N] [--posts N] [--scrape] [--rows]\n");
             return 2;
         }
     }
