@@ -1,0 +1,181 @@
+/* test_memory.c - the server's memory stays bounded: a backlog many times
+ * --memory-bytes goes to queue files without the process growing past the
+ * configured memory plus MEMORY_HEADROOM_MIB, every message comes back
+ * intact and in order, and once drained and idle the server gives the
+ * freed memory back to the system (server/main.c).
+ *
+ * RSS is read from /proc/PID/status: VmHWM, the kernel's peak, so nothing
+ * between two looks is missed. Under AddressSanitizer the process's memory
+ * is the sanitizer's (shadow memory, quarantine), so these tests skip
+ * there. bench/memory_bench.c measures the same at 1 GiB. */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
+#else
+#define UNDER_SANITIZER 0
+#endif
+
+#define BODY_BYTES (64 * 1024)
+#define MESSAGES 640 /* 40 MiB: 20 times the memory of the channel */
+#define MEMORY_MIB 2
+#define MEMORY_HEADROOM_MIB 16 /* the bound of bench/README.md part 5 */
+
+static long status_kib(const hs_server *s, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)s->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = strlen(field);
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            kib = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kib;
+}
+
+/* Message i: its number, then bytes that depend on it. */
+static void make_body(unsigned char *out, int i)
+{
+    for (size_t k = 0; k < BODY_BYTES; k++)
+        out[k] = (unsigned char)(k * 131 + (size_t)i * 7919);
+    char head[32];
+    int n = snprintf(head, sizeof head, "message %06d ", i);
+    memcpy(out, head, (size_t)n);
+}
+
+static void fill(const hs_server *s, const char *channel)
+{
+    unsigned char *body = malloc(BODY_BYTES);
+    assert_non_null(body);
+    char path[128];
+    snprintf(path, sizeof path, "/channels/%s", channel);
+    for (int i = 0; i < MESSAGES; i++) {
+        make_body(body, i);
+        hs_reply r = {0};
+        assert_int_equal(hs_post(s, path, body, BODY_BYTES, "application/octet-stream", &r), 0);
+        assert_int_equal(r.status, 202);
+        hs_reply_free(&r);
+    }
+    free(body);
+}
+
+static void drain(const hs_server *s, const char *channel)
+{
+    unsigned char *want = malloc(BODY_BYTES);
+    assert_non_null(want);
+    char path[128];
+    snprintf(path, sizeof path, "/channels/%s?wait=5", channel);
+    for (int i = 0; i < MESSAGES; i++) {
+        make_body(want, i);
+        hs_reply r = {0};
+        assert_int_equal(hs_get(s, path, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.len, BODY_BYTES);
+        assert_memory_equal(r.body, want, BODY_BYTES);
+        hs_reply_free(&r);
+    }
+    free(want);
+    snprintf(path, sizeof path, "/channels/%s?wait=0", channel);
+    hs_reply r = {0};
+    assert_int_equal(hs_get(s, path, &r), 0);
+    assert_int_equal(r.status, 204);
+    hs_reply_free(&r);
+}
+
+static void test_backlog_stays_within_the_memory_bound(void **state)
+{
+    (void)state;
+    if (UNDER_SANITIZER)
+        skip();
+    hs_server s;
+    const char *args[] = {"--memory-bytes", "2MiB", NULL};
+    assert_int_equal(hs_start(&s, args), 0);
+    fill(&s, "backlog");
+    assert_true(hs_status_value(&s, "backlog", "disk_bytes") >
+                (long long)(MESSAGES - MEMORY_MIB * 1024 * 1024 / BODY_BYTES) * BODY_BYTES / 2);
+    long peak = status_kib(&s, "VmHWM");
+    assert_true(peak > 0);
+    printf("peak RSS with %d MiB queued under --memory-bytes %dMiB: %.1f MiB\n",
+           MESSAGES * (BODY_BYTES / 1024) / 1024, MEMORY_MIB, peak / 1024.0);
+    assert_true(peak < (MEMORY_MIB + MEMORY_HEADROOM_MIB) * 1024);
+    drain(&s, "backlog");
+    peak = status_kib(&s, "VmHWM");
+    assert_true(peak < (MEMORY_MIB + MEMORY_HEADROOM_MIB) * 1024);
+    assert_int_equal(hs_stop(&s), 0);
+}
+
+/* Messages that wait in memory are freed when taken; an idle server gives
+ * that memory back to the system, within its trim interval (10 s). */
+static void test_drained_memory_goes_back_to_the_system(void **state)
+{
+    (void)state;
+    if (UNDER_SANITIZER)
+        skip();
+    hs_server s;
+    const char *args[] = {"--memory-bytes", "64MiB", NULL};
+    assert_int_equal(hs_start(&s, args), 0);
+    long idle = status_kib(&s, "VmRSS");
+    /* 40 MiB across 8 channels, all in memory: small blocks interleaved, the
+     * case where glibc alone keeps the freed memory in its heap */
+    char channel[16];
+    for (int c = 0; c < 8; c++) {
+        snprintf(channel, sizeof channel, "held-%d", c);
+        unsigned char body[5000];
+        memset(body, 'a' + c, sizeof body);
+        for (int i = 0; i < MESSAGES * BODY_BYTES / 8 / (int)sizeof body; i++) {
+            hs_reply r = {0};
+            char path[64];
+            snprintf(path, sizeof path, "/channels/%s", channel);
+            assert_int_equal(hs_post(&s, path, body, sizeof body, NULL, &r), 0);
+            assert_int_equal(r.status, 202);
+            hs_reply_free(&r);
+        }
+    }
+    assert_int_equal(hs_status_value(&s, "held-0", "disk_bytes"), 0);
+    long full = status_kib(&s, "VmRSS");
+    printf("RSS idle %.1f MiB, with 40 MiB in memory %.1f MiB\n", idle / 1024.0, full / 1024.0);
+    assert_true(full > idle + 30 * 1024); /* the messages really are in RSS */
+    for (int c = 0; c < 8; c++) {
+        snprintf(channel, sizeof channel, "held-%d", c);
+        char out[16];
+        while (hs_get_text(&s, channel, "0", out, sizeof out) == 200)
+            ;
+        assert_int_equal(hs_status_value(&s, channel, "messages"), 0);
+    }
+    /* wait for it, bounded: the trim runs every 10 s */
+    long now = status_kib(&s, "VmRSS");
+    double give_up = hs_now() + HS_PATIENCE_MS / 1000.0;
+    while (now > idle + 8 * 1024 && hs_now() < give_up) {
+        struct timespec tick = {0, 100 * 1000000L};
+        nanosleep(&tick, NULL);
+        now = status_kib(&s, "VmRSS");
+    }
+    printf("RSS once drained: %.1f MiB\n", now / 1024.0);
+    assert_true(now <= idle + 8 * 1024);
+    assert_int_equal(hs_stop(&s), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backlog_stays_within_the_memory_bound),
+        cmocka_unit_test(test_drained_memory_goes_back_to_the_system),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
