@@ -392,7 +392,7 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     size_t i = 0;
     while (i < js->ndone && js->done[i].seq < fo->seq)
         i++;
-    fr.done = js->done + i;
+    fr.done = js->ndone ? js->done + i : NULL; /* no journal: done is NULL, and NULL + 0 is UB */
     while (i < js->ndone && js->done[i].seq == fo->seq)
         i++, fr.ndone++;
 

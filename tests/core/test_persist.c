@@ -360,6 +360,32 @@ static void test_damaged_journal_entry(void **state)
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }
 
+/* Queue files with a journal that has no entry to read (missing, or its
+ * header damaged) are recovered whole. Found by tests/fuzz/fuzz_queue_file:
+ * the recovery then took an offset of the journal's NULL array of DONE
+ * entries, undefined behaviour that clang's UBSan reports. */
+static void test_journal_missing_or_unreadable(void **state)
+{
+    tu_dir *d = *state;
+    char path[PATH_MAX];
+    tu_join(path, d->chan, HOP__JOURNAL_NAME);
+    for (int damaged = 0; damaged < 2; damaged++) {
+        hop_channel *ch = tu_open(d, disk_limits());
+        for (uint64_t id = 0; id < 3; id++)
+            send_id(ch, id, 64);
+        hop__channel_abandon(ch);
+        if (damaged)
+            tu_flip_byte(path, 7, 0xff); /* the version */
+        else
+            assert_int_equal(unlink(path), 0);
+        ch = tu_open(d, disk_limits());
+        for (uint64_t id = 0; id < 3; id++)
+            recv_id(ch, id);
+        expect_empty(ch);
+        assert_int_equal(hop_channel_close(ch), HOP_OK);
+    }
+}
+
 /* Many messages consumed while an older one is held: the journal is
  * rewritten as it grows, stays bounded, and still says exactly what is
  * consumed. */
@@ -488,6 +514,7 @@ int main(void)
         T(test_flipped_header_byte_resyncs),
         T(test_consumed_file_left_behind),
         T(test_damaged_journal_entry),
+        T(test_journal_missing_or_unreadable),
         T(test_journal_rewritten_while_running),
         T(test_reopen_with_smaller_limits),
         T(test_restart_loop),
