@@ -15,6 +15,10 @@
 #define API_ERRORS(X)                                                                              \
     X(BAD_NAME, NO_HOP_ERR, 400, "bad_name",                                                       \
       "a channel name is 1 to 128 characters of [A-Za-z0-9._-], not \".\" or \"..\"")              \
+    X(BAD_FRAMING, NO_HOP_ERR, 400, "bad_request",                                                 \
+      "the request's length is ambiguous (repeated Content-Length, Content-Length with "           \
+      "Transfer-Encoding, a Transfer-Encoding other than chunked, or a header name with "          \
+      "spaces): the connection is closed")                                                         \
     X(BAD_WAIT, NO_HOP_ERR, 400, "bad_wait",                                                       \
       "wait must be a number of seconds from 0 to the server's --max-wait")                        \
     X(BAD_CONTENT_TYPE, NO_HOP_ERR, 400, "bad_content_type",                                       \

@@ -33,11 +33,13 @@
 #include "multipart.h"
 #include "registry.h"
 #include "status.h"
+#include "target.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -50,15 +52,19 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Idle connections are closed after this; suspended (waiting) GETs are not
- * idle, MHD does not time them out. */
-#define IDLE_TIMEOUT_SECONDS 60
-/* Upper bound of simultaneous connections (also held to 3/4 of the file
- * descriptor limit). */
+/* Idle connections are closed after --idle-timeout; suspended (waiting)
+ * GETs are not idle, MHD does not time them out. Upper bound of simultaneous connections (also held
+ * to 3/4 of the file descriptor limit). */
 #define MAX_CONNECTIONS 16384
+/* Connections MHD may hold beyond --max-connections: those on_accept()
+ * is about to close. Taken from the quarter of descriptors kept free. */
+#define ACCEPT_SLACK 64
 /* wait of a GET that does not say (held to --max-wait). */
 #define DEFAULT_WAIT_SECONDS 30.0
 #define RETRY_AFTER_SECONDS "1"
+#define LIMIT_LOG_INTERVAL_S 60
+/* The JSON code of the error a refused POST's payload came back with. */
+#define HOPPER_ERROR_HEADER "Hopper-Error"
 #define CHANNELS_PREFIX "/channels/"
 /* Memory one batch POST may take for its body. */
 #define BATCH_BODY_LIMIT ((size_t)64 << 20)
@@ -74,7 +80,9 @@ static struct {
     server_options options;
     atomic_bool started; /* MHD messages are rate-limited from then on */
     atomic_bool stopping;
-    atomic_size_t in_flight; /* request contexts alive */
+    atomic_size_t in_flight;   /* request contexts alive */
+    atomic_size_t connections; /* open, from MHD's connection notifications */
+    unsigned int max_connections;
 } http;
 
 typedef enum route {
@@ -175,6 +183,10 @@ static enum MHD_Result respond_error(request *req, struct MHD_Connection *conn, 
     struct MHD_Response *r = api_error_response(err, message);
     if (r && err == API_METHOD_NOT_ALLOWED)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->allow);
+    /* after a request whose end is unknown, what follows on the connection
+     * cannot be told apart from it: no second request is read there */
+    if (r && err == API_BAD_FRAMING)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     return queue(conn, api_error_status(err), r);
 }
 
@@ -202,42 +214,6 @@ static void fail(request *req, api_error err, const char *fmt, ...)
 
 /* ---- routing ---- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* The path of target (up to '?'), percent-decoded; a '%' not followed by
- * two hex digits stays as it is. New; NULL if out of memory. OUT: *len
- * (the result may hold NUL bytes). */
-static char *decode_path(const char *target, size_t *len)
-{
-    size_t n = strcspn(target, "?");
-    char *out = malloc(n + 1);
-    if (out == NULL)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (target[i] == '%' && i + 2 < n && (hi = hex_value(target[i + 1])) >= 0 &&
-            (lo = hex_value(target[i + 2])) >= 0) {
-            out[j++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[j++] = target[i];
-        }
-    }
-    out[j] = '\0';
-    *len = j;
-    return out;
-}
-
 static bool path_is(const char *path, size_t len, const char *literal)
 {
     return len == strlen(literal) && memcmp(path, literal, len) == 0;
@@ -261,25 +237,16 @@ static const struct {
 static void route_channel(request *req, const char *rest, size_t rest_len, bool get, bool post,
                           bool del)
 {
-    const char *slash = memchr(rest, '/', rest_len);
-    size_t raw_len = slash ? (size_t)(slash - rest) : rest_len;
-    char *raw = strndup(rest, raw_len);
-    size_t name_len = 0;
-    char *name = raw ? decode_path(raw, &name_len) : NULL;
-    free(raw);
-    if (name == NULL) {
-        fail(req, API_NOMEM, NULL);
-        return;
-    }
-    bool valid = name_len <= HOP_NAME_MAX && !memchr(name, '\0', name_len) && hop_name_valid(name);
+    char name[HOP_NAME_MAX + 1];
+    size_t raw_len;
+    bool valid = target_channel_name(rest, rest_len, name, &raw_len);
+    const char *slash = raw_len < rest_len ? rest + raw_len : NULL;
     if (valid && datadir_name_reserved(name)) {
         fail(req, API_BAD_NAME, "%s is reserved: it is a file of the data directory", name);
-        free(name);
         return;
     }
     if (valid)
-        memcpy(req->name, name, name_len + 1);
-    free(name);
+        memcpy(req->name, name, strlen(name) + 1);
     static const char messages[] = "/messages/";
     if (!valid || (slash && (rest_len - raw_len <= strlen(messages) ||
                              memcmp(slash, messages, strlen(messages)) != 0))) {
@@ -336,7 +303,7 @@ static void route_request(request *req, const char *method)
     bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
     size_t len;
-    char *path = decode_path(req->target, &len);
+    char *path = target_decode_path(req->target, &len);
     if (path == NULL) {
         fail(req, API_NOMEM, NULL);
         return;
@@ -589,9 +556,14 @@ static void post_upload(request *req, const char *data, size_t size)
     req->body_len += size;
 }
 
-/* 507: the caller gets its exact payload back, to keep or send elsewhere. */
-static enum MHD_Result respond_full(request *req, struct MHD_Connection *conn)
+/* A POST the channel refused (507, or a 5xx: an I/O error, out of memory,
+ * the server stopping) after its body came: the caller gets its exact
+ * payload back, to keep or send elsewhere, with the request's Content-Type;
+ * what went wrong is in the status and in Hopper-Error (the JSON code of
+ * errors.h). A 507 or 503 says when to try again. */
+static enum MHD_Result respond_refused(request *req, struct MHD_Connection *conn, api_error err)
 {
+    unsigned int status = api_error_status(err);
     struct MHD_Response *r =
         MHD_create_response_from_buffer(req->body_len, req->buf + req->prefix_len,
                                         MHD_RESPMEM_PERSISTENT); /* freed on completion */
@@ -599,26 +571,29 @@ static enum MHD_Result respond_full(request *req, struct MHD_Connection *conn)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                                 req->content_type ? req->content_type
                                                   : ENVELOPE_DEFAULT_CONTENT_TYPE);
-        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
+        MHD_add_response_header(r, HOPPER_ERROR_HEADER, api_error_code(err));
+        if (status == MHD_HTTP_INSUFFICIENT_STORAGE || status == MHD_HTTP_SERVICE_UNAVAILABLE)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
     }
-    return queue(conn, MHD_HTTP_INSUFFICIENT_STORAGE, r);
+    return queue(conn, status, r);
 }
 
 /* The answer to a POST once the channel has said err. */
 static enum MHD_Result post_answer(request *req, struct MHD_Connection *conn, hop_err err)
 {
     registry_note_send(req->entry, err);
+    api_error api = api_error_of_hop(err);
     switch (err) {
     case HOP_OK:
         return respond_static(conn, MHD_HTTP_ACCEPTED, "application/json",
                               "{\"status\":\"accepted\"}");
-    case HOP_FULL:
-        return respond_full(req, conn);
     case HOP_TOO_BIG:
         fail_too_big(req);
         return respond_error(req, conn, API_TOO_BIG);
     default: /* HOP_IO is logged by the core */
-        return respond_error(req, conn, api_error_of_hop(err));
+        if (api_error_status(api) >= 500)
+            return respond_refused(req, conn, api);
+        return respond_error(req, conn, api);
     }
 }
 
@@ -833,13 +808,12 @@ static void get_begin(request *req, struct MHD_Connection *conn)
     req->wait_ms = (uint64_t)(wait * 1000.0 + 0.5);
     value = query_value(conn, "max", &bad);
     if (value || bad) {
-        char *end = NULL;
-        unsigned long n = bad || !isdigit((unsigned char)value[0]) ? 0 : strtoul(value, &end, 10);
-        if (n == 0 || n > DELIVERY_MAX_BATCH || *end != '\0') {
+        size_t n;
+        if (bad || !target_parse_count(value, DELIVERY_MAX_BATCH, &n)) {
             fail(req, API_BAD_MAX, "max must be a whole number from 1 to %d", DELIVERY_MAX_BATCH);
             return;
         }
-        req->max = (size_t)n;
+        req->max = n;
     }
     if (!parse_lease(req, conn, false, &req->lease_ms))
         return;
@@ -963,8 +937,55 @@ static enum MHD_Result receipt_finish(request *req, struct MHD_Connection *conn)
 
 /* ---- the MHD callbacks ---- */
 
+/* What framing_ambiguous() counts, header by header. */
+typedef struct framing {
+    unsigned content_lengths, transfer_encodings;
+    bool bad_name, not_chunked;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *name,
+                                     size_t name_len, const char *value, size_t value_len)
+{
+    (void)kind;
+    framing *f = cls;
+    if (name_len == strlen(MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+        strncasecmp(name, MHD_HTTP_HEADER_CONTENT_LENGTH, name_len) == 0)
+        f->content_lengths++;
+    if (name_len == strlen(MHD_HTTP_HEADER_TRANSFER_ENCODING) &&
+        strncasecmp(name, MHD_HTTP_HEADER_TRANSFER_ENCODING, name_len) == 0) {
+        f->transfer_encodings++;
+        /* chunked is the one coding there is a decoder for */
+        f->not_chunked |= value == NULL || value_len != strlen("chunked") ||
+                          strncasecmp(value, "chunked", value_len) != 0;
+    }
+    for (size_t i = 0; i < name_len; i++)
+        if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f)
+            f->bad_name = true;
+    return MHD_YES;
+}
+
+/* True if the request's body could be framed in more than one way: two
+ * Content-Length headers (libmicrohttpd takes the first), Content-Length
+ * and Transfer-Encoding together, a Transfer-Encoding other than chunked
+ * (libmicrohttpd then waits for a body it cannot find the end of), or a
+ * header name with whitespace or control bytes ("Transfer-Encoding : chunked", which a proxy in
+ * front may read as Transfer-Encoding). Answered 400 and the connection closed, as RFC 9112 asks: a
+ * request smuggled behind it is never read. */
+static bool framing_ambiguous(struct MHD_Connection *conn)
+{
+    framing f = {0};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, count_framing, &f);
+    return f.content_lengths > 1 || (f.content_lengths && f.transfer_encodings) ||
+           f.transfer_encodings > 1 || f.not_chunked || f.bad_name;
+}
+
 static enum MHD_Result request_begin(request *req, struct MHD_Connection *conn, const char *method)
 {
+    if (framing_ambiguous(conn)) {
+        fail(req, API_BAD_FRAMING, NULL);
+        req->answered_early = true;
+        return respond_error(req, conn, req->error);
+    }
     route_request(req, method);
     /* A POST that begins once the server is stopping is refused, not
      * stored: the drain may have ended already, and a message stored now
@@ -1040,6 +1061,23 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     return request_finish(req, conn);
 }
 
+/* One line when connections hit --max-connections, then at most one a
+ * minute while they go on doing so. */
+static void log_limit_reached(void)
+{
+    static atomic_llong last = -LIMIT_LOG_INTERVAL_S;
+    static atomic_ulong refused;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    unsigned long n = atomic_fetch_add(&refused, 1) + 1;
+    long long seen = atomic_load(&last);
+    if (now.tv_sec - seen >= LIMIT_LOG_INTERVAL_S &&
+        atomic_compare_exchange_strong(&last, &seen, (long long)now.tv_sec))
+        log_warn("%u connections open, the --max-connections limit: new connections are "
+                 "closed at once (%lu so far)",
+                 http.max_connections, n);
+}
+
 /* The accept policy: once stopping, a new connection is closed as soon as
  * it is accepted. This is how the server stops taking connections, rather
  * than MHD_quiesce_daemon(): on an epoll daemon with internal threads (ours)
@@ -1053,7 +1091,28 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     (void)cls;
     (void)addr;
     (void)addrlen;
-    return atomic_load(&http.stopping) ? MHD_NO : MHD_YES;
+    if (atomic_load(&http.stopping))
+        return MHD_NO;
+    /* At the limit a new connection is closed at once, so its client knows
+     * and can come back later; left to MHD it would wait unseen in the
+     * listen queue until some other connection ends. */
+    if (atomic_load(&http.connections) >= http.max_connections) {
+        log_limit_reached();
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)conn;
+    (void)socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&http.connections, 1);
+    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_fetch_sub(&http.connections, 1);
 }
 
 /* MHD_OPTION_URI_LOG_CALLBACK: the raw target, before MHD decodes it. The
@@ -1141,20 +1200,31 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 /* ---- start and stop ---- */
 
 /* Raise the descriptor limit to its maximum and derive the connection limit
- * from it, keeping a quarter for queue files and everything else. */
-static unsigned int connection_limit(void)
+ * from it, keeping a quarter for queue files and everything else; a
+ * --max-connections beyond that is lowered to it (with a warning), since
+ * connections past it would fail in accept() instead of closing cleanly. */
+static unsigned int connection_limit(size_t wanted)
 {
+    unsigned int limit = 1024;
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 1024;
-    if (rl.rlim_cur < rl.rlim_max) {
-        struct rlimit raised = {rl.rlim_max, rl.rlim_max};
-        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
-            rl = raised;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            struct rlimit raised = {rl.rlim_max, rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+                rl = raised;
+        }
+        limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 4 * 3 > MAX_CONNECTIONS
+                    ? MAX_CONNECTIONS
+                    : (unsigned int)(rl.rlim_cur / 4 * 3);
     }
-    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 4 * 3 > MAX_CONNECTIONS)
-        return MAX_CONNECTIONS;
-    return (unsigned int)(rl.rlim_cur / 4 * 3);
+    if (wanted == 0)
+        return limit;
+    if (wanted > limit) {
+        log_warn("--max-connections %zu is beyond what the open-file limit allows; using %u",
+                 wanted, limit);
+        return limit;
+    }
+    return (unsigned int)wanted;
 }
 
 static void log_listening(void)
@@ -1182,7 +1252,8 @@ static void log_listening(void)
 bool http_start(const server_options *o)
 {
     http.options = *o;
-    unsigned int connections = connection_limit();
+    unsigned int connections = connection_limit(o->max_connections);
+    http.max_connections = connections;
     unsigned int flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO;
@@ -1197,8 +1268,11 @@ bool http_start(const server_options *o)
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_THREAD_POOL_SIZE, o->threads > 1 ? o->threads : 0u, /* 1: no pool */
-        MHD_OPTION_CONNECTION_LIMIT, connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_SECONDS,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        /* room above our own limit (on_accept()), so that MHD takes the
+         * connections we close rather than leave them queued */
+        MHD_OPTION_CONNECTION_LIMIT, connections + ACCEPT_SLACK,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)ceil(o->idle_timeout),
         MHD_OPTION_END);
     // clang-format on
     if (http.daemon == NULL) {
@@ -1207,6 +1281,8 @@ bool http_start(const server_options *o)
     }
     atomic_store(&http.started, true);
     log_listening();
+    log_info("at most %u connections; idle ones closed after %g s", connections,
+             ceil(o->idle_timeout));
     return true;
 }
 

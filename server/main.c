@@ -5,8 +5,9 @@
  * channels (their messages are written to disk), then the data dir lock.
  *
  * Exit codes: 0 after a clean stop or --help, 1 when the server cannot
- * start (data directory, a channel in it, listen address), 2 for a bad
- * flag or value. */
+ * start (data directory, a channel in it, listen address) or when a stop
+ * could not write the messages in memory to disk (they are lost, and the
+ * log says how many), 2 for a bad flag or value. */
 #include "datadir.h"
 #include "hopper/hopper.h"
 #include "http.h"
@@ -77,6 +78,7 @@ int main(int argc, char **argv)
     hop_limits limits;
     options_core_limits(&o, &limits);
     int status = 1;
+    size_t lost = 0;
     if (!registry_open(o.data_dir, &limits, o.max_channels)) {
         log_error("out of memory");
         goto out_datadir;
@@ -112,9 +114,14 @@ out_timer:
     lease_stop(); /* leased messages back to their channels, before these close */
     longpoll_timer_stop();
 out_registry:
-    registry_close();
+    lost = registry_close();
 out_datadir:
     datadir_close();
+    if (lost > 0) {
+        /* a supervisor must see it: not a clean stop */
+        log_error("stopped: %zu message(s) LOST (see above)", lost);
+        return 1;
+    }
     if (status == 0)
         log_info("stopped");
     return status;

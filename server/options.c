@@ -45,6 +45,7 @@ typedef struct option_spec {
 #define MAX_WAIT_TEXT "86400"
 #define MAX_THREADS 1024
 #define MAX_CHANNELS_LIMIT 1000000
+#define MAX_CONNECTIONS_LIMIT 1000000
 
 enum {
     OPT_LISTEN,
@@ -60,6 +61,8 @@ enum {
     OPT_KEEP_HEADERS,
     OPT_MAX_LEASE,
     OPT_MAX_DELIVERIES,
+    OPT_MAX_CONNECTIONS,
+    OPT_IDLE_TIMEOUT,
     OPT_COUNT
 };
 
@@ -91,6 +94,12 @@ static const option_spec specs[OPT_COUNT] = {
     [OPT_MAX_DELIVERIES] = {"max-deliveries", "N", "0", KIND_COUNT, 0, UINT32_MAX,
                             "a message handed out N times without being consumed goes to "
                             "NAME.dead; 0 = no limit"},
+    [OPT_MAX_CONNECTIONS] = {"max-connections", "N", "0", KIND_COUNT, 0, MAX_CONNECTIONS_LIMIT,
+                             "open connections at most; more are closed at once (0 = three "
+                             "quarters of the open-file limit, at most 16384)"},
+    [OPT_IDLE_TIMEOUT] = {"idle-timeout", "SECONDS", "60", KIND_SECONDS, 1, MAX_WAIT_LIMIT,
+                          "a connection that sends nothing for this long, in a request or "
+                          "between two, is closed (a waiting GET is not idle)"},
 };
 
 static const char *const help_text_tail =
@@ -163,7 +172,7 @@ static const char *parse_digits(const char *text, const char **end, uint64_t *ou
     return NULL;
 }
 
-static const char *parse_size(const char *text, uint64_t *out)
+const char *options_parse_size(const char *text, uint64_t *out)
 {
     static const struct {
         const char *suffix;
@@ -189,7 +198,7 @@ static const char *parse_size(const char *text, uint64_t *out)
     return not_a_size;
 }
 
-static const char *parse_count(const char *text, uint64_t *out)
+const char *options_parse_count(const char *text, uint64_t *out)
 {
     const char *end;
     const char *why = parse_digits(text, &end, out);
@@ -255,7 +264,7 @@ static const char *parse_address(const char *text, server_options *out)
         port = colon + 1;
     }
     uint64_t port_number;
-    if (parse_count(port, &port_number) != NULL || port_number > 65535)
+    if (options_parse_count(port, &port_number) != NULL || port_number > 65535)
         return "has a bad port (0..65535)";
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -287,10 +296,10 @@ static const char *parse_value(size_t i, const char *text, server_options *out)
     case KIND_PATH:
         break;
     case KIND_SIZE:
-        why = parse_size(text, &v);
+        why = options_parse_size(text, &v);
         break;
     case KIND_COUNT:
-        why = parse_count(text, &v);
+        why = options_parse_count(text, &v);
         break;
     case KIND_SECONDS:
         if (!options_parse_seconds(text, (double)s->max, &seconds))
@@ -349,6 +358,14 @@ static const char *parse_value(size_t i, const char *text, server_options *out)
         break;
     case OPT_MAX_DELIVERIES:
         out->max_deliveries = (size_t)v;
+        break;
+    case OPT_MAX_CONNECTIONS:
+        out->max_connections = (size_t)v;
+        break;
+    case OPT_IDLE_TIMEOUT:
+        if (seconds < (double)s->min)
+            return "is not a number of seconds from 1 to " MAX_WAIT_TEXT;
+        out->idle_timeout = seconds;
         break;
     }
     return NULL;

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 typedef struct server_options {
@@ -20,9 +21,11 @@ typedef struct server_options {
     size_t max_disk_files; /* per channel; 0 = memory only */
     size_t max_message_bytes;
     size_t max_channels;
-    double max_wait;       /* seconds */
-    double max_lease;      /* seconds: the longest ?lease= */
-    size_t max_deliveries; /* 0: no limit */
+    double max_wait;        /* seconds */
+    double max_lease;       /* seconds: the longest ?lease= */
+    size_t max_deliveries;  /* 0: no limit */
+    size_t max_connections; /* 0: from the open-file limit (http.c) */
+    double idle_timeout;    /* seconds a connection may send nothing */
     unsigned threads;
     bool durable; /* a 202 means the message is in a queue file and synced */
     /* --keep-headers: the request headers a POST stores with its message
@@ -48,5 +51,15 @@ void options_core_limits(const server_options *o, hop_limits *out);
  * from the whole of text: 0 <= value <= max, finite. False for anything else
  * (empty, junk, sign, nan, inf, hexadecimal, out of range). OUT: *seconds. */
 bool options_parse_seconds(const char *text, double max, double *seconds);
+
+/* Parse a SIZE from the whole of text: decimal digits, optionally followed
+ * by K, KiB, M, MiB, G or GiB (powers of 1024). NULL on success, OUT: *out;
+ * else what is wrong, to follow the value in a message (*out untouched).
+ * The range of a particular flag is checked by the caller. */
+const char *options_parse_size(const char *text, uint64_t *out);
+
+/* Parse a COUNT, decimal digits only, from the whole of text. NULL on
+ * success, OUT: *out; else what is wrong (*out may have been written). */
+const char *options_parse_count(const char *text, uint64_t *out);
 
 #endif

@@ -49,8 +49,9 @@ bool registry_open(const char *data_dir, const hop_limits *limits, size_t max_ch
     return true;
 }
 
-/* Close e's channel and log what became of its messages. */
-static void close_channel(registry_entry *e)
+/* Close e's channel and log what became of its messages; returns how many
+ * were lost. */
+static size_t close_channel(registry_entry *e)
 {
     char name[HOP_NAME_MAX + 1]; /* the channel's own copy goes with it */
     snprintf(name, sizeof name, "%s", hop_channel_name(e->ch));
@@ -63,18 +64,21 @@ static void close_channel(registry_entry *e)
     if (err != HOP_OK) {
         log_error("channel %s: %zu message(s) LOST: %s; %zu kept on disk", name, st.memory_messages,
                   err == HOP_IO ? strerror(cause) : hop_strerror(err), held - st.memory_messages);
-    } else if (held > 0) {
-        log_info("channel %s: %zu message(s) kept on disk", name, held);
+        return st.memory_messages;
     }
+    if (held > 0)
+        log_info("channel %s: %zu message(s) kept on disk", name, held);
+    return 0;
 }
 
-void registry_close(void)
+size_t registry_close(void)
 {
+    size_t lost = 0;
     for (size_t b = 0; b < reg.bucket_count; b++) {
         registry_entry *e = reg.buckets[b];
         while (e) {
             registry_entry *next = e->next;
-            close_channel(e);
+            lost += close_channel(e);
             free(e);
             e = next;
         }
@@ -83,6 +87,7 @@ void registry_close(void)
     reg.buckets = NULL;
     reg.count = 0;
     pthread_rwlock_destroy(&reg.lock);
+    return lost;
 }
 
 /* Called with reg.lock held (either way). */

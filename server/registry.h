@@ -37,8 +37,10 @@ bool registry_recover(const char *const *names, size_t count);
 
 /* Close every channel and free the registry, logging per channel what
  * became of the messages it held: kept on disk for the next start, lost
- * (with why). Nothing else may use a channel any more. */
-void registry_close(void);
+ * (with why). Nothing else may use a channel any more. Returns how many
+ * messages were lost: those in memory of a channel whose queue file could
+ * not be written (a full disk, an I/O error). */
+size_t registry_close(void);
 
 /* The channel called name, created (and logged) if it does not exist yet.
  * name must satisfy hop_name_valid(). Entries live until registry_close().

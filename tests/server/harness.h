@@ -44,6 +44,8 @@ int hs_start_env(hs_server *s, const char *const *args, const char *const *env);
  * what a restart sees. A "--listen" in args wins over 127.0.0.1:0, so a
  * restart can take the port the first run was given. */
 int hs_start_in(hs_server *s, const char *dir, const char *const *args);
+/* hs_start_in() with extra environment entries, as hs_start_env(). */
+int hs_start_in_env(hs_server *s, const char *dir, const char *const *args, const char *const *env);
 
 /* A new empty directory /tmp/hopper-test-XXXXXX; dir has room for 64
  * characters at least. 0, or -1 with the reason printed. */

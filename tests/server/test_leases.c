@@ -38,7 +38,6 @@
 /* A lease that must not end while a test looks. */
 #define LONG_LEASE "60"
 
-
 static void start(hs_server *s, const char *const *args)
 {
     assert_int_equal(hs_start(s, args), 0);

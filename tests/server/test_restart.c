@@ -34,7 +34,6 @@
  * memory and in several queue files. */
 #define PAGING_ARGS "--memory-bytes", "8KiB", "--file-bytes", "4KiB"
 
-
 /* ---- numbered messages: body, Content-Type ---- */
 
 static const char *const content_types[] = {"text/plain", "application/json", NULL,

@@ -1,0 +1,117 @@
+/* fuzz_envelope.c - libFuzzer harness of the message envelope decoder
+ * (server/envelope.c): the bytes of a message as read back from a queue
+ * file, which a damaged or foreign file makes untrusted.
+ *
+ * Input: one stored message. Checked:
+ *   - a decoded envelope is version 1 or 2, has at most
+ *     ENVELOPE_MAX_HEADERS headers, every name, value and the body inside
+ *     the input, and the body runs to its end;
+ *   - envelope_set_returns() succeeds exactly for a version 2 envelope,
+ *     changes nothing but the returns field, and decodes back with it;
+ *   - round trip: envelope_write_prefix() of the decoded headers, then the
+ *     body, decodes to the same headers and body; for version 2, with the
+ *     returns set again, it is byte for byte the input (the format has one
+ *     encoding of each envelope);
+ *   - envelope_find() returns a value inside the input. */
+#include "envelope.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fail(const char *what)
+{
+    fprintf(stderr, "fuzz_envelope: %s\n", what);
+    abort();
+}
+
+static bool inside(const void *p, size_t n, const uint8_t *start, size_t len)
+{
+    const uint8_t *q = p;
+    return n == 0 || (q >= start && q <= start + len && n <= (size_t)(start + len - q));
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* a copy of exactly size bytes, so ASan sees any read past the end */
+    uint8_t *msg = malloc(size ? size : 1);
+    if (msg == NULL)
+        return 0;
+    memcpy(msg, data, size);
+    static envelope e, e2;
+    bool ok = envelope_decode(msg, size, &e);
+    uint8_t *copy = malloc(size ? size : 1);
+    if (copy == NULL) {
+        free(msg);
+        return 0;
+    }
+    memcpy(copy, msg, size);
+    bool set = envelope_set_returns(copy, size, 0x01020304u);
+    if (set != (ok && e.version == ENVELOPE_VERSION))
+        fail("envelope_set_returns disagrees with envelope_decode");
+    if (!ok) {
+        if (memcmp(copy, msg, size) != 0)
+            fail("envelope_set_returns changed an envelope it refused");
+        free(copy);
+        free(msg);
+        return 0;
+    }
+    if (e.version != ENVELOPE_VERSION && e.version != ENVELOPE_VERSION_1)
+        fail("a bad version was accepted");
+    if (e.version == ENVELOPE_VERSION_1 && e.returns != 0)
+        fail("a version 1 envelope with returns");
+    if (e.header_count > ENVELOPE_MAX_HEADERS)
+        fail("too many headers");
+    for (size_t i = 0; i < e.header_count; i++)
+        if (!inside(e.headers[i].name, e.headers[i].name_len, msg, size) ||
+            !inside(e.headers[i].value, e.headers[i].value_len, msg, size))
+            fail("a header outside the message");
+    if (!inside(e.body, e.body_len, msg, size) || (e.body_len && e.body + e.body_len != msg + size))
+        fail("the body is not the end of the message");
+    size_t vlen;
+    const char *v = envelope_find(&e, ENVELOPE_CONTENT_TYPE, &vlen);
+    if (v && !inside(v, vlen, msg, size))
+        fail("envelope_find outside the message");
+
+    if (set) {
+        if (!envelope_decode(copy, size, &e2) || e2.returns != 0x01020304u)
+            fail("the returns set do not decode back");
+        if (memcmp(copy, msg, ENVELOPE_RETURNS_OFFSET) != 0 ||
+            memcmp(copy + ENVELOPE_RETURNS_OFFSET + 4, msg + ENVELOPE_RETURNS_OFFSET + 4,
+                   size - ENVELOPE_RETURNS_OFFSET - 4) != 0)
+            fail("envelope_set_returns changed more than the returns");
+    }
+
+    /* round trip */
+    size_t prefix = envelope_prefix_size(e.headers, e.header_count);
+    size_t size2 = prefix + e.body_len;
+    uint8_t *again = malloc(size2 ? size2 : 1);
+    if (again == NULL)
+        fail("out of memory");
+    envelope_write_prefix(again, e.headers, e.header_count);
+    if (e.body_len)
+        memcpy(again + prefix, e.body, e.body_len);
+    if (!envelope_decode(again, size2, &e2) || e2.version != ENVELOPE_VERSION || e2.returns != 0 ||
+        e2.header_count != e.header_count || e2.body_len != e.body_len ||
+        (e.body_len && memcmp(e2.body, e.body, e.body_len) != 0))
+        fail("the envelope written again decodes to something else");
+    for (size_t i = 0; i < e.header_count; i++) {
+        const envelope_header *a = &e.headers[i], *b = &e2.headers[i];
+        if (a->name_len != b->name_len || a->value_len != b->value_len ||
+            (a->name_len && memcmp(a->name, b->name, a->name_len) != 0) ||
+            (a->value_len && memcmp(a->value, b->value, a->value_len) != 0))
+            fail("a header changed in the round trip");
+    }
+    if (e.version == ENVELOPE_VERSION) {
+        if (!envelope_set_returns(again, size2, e.returns) || size2 != size ||
+            memcmp(again, msg, size) != 0)
+            fail("a version 2 envelope written again is not byte for byte the input");
+    }
+    free(again);
+    free(copy);
+    free(msg);
+    return 0;
+}

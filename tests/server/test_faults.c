@@ -1,0 +1,354 @@
+/* test_faults.c - disk faults under the real server: a full disk, I/O
+ * errors and too many open files while it writes, syncs, rotates and
+ * deletes queue files. fault_inject.c (LD_PRELOAD) makes the chosen system
+ * call fail while a control file says so. In every case:
+ *
+ *   - a POST the fault refuses gets a 5xx (or 507) whose body is its exact
+ *     payload, with Hopper-Error naming the error;
+ *   - every POST that got a 202, before, during and after the fault, is
+ *     delivered once, in order, and nothing refused ever is;
+ *   - after a restart on the same data directory without faults, nothing
+ *     consumed comes back and nothing accepted is missing. */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define MAX_MESSAGES 256
+#define TRIES_UNDER_FAULT 40 /* POSTs while a fault is on, at most */
+#define REFUSALS 5           /* refused POSTs a lasting fault must give */
+
+typedef struct fault_case {
+    hs_server s;
+    char dir[256];     /* the data directory */
+    char aux[256];     /* the control and count files, outside it */
+    char control[512]; /* HOPPER_FAULT_CONTROL */
+    char count[512];   /* HOPPER_FAULT_COUNT */
+    /* what the channel must hold, in order */
+    char accepted[MAX_MESSAGES][256];
+    int naccepted;
+    int nrefused;
+} fault_case;
+
+static void write_file(const char *path, const char *text)
+{
+    /* a new file each time, so its mtime or size always changes */
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+static long injected(const fault_case *fc)
+{
+    FILE *f = fopen(fc->count, "r");
+    long n = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &n) != 1)
+            n = 0;
+        fclose(f);
+    }
+    return n;
+}
+
+static void start_with_faults(fault_case *fc, const char *const *args)
+{
+    memset(fc, 0, sizeof *fc);
+    assert_int_equal(hs_make_dir(fc->dir, sizeof fc->dir), 0);
+    assert_int_equal(hs_make_dir(fc->aux, sizeof fc->aux), 0);
+    snprintf(fc->control, sizeof fc->control, "%s/control", fc->aux);
+    snprintf(fc->count, sizeof fc->count, "%s/count", fc->aux);
+    write_file(fc->control, "");
+    static char preload[600], control[600], count[600], asan[600];
+    snprintf(preload, sizeof preload, "LD_PRELOAD=%s", FAULT_INJECT_LIB);
+    snprintf(control, sizeof control, "HOPPER_FAULT_CONTROL=%s", fc->control);
+    snprintf(count, sizeof count, "HOPPER_FAULT_COUNT=%s", fc->count);
+    /* the injector is not instrumented and comes first: ASan must allow it */
+    const char *old = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", old ? old : "",
+             old && *old ? ":" : "");
+    const char *env[] = {preload, control, count, asan, NULL};
+    assert_int_equal(hs_start_in_env(&fc->s, fc->dir, args, env), 0);
+}
+
+/* POST text; 202 adds it to what the channel must hold. Returns the status. */
+static long post(fault_case *fc, const char *channel, const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/channels/%s", channel);
+    hs_reply r = {0};
+    assert_int_equal(hs_post(&fc->s, path, text, strlen(text), "text/plain", &r), 0);
+    long status = r.status;
+    if (status == 202) {
+        assert_true(fc->naccepted < MAX_MESSAGES);
+        snprintf(fc->accepted[fc->naccepted++], sizeof fc->accepted[0], "%s", text);
+    } else {
+        /* refused: the payload comes back, byte for byte, and says why */
+        assert_true(status == 507 || status >= 500);
+        assert_int_equal(r.len, strlen(text));
+        assert_memory_equal(r.body, text, r.len);
+        assert_string_equal(r.content_type, "text/plain");
+        char code[64];
+        assert_true(hs_header(&r, "Hopper-Error", code, sizeof code));
+        assert_true(strcmp(code, status == 507 ? "full" : "io_error") == 0 ||
+                    strcmp(code, "out_of_memory") == 0);
+        fc->nrefused++;
+    }
+    hs_reply_free(&r);
+    return status;
+}
+
+static void post_many(fault_case *fc, const char *channel, const char *tag, int n, int pad)
+{
+    char text[256];
+    for (int i = 0; i < n; i++) {
+        snprintf(text, sizeof text, "%s-%03d-%0*d", tag, i, pad, 0);
+        assert_int_equal(post(fc, channel, text), 202);
+    }
+}
+
+/* With the fault on, POST until REFUSALS are refused or TRIES_UNDER_FAULT
+ * were sent (a fault that fires once is then over); at least one must be. */
+static void post_until_refused(fault_case *fc, const char *channel, const char *tag, int pad)
+{
+    int refused_before = fc->nrefused;
+    char text[256];
+    for (int i = 0; i < TRIES_UNDER_FAULT && fc->nrefused < refused_before + REFUSALS; i++) {
+        snprintf(text, sizeof text, "%s-%03d-%0*d", tag, i, pad, 0);
+        post(fc, channel, text);
+    }
+    assert_true(fc->nrefused > refused_before);
+}
+
+/* Take from channel exactly what it must hold, in order, and then nothing. */
+static void expect_all(fault_case *fc, const char *channel, int from)
+{
+    char out[512];
+    for (int i = from; i < fc->naccepted; i++) {
+        long status = hs_get_text(&fc->s, channel, "5", out, sizeof out);
+        if (status != 200 || strcmp(out, fc->accepted[i]) != 0)
+            fail_msg("message %d: wanted %s, got %ld %s", i, fc->accepted[i], status,
+                     status == 200 ? out : "");
+    }
+    assert_int_equal(hs_get_text(&fc->s, channel, "0", out, sizeof out), 204);
+}
+
+/* Stop, start again on the same directory without faults: the channel
+ * holds exactly the accepted messages from index from on. */
+static void restart_and_expect(fault_case *fc, const char *channel, int from)
+{
+    assert_int_equal(hs_stop(&fc->s), 0);
+    assert_int_equal(hs_start_in(&fc->s, fc->dir, NULL), 0);
+    expect_all(fc, channel, from);
+}
+
+static void finish(fault_case *fc)
+{
+    assert_int_equal(hs_stop(&fc->s), 0);
+    hs_remove_tree(fc->dir);
+    hs_remove_tree(fc->aux);
+}
+
+/* A fault while messages are appended to a queue file (memory 0: every
+ * message goes to disk): refused, then the channel goes on. */
+static void write_fault(const char *control, const char *const *args)
+{
+    fault_case fc;
+    start_with_faults(&fc, args);
+    post_many(&fc, "w", "before", 8, 40);
+    write_file(fc.control, control);
+    post_until_refused(&fc, "w", "during", 40);
+    assert_true(injected(&fc) > 0);
+    write_file(fc.control, "");
+    post_many(&fc, "w", "after", 8, 40);
+    expect_all(&fc, "w", 0);
+    post_many(&fc, "w", "kept", 4, 40);
+    restart_and_expect(&fc, "w", fc.naccepted - 4);
+    printf("\"%.*s\": %ld fault(s) injected, %d POST(s) refused with their payload, %d "
+           "accepted and delivered once\n",
+           (int)strcspn(control, "\n"), control, injected(&fc), fc.nrefused, fc.naccepted);
+    finish(&fc);
+}
+
+static const char *const disk_only[] = {"--memory-bytes", "0", NULL};
+
+static void test_disk_full_while_writing(void **state)
+{
+    (void)state;
+    write_fault("pwritev ENOSPC -1\n", disk_only);
+}
+
+static void test_io_error_while_writing(void **state)
+{
+    (void)state;
+    write_fault("pwritev EIO -1\n", disk_only);
+}
+
+/* The write fails (ENOSPC: the record may be partly written) and so does
+ * cutting it off: the file is
+ * sealed with junk at its end that must never be read. */
+static void test_io_error_while_writing_and_cutting(void **state)
+{
+    (void)state;
+    write_fault("pwritev ENOSPC 1\nftruncate EIO -1\n", disk_only);
+}
+
+/* Half a record reaches the file before the disk is full: it is cut off
+ * (or, if that fails too, sealed away), never read as a message. */
+static void test_disk_full_in_the_middle_of_a_record(void **state)
+{
+    (void)state;
+    write_fault("pwritev PARTIAL -1\n", disk_only);
+}
+
+static void test_disk_full_in_the_middle_and_cut_fails(void **state)
+{
+    (void)state;
+    write_fault("pwritev PARTIAL 1\nftruncate EIO -1\n", disk_only);
+}
+
+/* --durable: the sync fails, the POST is refused with its payload, the
+ * records are cut off; later POSTs are synced and kept. */
+static void test_io_error_while_syncing(void **state)
+{
+    (void)state;
+    const char *args[] = {"--durable", NULL};
+    write_fault("fdatasync EIO -1\n", args);
+}
+
+/* Rotation: a new queue file cannot be created (too many open files, or a
+ * full disk) when the current one is full. */
+static void rotate_fault(const char *control)
+{
+    fault_case fc;
+    const char *args[] = {"--memory-bytes", "0", "--file-bytes", "1KiB", NULL};
+    start_with_faults(&fc, args);
+    post_many(&fc, "r", "before", 12, 200); /* about 3 files */
+    write_file(fc.control, control);
+    post_until_refused(&fc, "r", "during", 200);
+    assert_true(injected(&fc) > 0);
+    write_file(fc.control, "");
+    post_many(&fc, "r", "after", 12, 200);
+    expect_all(&fc, "r", 0);
+    post_many(&fc, "r", "kept", 6, 200);
+    restart_and_expect(&fc, "r", fc.naccepted - 6);
+    printf("\"%.*s\" at rotation: %ld fault(s) injected, %d POST(s) refused with their "
+           "payload, %d accepted and delivered once\n",
+           (int)strcspn(control, "\n"), control, injected(&fc), fc.nrefused, fc.naccepted);
+    finish(&fc);
+}
+
+static void test_too_many_open_files_at_rotation(void **state)
+{
+    (void)state;
+    rotate_fault("openat EMFILE -1\n");
+}
+
+static void test_disk_full_at_rotation(void **state)
+{
+    (void)state;
+    rotate_fault("openat ENOSPC -1\n");
+}
+
+/* Delete: consumed files cannot be removed. Consuming goes on; after a
+ * restart nothing consumed comes back and nothing else is missing. */
+static void test_io_error_while_deleting(void **state)
+{
+    (void)state;
+    fault_case fc;
+    const char *args[] = {"--memory-bytes", "0", "--file-bytes", "1KiB", NULL};
+    start_with_faults(&fc, args);
+    post_many(&fc, "d", "msg", 24, 200);
+    write_file(fc.control, "unlinkat EIO -1\n");
+    char out[256];
+    for (int i = 0; i < 16; i++) { /* finishes several files */
+        assert_int_equal(hs_get_text(&fc.s, "d", "5", out, sizeof out), 200);
+        assert_string_equal(out, fc.accepted[i]);
+    }
+    assert_true(injected(&fc) > 0);
+    /* stop with the fault still on: the close cannot remove them either */
+    assert_int_equal(hs_stop(&fc.s), 0);
+    write_file(fc.control, "");
+    assert_int_equal(hs_start_in(&fc.s, fc.dir, NULL), 0);
+    expect_all(&fc, "d", 16);
+    finish(&fc);
+}
+
+/* A clean stop writes memory to disk in a new file renamed into place.
+ * When that fails the messages in memory cannot be kept: the stop must not
+ * pass for clean. It exits 1 and logs how many were lost; whatever it did
+ * keep comes back after a restart. (--durable has nothing in memory.) */
+static void stop_fault(const char *control)
+{
+    fault_case fc;
+    start_with_faults(&fc, NULL);
+    post_many(&fc, "m", "memory", 6, 10); /* all in memory */
+    write_file(fc.control, control);
+    char log[600];
+    snprintf(log, sizeof log, "%s", fc.s.log_path);
+    setenv("HOPPER_TEST_KEEP_LOGS", "1", 1); /* read below */
+    int code = hs_stop(&fc.s);
+    unsetenv("HOPPER_TEST_KEEP_LOGS");
+    assert_true(injected(&fc) > 0);
+    write_file(fc.control, "");
+    assert_int_equal(code, 1);
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    char line[1024];
+    bool channel_line = false, total_line = false;
+    while (fgets(line, sizeof line, f)) {
+        channel_line |= strstr(line, "channel m: 6 message(s) LOST") != NULL;
+        total_line |= strstr(line, "stopped: 6 message(s) LOST") != NULL;
+    }
+    fclose(f);
+    unlink(log);
+    assert_true(channel_line);
+    assert_true(total_line);
+    /* and the data directory is still good to start on */
+    assert_int_equal(hs_start_in(&fc.s, fc.dir, NULL), 0);
+    char out[64];
+    assert_int_equal(hs_get_text(&fc.s, "m", "0", out, sizeof out), 204);
+    finish(&fc);
+}
+
+static void test_rename_fails_at_stop(void **state)
+{
+    (void)state;
+    stop_fault("renameat EIO -1\n");
+}
+
+static void test_disk_full_at_stop(void **state)
+{
+    (void)state;
+    stop_fault("pwritev ENOSPC -1\n");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_disk_full_while_writing),
+        cmocka_unit_test(test_io_error_while_writing),
+        cmocka_unit_test(test_io_error_while_writing_and_cutting),
+        cmocka_unit_test(test_disk_full_in_the_middle_of_a_record),
+        cmocka_unit_test(test_disk_full_in_the_middle_and_cut_fails),
+        cmocka_unit_test(test_io_error_while_syncing),
+        cmocka_unit_test(test_too_many_open_files_at_rotation),
+        cmocka_unit_test(test_disk_full_at_rotation),
+        cmocka_unit_test(test_io_error_while_deleting),
+        cmocka_unit_test(test_rename_fails_at_stop),
+        cmocka_unit_test(test_disk_full_at_stop),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
