@@ -174,6 +174,10 @@ int hs_run_as(const char *const *command, const char *const *args, const char *c
 /* Seconds of CLOCK_MONOTONIC. */
 double hs_now(void);
 
+/* A KiB field of /proc/PID/status, e.g. "VmRSS" or "VmHWM" (the peak RSS
+ * so far); -1 if unreadable. */
+long hs_proc_status_kib(pid_t pid, const char *field);
+
 /* cmocka setup and teardown: *state is a new directory (a char[256] path)
  * for servers started with hs_start_in(), removed with all in it after. */
 int hs_dir_setup(void **state);

@@ -31,24 +31,6 @@
 #define MEMORY_MIB 2
 #define MEMORY_HEADROOM_MIB 16 /* the bound of bench/README.md part 5 */
 
-static long status_kib(const hs_server *s, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)s->pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = strlen(field);
-    long kib = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0 && line[n] == ':') {
-            kib = strtol(line + n + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kib;
-}
-
 /* Message i: its number, then bytes that depend on it. */
 static void make_body(unsigned char *out, int i)
 {
@@ -109,13 +91,13 @@ static void test_backlog_stays_within_the_memory_bound(void **state)
     fill(&s, "backlog");
     assert_true(hs_status_value(&s, "backlog", "disk_bytes") >
                 (long long)(MESSAGES - MEMORY_MIB * 1024 * 1024 / BODY_BYTES) * BODY_BYTES / 2);
-    long peak = status_kib(&s, "VmHWM");
+    long peak = hs_proc_status_kib(s.pid, "VmHWM");
     assert_true(peak > 0);
     printf("peak RSS with %d MiB queued under --memory-bytes %dMiB: %.1f MiB\n",
            MESSAGES * (BODY_BYTES / 1024) / 1024, MEMORY_MIB, peak / 1024.0);
     assert_true(peak < (MEMORY_MIB + MEMORY_HEADROOM_MIB) * 1024);
     drain(&s, "backlog");
-    peak = status_kib(&s, "VmHWM");
+    peak = hs_proc_status_kib(s.pid, "VmHWM");
     assert_true(peak < (MEMORY_MIB + MEMORY_HEADROOM_MIB) * 1024);
     assert_int_equal(hs_stop(&s), 0);
 }
@@ -130,7 +112,7 @@ static void test_drained_memory_goes_back_to_the_system(void **state)
     hs_server s;
     const char *args[] = {"--memory-bytes", "64MiB", NULL};
     assert_int_equal(hs_start(&s, args), 0);
-    long idle = status_kib(&s, "VmRSS");
+    long idle = hs_proc_status_kib(s.pid, "VmRSS");
     /* 40 MiB across 8 channels, all in memory: small blocks interleaved, the
      * case where glibc alone keeps the freed memory in its heap */
     char channel[16];
@@ -148,7 +130,7 @@ static void test_drained_memory_goes_back_to_the_system(void **state)
         }
     }
     assert_int_equal(hs_status_value(&s, "held-0", "disk_bytes"), 0);
-    long full = status_kib(&s, "VmRSS");
+    long full = hs_proc_status_kib(s.pid, "VmRSS");
     printf("RSS idle %.1f MiB, with 40 MiB in memory %.1f MiB\n", idle / 1024.0, full / 1024.0);
     assert_true(full > idle + 30 * 1024); /* the messages really are in RSS */
     for (int c = 0; c < 8; c++) {
@@ -159,12 +141,12 @@ static void test_drained_memory_goes_back_to_the_system(void **state)
         assert_int_equal(hs_status_value(&s, channel, "messages"), 0);
     }
     /* wait for it, bounded: the trim runs every 10 s */
-    long now = status_kib(&s, "VmRSS");
+    long now = hs_proc_status_kib(s.pid, "VmRSS");
     double give_up = hs_now() + HS_PATIENCE_MS / 1000.0;
     while (now > idle + 8 * 1024 && hs_now() < give_up) {
         struct timespec tick = {0, 100 * 1000000L};
         nanosleep(&tick, NULL);
-        now = status_kib(&s, "VmRSS");
+        now = hs_proc_status_kib(s.pid, "VmRSS");
     }
     printf("RSS once drained: %.1f MiB\n", now / 1024.0);
     assert_true(now <= idle + 8 * 1024);

@@ -716,24 +716,6 @@ static bool status_read(const hs_server *s, channel_view *view)
     return true;
 }
 
-static long proc_status_kib(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = strlen(field);
-    long kib = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0 && line[n] == ':') {
-            kib = strtol(line + n + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kib;
-}
-
 static void rss_note(long kib)
 {
     if (kib > rss_peak_kib)
@@ -746,7 +728,7 @@ static void *sampler_main(void *arg)
     while (!atomic_load(&sampler_stop)) {
         pthread_mutex_lock(&rss_lock);
         if (rss_pid > 0) {
-            long kib = proc_status_kib(rss_pid, "VmRSS");
+            long kib = hs_proc_status_kib(rss_pid, "VmRSS");
             if (kib > 0) {
                 rss_note(kib);
                 rss_samples++;
@@ -769,7 +751,7 @@ static void rss_watch(pid_t pid)
 static bool server_stop(hs_server *s)
 {
     pthread_mutex_lock(&rss_lock);
-    rss_note(proc_status_kib(s->pid, "VmHWM"));
+    rss_note(hs_proc_status_kib(s->pid, "VmHWM"));
     pthread_mutex_unlock(&rss_lock);
     int code = hs_stop(s);
     rss_watch(0);
