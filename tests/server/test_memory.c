@@ -140,16 +140,20 @@ static void test_drained_memory_goes_back_to_the_system(void **state)
             ;
         assert_int_equal(hs_status_value(&s, channel, "messages"), 0);
     }
-    /* wait for it, bounded: the trim runs every 10 s */
+    /* Wait for it, bounded: the trim runs every 10 s. Most of it must come
+     * back: usually all but half a MiB, but pages that still hold a live
+     * block stay (11.7 MiB of 41 once, with the machine loaded), so the
+     * bound is half. Without the trim 21.5 and 30.8 of 41 MiB stayed. */
+    long bound = idle + (full - idle) / 2;
     long now = hs_proc_status_kib(s.pid, "VmRSS");
     double give_up = hs_now() + HS_PATIENCE_MS / 1000.0;
-    while (now > idle + 8 * 1024 && hs_now() < give_up) {
+    while (now > bound && hs_now() < give_up) {
         struct timespec tick = {0, 100 * 1000000L};
         nanosleep(&tick, NULL);
         now = hs_proc_status_kib(s.pid, "VmRSS");
     }
     printf("RSS once drained: %.1f MiB\n", now / 1024.0);
-    assert_true(now <= idle + 8 * 1024);
+    assert_true(now <= bound);
     assert_int_equal(hs_stop(&s), 0);
 }
 
