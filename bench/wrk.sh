@@ -35,3 +35,46 @@ measure() {
 
 # median: of the numbers on standard input, one a line
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+
+# start_nginx SERVER_CONF: a daemon nginx (a worker a CPU) run from $work,
+# its http{} block including SERVER_CONF, in which @PORT@ stands for the port
+# to listen on. nginx cannot pick a free port itself, so ports are tried until
+# one binds; sets ngx_port. $nginx is the binary.
+start_nginx() {
+    mkdir -p "$work/ngx"
+    ngx_port=""
+    for _try in 1 2 3 4 5 6 7 8 9 10; do
+        _p=$(( ($$ * 7 + _try * 7919) % 20000 + 30000 ))
+        sed "s/@PORT@/$_p/g" "$1" > "$work/server.conf"
+        cat > "$work/nginx.conf" <<CONF
+worker_processes $(nproc);
+pid $work/nginx.pid;
+error_log $work/ngx/error.log;
+daemon on;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/ngx;
+    proxy_temp_path $work/ngx;
+    fastcgi_temp_path $work/ngx;
+    uwsgi_temp_path $work/ngx;
+    scgi_temp_path $work/ngx;
+    keepalive_requests 1000000;
+    include $work/server.conf;
+}
+CONF
+        if "$nginx" -c "$work/nginx.conf" -p "$work" -e "$work/ngx/error.log" 2>/dev/null; then
+            ngx_port=$_p
+            return
+        fi
+    done
+    echo "$prog: nginx did not start:" >&2
+    cat "$work/ngx/error.log" >&2
+    exit 1
+}
+
+# stop_nginx: the one start_nginx started, waiting until it is gone.
+stop_nginx() {
+    kill "$(cat "$work/nginx.pid")"
+    while [ -f "$work/nginx.pid" ]; do sleep 0.05; done
+}
