@@ -306,3 +306,17 @@ long long hs_await_status_value(const hs_server *s, const char *channel, const c
         usleep(10000);
     return got;
 }
+
+long long hs_metric_value(const hs_server *s, const char *name, const char *channel)
+{
+    hs_reply r;
+    long long value = -1;
+    if (hs_get(s, "/metrics", &r) == 0 && r.status == 200) {
+        char key[300];
+        snprintf(key, sizeof key, "\n%s{channel=\"%s\"} ", name, channel);
+        const char *at = strstr((const char *)r.body, key);
+        value = at ? strtoll(at + strlen(key), NULL, 10) : -1;
+    }
+    hs_reply_free(&r);
+    return value;
+}
