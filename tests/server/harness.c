@@ -62,7 +62,21 @@ long hs_proc_status_kib(pid_t pid, const char *field)
 
 /* ---- processes ---- */
 
-/* environ without HOPPER_* plus extra: new array of borrowed strings. */
+/* Whether the environment entry entry ("NAME=value") sets the variable
+ * of one of extra's entries. */
+static bool set_in(const char *entry, const char *const *extra)
+{
+    size_t name_len = strcspn(entry, "=");
+    for (size_t i = 0; extra && extra[i]; i++) {
+        if (strncmp(extra[i], entry, name_len) == 0 && extra[i][name_len] == '=')
+            return true;
+    }
+    return false;
+}
+
+/* environ without HOPPER_* and without the variables extra sets, then
+ * extra: new array of borrowed strings. (A program sees the first of two
+ * entries of a name: an inherited ASAN_OPTIONS would hide extra's.) */
 static char **make_env(const char *const *extra)
 {
     size_t n = 0, m = 0;
@@ -73,7 +87,7 @@ static char **make_env(const char *const *extra)
     char **env = calloc(n + m + 1, sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], "HOPPER_", 7) != 0)
+        if (strncmp(environ[i], "HOPPER_", 7) != 0 && !set_in(environ[i], extra))
             env[k++] = environ[i];
     }
     for (size_t i = 0; i < m; i++)
@@ -392,6 +406,7 @@ static int start(hs_server *s, const char *dir, bool own_dir, const char *const 
     if (s->port <= 0) {
         fprintf(stderr, "harness: hopper did not report a port\n");
         hs_stop_with(s, SIGKILL);
+        print_log(s); /* why it did not start */
         return -1;
     }
     return 0;

@@ -33,8 +33,10 @@ typedef struct hs_server {
 /* Start hopper --listen 127.0.0.1:0 --data-dir <new temp dir> followed by
  * args (NULL-terminated, may be NULL), with the extra environment entries
  * env ("NAME=value", NULL-terminated, may be NULL; inherited HOPPER_*
- * variables are dropped). Waits for its "listening on" line to learn the
- * port. 0 on success; -1 with the reason printed. */
+ * variables are dropped, and an entry of env replaces the inherited
+ * variable of its name). Waits for its "listening on" line to learn the
+ * port. 0 on success; -1 with the reason (and the server's output)
+ * printed. */
 int hs_start(hs_server *s, const char *const *args);
 int hs_start_env(hs_server *s, const char *const *args, const char *const *env);
 

@@ -63,6 +63,22 @@ static long injected(const fault_case *fc)
     return n;
 }
 
+/* "name=" followed by ours and the caller's value of name joined by ':',
+ * ours last if last, else first; ours alone if the caller has none.
+ * OUT: entry. */
+static void merge_env(char *entry, size_t size, const char *name, const char *ours, bool last)
+{
+    const char *theirs = getenv(name);
+    int n;
+    if (theirs == NULL || theirs[0] == '\0')
+        n = snprintf(entry, size, "%s=%s", name, ours);
+    else if (last)
+        n = snprintf(entry, size, "%s=%s:%s", name, theirs, ours);
+    else
+        n = snprintf(entry, size, "%s=%s:%s", name, ours, theirs);
+    assert_true(n > 0 && (size_t)n < size);
+}
+
 static void start_with_faults(fault_case *fc, const char *const *args)
 {
     memset(fc, 0, sizeof *fc);
@@ -71,14 +87,16 @@ static void start_with_faults(fault_case *fc, const char *const *args)
     snprintf(fc->control, sizeof fc->control, "%s/control", fc->aux);
     snprintf(fc->count, sizeof fc->count, "%s/count", fc->aux);
     write_file(fc->control, "");
-    static char preload[600], control[600], count[600], asan[600];
-    snprintf(preload, sizeof preload, "LD_PRELOAD=%s", FAULT_INJECT_LIB);
+    static char preload[1200], control[600], count[600], asan[1200];
+    /* These replace the caller's LD_PRELOAD and ASAN_OPTIONS (harness.h),
+     * so what the caller set is merged in: the injector first, and ASan's
+     * options of the caller's, with the one the injector needs last (the
+     * last of an option wins). The injector is not instrumented and comes
+     * first: ASan must allow it. */
+    merge_env(preload, sizeof preload, "LD_PRELOAD", FAULT_INJECT_LIB, false);
+    merge_env(asan, sizeof asan, "ASAN_OPTIONS", "verify_asan_link_order=0", true);
     snprintf(control, sizeof control, "HOPPER_FAULT_CONTROL=%s", fc->control);
     snprintf(count, sizeof count, "HOPPER_FAULT_COUNT=%s", fc->count);
-    /* the injector is not instrumented and comes first: ASan must allow it */
-    const char *old = getenv("ASAN_OPTIONS");
-    snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", old ? old : "",
-             old && *old ? ":" : "");
     const char *env[] = {preload, control, count, asan, NULL};
     assert_int_equal(hs_start_in_env(&fc->s, fc->dir, args, env), 0);
 }
