@@ -19,6 +19,21 @@
  * up": wait for what it is meant to have done. */
 #define HS_PATIENCE_MS 30000
 
+/* 1 when this file is compiled with AddressSanitizer or ThreadSanitizer
+ * (and so, in this build, the server too): its memory is then the
+ * sanitizer's, shadow and quarantine, not what the server's code uses.
+ * GCC says so with __SANITIZE_*__, clang with __has_feature(). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HS_UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define HS_UNDER_SANITIZER 1
+#endif
+#endif
+#ifndef HS_UNDER_SANITIZER
+#define HS_UNDER_SANITIZER 0
+#endif
+
 typedef struct hs_server {
     pid_t pid;
     int port;

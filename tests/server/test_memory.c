@@ -5,9 +5,10 @@
  * freed memory back to the system (server/main.c).
  *
  * RSS is read from /proc/PID/status: VmHWM, the kernel's peak, so nothing
- * between two looks is missed. Under AddressSanitizer the process's memory
- * is the sanitizer's (shadow memory, quarantine), so these tests skip
- * there. bench/memory_bench.c measures the same at 1 GiB. */
+ * between two looks is missed. Under AddressSanitizer or ThreadSanitizer
+ * (GCC's or clang's) the process's memory is the sanitizer's (shadow
+ * memory, quarantine), so these tests skip there (HS_UNDER_SANITIZER).
+ * bench/memory_bench.c measures the same at 1 GiB. */
 #include "harness.h"
 
 #include <setjmp.h>
@@ -19,12 +20,6 @@
 #include <time.h>
 
 #include <cmocka.h>
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#else
-#define UNDER_SANITIZER 0
-#endif
 
 #define BODY_BYTES (64 * 1024)
 #define MESSAGES 640 /* 40 MiB: 20 times the memory of the channel */
@@ -83,7 +78,7 @@ static void drain(const hs_server *s, const char *channel)
 static void test_backlog_stays_within_the_memory_bound(void **state)
 {
     (void)state;
-    if (UNDER_SANITIZER)
+    if (HS_UNDER_SANITIZER)
         skip();
     hs_server s;
     const char *args[] = {"--memory-bytes", "2MiB", NULL};
@@ -107,7 +102,7 @@ static void test_backlog_stays_within_the_memory_bound(void **state)
 static void test_drained_memory_goes_back_to_the_system(void **state)
 {
     (void)state;
-    if (UNDER_SANITIZER)
+    if (HS_UNDER_SANITIZER)
         skip();
     hs_server s;
     const char *args[] = {"--memory-bytes", "64MiB", NULL};
