@@ -358,11 +358,10 @@ static void test_post_malformed_batches(void **state)
     bu_put_text(&body, good_part);
     bu_put_text(&body, close);
     assert_int_equal(bu_post_batch(&s, "mal", &body), 202);
-    hs_reply r;
-    bu_post_body(&s, "mal", &body, "multipart/mixed; boundary=\"" BOUNDARY "\"", NULL, &r);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
+    bu_expect_post_body(&s, "mal", &body, "multipart/mixed; boundary=\"" BOUNDARY "\"", NULL, 202,
+                        NULL);
     bu_bytes_free(&body);
+    hs_reply r;
     bu_get_plain(&s, "mal", "before", 6, "text/plain", &r);
     hs_reply_free(&r);
     for (int i = 0; i < 2; i++) {
@@ -550,7 +549,7 @@ static void test_durable_batch_survives_kill(void **state)
     hs_server s;
     const char *args[] = {"--durable", "--keep-headers",   "X-Seq", "--file-bytes",
                           "4KiB",      "--max-disk-files", "1",     NULL};
-    assert_int_equal(hs_start_in(&s, dir, args), 0);
+    hs_start_in_ok(&s, dir, args);
     hs_expect_post(&s, "dur", "single", 202);
     long long syncs = hs_status_value(&s, "dur", "syncs_total");
     assert_true(syncs > 0);
@@ -574,7 +573,7 @@ static void test_durable_batch_survives_kill(void **state)
     assert_true(hs_status_value(&s, "dur", "syncs_total") > syncs);
     hs_stop_with(&s, SIGKILL);
 
-    assert_int_equal(hs_start_in(&s, dir, args), 0);
+    hs_start_in_ok(&s, dir, args);
     assert_int_equal(hs_status_value(&s, "dur", "messages"), COUNT + 1);
     bu_batch b;
     bu_get_batch(&s, "/channels/dur?wait=0&max=100", &b);
