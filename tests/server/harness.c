@@ -1,26 +1,23 @@
-/* harness.c - start, stop and talk to the real hopper binary (see harness.h). */
+/* harness.c - start and stop the real hopper binary, run it to its exit,
+ * its data directories and its log (see harness.h). The HTTP side is
+ * harness_http.c, raw sockets harness_socket.c. */
 #include "harness.h"
 
-#include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <jansson.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,8 +31,6 @@
 
 #define START_TIMEOUT_MS HS_PATIENCE_MS
 #define STOP_TIMEOUT_MS 20000
-#define REQUEST_TIMEOUT_MS 30000
-#define EXPECT_100_TIMEOUT_MS 20000
 #define RUN_TIMEOUT_MS HS_PATIENCE_MS
 
 extern char **environ;
@@ -67,7 +62,21 @@ long hs_proc_status_kib(pid_t pid, const char *field)
 
 /* ---- processes ---- */
 
-/* environ without HOPPER_* plus extra: new array of borrowed strings. */
+/* Whether the environment entry entry ("NAME=value") sets the variable
+ * of one of extra's entries. */
+static bool set_in(const char *entry, const char *const *extra)
+{
+    size_t name_len = strcspn(entry, "=");
+    for (size_t i = 0; extra && extra[i]; i++) {
+        if (strncmp(extra[i], entry, name_len) == 0 && extra[i][name_len] == '=')
+            return true;
+    }
+    return false;
+}
+
+/* environ without HOPPER_* and without the variables extra sets, then
+ * extra: new array of borrowed strings. (A program sees the first of two
+ * entries of a name: an inherited ASAN_OPTIONS would hide extra's.) */
 static char **make_env(const char *const *extra)
 {
     size_t n = 0, m = 0;
@@ -78,7 +87,7 @@ static char **make_env(const char *const *extra)
     char **env = calloc(n + m + 1, sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], "HOPPER_", 7) != 0)
+        if (strncmp(environ[i], "HOPPER_", 7) != 0 && !set_in(environ[i], extra))
             env[k++] = environ[i];
     }
     for (size_t i = 0; i < m; i++)
@@ -397,6 +406,7 @@ static int start(hs_server *s, const char *dir, bool own_dir, const char *const 
     if (s->port <= 0) {
         fprintf(stderr, "harness: hopper did not report a port\n");
         hs_stop_with(s, SIGKILL);
+        print_log(s); /* why it did not start */
         return -1;
     }
     return 0;
@@ -479,463 +489,6 @@ bool hs_log_wait(hs_server *s, const char *text, int timeout_ms)
         usleep(10000);
     } while (hs_now() < deadline);
     return false;
-}
-
-/* ---- HTTP with libcurl ---- */
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-typedef struct growbuf {
-    char *data;
-    size_t len, cap;
-} growbuf;
-
-static size_t append(growbuf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (p == NULL)
-            return 0;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    return append(userdata, ptr, size * nmemb);
-}
-
-typedef struct upload {
-    const unsigned char *data;
-    size_t len, off;
-} upload;
-
-static size_t on_read(char *buffer, size_t size, size_t nitems, void *userdata)
-{
-    upload *u = userdata;
-    size_t n = size * nitems;
-    if (n > u->len - u->off)
-        n = u->len - u->off;
-    if (n > 1000)
-        n = 1000; /* several chunks */
-    memcpy(buffer, u->data + u->off, n);
-    u->off += n;
-    return n;
-}
-
-static int perform(const hs_server *s, const char *method, const char *path, const void *body,
-                   size_t len, const char *content_type, const char *const *extra_headers,
-                   bool chunked, bool expect, hs_reply *out)
-{
-    pthread_once(&curl_once, curl_init);
-    memset(out, 0, sizeof *out);
-    CURL *c = curl_easy_init();
-    if (c == NULL)
-        return -1;
-    char url[4096];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
-    growbuf data = {0}, headers = {0};
-    struct curl_slist *hdrs = NULL;
-    upload up = {body, len, 0};
-    char type_header[1200];
-
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(c, CURLOPT_PROXY, ""); /* straight to 127.0.0.1, whatever http_proxy says */
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)REQUEST_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, (long)EXPECT_100_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &data);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &headers);
-    /* no 100-continue round trip unless asked for */
-    hdrs = curl_slist_append(hdrs, expect ? "Expect: 100-continue" : "Expect:");
-    if (strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    }
-    if (body || chunked) {
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        if (chunked) {
-            curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-            curl_easy_setopt(c, CURLOPT_READDATA, &up);
-            hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
-        } else {
-            curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        }
-        if (content_type) {
-            snprintf(type_header, sizeof type_header, "Content-Type: %s", content_type);
-            hdrs = curl_slist_append(hdrs, type_header);
-        } else {
-            hdrs = curl_slist_append(hdrs, "Content-Type:"); /* drop curl's default */
-        }
-    }
-    for (size_t i = 0; extra_headers && extra_headers[i]; i++)
-        hdrs = curl_slist_append(hdrs, extra_headers[i]);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-
-    double start = hs_now();
-    CURLcode rc = curl_easy_perform(c);
-    out->seconds = hs_now() - start;
-    if (rc == CURLE_OK) {
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-        char *type = NULL;
-        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &type);
-        if (type)
-            snprintf(out->content_type, sizeof out->content_type, "%s", type);
-        curl_off_t uploaded = 0;
-        curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &uploaded);
-        out->uploaded = (double)uploaded;
-    } else {
-        fprintf(stderr, "harness: %s %s: %s\n", method, path, curl_easy_strerror(rc));
-    }
-    if (data.data == NULL)
-        append(&data, "", 0);
-    out->body = (unsigned char *)data.data;
-    out->len = data.len;
-    out->headers = headers.data ? headers.data : strdup("");
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
-    return rc == CURLE_OK ? 0 : -1;
-}
-
-int hs_request(const hs_server *s, const char *method, const char *path, const void *body,
-               size_t len, const char *content_type, hs_reply *out)
-{
-    return perform(s, method, path, body, len, content_type, NULL, false, false, out);
-}
-
-int hs_get(const hs_server *s, const char *path, hs_reply *out)
-{
-    return perform(s, "GET", path, NULL, 0, NULL, NULL, false, false, out);
-}
-
-int hs_post(const hs_server *s, const char *path, const void *body, size_t len,
-            const char *content_type, hs_reply *out)
-{
-    return perform(s, "POST", path, body ? body : "", len, content_type, NULL, false, false, out);
-}
-
-int hs_post_headers(const hs_server *s, const char *path, const void *body, size_t len,
-                    const char *content_type, const char *const *headers, hs_reply *out)
-{
-    return perform(s, "POST", path, body ? body : "", len, content_type, headers, false, false,
-                   out);
-}
-
-int hs_post_chunked(const hs_server *s, const char *path, const void *body, size_t len,
-                    hs_reply *out)
-{
-    return perform(s, "POST", path, body, len, "text/plain", NULL, true, false, out);
-}
-
-int hs_post_expect(const hs_server *s, const char *path, const void *body, size_t len,
-                   hs_reply *out)
-{
-    return perform(s, "POST", path, body, len, "text/plain", NULL, false, true, out);
-}
-
-void hs_reply_free(hs_reply *r)
-{
-    free(r->body);
-    free(r->headers);
-    r->body = NULL;
-    r->headers = NULL;
-}
-
-bool hs_header(const hs_reply *r, const char *name, char *out, size_t size)
-{
-    size_t n = strlen(name);
-    for (const char *line = r->headers; line && *line;) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        if (len > n && line[n] == ':' && strncasecmp(line, name, n) == 0) {
-            const char *v = line + n + 1;
-            while (*v == ' ')
-                v++;
-            size_t vlen = (size_t)(line + len - v);
-            while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == ' '))
-                vlen--;
-            snprintf(out, size, "%.*s", (int)vlen, v);
-            return true;
-        }
-        line = end ? end + 1 : NULL;
-    }
-    return false;
-}
-
-static void *pending_get_main(void *arg)
-{
-    hs_pending_get *g = arg;
-    g->rc = hs_get(g->s, g->path, &g->reply);
-    return NULL;
-}
-
-int hs_get_begin(hs_pending_get *g, const hs_server *s, const char *path)
-{
-    memset(g, 0, sizeof *g);
-    g->s = s;
-    g->rc = -1;
-    snprintf(g->path, sizeof g->path, "%s", path);
-    pthread_t t;
-    if (pthread_create(&t, NULL, pending_get_main, g) != 0)
-        return -1;
-    g->thread = (unsigned long)t;
-    return 0;
-}
-
-int hs_get_end(hs_pending_get *g)
-{
-    pthread_join((pthread_t)g->thread, NULL);
-    return g->rc;
-}
-
-long hs_post_text(const hs_server *s, const char *channel, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof path, "/channels/%s", channel);
-    hs_reply r;
-    long status = hs_post(s, path, text, strlen(text), "text/plain", &r) == 0 ? r.status : -1;
-    hs_reply_free(&r);
-    return status;
-}
-
-long hs_get_text(const hs_server *s, const char *channel, const char *wait, char *out, size_t size)
-{
-    char path[512];
-    snprintf(path, sizeof path, "/channels/%s?wait=%s", channel, wait);
-    hs_reply r;
-    long status = hs_get(s, path, &r) == 0 ? r.status : -1;
-    if (out && size)
-        snprintf(out, size, "%.*s", (int)r.len, (const char *)r.body);
-    hs_reply_free(&r);
-    return status;
-}
-
-bool hs_is_error(const hs_reply *r, long status, const char *code)
-{
-    if (r->status != status) {
-        fprintf(stderr, "expected status %ld, got %ld: %.*s\n", status, r->status, (int)r->len,
-                (const char *)r->body);
-        return false;
-    }
-    if (strncmp(r->content_type, "application/json", 16) != 0) {
-        fprintf(stderr, "expected a JSON error, got Content-Type '%s'\n", r->content_type);
-        return false;
-    }
-    json_error_t e;
-    json_t *doc = json_loadb((const char *)r->body, r->len, 0, &e);
-    const char *got = json_string_value(json_object_get(doc, "error"));
-    bool ok = got && strcmp(got, code) == 0 && json_is_string(json_object_get(doc, "message"));
-    if (!ok)
-        fprintf(stderr, "expected error '%s', got body: %.*s\n", code, (int)r->len,
-                (const char *)r->body);
-    json_decref(doc);
-    return ok;
-}
-
-long long hs_status_value(const hs_server *s, const char *channel, const char *field)
-{
-    hs_reply r;
-    long long value = -1;
-    if (hs_get(s, "/status", &r) == 0 && r.status == 200) {
-        json_t *doc = json_loadb((const char *)r.body, r.len, 0, NULL);
-        json_t *v =
-            json_object_get(json_object_get(json_object_get(doc, "channels"), channel), field);
-        if (json_is_integer(v))
-            value = json_integer_value(v);
-        json_decref(doc);
-    }
-    hs_reply_free(&r);
-    return value;
-}
-
-long long hs_await_status_value(const hs_server *s, const char *channel, const char *field,
-                                long long value, int timeout_ms)
-{
-    double deadline = hs_now() + timeout_ms / 1000.0;
-    long long got;
-    while ((got = hs_status_value(s, channel, field)) != value && hs_now() < deadline)
-        usleep(10000);
-    return got;
-}
-
-/* ---- raw sockets ---- */
-
-int hs_local_port(int fd)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    if (getsockname(fd, (struct sockaddr *)&a, &len) != 0 || a.sin_family != AF_INET)
-        return -1;
-    return ntohs(a.sin_port);
-}
-
-/* How many of the ports still have a server end that has not seen the
- * client's FIN or RST: a line of /proc/net/tcp with local port server_port,
- * remote port one of them, in SYN_RECV (03), ESTABLISHED (01), FIN_WAIT1
- * (04) or FIN_WAIT2 (05). A reset socket leaves the table; a closed one
- * waits in CLOSE_WAIT (08) for the server to close it. */
-static size_t server_ends_open(int server_port, const int *ports, size_t n)
-{
-    FILE *f = fopen("/proc/net/tcp", "r");
-    if (f == NULL)
-        return n;
-    size_t open_ends = 0;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        unsigned local_port, remote_port, state;
-        if (sscanf(line, " %*u: %*x:%x %*x:%x %x", &local_port, &remote_port, &state) != 3)
-            continue; /* the header */
-        bool unaware = state == 0x01 || state == 0x03 || state == 0x04 || state == 0x05;
-        if ((int)local_port != server_port || !unaware)
-            continue;
-        for (size_t i = 0; i < n; i++) {
-            if (ports[i] == (int)remote_port) {
-                open_ends++;
-                break;
-            }
-        }
-    }
-    fclose(f);
-    return open_ends;
-}
-
-bool hs_await_server_saw_close(const hs_server *s, const int *client_ports, size_t n,
-                               int timeout_ms)
-{
-    double deadline = hs_now() + timeout_ms / 1000.0;
-    size_t open_ends;
-    while ((open_ends = server_ends_open(s->port, client_ports, n)) > 0 && hs_now() < deadline)
-        usleep(2000);
-    if (open_ends > 0)
-        fprintf(stderr, "harness: %zu of %zu closed connection(s) still open at the server\n",
-                open_ends, n);
-    return open_ends == 0;
-}
-
-int hs_connect(const hs_server *s)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-int hs_get_stalled(const hs_server *s, const char *path, int *status)
-{
-    *status = -1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    int small = 4096;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    char req[1200], head[64];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || n >= (int)sizeof req ||
-        send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
-        perror("harness: hs_get_stalled");
-        close(fd);
-        return -1;
-    }
-    size_t len = 0;
-    while (len < 12) { /* "HTTP/1.1 200" */
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        ssize_t got = poll(&p, 1, HS_PATIENCE_MS) == 1 ? recv(fd, head + len, 12 - len, 0) : -1;
-        if (got <= 0) {
-            fprintf(stderr, "harness: hs_get_stalled: no status line\n");
-            close(fd);
-            return -1;
-        }
-        len += (size_t)got;
-    }
-    head[len] = '\0';
-    if (sscanf(head, "HTTP/1.1 %d", status) != 1)
-        *status = -1;
-    return fd;
-}
-
-void hs_reset(int fd)
-{
-    struct linger reset = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-    close(fd);
-}
-
-size_t hs_read_all(int fd, char *buf, size_t size, int timeout_ms)
-{
-    size_t len = 0;
-    double deadline = hs_now() + timeout_ms / 1000.0;
-    while (len + 1 < size) {
-        int left = (int)((deadline - hs_now()) * 1000);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            break;
-        ssize_t n = read(fd, buf + len, size - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    return len;
-}
-
-int hs_read_response(int fd, char *buf, size_t size, int timeout_ms, const char **body)
-{
-    size_t len = 0;
-    double deadline = hs_now() + timeout_ms / 1000.0;
-    buf[0] = '\0';
-    *body = buf;
-    while (len + 1 < size) {
-        const char *end = strstr(buf, "\r\n\r\n");
-        if (end) {
-            const char *cl = strcasestr(buf, "\r\nContent-Length:");
-            size_t want = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
-            if (len >= (size_t)(end + 4 - buf) + want) {
-                int status = -1;
-                *body = end + 4;
-                return sscanf(buf, "HTTP/1.1 %d", &status) == 1 ? status : -1;
-            }
-        }
-        int left = (int)((deadline - hs_now()) * 1000);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, left > 0 ? left : 0) <= 0)
-            break;
-        ssize_t n = read(fd, buf + len, size - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        buf[len] = '\0';
-    }
-    return -1;
 }
 
 int hs_dir_setup(void **state)

@@ -19,6 +19,21 @@
  * up": wait for what it is meant to have done. */
 #define HS_PATIENCE_MS 30000
 
+/* 1 when this file is compiled with AddressSanitizer or ThreadSanitizer
+ * (and so, in this build, the server too): its memory is then the
+ * sanitizer's, shadow and quarantine, not what the server's code uses.
+ * GCC says so with __SANITIZE_*__, clang with __has_feature(). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HS_UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define HS_UNDER_SANITIZER 1
+#endif
+#endif
+#ifndef HS_UNDER_SANITIZER
+#define HS_UNDER_SANITIZER 0
+#endif
+
 typedef struct hs_server {
     pid_t pid;
     int port;
@@ -33,8 +48,10 @@ typedef struct hs_server {
 /* Start hopper --listen 127.0.0.1:0 --data-dir <new temp dir> followed by
  * args (NULL-terminated, may be NULL), with the extra environment entries
  * env ("NAME=value", NULL-terminated, may be NULL; inherited HOPPER_*
- * variables are dropped). Waits for its "listening on" line to learn the
- * port. 0 on success; -1 with the reason printed. */
+ * variables are dropped, and an entry of env replaces the inherited
+ * variable of its name). Waits for its "listening on" line to learn the
+ * port. 0 on success; -1 with the reason (and the server's output)
+ * printed. */
 int hs_start(hs_server *s, const char *const *args);
 int hs_start_env(hs_server *s, const char *const *args, const char *const *env);
 
@@ -131,6 +148,9 @@ long long hs_status_value(const hs_server *s, const char *channel, const char *f
  * timeout_ms. Returns the last value seen (value on success). */
 long long hs_await_status_value(const hs_server *s, const char *channel, const char *field,
                                 long long value, int timeout_ms);
+/* The value of the /metrics sample name{channel="<channel>"}; -1 if
+ * absent. */
+long long hs_metric_value(const hs_server *s, const char *name, const char *channel);
 
 /* A TCP socket connected to the server; -1 on failure. */
 int hs_connect(const hs_server *s);
@@ -182,5 +202,95 @@ long hs_proc_status_kib(pid_t pid, const char *field);
  * for servers started with hs_start_in(), removed with all in it after. */
 int hs_dir_setup(void **state);
 int hs_dir_teardown(void **state);
+
+/* ---- assertions (harness_expect.c) ----
+ * These check with cmocka: when what they check does not hold they fail
+ * the test with a message that says what differed (after freeing the
+ * reply they held); they return only when it all held. A request they
+ * send must get an answer. */
+
+/* hs_start(), hs_start_env(), hs_start_in(), hs_start_in_env() that must
+ * start the server. */
+void hs_start_ok(hs_server *s, const char *const *args);
+void hs_start_env_ok(hs_server *s, const char *const *args, const char *const *env);
+void hs_start_in_ok(hs_server *s, const char *dir, const char *const *args);
+void hs_start_in_env_ok(hs_server *s, const char *dir, const char *const *args,
+                        const char *const *env);
+/* hs_stop() that must see the exit code 0. */
+void hs_stop_ok(hs_server *s);
+/* SIGTERM; the server's log must then hold line (what the shutdown
+ * reports) and the exit code be 0. */
+void hs_stop_saying(hs_server *s, const char *line);
+
+/* POST text (text/plain) to /channels/<channel>: the status must be status. */
+void hs_expect_post(const hs_server *s, const char *channel, const char *text, long status);
+/* POST body[0..len) with Content-Type content_type (NULL: none) to
+ * /channels/<channel>: the status must be status. */
+void hs_expect_post_bytes(const hs_server *s, const char *channel, const void *body, size_t len,
+                          const char *content_type, long status);
+/* POST body[0..len) with content_type to path: the JSON error of status
+ * and code (hs_is_error). */
+void hs_expect_post_error(const hs_server *s, const char *path, const void *body, size_t len,
+                          const char *content_type, long status, const char *code);
+/* GET /channels/<channel>?wait=<wait>: 200 with exactly text as body. */
+void hs_expect_get(const hs_server *s, const char *channel, const char *wait, const char *text);
+/* GET /channels/<channel>?wait=0: 200 with exactly body[0..len), and
+ * Content-Type content_type unless that is NULL. */
+void hs_expect_message(const hs_server *s, const char *channel, const void *body, size_t len,
+                       const char *content_type);
+/* GET /channels/<channel>?wait=<wait>, with &lease=<lease> unless lease is
+ * NULL: 204, nothing to hand out. */
+void hs_expect_nothing(const hs_server *s, const char *channel, const char *wait,
+                       const char *lease);
+/* method path without a body: the status must be status. */
+void hs_expect_request(const hs_server *s, const char *method, const char *path, long status);
+/* method path without a body: the JSON error of status and code. */
+void hs_expect_error(const hs_server *s, const char *method, const char *path, long status,
+                     const char *code);
+/* hs_await_status_value() with HS_PATIENCE_MS that must see value. */
+void hs_await_status_ok(const hs_server *s, const char *channel, const char *field,
+                        long long value);
+
+/* A waiting GET, with hs_pending_get: hs_get_begin() that must start its
+ * thread; then wait until channel counts n waiting GETs (g's among them),
+ * and if it does not, end g and fail; hs_get_end() whose GET must have
+ * been answered with status. g->reply is then the caller's to free. */
+void hs_get_begin_ok(hs_pending_get *g, const hs_server *s, const char *path);
+void hs_get_await_waiting(hs_pending_get *g, const char *channel, long long n);
+void hs_get_end_ok(hs_pending_get *g, long status);
+
+/* ---- leases (harness_expect.c) ---- */
+
+/* A receipt is HS_RECEIPT_LEN lowercase hex digits. */
+#define HS_RECEIPT_LEN 32
+bool hs_is_receipt(const char *text);
+/* The Hopper-Delivery-Count of r; -1 if absent or not a number. */
+long hs_delivery_count(const hs_reply *r);
+/* GET /channels/<channel>?wait=<wait>, with &lease=<lease> unless lease is
+ * NULL, into out (the caller frees it); it must be answered. Returns the
+ * status. */
+long hs_get_leased(const hs_server *s, const char *channel, const char *wait, const char *lease,
+                   hs_reply *out);
+/* Take the next message of channel under a lease (hs_get_leased): it must
+ * be 200 with body (text), Content-Type content_type (NULL: not checked),
+ * handed out for the count-th time, with a receipt, copied to receipt
+ * (may be NULL). */
+void hs_expect_leased(const hs_server *s, const char *channel, const char *wait, const char *lease,
+                      const char *body, const char *content_type, long count,
+                      char receipt[HS_RECEIPT_LEN + 1]);
+/* method on /channels/<channel>/messages/<receipt>, followed by
+ * /<action> unless action is NULL (it may carry a query), into out (the
+ * caller frees it); it must be answered. Returns the status. */
+long hs_on_receipt(const hs_server *s, const char *method, const char *channel, const char *receipt,
+                   const char *action, hs_reply *out);
+/* Acknowledge (DELETE), release (POST .../release) or extend (POST
+ * .../extend?lease=<lease>) a receipt: the status must be status and,
+ * unless code is NULL, the JSON error code; a 204 has no body. */
+void hs_expect_ack(const hs_server *s, const char *channel, const char *receipt, long status,
+                   const char *code);
+void hs_expect_release(const hs_server *s, const char *channel, const char *receipt, long status,
+                       const char *code);
+void hs_expect_extend(const hs_server *s, const char *channel, const char *receipt,
+                      const char *lease, long status, const char *code);
 
 #endif

@@ -25,23 +25,11 @@
 
 #include <cmocka.h>
 
-static void start(hs_server *s, const char *const *args)
-{
-    assert_int_equal(hs_start(s, args), 0);
-}
-
-static void stop(hs_server *s)
-{
-    assert_int_equal(hs_stop(s), 0);
-}
-
 /* The server still stores and delivers. */
 static void still_serving(hs_server *s, const char *channel)
 {
-    assert_int_equal(hs_post_text(s, channel, "still fine"), 202);
-    char got[32];
-    assert_int_equal(hs_get_text(s, channel, "0", got, sizeof got), 200);
-    assert_string_equal(got, "still fine");
+    hs_expect_post(s, channel, "still fine", 202);
+    hs_expect_get(s, channel, "0", "still fine");
 }
 
 static void send_all(int fd, const char *text)
@@ -77,7 +65,7 @@ static void test_slow_clients_are_closed(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--idle-timeout", "1", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
     enum { SLOW = 20 };
     int fds[2 * SLOW];
     for (int i = 0; i < SLOW; i++) {
@@ -101,7 +89,7 @@ static void test_slow_clients_are_closed(void **state)
            hs_now() - t0);
     assert_true(hs_status_value(&s, "slow", "messages") <= 0); /* nothing stored */
     still_serving(&s, "after");
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* A waiting GET is not idle: it outlives --idle-timeout and still gets its
@@ -111,25 +99,22 @@ static void test_waiting_get_outlives_the_idle_timeout(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--idle-timeout", "1", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
     hs_pending_get g;
-    assert_int_equal(hs_get_begin(&g, &s, "/channels/patient?wait=3"), 0);
-    assert_int_equal(hs_get_end(&g), 0);
-    assert_int_equal(g.reply.status, 204);
+    hs_get_begin_ok(&g, &s, "/channels/patient?wait=3");
+    hs_get_end_ok(&g, 204);
     assert_true(g.reply.seconds > 2.5);
     hs_reply_free(&g.reply);
 
-    assert_int_equal(hs_get_begin(&g, &s, "/channels/patient?wait=10"), 0);
-    assert_int_equal(hs_await_status_value(&s, "patient", "waiting_receivers", 1, HS_PATIENCE_MS),
-                     1);
+    hs_get_begin_ok(&g, &s, "/channels/patient?wait=10");
+    hs_get_await_waiting(&g, "patient", 1);
     struct timespec pause = {2, 0}; /* twice the idle timeout: it must still be there */
     nanosleep(&pause, NULL);
-    assert_int_equal(hs_post_text(&s, "patient", "worth the wait"), 202);
-    assert_int_equal(hs_get_end(&g), 0);
-    assert_int_equal(g.reply.status, 200);
+    hs_expect_post(&s, "patient", "worth the wait", 202);
+    hs_get_end_ok(&g, 200);
     assert_string_equal((const char *)g.reply.body, "worth the wait");
     hs_reply_free(&g.reply);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* ---- many connections ---- */
@@ -142,7 +127,7 @@ static void test_connection_limit(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--max-connections", "40", "--threads", "1", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
     assert_true(hs_log_wait(&s, "at most 40 connections", HS_PATIENCE_MS));
     enum { HELD = 40, MORE = 20 };
     int held[HELD], more[MORE];
@@ -179,7 +164,7 @@ static void test_connection_limit(void **state)
     while (status != 202 && hs_now() < give_up)
         status = hs_post_text(&s, "again", "room");
     assert_int_equal(status, 202);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Thousands of connections at once, each with a request: every one is
@@ -195,7 +180,7 @@ static void test_thousands_of_connections(void **state)
         skip();
     }
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     int *fds = calloc(N, sizeof *fds);
     assert_non_null(fds);
     for (int i = 0; i < N; i++) {
@@ -218,7 +203,7 @@ static void test_thousands_of_connections(void **state)
     printf("%d of %d connections answered\n", answered, N);
     assert_int_equal(answered, N);
     still_serving(&s, "after");
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Thousands of channel names against --max-channels 500: exactly 500 are
@@ -228,7 +213,7 @@ static void test_thousands_of_channel_names(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--max-channels", "500", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
     int created = 0, refused = 0;
     for (int i = 0; i < 2000; i++) {
         char path[64];
@@ -247,7 +232,7 @@ static void test_thousands_of_channel_names(void **state)
     assert_int_equal(refused, 1500);
     assert_int_equal(hs_status_value(&s, "name-499", "messages"), 1);
     assert_int_equal(hs_status_value(&s, "name-500", "messages"), -1);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* ---- requests that could be read two ways ---- */
@@ -273,7 +258,7 @@ static void test_smuggling_shapes_are_refused(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     /* each would smuggle "GET /channels/s?wait=0" behind a POST, or store a
      * body of the wrong length, if its framing were read one way here and
      * another way by a proxy in front */
@@ -324,7 +309,7 @@ static void test_smuggling_shapes_are_refused(void **state)
     assert_true(hs_status_value(&s, "s", "sent_total") <= 0);
     assert_true(hs_status_value(&s, "s", "received_total") <= 0);
     still_serving(&s, "s");
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Bytes that are no HTTP in paths and queries: invalid UTF-8, control bytes,
@@ -334,7 +319,7 @@ static void test_raw_bytes_in_paths_and_queries(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     static const struct {
         const char *raw;
         size_t len;
@@ -373,7 +358,7 @@ static void test_raw_bytes_in_paths_and_queries(void **state)
     assert_non_null(strstr((const char *)r.body, "\"channels\": {}"));
     hs_reply_free(&r);
     still_serving(&s, "q");
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 int main(void)

@@ -15,62 +15,41 @@
 
 #include <cmocka.h>
 
-static void start(hs_server *s, const char *const *args)
-{
-    assert_int_equal(hs_start(s, args), 0);
-}
-
-static void stop(hs_server *s)
-{
-    assert_int_equal(hs_stop(s), 0);
-}
-
 static void test_round_trip(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     hs_reply r;
     assert_int_equal(hs_post(&s, "/channels/greetings", "hello", 5, "text/plain", &r), 0);
     assert_int_equal(r.status, 202);
     assert_string_equal(r.content_type, "application/json");
     hs_reply_free(&r);
 
-    assert_int_equal(hs_get(&s, "/channels/greetings?wait=0", &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.len, 5);
-    assert_memory_equal(r.body, "hello", 5);
-    assert_string_equal(r.content_type, "text/plain");
-    hs_reply_free(&r);
+    hs_expect_message(&s, "greetings", "hello", 5, "text/plain");
 
     assert_int_equal(hs_get(&s, "/channels/greetings?wait=0", &r), 0);
     assert_int_equal(r.status, 204);
     assert_int_equal(r.len, 0);
     hs_reply_free(&r);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_default_content_type(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/raw", "x", 1, NULL, &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    assert_int_equal(hs_get(&s, "/channels/raw?wait=0", &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.content_type, "application/octet-stream");
-    hs_reply_free(&r);
-    stop(&s);
+    hs_start_ok(&s, NULL);
+    hs_expect_post_bytes(&s, "raw", "x", 1, NULL, 202);
+    hs_expect_message(&s, "raw", "x", 1, "application/octet-stream");
+    hs_stop_ok(&s);
 }
 
 static void test_binary_bodies(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     /* every byte value, NUL included, then a large pseudo-random body */
     unsigned char all[256];
     for (int i = 0; i < 256; i++)
@@ -83,70 +62,44 @@ static void test_binary_bodies(void **state)
         big[i] = (unsigned char)(x >> 16);
     }
     const char *type = "application/x-hopper-test; charset=binary";
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/bin", all, sizeof all, type, &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    assert_int_equal(hs_post(&s, "/channels/bin", big, big_len, "image/png", &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-
-    assert_int_equal(hs_get(&s, "/channels/bin?wait=0", &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.len, sizeof all);
-    assert_memory_equal(r.body, all, sizeof all);
-    assert_string_equal(r.content_type, type);
-    hs_reply_free(&r);
-    assert_int_equal(hs_get(&s, "/channels/bin?wait=0", &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.len, big_len);
-    assert_memory_equal(r.body, big, big_len);
-    assert_string_equal(r.content_type, "image/png");
-    hs_reply_free(&r);
+    hs_expect_post_bytes(&s, "bin", all, sizeof all, type, 202);
+    hs_expect_post_bytes(&s, "bin", big, big_len, "image/png", 202);
+    hs_expect_message(&s, "bin", all, sizeof all, type);
+    hs_expect_message(&s, "bin", big, big_len, "image/png");
     free(big);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_empty_body(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/empty", "", 0, "text/plain", &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    assert_int_equal(hs_get(&s, "/channels/empty?wait=0", &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.len, 0);
-    assert_string_equal(r.content_type, "text/plain");
-    hs_reply_free(&r);
-    assert_int_equal(hs_get_text(&s, "empty", "0", NULL, 0), 204);
-    stop(&s);
+    hs_start_ok(&s, NULL);
+    hs_expect_post(&s, "empty", "", 202);
+    hs_expect_message(&s, "empty", "", 0, "text/plain");
+    hs_expect_nothing(&s, "empty", "0", NULL);
+    hs_stop_ok(&s);
 }
 
 static void test_fifo_and_channels_independent(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     char text[64];
     for (int i = 0; i < 30; i++) {
         snprintf(text, sizeof text, "a-%d", i);
-        assert_int_equal(hs_post_text(&s, "a", text), 202);
+        hs_expect_post(&s, "a", text, 202);
         snprintf(text, sizeof text, "b-%d", i);
-        assert_int_equal(hs_post_text(&s, "b", text), 202);
+        hs_expect_post(&s, "b", text, 202);
     }
     for (int i = 0; i < 30; i++) {
-        char got[64], want[64];
-        snprintf(want, sizeof want, "b-%d", i);
-        assert_int_equal(hs_get_text(&s, "b", "0", got, sizeof got), 200);
-        assert_string_equal(got, want);
-        snprintf(want, sizeof want, "a-%d", i);
-        assert_int_equal(hs_get_text(&s, "a", "0", got, sizeof got), 200);
-        assert_string_equal(got, want);
+        snprintf(text, sizeof text, "b-%d", i);
+        hs_expect_get(&s, "b", "0", text);
+        snprintf(text, sizeof text, "a-%d", i);
+        hs_expect_get(&s, "a", "0", text);
     }
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* A payload of about 1000 bytes that starts with its number and holds NUL
@@ -165,15 +118,7 @@ static void expect_numbered(const hs_server *s, const char *channel, int n)
 {
     unsigned char want[1100];
     size_t len = numbered(want, n);
-    char path[128];
-    snprintf(path, sizeof path, "/channels/%s?wait=0", channel);
-    hs_reply r;
-    assert_int_equal(hs_get(s, path, &r), 0);
-    if (r.status != 200 || r.len != len || memcmp(r.body, want, len) != 0)
-        fail_msg("message %d: status %ld, %zu bytes, starts '%.7s'", n, r.status, r.len,
-                 (const char *)r.body);
-    assert_string_equal(r.content_type, "application/x-numbered");
-    hs_reply_free(&r);
+    hs_expect_message(s, channel, want, len, "application/x-numbered");
 }
 
 /* Post numbered messages from first on until one is refused with 507.
@@ -211,7 +156,7 @@ static void test_fifo_across_memory_and_disk_then_full(void **state)
     hs_server s;
     const char *args[] = {
         "--memory-bytes", "4KiB", "--file-bytes", "8KiB", "--max-disk-files", "3", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
 
     int accepted = post_until_full(&s, "q", 0, 200);
     /* a few in 4 KiB of memory, the rest in three files of about 8 KiB */
@@ -227,14 +172,11 @@ static void test_fifo_across_memory_and_disk_then_full(void **state)
     /* a second refusal is not logged again */
     unsigned char buf[1100];
     size_t len = numbered(buf, 9999);
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/q", buf, len, "application/x-numbered", &r), 0);
-    assert_int_equal(r.status, 507);
-    hs_reply_free(&r);
+    hs_expect_post_bytes(&s, "q", buf, len, "application/x-numbered", 507);
 
     for (int n = 0; n < accepted; n++)
         expect_numbered(&s, "q", n);
-    assert_int_equal(hs_get_text(&s, "q", "0", NULL, 0), 204);
+    hs_expect_nothing(&s, "q", "0", NULL);
     assert_int_equal(hs_status_value(&s, "q", "disk_files"), 0);
     assert_int_equal(hs_status_value(&s, "q", "messages"), 0);
 
@@ -244,8 +186,8 @@ static void test_fifo_across_memory_and_disk_then_full(void **state)
     assert_true(hs_log_wait(&s, "channel q accepting messages again", HS_PATIENCE_MS));
     for (int n = 1000; n < 1000 + again; n++)
         expect_numbered(&s, "q", n);
-    assert_int_equal(hs_get_text(&s, "q", "0", NULL, 0), 204);
-    stop(&s);
+    hs_expect_nothing(&s, "q", "0", NULL);
+    hs_stop_ok(&s);
 }
 
 static void test_memory_only_full_and_recovery(void **state)
@@ -254,7 +196,7 @@ static void test_memory_only_full_and_recovery(void **state)
     hs_server s;
     const char *args[] = {
         "--max-disk-files", "0", "--memory-bytes", "16KiB", "--max-message-bytes", "2KiB", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
     int accepted = post_until_full(&s, "m", 0, 100);
     assert_true(accepted >= 5);
     assert_true(accepted <= 16);
@@ -264,8 +206,8 @@ static void test_memory_only_full_and_recovery(void **state)
     assert_int_equal(post_until_full(&s, "m", accepted, 100), 1);
     for (int n = 1; n <= accepted; n++)
         expect_numbered(&s, "m", n);
-    assert_int_equal(hs_get_text(&s, "m", "0", NULL, 0), 204);
-    stop(&s);
+    hs_expect_nothing(&s, "m", "0", NULL);
+    hs_stop_ok(&s);
 }
 
 static void test_too_big(void **state)
@@ -273,17 +215,13 @@ static void test_too_big(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--max-message-bytes", "1KiB", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
     char body[4096];
     memset(body, 'z', sizeof body);
     hs_reply r;
 
-    assert_int_equal(hs_post(&s, "/channels/big", body, 1024, "text/plain", &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    assert_int_equal(hs_post(&s, "/channels/big", body, 1025, "text/plain", &r), 0);
-    assert_true(hs_is_error(&r, 413, "too_big"));
-    hs_reply_free(&r);
+    hs_expect_post_bytes(&s, "big", body, 1024, "text/plain", 202);
+    hs_expect_post_error(&s, "/channels/big", body, 1025, "text/plain", 413, "too_big");
     /* no Content-Length: found out while reading */
     assert_int_equal(hs_post_chunked(&s, "/channels/big", body, 1025, &r), 0);
     assert_true(hs_is_error(&r, 413, "too_big"));
@@ -295,9 +233,7 @@ static void test_too_big(void **state)
      * dropped so the answer arrives on a clean connection */
     size_t huge_len = 8u << 20;
     char *huge = calloc(1, huge_len);
-    assert_int_equal(hs_post(&s, "/channels/big", huge, huge_len, "text/plain", &r), 0);
-    assert_true(hs_is_error(&r, 413, "too_big"));
-    hs_reply_free(&r);
+    hs_expect_post_error(&s, "/channels/big", huge, huge_len, "text/plain", 413, "too_big");
     /* a client that waits for 100 Continue never has to send it: curl sends
      * the body when asked to continue, or after 20 s without an answer */
     assert_int_equal(hs_post_expect(&s, "/channels/big", huge, huge_len, &r), 0);
@@ -318,40 +254,28 @@ static void test_too_big(void **state)
 
     assert_int_equal(hs_status_value(&s, "big", "messages"), 2);
     assert_int_equal(hs_status_value(&s, "big", "rejected_too_big_total"), 5);
-    assert_int_equal(hs_get(&s, "/channels/big?wait=0", &r), 0);
-    assert_int_equal(r.len, 1024);
-    hs_reply_free(&r);
-    assert_int_equal(hs_get(&s, "/channels/big?wait=0", &r), 0);
-    assert_int_equal(r.len, 1000);
-    hs_reply_free(&r);
-    stop(&s);
+    hs_expect_message(&s, "big", body, 1024, NULL);
+    hs_expect_message(&s, "big", body, 1000, NULL);
+    hs_stop_ok(&s);
 }
 
 static void test_content_type_limit(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     char type[1100];
     memset(type, 'a', sizeof type);
     memcpy(type, "text/", 5);
     type[1024] = '\0';
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/ct", "x", 1, type, &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    assert_int_equal(hs_get(&s, "/channels/ct?wait=0", &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.content_type, type);
-    hs_reply_free(&r);
+    hs_expect_post_bytes(&s, "ct", "x", 1, type, 202);
+    hs_expect_message(&s, "ct", "x", 1, type);
 
     type[1024] = 'a';
     type[1025] = '\0';
-    assert_int_equal(hs_post(&s, "/channels/ct", "x", 1, type, &r), 0);
-    assert_true(hs_is_error(&r, 400, "bad_content_type"));
-    hs_reply_free(&r);
+    hs_expect_post_error(&s, "/channels/ct", "x", 1, type, 400, "bad_content_type");
     assert_int_equal(hs_status_value(&s, "ct", "messages"), 0);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_max_channels(void **state)
@@ -359,28 +283,23 @@ static void test_max_channels(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--max-channels", "2", NULL};
-    start(&s, args);
-    assert_int_equal(hs_post_text(&s, "one", "1"), 202);
-    assert_int_equal(hs_get_text(&s, "two", "0", NULL, 0), 204); /* a GET creates too */
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/three", "3", 1, "text/plain", &r), 0);
-    assert_true(hs_is_error(&r, 503, "too_many_channels"));
-    hs_reply_free(&r);
-    assert_int_equal(hs_get(&s, "/channels/three?wait=0", &r), 0);
-    assert_true(hs_is_error(&r, 503, "too_many_channels"));
-    hs_reply_free(&r);
-    assert_int_equal(hs_post_text(&s, "one", "again"), 202);
-    assert_int_equal(hs_post_text(&s, "two", "2"), 202);
+    hs_start_ok(&s, args);
+    hs_expect_post(&s, "one", "1", 202);
+    hs_expect_nothing(&s, "two", "0", NULL); /* a GET creates too */
+    hs_expect_post_error(&s, "/channels/three", "3", 1, "text/plain", 503, "too_many_channels");
+    hs_expect_error(&s, "GET", "/channels/three?wait=0", 503, "too_many_channels");
+    hs_expect_post(&s, "one", "again", 202);
+    hs_expect_post(&s, "two", "2", 202);
     assert_int_equal(hs_status_value(&s, "three", "messages"), -1);
     assert_true(hs_log_wait(&s, "channel two created", HS_PATIENCE_MS));
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_method_not_allowed(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     const char *methods[] = {"PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         hs_reply r;
@@ -398,31 +317,21 @@ static void test_method_not_allowed(void **state)
     assert_int_equal(hs_request(&s, "PUT", "/channels/x", "data", 4, "text/plain", &r), 0);
     assert_true(hs_is_error(&r, 405, "method_not_allowed"));
     hs_reply_free(&r);
-    assert_int_equal(hs_request(&s, "DELETE", "/status", NULL, 0, NULL, &r), 0);
-    assert_int_equal(r.status, 405);
-    hs_reply_free(&r);
-    stop(&s);
+    hs_expect_request(&s, "DELETE", "/status", 405);
+    hs_stop_ok(&s);
 }
 
 static void test_not_found(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     const char *paths[] = {"/",         "/channels", "/channel/x",   "/channelsx/y",
                            "/status/x", "/healthz/", "/metrics.txt", "/CHANNELS/x"};
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-        hs_reply r;
-        assert_int_equal(hs_get(&s, paths[i], &r), 0);
-        if (!hs_is_error(&r, 404, "not_found"))
-            fail_msg("GET %s", paths[i]);
-        hs_reply_free(&r);
-    }
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/nothing", "body", 4, "text/plain", &r), 0);
-    assert_true(hs_is_error(&r, 404, "not_found"));
-    hs_reply_free(&r);
-    stop(&s);
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        hs_expect_error(&s, "GET", paths[i], 404, "not_found");
+    hs_expect_post_error(&s, "/nothing", "body", 4, "text/plain", 404, "not_found");
+    hs_stop_ok(&s);
 }
 
 int main(void)

@@ -168,11 +168,6 @@ static void expect_untouched_refusal(const char *data_dir, const char *text)
     free(after);
 }
 
-static void stop(hs_server *s)
-{
-    assert_int_equal(hs_stop(s), 0);
-}
-
 /* ---- tests ---- */
 
 static void test_new_dir_is_private_and_marked(void **state)
@@ -181,7 +176,7 @@ static void test_new_dir_is_private_and_marked(void **state)
     char data[300];
     join(data, sizeof data, f->dir, "a/b");
     hs_server s;
-    assert_int_equal(hs_start_in(&s, data, NULL), 0);
+    hs_start_in_ok(&s, data, NULL);
     struct stat st;
     assert_int_equal(stat(data, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
@@ -193,15 +188,15 @@ static void test_new_dir_is_private_and_marked(void **state)
     assert_non_null(fgets(text, sizeof text, in));
     fclose(in);
     assert_string_equal(text, LOCK_CONTENT);
-    stop(&s);
+    hs_stop_ok(&s);
     /* it stays (it marks the directory), and the probe is gone */
     assert_true(exists(data, "hopper.lock"));
     assert_false(exists(data, "hopper+probe"));
     /* a trailing slash is the same directory, made 0700 all the same */
     char other[300];
     join(other, sizeof other, f->dir, "c/");
-    assert_int_equal(hs_start_in(&s, other, NULL), 0);
-    stop(&s);
+    hs_start_in_ok(&s, other, NULL);
+    hs_stop_ok(&s);
     join(other, sizeof other, f->dir, "c");
     assert_int_equal(stat(other, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
@@ -211,17 +206,15 @@ static void test_second_hopper_is_refused(void **state)
 {
     fixture *f = *state;
     hs_server s;
-    assert_int_equal(hs_start_in(&s, f->dir, NULL), 0);
-    assert_int_equal(hs_post_text(&s, "jobs", "x"), 202);
+    hs_start_in_ok(&s, f->dir, NULL);
+    hs_expect_post(&s, "jobs", "x", 202);
     expect_untouched_refusal(f->dir, "data dir is in use by another hopper (pid unknown)");
     /* the first one did not notice */
-    char body[16];
-    assert_int_equal(hs_get_text(&s, "jobs", "0", body, sizeof body), 200);
-    assert_string_equal(body, "x");
-    stop(&s);
+    hs_expect_get(&s, "jobs", "0", "x");
+    hs_stop_ok(&s);
     /* and once it has stopped, the directory is free */
-    assert_int_equal(hs_start_in(&s, f->dir, NULL), 0);
-    stop(&s);
+    hs_start_in_ok(&s, f->dir, NULL);
+    hs_stop_ok(&s);
 }
 
 static void test_foreign_entries_are_refused(void **state)
@@ -273,9 +266,9 @@ static void test_channel_dirs_and_lost_found_are_adopted(void **state)
     make_data_dir(data, sizeof data, f->dir, "fresh");
     make_dir(data, "lost+found");
     hs_server s;
-    assert_int_equal(hs_start_in(&s, data, NULL), 0);
+    hs_start_in_ok(&s, data, NULL);
     assert_true(exists(data, "hopper.lock"));
-    stop(&s);
+    hs_stop_ok(&s);
     assert_true(exists(data, "lost+found"));
 
     /* channel directories of an earlier hopper: adopted, and opened (an
@@ -283,13 +276,13 @@ static void test_channel_dirs_and_lost_found_are_adopted(void **state)
     make_data_dir(data, sizeof data, f->dir, "old");
     make_dir(data, "jobs");
     make_dir(data, "lost+found");
-    assert_int_equal(hs_start_in(&s, data, NULL), 0);
+    hs_start_in_ok(&s, data, NULL);
     assert_true(hs_log_wait(&s, "has 1 channel directory and no hopper.lock", 0));
     assert_true(hs_log_wait(&s, "1 empty one(s) removed", 0));
     assert_true(exists(data, "hopper.lock"));
     assert_false(exists(data, "jobs"));
     assert_int_equal(hs_status_value(&s, "jobs", "messages"), -1);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_marked_dir_ignores_foreign_entries(void **state)
@@ -304,11 +297,11 @@ static void test_marked_dir_ignores_foreign_entries(void **state)
     for (size_t i = 0; i < 3; i++)
         before[i] = entry(f->dir, kept[i]);
     hs_server s;
-    assert_int_equal(hs_start_in(&s, f->dir, NULL), 0);
+    hs_start_in_ok(&s, f->dir, NULL);
     assert_true(hs_log_wait(&s, "ignoring 'notes.txt', which is not a channel directory", 0));
     assert_true(hs_log_wait(&s, "ignoring 'old backup'", 0));
     assert_true(hs_log_wait(&s, "1 empty one(s) removed", 0));
-    stop(&s);
+    hs_stop_ok(&s);
     for (size_t i = 0; i < 3; i++) {
         char *after = entry(f->dir, kept[i]);
         assert_string_equal(after, before[i]);
@@ -327,15 +320,15 @@ static void test_lock_file_of_another_kind_is_refused(void **state)
     /* the line without its newline, or with more after it: still ours */
     write_file(f->dir, "hopper.lock", "hopper data directory, layout 1");
     hs_server s;
-    assert_int_equal(hs_start_in(&s, f->dir, NULL), 0);
-    stop(&s);
+    hs_start_in_ok(&s, f->dir, NULL);
+    hs_stop_ok(&s);
     write_file(f->dir, "hopper.lock", LOCK_CONTENT "written by hand\n");
-    assert_int_equal(hs_start_in(&s, f->dir, NULL), 0);
-    stop(&s);
+    hs_start_in_ok(&s, f->dir, NULL);
+    hs_stop_ok(&s);
     /* empty, as a crash right after creating it leaves it: filled in */
     write_file(f->dir, "hopper.lock", "");
-    assert_int_equal(hs_start_in(&s, f->dir, NULL), 0);
-    stop(&s);
+    hs_start_in_ok(&s, f->dir, NULL);
+    hs_stop_ok(&s);
     char lock[400];
     join(lock, sizeof lock, f->dir, "hopper.lock");
     struct stat st;

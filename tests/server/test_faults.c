@@ -63,6 +63,22 @@ static long injected(const fault_case *fc)
     return n;
 }
 
+/* "name=" followed by ours and the caller's value of name joined by ':',
+ * ours last if last, else first; ours alone if the caller has none.
+ * OUT: entry. */
+static void merge_env(char *entry, size_t size, const char *name, const char *ours, bool last)
+{
+    const char *theirs = getenv(name);
+    int n;
+    if (theirs == NULL || theirs[0] == '\0')
+        n = snprintf(entry, size, "%s=%s", name, ours);
+    else if (last)
+        n = snprintf(entry, size, "%s=%s:%s", name, theirs, ours);
+    else
+        n = snprintf(entry, size, "%s=%s:%s", name, ours, theirs);
+    assert_true(n > 0 && (size_t)n < size);
+}
+
 static void start_with_faults(fault_case *fc, const char *const *args)
 {
     memset(fc, 0, sizeof *fc);
@@ -71,16 +87,18 @@ static void start_with_faults(fault_case *fc, const char *const *args)
     snprintf(fc->control, sizeof fc->control, "%s/control", fc->aux);
     snprintf(fc->count, sizeof fc->count, "%s/count", fc->aux);
     write_file(fc->control, "");
-    static char preload[600], control[600], count[600], asan[600];
-    snprintf(preload, sizeof preload, "LD_PRELOAD=%s", FAULT_INJECT_LIB);
+    static char preload[1200], control[600], count[600], asan[1200];
+    /* These replace the caller's LD_PRELOAD and ASAN_OPTIONS (harness.h),
+     * so what the caller set is merged in: the injector first, and ASan's
+     * options of the caller's, with the one the injector needs last (the
+     * last of an option wins). The injector is not instrumented and comes
+     * first: ASan must allow it. */
+    merge_env(preload, sizeof preload, "LD_PRELOAD", FAULT_INJECT_LIB, false);
+    merge_env(asan, sizeof asan, "ASAN_OPTIONS", "verify_asan_link_order=0", true);
     snprintf(control, sizeof control, "HOPPER_FAULT_CONTROL=%s", fc->control);
     snprintf(count, sizeof count, "HOPPER_FAULT_COUNT=%s", fc->count);
-    /* the injector is not instrumented and comes first: ASan must allow it */
-    const char *old = getenv("ASAN_OPTIONS");
-    snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", old ? old : "",
-             old && *old ? ":" : "");
     const char *env[] = {preload, control, count, asan, NULL};
-    assert_int_equal(hs_start_in_env(&fc->s, fc->dir, args, env), 0);
+    hs_start_in_env_ok(&fc->s, fc->dir, args, env);
 }
 
 /* POST text; 202 adds it to what the channel must hold. Returns the status. */
@@ -135,28 +153,23 @@ static void post_until_refused(fault_case *fc, const char *channel, const char *
 /* Take from channel exactly what it must hold, in order, and then nothing. */
 static void expect_all(fault_case *fc, const char *channel, int from)
 {
-    char out[512];
-    for (int i = from; i < fc->naccepted; i++) {
-        long status = hs_get_text(&fc->s, channel, "5", out, sizeof out);
-        if (status != 200 || strcmp(out, fc->accepted[i]) != 0)
-            fail_msg("message %d: wanted %s, got %ld %s", i, fc->accepted[i], status,
-                     status == 200 ? out : "");
-    }
-    assert_int_equal(hs_get_text(&fc->s, channel, "0", out, sizeof out), 204);
+    for (int i = from; i < fc->naccepted; i++)
+        hs_expect_get(&fc->s, channel, "5", fc->accepted[i]);
+    hs_expect_nothing(&fc->s, channel, "0", NULL);
 }
 
 /* Stop, start again on the same directory without faults: the channel
  * holds exactly the accepted messages from index from on. */
 static void restart_and_expect(fault_case *fc, const char *channel, int from)
 {
-    assert_int_equal(hs_stop(&fc->s), 0);
-    assert_int_equal(hs_start_in(&fc->s, fc->dir, NULL), 0);
+    hs_stop_ok(&fc->s);
+    hs_start_in_ok(&fc->s, fc->dir, NULL);
     expect_all(fc, channel, from);
 }
 
 static void finish(fault_case *fc)
 {
-    assert_int_equal(hs_stop(&fc->s), 0);
+    hs_stop_ok(&fc->s);
     hs_remove_tree(fc->dir);
     hs_remove_tree(fc->aux);
 }
@@ -272,16 +285,13 @@ static void test_io_error_while_deleting(void **state)
     start_with_faults(&fc, args);
     post_many(&fc, "d", "msg", 24, 200);
     write_file(fc.control, "unlinkat EIO -1\n");
-    char out[256];
-    for (int i = 0; i < 16; i++) { /* finishes several files */
-        assert_int_equal(hs_get_text(&fc.s, "d", "5", out, sizeof out), 200);
-        assert_string_equal(out, fc.accepted[i]);
-    }
+    for (int i = 0; i < 16; i++) /* finishes several files */
+        hs_expect_get(&fc.s, "d", "5", fc.accepted[i]);
     assert_true(injected(&fc) > 0);
     /* stop with the fault still on: the close cannot remove them either */
-    assert_int_equal(hs_stop(&fc.s), 0);
+    hs_stop_ok(&fc.s);
     write_file(fc.control, "");
-    assert_int_equal(hs_start_in(&fc.s, fc.dir, NULL), 0);
+    hs_start_in_ok(&fc.s, fc.dir, NULL);
     expect_all(&fc, "d", 16);
     finish(&fc);
 }
@@ -317,9 +327,8 @@ static void stop_fault(const char *control)
     assert_true(channel_line);
     assert_true(total_line);
     /* and the data directory is still good to start on */
-    assert_int_equal(hs_start_in(&fc.s, fc.dir, NULL), 0);
-    char out[64];
-    assert_int_equal(hs_get_text(&fc.s, "m", "0", out, sizeof out), 204);
+    hs_start_in_ok(&fc.s, fc.dir, NULL);
+    hs_expect_nothing(&fc.s, "m", "0", NULL);
     finish(&fc);
 }
 

@@ -30,11 +30,6 @@
 /* Longest header line a test builds. */
 #define LINE_MAX_BYTES 1200
 
-static void stop(hs_server *s)
-{
-    assert_int_equal(hs_stop(s), 0);
-}
-
 /* One header of a response, as the server wrote it: the name, and the
  * bytes between ": " and the CRLF. Pointers into the reply's headers. */
 typedef struct field {
@@ -102,6 +97,21 @@ static long post_with(const hs_server *s, const char *channel, const char *body,
     return status;
 }
 
+/* POST body[0..len) (text/plain) to channel with the request headers
+ * given: it must be refused with the JSON error status and code. */
+static void post_refused(const hs_server *s, const char *channel, const char *body, size_t len,
+                         const char *const *headers, long status, const char *code)
+{
+    char path[200];
+    snprintf(path, sizeof path, "/channels/%s", channel);
+    hs_reply r;
+    assert_int_equal(hs_post_headers(s, path, body, len, "text/plain", headers, &r), 0);
+    bool refused = hs_is_error(&r, status, code);
+    hs_reply_free(&r);
+    if (!refused)
+        fail_msg("POST %s: expected %ld %s", path, status, code);
+}
+
 /* GET the next message of channel into r; it must be there with body. */
 static void get_message(const hs_server *s, const char *channel, const char *body, hs_reply *r)
 {
@@ -133,7 +143,7 @@ static void test_signatures_come_back_byte_identical(void **state)
     hs_server s;
     const char *args[] = {"--keep-headers", "X-Hub-Signature-256,Stripe-Signature,Signature,X-Long",
                           NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     char long_v[501], long_line[LINE_MAX_BYTES];
     long_value(long_v, 500);
     snprintf(long_line, sizeof long_line, "X-Long: %s", long_v);
@@ -151,7 +161,7 @@ static void test_signatures_come_back_byte_identical(void **state)
     expect_header(&r, "X-Long", long_v);
     assert_int_equal(fields_named(&r, "Content-Type", NULL, 0), 1);
     hs_reply_free(&r);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_prefixes_and_case(void **state)
@@ -159,7 +169,7 @@ static void test_prefixes_and_case(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--keep-headers", "x-github-*, X-HUB-SIGNATURE-256", NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     const char *headers[] = {"X-GitHub-Event: push",
                              "X-GitHub-Delivery: 72d3162e-cc78-11e3-81ab-4c9367dc0958",
                              "x-github-hook-id: 292430182",
@@ -179,7 +189,7 @@ static void test_prefixes_and_case(void **state)
     expect_no_header(&r, "X-GitHu");
     expect_no_header(&r, "User-Agent");
     hs_reply_free(&r);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_repeated_headers_each_kept_in_order(void **state)
@@ -187,7 +197,7 @@ static void test_repeated_headers_each_kept_in_order(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--keep-headers", "X-Tag,Content-Type", NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     const char *headers[] = {"X-Tag: first",
                              "X-Other: between",
                              "x-tag: second, with a comma",
@@ -212,7 +222,7 @@ static void test_repeated_headers_each_kept_in_order(void **state)
     assert_int_equal(fields_named(&r, "Content-Type", f, 8), 1);
     assert_string_equal(r.content_type, "text/plain");
     hs_reply_free(&r);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* A header the list does not name is neither returned nor stored: the
@@ -222,7 +232,7 @@ static void test_unlisted_headers_are_not_stored(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--keep-headers", "X-Kept", NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     char big[1001], line[LINE_MAX_BYTES];
     long_value(big, 1000);
     snprintf(line, sizeof line, "X-Not-Kept: %s", big);
@@ -240,15 +250,15 @@ static void test_unlisted_headers_are_not_stored(void **state)
     hs_reply_free(&r);
 
     /* and without --keep-headers, nothing but Content-Type */
-    stop(&s);
-    assert_int_equal(hs_start(&s, NULL), 0);
+    hs_stop_ok(&s);
+    hs_start_ok(&s, NULL);
     const char *kept_nowhere[] = {"X-Kept: 1", NULL};
     assert_int_equal(post_with(&s, "plain", "body", kept_nowhere), 202);
     get_message(&s, "plain", "body", &r);
     expect_no_header(&r, "X-Kept");
     assert_string_equal(r.content_type, "text/plain");
     hs_reply_free(&r);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* headers[0..n) = "X-H-<i>: value-<i>", NULL-terminated; lines holds them. */
@@ -268,7 +278,7 @@ static void test_most_headers(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--keep-headers", "X-H-*", NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     char lines[64][64];
     const char *headers[65];
 
@@ -297,12 +307,9 @@ static void test_most_headers(void **state)
     hs_reply_free(&r);
 
     numbered_headers(lines, headers, 64);
-    char path[] = "/channels/many";
-    assert_int_equal(hs_post_headers(&s, path, "64", 2, "text/plain", headers, &r), 0);
-    assert_true(hs_is_error(&r, 400, "too_many_headers"));
-    hs_reply_free(&r);
+    post_refused(&s, "many", "64", 2, headers, 400, "too_many_headers");
     assert_int_equal(hs_status_value(&s, "many", "messages"), 0);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Names and values of kept headers count toward --max-message-bytes with
@@ -312,7 +319,7 @@ static void test_size_limit_counts_kept_headers(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--max-message-bytes", "1KiB", "--keep-headers", "X-Pad", NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     static char body[1025], value[1200], line[LINE_MAX_BYTES + 100];
     memset(body, 'b', 1024);
     hs_reply r;
@@ -326,17 +333,13 @@ static void test_size_limit_counts_kept_headers(void **state)
     /* one byte more of value: 1025 */
     long_value(value, 20);
     snprintf(line, sizeof line, "X-Pad: %s", value);
-    assert_int_equal(hs_post_headers(&s, "/channels/lim", body, 1000, "text/plain", pad, &r), 0);
-    assert_true(hs_is_error(&r, 413, "too_big"));
-    hs_reply_free(&r);
+    post_refused(&s, "lim", body, 1000, pad, 413, "too_big");
     /* the same body alone fits */
     assert_int_equal(post_with(&s, "lim", body, NULL), 202);
     /* headers alone beyond the limit, with an empty body */
     long_value(value, 1100);
     snprintf(line, sizeof line, "X-Pad: %s", value);
-    assert_int_equal(hs_post_headers(&s, "/channels/lim", "", 0, "text/plain", pad, &r), 0);
-    assert_true(hs_is_error(&r, 413, "too_big"));
-    hs_reply_free(&r);
+    post_refused(&s, "lim", "", 0, pad, 413, "too_big");
     /* a header that is not kept costs nothing: a full-size body still fits */
     body[1000] = 'b';
     body[1024] = '\0';
@@ -347,10 +350,7 @@ static void test_size_limit_counts_kept_headers(void **state)
     long_value(value, 20);
     snprintf(line, sizeof line, "X-Pad: %s", value);
     const char *chunked[] = {line, "Transfer-Encoding: chunked", NULL};
-    assert_int_equal(hs_post_headers(&s, "/channels/lim", body, 1000, "text/plain", chunked, &r),
-                     0);
-    assert_true(hs_is_error(&r, 413, "too_big"));
-    hs_reply_free(&r);
+    post_refused(&s, "lim", body, 1000, chunked, 413, "too_big");
     long_value(value, 19);
     snprintf(line, sizeof line, "X-Pad: %s", value);
     assert_int_equal(post_with(&s, "lim", body, chunked), 202);
@@ -372,7 +372,7 @@ static void test_size_limit_counts_kept_headers(void **state)
     get_message(&s, "lim", body, &r);
     expect_header(&r, "X-Pad", value);
     hs_reply_free(&r);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Run hopper with args and env; it must exit 2 saying text. */
@@ -462,30 +462,30 @@ static void test_status_shows_the_list(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--keep-headers", " X-A ,\tX-GitHub-*,Content-Type,X-*", NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     json_t *list = status_keep_headers(&s);
     static const char *const want[] = {"X-A", "X-GitHub-*", "Content-Type", "X-*"};
     assert_int_equal(json_array_size(list), 4);
     for (size_t i = 0; i < 4; i++)
         assert_string_equal(json_string_value(json_array_get(list, i)), want[i]);
     json_decref(list);
-    stop(&s);
+    hs_stop_ok(&s);
 
     char many[64 * 8];
     list_of(many, sizeof many, 64);
     const char *most[] = {"--keep-headers", many, NULL};
-    assert_int_equal(hs_start(&s, most), 0);
+    hs_start_ok(&s, most);
     list = status_keep_headers(&s);
     assert_int_equal(json_array_size(list), 64);
     json_decref(list);
-    stop(&s);
+    hs_stop_ok(&s);
 
     const char *empty_env[] = {"HOPPER_KEEP_HEADERS=", NULL};
-    assert_int_equal(hs_start_env(&s, NULL, empty_env), 0);
+    hs_start_env_ok(&s, NULL, empty_env);
     list = status_keep_headers(&s);
     assert_int_equal(json_array_size(list), 0);
     json_decref(list);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Message i of the restart and disk tests: a short body, its number in
@@ -562,25 +562,25 @@ static void test_headers_survive_a_restart(void **state)
     hs_server s;
     const char *first[] = {"--keep-headers", "X-Seq,X-Hub-Signature-*", "--memory-bytes", "4KiB",
                            NULL};
-    assert_int_equal(hs_start_in(&s, dir, first), 0);
+    hs_start_in_ok(&s, dir, first);
     for (int i = 0; i < 12; i++)
         post_numbered_accepted(&s, "restart", i);
     assert_true(hs_status_value(&s, "restart", "disk_files") > 0);
     assert_true(hs_status_value(&s, "restart", "memory_bytes") > 0);
-    stop(&s);
+    hs_stop_ok(&s);
 
     const char *durable[] = {"--keep-headers", "X-Seq,X-Hub-Signature-*", "--durable", NULL};
-    assert_int_equal(hs_start_in(&s, dir, durable), 0);
+    hs_start_in_ok(&s, dir, durable);
     for (int i = 12; i < 15; i++)
         post_numbered_accepted(&s, "restart", i);
-    stop(&s);
+    hs_stop_ok(&s);
 
-    assert_int_equal(hs_start_in(&s, dir, NULL), 0);
+    hs_start_in_ok(&s, dir, NULL);
     assert_int_equal(hs_status_value(&s, "restart", "messages"), 15);
     for (int i = 0; i < 15; i++)
         expect_numbered(&s, "restart", i);
-    assert_int_equal(hs_get_text(&s, "restart", "0", NULL, 0), 204);
-    stop(&s);
+    hs_expect_nothing(&s, "restart", "0", NULL);
+    hs_stop_ok(&s);
     hs_remove_tree(dir);
 }
 
@@ -599,7 +599,7 @@ static void test_headers_of_messages_on_disk(void **state)
                           "--max-disk-files",
                           "2",
                           NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     int accepted = 0;
     for (;; accepted++) {
         assert_true(accepted < 100);
@@ -621,8 +621,8 @@ static void test_headers_of_messages_on_disk(void **state)
     assert_int_equal(hs_status_value(&s, "paged", "disk_files"), 2);
     for (int i = 0; i < accepted; i++)
         expect_numbered(&s, "paged", i);
-    assert_int_equal(hs_get_text(&s, "paged", "0", NULL, 0), 204);
-    stop(&s);
+    hs_expect_nothing(&s, "paged", "0", NULL);
+    hs_stop_ok(&s);
 }
 
 int main(void)

@@ -3,8 +3,6 @@
  * not cost a thread each. */
 #include "harness.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -19,57 +17,19 @@
 
 #include <cmocka.h>
 
-static void start(hs_server *s, const char *const *args)
-{
-    assert_int_equal(hs_start(s, args), 0);
-}
-
-static void stop(hs_server *s)
-{
-    assert_int_equal(hs_stop(s), 0);
-}
-
-/* Poll /status until channel's waiting_receivers is n. */
-static void await_waiting(const hs_server *s, const char *channel, long long n)
-{
-    long long got = hs_await_status_value(s, channel, "waiting_receivers", n, HS_PATIENCE_MS);
-    if (got != n)
-        fail_msg("waiting_receivers of %s is %lld, expected %lld", channel, got, n);
-}
-
-typedef struct getter {
-    const hs_server *s;
-    const char *path;
-    hs_reply reply;
-    int rc;
-} getter;
-
-static void *get_thread(void *arg)
-{
-    getter *g = arg;
-    g->rc = hs_get(g->s, g->path, &g->reply);
-    return NULL;
-}
-
 static void test_wakeup(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     /* the wait is long so that a slow machine cannot turn the wake-up into
      * a timeout; a timeout would answer 204, and curl gives up at 30 s */
-    getter g = {&s, "/channels/wake?wait=25", {0}, -1};
-    pthread_t t;
-    pthread_create(&t, NULL, get_thread, &g);
-    await_waiting(&s, "wake", 1);
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/wake", "ding", 4, "text/x-bell", &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    pthread_join(t, NULL);
-    assert_int_equal(g.rc, 0);
+    hs_pending_get g;
+    hs_get_begin_ok(&g, &s, "/channels/wake?wait=25");
+    hs_get_await_waiting(&g, "wake", 1);
+    hs_expect_post_bytes(&s, "wake", "ding", 4, "text/x-bell", 202);
     /* woken with the message (a timeout is 204), before its time was up */
-    assert_int_equal(g.reply.status, 200);
+    hs_get_end_ok(&g, 200);
     assert_int_equal(g.reply.len, 4);
     assert_memory_equal(g.reply.body, "ding", 4);
     assert_string_equal(g.reply.content_type, "text/x-bell");
@@ -77,7 +37,7 @@ static void test_wakeup(void **state)
     hs_reply_free(&g.reply);
     assert_int_equal(hs_status_value(&s, "wake", "waiting_receivers"), 0);
     assert_int_equal(hs_status_value(&s, "wake", "messages"), 0);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Upper bounds on how long a request may take beyond what the server is
@@ -90,7 +50,7 @@ static void test_timeout(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     hs_reply r;
     assert_int_equal(hs_get(&s, "/channels/quiet?wait=1", &r), 0);
     assert_int_equal(r.status, 204);
@@ -111,13 +71,13 @@ static void test_timeout(void **state)
     hs_reply_free(&r);
 
     /* a message that is there already is answered at once, whatever the wait */
-    assert_int_equal(hs_post_text(&s, "quiet", "here"), 202);
+    hs_expect_post(&s, "quiet", "here", 202);
     assert_int_equal(hs_get(&s, "/channels/quiet?wait=30", &r), 0);
     assert_int_equal(r.status, 200);
     assert_true(r.seconds < LATE_S);
     hs_reply_free(&r);
     assert_int_equal(hs_status_value(&s, "quiet", "waiting_receivers"), 0);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Without ?wait the default (30 s) is held to --max-wait. */
@@ -126,41 +86,37 @@ static void test_default_wait_held_to_max_wait(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--max-wait", "1", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
     hs_reply r;
     assert_int_equal(hs_get(&s, "/channels/d", &r), 0);
     assert_int_equal(r.status, 204);
     assert_true(r.seconds >= 0.95);
     assert_true(r.seconds < 1.0 + LATE_S);
     hs_reply_free(&r);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_competing_waiters_get_distinct_messages(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
-    getter a = {&s, "/channels/work?wait=25", {0}, -1};
-    getter b = {&s, "/channels/work?wait=25", {0}, -1};
-    pthread_t ta, tb;
-    pthread_create(&ta, NULL, get_thread, &a);
-    await_waiting(&s, "work", 1);
-    pthread_create(&tb, NULL, get_thread, &b);
-    await_waiting(&s, "work", 2);
-    assert_int_equal(hs_post_text(&s, "work", "job-1"), 202);
-    assert_int_equal(hs_post_text(&s, "work", "job-2"), 202);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    assert_int_equal(a.reply.status, 200);
-    assert_int_equal(b.reply.status, 200);
+    hs_start_ok(&s, NULL);
+    hs_pending_get a, b;
+    hs_get_begin_ok(&a, &s, "/channels/work?wait=25");
+    hs_get_await_waiting(&a, "work", 1);
+    hs_get_begin_ok(&b, &s, "/channels/work?wait=25");
+    hs_get_await_waiting(&b, "work", 2);
+    hs_expect_post(&s, "work", "job-1", 202);
+    hs_expect_post(&s, "work", "job-2", 202);
+    hs_get_end_ok(&a, 200);
+    hs_get_end_ok(&b, 200);
     /* waiters are served in the order they began waiting */
     assert_string_equal((char *)a.reply.body, "job-1");
     assert_string_equal((char *)b.reply.body, "job-2");
     hs_reply_free(&a.reply);
     hs_reply_free(&b.reply);
     assert_int_equal(hs_status_value(&s, "work", "messages"), 0);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* The wait of a raw waiter that must not run out while the test goes on,
@@ -191,11 +147,10 @@ static void close_waiters(const hs_server *s, const int *fds, const bool *reset,
     for (size_t i = 0; i < n; i++) {
         ports[i] = hs_local_port(fds[i]);
         assert_true(ports[i] > 0);
-        if (reset && reset[i]) {
-            struct linger l = {1, 0};
-            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &l, sizeof l);
-        }
-        close(fds[i]);
+        if (reset && reset[i])
+            hs_reset(fds[i]);
+        else
+            close(fds[i]);
     }
     bool seen = hs_await_server_saw_close(s, ports, n, HS_PATIENCE_MS);
     free(ports);
@@ -206,22 +161,19 @@ static void test_disconnected_waiter_loses_nothing(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     int fd = raw_waiter(&s, "safe", LONGEST_WAIT);
-    await_waiting(&s, "safe", 1);
+    hs_await_status_ok(&s, "safe", "waiting_receivers", 1);
     close_waiters(&s, &fd, NULL, 1); /* the client goes away while its GET waits */
 
-    assert_int_equal(hs_post_text(&s, "safe", "precious"), 202);
-    assert_int_equal(hs_post_text(&s, "safe", "second"), 202);
+    hs_expect_post(&s, "safe", "precious", 202);
+    hs_expect_post(&s, "safe", "second", 202);
     /* the message came back to the head: order holds */
-    char got[64];
-    assert_int_equal(hs_get_text(&s, "safe", "2", got, sizeof got), 200);
-    assert_string_equal(got, "precious");
-    assert_int_equal(hs_get_text(&s, "safe", "2", got, sizeof got), 200);
-    assert_string_equal(got, "second");
+    hs_expect_get(&s, "safe", "2", "precious");
+    hs_expect_get(&s, "safe", "2", "second");
     assert_int_equal(hs_status_value(&s, "safe", "messages"), 0);
     assert_int_equal(hs_status_value(&s, "safe", "requeued_total"), 1);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* A long row of dead waiters ahead of a live one, two messages: both skip
@@ -232,31 +184,27 @@ static void test_a_row_of_dead_waiters(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     int *fds = calloc(DEAD_ROW, sizeof *fds);
     for (int i = 0; i < DEAD_ROW; i++)
         fds[i] = raw_waiter(&s, "row", LONGEST_WAIT);
-    await_waiting(&s, "row", DEAD_ROW);
+    hs_await_status_ok(&s, "row", "waiting_receivers", DEAD_ROW);
     close_waiters(&s, fds, NULL, DEAD_ROW);
-    getter live = {&s, "/channels/row?wait=25", {0}, -1};
-    pthread_t t;
-    pthread_create(&t, NULL, get_thread, &live);
-    await_waiting(&s, "row", DEAD_ROW + 1);
-    assert_int_equal(hs_post_text(&s, "row", "first"), 202);
-    assert_int_equal(hs_post_text(&s, "row", "second"), 202);
-    pthread_join(t, NULL);
-    assert_int_equal(live.reply.status, 200);
+    hs_pending_get live;
+    hs_get_begin_ok(&live, &s, "/channels/row?wait=25");
+    hs_get_await_waiting(&live, "row", DEAD_ROW + 1);
+    hs_expect_post(&s, "row", "first", 202);
+    hs_expect_post(&s, "row", "second", 202);
+    hs_get_end_ok(&live, 200);
     assert_string_equal((char *)live.reply.body, "first");
     hs_reply_free(&live.reply);
-    char got[16];
-    assert_int_equal(hs_get_text(&s, "row", "0", got, sizeof got), 200);
-    assert_string_equal(got, "second");
+    hs_expect_get(&s, "row", "0", "second");
     assert_int_equal(hs_status_value(&s, "row", "waiting_receivers"), 0);
     assert_int_equal(hs_status_value(&s, "row", "messages"), 0);
     /* "first" went to each dead waiter once and came back each time */
     assert_int_equal(hs_status_value(&s, "row", "requeued_total"), DEAD_ROW);
     free(fds);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* A response that cannot be written to the end (the client resets the
@@ -267,56 +215,30 @@ static void test_failed_response_goes_back_to_the_head(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--max-message-bytes", "16MiB", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
     size_t len = 8u << 20;
     unsigned char *big = malloc(len);
     for (size_t i = 0; i < len; i++)
         big[i] = (unsigned char)(i * 7 + i / 4096);
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/big", big, len, "application/x-big", &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    assert_int_equal(hs_post_text(&s, "big", "after"), 202);
+    hs_expect_post_bytes(&s, "big", big, len, "application/x-big", 202);
+    hs_expect_post(&s, "big", "after", 202);
 
     /* a small receive window, set before connecting, keeps the body from
-     * fitting into the kernel's buffers */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int small = 4096;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    const char *req = "GET /channels/big?wait=0 HTTP/1.1\r\nHost: t\r\n\r\n";
-    assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
-    /* the answer has begun (no pause needed after: whether the server is
-     * still writing or already blocked, 8 MiB cannot all be in the kernel's
-     * buffers, so the reset below always cuts the body short) */
-    char head[1000];
-    size_t head_len = 0;
-    while (head_len < 12) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        assert_int_equal(poll(&p, 1, HS_PATIENCE_MS), 1);
-        ssize_t n = recv(fd, head + head_len, sizeof head - head_len, 0);
-        assert_true(n > 0);
-        head_len += (size_t)n;
-    }
-    assert_memory_equal(head, "HTTP/1.1 200", 12);
-    struct linger reset = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-    close(fd);
+     * fitting into the kernel's buffers; the answer has begun (no pause
+     * needed after: whether the server is still writing or already
+     * blocked, 8 MiB cannot all be in the kernel's buffers, so the reset
+     * below always cuts the body short) */
+    int status = 0;
+    int fd = hs_get_stalled(&s, "/channels/big?wait=0", &status);
+    assert_true(fd >= 0);
+    assert_int_equal(status, 200);
+    hs_reset(fd);
 
-    assert_int_equal(hs_await_status_value(&s, "big", "requeued_total", 1, HS_PATIENCE_MS), 1);
-    assert_int_equal(hs_get(&s, "/channels/big?wait=0", &r), 0);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.len, len);
-    assert_memory_equal(r.body, big, len);
-    assert_string_equal(r.content_type, "application/x-big");
-    hs_reply_free(&r);
-    char got[16];
-    assert_int_equal(hs_get_text(&s, "big", "0", got, sizeof got), 200);
-    assert_string_equal(got, "after");
+    hs_await_status_ok(&s, "big", "requeued_total", 1);
+    hs_expect_message(&s, "big", big, len, "application/x-big");
+    hs_expect_get(&s, "big", "0", "after");
     free(big);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Several dead waiters ahead of a live one: the message skips them all, and
@@ -325,25 +247,23 @@ static void test_dead_waiters_ahead_of_a_live_one(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     int dead[3];
     for (int i = 0; i < 3; i++) {
         dead[i] = raw_waiter(&s, "line", LONGEST_WAIT);
-        await_waiting(&s, "line", i + 1);
+        hs_await_status_ok(&s, "line", "waiting_receivers", i + 1);
     }
-    getter live = {&s, "/channels/line?wait=25", {0}, -1};
-    pthread_t t;
-    pthread_create(&t, NULL, get_thread, &live);
-    await_waiting(&s, "line", 4);
+    hs_pending_get live;
+    hs_get_begin_ok(&live, &s, "/channels/line?wait=25");
+    hs_get_await_waiting(&live, "line", 4);
     const bool reset[3] = {false, true, false}; /* one RST instead of FIN */
     close_waiters(&s, dead, reset, 3);
-    assert_int_equal(hs_post_text(&s, "line", "for-the-living"), 202);
-    pthread_join(t, NULL);
-    assert_int_equal(live.reply.status, 200);
+    hs_expect_post(&s, "line", "for-the-living", 202);
+    hs_get_end_ok(&live, 200);
     assert_string_equal((char *)live.reply.body, "for-the-living");
     hs_reply_free(&live.reply);
     assert_int_equal(hs_status_value(&s, "line", "messages"), 0);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 #define CROWD 1000
@@ -366,11 +286,11 @@ static void test_a_crowd_of_waiters_holds_no_threads(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--threads", "2", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
     int *fds = calloc(CROWD, sizeof *fds);
     for (int i = 0; i < CROWD; i++)
         fds[i] = raw_waiter(&s, "crowd", LONGEST_WAIT);
-    await_waiting(&s, "crowd", CROWD);
+    hs_await_status_ok(&s, "crowd", "waiting_receivers", CROWD);
     /* main, timer, 2 MHD workers (+ sanitizer helpers): nowhere near CROWD */
     int threads = thread_count(s.pid);
     assert_true(threads > 0);
@@ -379,7 +299,7 @@ static void test_a_crowd_of_waiters_holds_no_threads(void **state)
     for (int i = 0; i < CROWD; i++) {
         char text[32];
         snprintf(text, sizeof text, "m%d", i);
-        assert_int_equal(hs_post_text(&s, "crowd", text), 202);
+        hs_expect_post(&s, "crowd", text, 202);
     }
     char *seen = calloc(CROWD, 1);
     for (int i = 0; i < CROWD; i++) {
@@ -397,7 +317,7 @@ static void test_a_crowd_of_waiters_holds_no_threads(void **state)
     assert_int_equal(hs_status_value(&s, "crowd", "waiting_receivers"), 0);
     free(seen);
     free(fds);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Many waits with shuffled deadlines: each ends with 204 near its own time,
@@ -574,7 +494,7 @@ static void test_many_deadlines(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     char why[256] = "";
     bool in_time = false;
     for (int round = 1; round <= DEADLINE_ROUNDS && !in_time; round++) {
@@ -586,7 +506,7 @@ static void test_many_deadlines(void **state)
     }
     if (!in_time)
         fail_msg("late in all %d rounds: %s", DEADLINE_ROUNDS, why);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 int main(void)

@@ -5,9 +5,10 @@
  * freed memory back to the system (server/main.c).
  *
  * RSS is read from /proc/PID/status: VmHWM, the kernel's peak, so nothing
- * between two looks is missed. Under AddressSanitizer the process's memory
- * is the sanitizer's (shadow memory, quarantine), so these tests skip
- * there. bench/memory_bench.c measures the same at 1 GiB. */
+ * between two looks is missed. Under AddressSanitizer or ThreadSanitizer
+ * (GCC's or clang's) the process's memory is the sanitizer's (shadow
+ * memory, quarantine), so these tests skip there (HS_UNDER_SANITIZER).
+ * bench/memory_bench.c measures the same at 1 GiB. */
 #include "harness.h"
 
 #include <setjmp.h>
@@ -19,12 +20,6 @@
 #include <time.h>
 
 #include <cmocka.h>
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#else
-#define UNDER_SANITIZER 0
-#endif
 
 #define BODY_BYTES (64 * 1024)
 #define MESSAGES 640 /* 40 MiB: 20 times the memory of the channel */
@@ -45,14 +40,9 @@ static void fill(const hs_server *s, const char *channel)
 {
     unsigned char *body = malloc(BODY_BYTES);
     assert_non_null(body);
-    char path[128];
-    snprintf(path, sizeof path, "/channels/%s", channel);
     for (int i = 0; i < MESSAGES; i++) {
         make_body(body, i);
-        hs_reply r = {0};
-        assert_int_equal(hs_post(s, path, body, BODY_BYTES, "application/octet-stream", &r), 0);
-        assert_int_equal(r.status, 202);
-        hs_reply_free(&r);
+        hs_expect_post_bytes(s, channel, body, BODY_BYTES, "application/octet-stream", 202);
     }
     free(body);
 }
@@ -73,21 +63,17 @@ static void drain(const hs_server *s, const char *channel)
         hs_reply_free(&r);
     }
     free(want);
-    snprintf(path, sizeof path, "/channels/%s?wait=0", channel);
-    hs_reply r = {0};
-    assert_int_equal(hs_get(s, path, &r), 0);
-    assert_int_equal(r.status, 204);
-    hs_reply_free(&r);
+    hs_expect_nothing(s, channel, "0", NULL);
 }
 
 static void test_backlog_stays_within_the_memory_bound(void **state)
 {
     (void)state;
-    if (UNDER_SANITIZER)
+    if (HS_UNDER_SANITIZER)
         skip();
     hs_server s;
     const char *args[] = {"--memory-bytes", "2MiB", NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     fill(&s, "backlog");
     assert_true(hs_status_value(&s, "backlog", "disk_bytes") >
                 (long long)(MESSAGES - MEMORY_MIB * 1024 * 1024 / BODY_BYTES) * BODY_BYTES / 2);
@@ -99,7 +85,7 @@ static void test_backlog_stays_within_the_memory_bound(void **state)
     drain(&s, "backlog");
     peak = hs_proc_status_kib(s.pid, "VmHWM");
     assert_true(peak < (MEMORY_MIB + MEMORY_HEADROOM_MIB) * 1024);
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
 }
 
 /* Messages that wait in memory are freed when taken; an idle server gives
@@ -107,11 +93,11 @@ static void test_backlog_stays_within_the_memory_bound(void **state)
 static void test_drained_memory_goes_back_to_the_system(void **state)
 {
     (void)state;
-    if (UNDER_SANITIZER)
+    if (HS_UNDER_SANITIZER)
         skip();
     hs_server s;
     const char *args[] = {"--memory-bytes", "64MiB", NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     long idle = hs_proc_status_kib(s.pid, "VmRSS");
     /* 40 MiB across 8 channels, all in memory: small blocks interleaved, the
      * case where glibc alone keeps the freed memory in its heap */
@@ -120,14 +106,8 @@ static void test_drained_memory_goes_back_to_the_system(void **state)
         snprintf(channel, sizeof channel, "held-%d", c);
         unsigned char body[5000];
         memset(body, 'a' + c, sizeof body);
-        for (int i = 0; i < MESSAGES * BODY_BYTES / 8 / (int)sizeof body; i++) {
-            hs_reply r = {0};
-            char path[64];
-            snprintf(path, sizeof path, "/channels/%s", channel);
-            assert_int_equal(hs_post(&s, path, body, sizeof body, NULL, &r), 0);
-            assert_int_equal(r.status, 202);
-            hs_reply_free(&r);
-        }
+        for (int i = 0; i < MESSAGES * BODY_BYTES / 8 / (int)sizeof body; i++)
+            hs_expect_post_bytes(&s, channel, body, sizeof body, NULL, 202);
     }
     assert_int_equal(hs_status_value(&s, "held-0", "disk_bytes"), 0);
     long full = hs_proc_status_kib(s.pid, "VmRSS");
@@ -154,7 +134,7 @@ static void test_drained_memory_goes_back_to_the_system(void **state)
     }
     printf("RSS once drained: %.1f MiB\n", now / 1024.0);
     assert_true(now <= bound);
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
 }
 
 int main(void)

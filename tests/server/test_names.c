@@ -16,16 +16,6 @@
 
 #include <cmocka.h>
 
-static void start(hs_server *s, const char *const *args)
-{
-    assert_int_equal(hs_start(s, args), 0);
-}
-
-static void stop(hs_server *s)
-{
-    assert_int_equal(hs_stop(s), 0);
-}
-
 /* Entries in the data directory besides its lock file (and "nothing
  * escaped": the parent's count is the caller's business). */
 static int dir_entries(const char *dir)
@@ -60,7 +50,7 @@ static void test_bad_names(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     char long_name[200];
     snprintf(long_name, sizeof long_name, "/channels/");
     memset(long_name + 10, 'n', 129);
@@ -89,20 +79,10 @@ static void test_bad_names(void **state)
     };
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         char path[300];
-        hs_reply r;
         snprintf(path, sizeof path, "%s?wait=0", paths[i]);
-        assert_int_equal(hs_get(&s, path, &r), 0);
-        if (!hs_is_error(&r, 400, "bad_name"))
-            fail_msg("GET %s", path);
-        hs_reply_free(&r);
-        assert_int_equal(hs_post(&s, paths[i], "x", 1, "text/plain", &r), 0);
-        if (!hs_is_error(&r, 400, "bad_name"))
-            fail_msg("POST %s", paths[i]);
-        hs_reply_free(&r);
-        assert_int_equal(hs_request(&s, "DELETE", paths[i], NULL, 0, NULL, &r), 0);
-        if (!hs_is_error(&r, 400, "bad_name"))
-            fail_msg("DELETE %s", paths[i]);
-        hs_reply_free(&r);
+        hs_expect_error(&s, "GET", path, 400, "bad_name");
+        hs_expect_post_error(&s, paths[i], "x", 1, "text/plain", 400, "bad_name");
+        hs_expect_error(&s, "DELETE", paths[i], 400, "bad_name");
     }
     /* a valid name, but the data directory's own lock file */
     hs_reply r;
@@ -114,64 +94,49 @@ static void test_bad_names(void **state)
     assert_int_equal(dir_entries(s.dir), 0);
     /* and "a", which a cut at %00 would have hit, does not exist */
     assert_int_equal(hs_status_value(&s, "a", "messages"), -1);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_good_names(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     char name128[129];
     memset(name128, 'x', 128);
     name128[128] = '\0';
     const char *names[] = {"a", "Z", "0", "a.b", "a-b_c.D-9", "...", ".hidden", "-", "_", name128};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char got[200];
-        assert_int_equal(hs_post_text(&s, names[i], names[i]), 202);
-        assert_int_equal(hs_get_text(&s, names[i], "0", got, sizeof got), 200);
-        assert_string_equal(got, names[i]);
+        hs_expect_post(&s, names[i], names[i], 202);
+        hs_expect_get(&s, names[i], "0", names[i]);
     }
     /* percent-encoding of allowed characters is the same name */
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/%61%62c", "enc", 3, "text/plain", &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    char got[16];
-    assert_int_equal(hs_get_text(&s, "abc", "0", got, sizeof got), 200);
-    assert_string_equal(got, "enc");
-    stop(&s);
+    hs_expect_post(&s, "%61%62c", "enc", 202);
+    hs_expect_get(&s, "abc", "0", "enc");
+    hs_stop_ok(&s);
 }
 
 static void test_bad_waits(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL); /* --max-wait 60 */
+    hs_start_ok(&s, NULL); /* --max-wait 60 */
     const char *waits[] = {"-1",       "-0",   "abc",    "nan", "NaN", "inf", "-inf",
                            "infinity", "1e99", "60.001", "61",  "",    "1x",  "%201",
                            "+1",       "0x10", "1%00",   "1,5", "1e",  "."};
     for (size_t i = 0; i < sizeof waits / sizeof waits[0]; i++) {
         char path[128];
         snprintf(path, sizeof path, "/channels/w?wait=%s", waits[i]);
-        hs_reply r;
-        assert_int_equal(hs_get(&s, path, &r), 0);
-        if (!hs_is_error(&r, 400, "bad_wait"))
-            fail_msg("GET %s", path);
-        hs_reply_free(&r);
+        hs_expect_error(&s, "GET", path, 400, "bad_wait");
     }
-    hs_reply r;
-    assert_int_equal(hs_get(&s, "/channels/w?wait", &r), 0); /* no value at all */
-    assert_true(hs_is_error(&r, 400, "bad_wait"));
-    hs_reply_free(&r);
+    hs_expect_error(&s, "GET", "/channels/w?wait", 400, "bad_wait"); /* no value at all */
     /* a bad wait creates no channel */
     assert_int_equal(channel_count(&s), 0);
 
     const char *good[] = {"0", "0.0", "0.05", ".1", "1e-2", "0.1E0"};
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        assert_int_equal(hs_get_text(&s, "w", good[i], NULL, 0), 204);
-    }
-    stop(&s);
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        hs_expect_nothing(&s, "w", good[i], NULL);
+    hs_stop_ok(&s);
 }
 
 static void test_max_wait_bound(void **state)
@@ -179,13 +144,10 @@ static void test_max_wait_bound(void **state)
     (void)state;
     hs_server s;
     const char *args[] = {"--max-wait", "0.5", NULL};
-    start(&s, args);
-    hs_reply r;
-    assert_int_equal(hs_get(&s, "/channels/w?wait=0.6", &r), 0);
-    assert_true(hs_is_error(&r, 400, "bad_wait"));
-    hs_reply_free(&r);
-    assert_int_equal(hs_get_text(&s, "w", "0.5", NULL, 0), 204);
-    stop(&s);
+    hs_start_ok(&s, args);
+    hs_expect_error(&s, "GET", "/channels/w?wait=0.6", 400, "bad_wait");
+    hs_expect_nothing(&s, "w", "0.5", NULL);
+    hs_stop_ok(&s);
 }
 
 /* Requests MHD itself rejects never reach a handler; the server must answer
@@ -194,7 +156,7 @@ static void test_malformed_requests(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     const char *raw[] = {
         "GET /channels/x?wait=0 HTTP/1.1\r\nthis is no header\r\n\r\n",
         "GET /channels/x?wait=0 HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n",
@@ -213,11 +175,9 @@ static void test_malformed_requests(void **state)
         hs_read_all(fd, buf, sizeof buf, 300);
         close(fd);
     }
-    assert_int_equal(hs_post_text(&s, "x", "still fine"), 202);
-    char got[32];
-    assert_int_equal(hs_get_text(&s, "x", "0", got, sizeof got), 200);
-    assert_string_equal(got, "still fine");
-    stop(&s);
+    hs_expect_post(&s, "x", "still fine", 202);
+    hs_expect_get(&s, "x", "0", "still fine");
+    hs_stop_ok(&s);
 }
 
 int main(void)

@@ -19,11 +19,6 @@
 
 #include <cmocka.h>
 
-static void stop(hs_server *s)
-{
-    assert_int_equal(hs_stop(s), 0);
-}
-
 /* Run hopper; check the exit code and that the output contains text. */
 static void expect_run(const char *const *args, const char *const *env, int code, const char *text)
 {
@@ -154,7 +149,7 @@ static void test_sizes_and_counts(void **state)
                           "--threads",
                           "3",
                           NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     json_t *l = get_limits(&s);
     assert_int_equal(limit(l, "memory_bytes"), 3 * 1024 * 1024);
     assert_int_equal(limit(l, "file_bytes"), 2048);
@@ -166,24 +161,19 @@ static void test_sizes_and_counts(void **state)
     json_decref(l);
     char body[1100];
     memset(body, 'k', sizeof body);
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/k", body, 1024, NULL, &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    assert_int_equal(hs_post(&s, "/channels/k", body, 1025, NULL, &r), 0);
-    assert_int_equal(r.status, 413);
-    hs_reply_free(&r);
-    stop(&s);
+    hs_expect_post_bytes(&s, "k", body, 1024, NULL, 202);
+    hs_expect_post_bytes(&s, "k", body, 1025, NULL, 413);
+    hs_stop_ok(&s);
 
     const char *giga[] = {"--memory-bytes", "1G", "--file-bytes", "2GiB", "--max-message-bytes",
                           "1MiB",           NULL};
-    assert_int_equal(hs_start(&s, giga), 0);
+    hs_start_ok(&s, giga);
     l = get_limits(&s);
     assert_int_equal(limit(l, "memory_bytes"), 1LL << 30);
     assert_int_equal(limit(l, "file_bytes"), 2LL << 30);
     assert_int_equal(limit(l, "max_message_bytes"), 1 << 20);
     json_decref(l);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_env_config_and_flag_wins(void **state)
@@ -191,30 +181,23 @@ static void test_env_config_and_flag_wins(void **state)
     (void)state;
     hs_server s;
     const char *env[] = {"HOPPER_MAX_MESSAGE_BYTES=10", "HOPPER_MAX_CHANNELS=3", NULL};
-    assert_int_equal(hs_start_env(&s, NULL, env), 0);
-    hs_reply r;
-    assert_int_equal(hs_post(&s, "/channels/e", "0123456789", 10, NULL, &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
-    assert_int_equal(hs_post(&s, "/channels/e", "0123456789A", 11, NULL, &r), 0);
-    assert_int_equal(r.status, 413);
-    hs_reply_free(&r);
+    hs_start_env_ok(&s, NULL, env);
+    hs_expect_post_bytes(&s, "e", "0123456789", 10, NULL, 202);
+    hs_expect_post_bytes(&s, "e", "0123456789A", 11, NULL, 413);
     json_t *l = get_limits(&s);
     assert_int_equal(limit(l, "max_channels"), 3);
     json_decref(l);
-    stop(&s);
+    hs_stop_ok(&s);
 
     /* the flag wins, and a bad variable whose flag is given does not matter */
     const char *args[] = {"--max-message-bytes", "20", "--max-wait", "5", NULL};
     const char *env2[] = {"HOPPER_MAX_MESSAGE_BYTES=10", "HOPPER_MAX_WAIT=bogus", NULL};
-    assert_int_equal(hs_start_env(&s, args, env2), 0);
-    assert_int_equal(hs_post(&s, "/channels/e", "0123456789ABCDE", 15, NULL, &r), 0);
-    assert_int_equal(r.status, 202);
-    hs_reply_free(&r);
+    hs_start_env_ok(&s, args, env2);
+    hs_expect_post_bytes(&s, "e", "0123456789ABCDE", 15, NULL, 202);
     l = get_limits(&s);
     assert_int_equal(limit(l, "max_message_bytes"), 20);
     json_decref(l);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* limits.durable of a server started with args and env, which must log
@@ -222,18 +205,16 @@ static void test_env_config_and_flag_wins(void **state)
 static bool durable_of(const char *const *args, const char *const *env, const char *logged)
 {
     hs_server s;
-    assert_int_equal(hs_start_env(&s, args, env), 0);
+    hs_start_env_ok(&s, args, env);
     assert_true(hs_log_wait(&s, logged, 0));
     json_t *l = get_limits(&s);
     json_t *durable = json_object_get(l, "durable");
     assert_true(json_is_boolean(durable));
     bool value = json_is_true(durable);
     json_decref(l);
-    char body[16];
-    assert_int_equal(hs_post_text(&s, "d", "synced"), 202);
-    assert_int_equal(hs_get_text(&s, "d", "0", body, sizeof body), 200);
-    assert_string_equal(body, "synced");
-    stop(&s);
+    hs_expect_post(&s, "d", "synced", 202);
+    hs_expect_get(&s, "d", "0", "synced");
+    hs_stop_ok(&s);
     return value;
 }
 
@@ -283,12 +264,12 @@ static void test_data_dir(void **state)
     /* created with its parents */
     hs_server s;
     const char *args[] = {"--data-dir", nested, NULL};
-    assert_int_equal(hs_start(&s, args), 0);
-    assert_int_equal(hs_post_text(&s, "c", "x"), 202);
+    hs_start_ok(&s, args);
+    hs_expect_post(&s, "c", "x", 202);
     struct stat st;
     assert_int_equal(stat(nested, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
-    stop(&s);
+    hs_stop_ok(&s);
 
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
@@ -299,14 +280,14 @@ static void test_port_in_use(void **state)
 {
     (void)state;
     hs_server s;
-    assert_int_equal(hs_start(&s, NULL), 0);
+    hs_start_ok(&s, NULL);
     char listen[64], dir[] = "/tmp/hopper-test-pu-XXXXXX";
     assert_non_null(mkdtemp(dir));
     snprintf(listen, sizeof listen, "127.0.0.1:%d", s.port);
     const char *args[] = {"--listen", listen, "--data-dir", dir, NULL};
     expect_run(args, NULL, 1, "cannot start the HTTP server on 127.0.0.1:");
     hs_remove_tree(dir); /* with the hopper.lock it was given */
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 static void test_ipv6_listen(void **state)
@@ -321,7 +302,7 @@ static void test_ipv6_listen(void **state)
         skip();
     hs_server s;
     const char *args[] = {"--listen", "[::1]:0", NULL};
-    assert_int_equal(hs_start(&s, args), 0);
+    hs_start_ok(&s, args);
     assert_true(hs_log_wait(&s, "listening on [::1]:", HS_PATIENCE_MS));
     int fd = socket(AF_INET6, SOCK_STREAM, 0);
     a.sin6_port = htons((uint16_t)s.port);
@@ -333,7 +314,7 @@ static void test_ipv6_listen(void **state)
     assert_int_equal(hs_read_response(fd, buf, sizeof buf, HS_PATIENCE_MS, &body), 200);
     assert_string_equal(body, "ok");
     close(fd);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 int main(void)

@@ -61,53 +61,17 @@ static void post_message(const hs_server *s, const char *channel, int i)
 {
     unsigned char body[MAX_BODY];
     size_t len = body_of(i, body);
-    char path[200];
-    snprintf(path, sizeof path, "/channels/%s", channel);
-    hs_reply r;
-    assert_int_equal(hs_post(s, path, body, len, type_of(i), &r), 0);
-    if (r.status != 202)
-        fail_msg("POST of message %d: %ld", i, r.status);
-    hs_reply_free(&r);
+    hs_expect_post_bytes(s, channel, body, len, type_of(i), 202);
 }
 
 /* GET the next message of channel: it must be message i, byte for byte,
  * with its Content-Type. */
 static void expect_message(const hs_server *s, const char *channel, int i)
 {
-    char path[200];
-    snprintf(path, sizeof path, "/channels/%s?wait=0", channel);
-    hs_reply r;
-    assert_int_equal(hs_get(s, path, &r), 0);
-    if (r.status != 200)
-        fail_msg("expected message %d, got status %ld", i, r.status);
     unsigned char body[MAX_BODY];
     size_t len = body_of(i, body);
-    if (r.len != len || memcmp(r.body, body, len) != 0)
-        fail_msg("expected message %d (%zu bytes), got %zu bytes beginning '%.7s'", i, len, r.len,
-                 (const char *)r.body);
     const char *type = type_of(i) ? type_of(i) : ENVELOPE_DEFAULT_CONTENT_TYPE;
-    assert_string_equal(r.content_type, type);
-    hs_reply_free(&r);
-}
-
-static void expect_empty(const hs_server *s, const char *channel)
-{
-    char body[32];
-    assert_int_equal(hs_get_text(s, channel, "0", body, sizeof body), 204);
-}
-
-static void start_in(hs_server *s, const char *dir, const char *const *args)
-{
-    assert_int_equal(hs_start_in(s, dir, args), 0);
-}
-
-/* SIGTERM, and the shutdown log must hold line before the exit code 0. */
-static void stop_saying(hs_server *s, const char *line)
-{
-    kill(s->pid, SIGTERM);
-    if (!hs_log_wait(s, line, HS_PATIENCE_MS))
-        fail_msg("the shutdown log does not say '%s'", line);
-    assert_int_equal(hs_stop(s), 0);
+    hs_expect_message(s, channel, body, len, type);
 }
 
 /* ---- queue files, read as the core writes them ----
@@ -224,11 +188,11 @@ static void test_too_many_channels_refuse_the_start(void **state)
 {
     const char *dir = *state;
     hs_server s;
-    start_in(&s, dir, NULL);
-    assert_int_equal(hs_post_text(&s, "a", "x"), 202);
-    assert_int_equal(hs_post_text(&s, "b", "x"), 202);
-    assert_int_equal(hs_post_text(&s, "c", "x"), 202);
-    assert_int_equal(hs_stop(&s), 0);
+    hs_start_in_ok(&s, dir, NULL);
+    hs_expect_post(&s, "a", "x", 202);
+    hs_expect_post(&s, "b", "x", 202);
+    hs_expect_post(&s, "c", "x", 202);
+    hs_stop_ok(&s);
     make_channel_dir(dir, "empty"); /* empty channels do not count */
     const char *two[] = {"--max-channels", "2", NULL};
     const char *says[] = {"holds more than --max-channels 2 channels with messages",
@@ -236,12 +200,12 @@ static void test_too_many_channels_refuse_the_start(void **state)
     expect_no_start(dir, two, says);
     /* exactly enough is enough */
     const char *three[] = {"--max-channels", "3", NULL};
-    start_in(&s, dir, three);
+    hs_start_in_ok(&s, dir, three);
     assert_true(hs_log_wait(&s, "recovered 3 channel(s) with 3 message(s)", 0));
     assert_true(hs_log_wait(&s, "1 empty one(s) removed", 0));
     assert_int_equal(hs_status_value(&s, "c", "messages"), 1);
-    assert_int_equal(hs_post_text(&s, "d", "x"), 503); /* and no more */
-    assert_int_equal(hs_stop(&s), 0);
+    hs_expect_post(&s, "d", "x", 503); /* and no more */
+    hs_stop_ok(&s);
 }
 
 static void test_channel_that_cannot_be_opened_refuses_the_start(void **state)
@@ -267,36 +231,34 @@ static void test_memory_only_keeps_messages_across_a_stop(void **state)
     const char *dir = *state;
     hs_server s;
     const char *args[] = {"--max-disk-files", "0", NULL};
-    start_in(&s, dir, args);
-    assert_int_equal(hs_post_text(&s, "mem", "kept"), 202);
+    hs_start_in_ok(&s, dir, args);
+    hs_expect_post(&s, "mem", "kept", 202);
     assert_int_equal(hs_status_value(&s, "mem", "disk_files"), 0);
-    stop_saying(&s, "channel mem: 1 message(s) kept on disk");
-    start_in(&s, dir, args);
+    hs_stop_saying(&s, "channel mem: 1 message(s) kept on disk");
+    hs_start_in_ok(&s, dir, args);
     assert_true(hs_log_wait(&s, "channel mem recovered: 1 message(s)", 0));
-    char body[64];
-    assert_int_equal(hs_get_text(&s, "mem", "0", body, sizeof body), 200);
-    assert_string_equal(body, "kept");
-    assert_int_equal(hs_post_text(&s, "mem", "again"), 202); /* memory again */
+    hs_expect_get(&s, "mem", "0", "kept");
+    hs_expect_post(&s, "mem", "again", 202); /* memory again */
     assert_int_equal(hs_status_value(&s, "mem", "disk_files"), 0);
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
 }
 
 static void test_recovery_comes_before_the_listener(void **state)
 {
     const char *dir = *state;
     hs_server s;
-    start_in(&s, dir, NULL);
-    assert_int_equal(hs_post_text(&s, "early", "x"), 202);
-    assert_int_equal(hs_post_text(&s, "late", "y"), 202);
-    assert_int_equal(hs_stop(&s), 0);
-    start_in(&s, dir, NULL);
+    hs_start_in_ok(&s, dir, NULL);
+    hs_expect_post(&s, "early", "x", 202);
+    hs_expect_post(&s, "late", "y", 202);
+    hs_stop_ok(&s);
+    hs_start_in_ok(&s, dir, NULL);
     /* the log up to "listening on" is in the file once hs_start_in returns */
     assert_true(hs_log_wait(&s, "channel early recovered: ", 0));
     assert_true(hs_log_wait(&s, "channel late recovered: ", 0));
     assert_true(hs_log_wait(&s, "recovered 2 channel(s) with ", 0));
     assert_int_equal(hs_status_value(&s, "early", "in_flight"), 0);
     assert_true(hs_status_value(&s, "late", "recovered") >= 0);
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
 }
 
 /* ---- tests that need the core's recovery ---- */
@@ -307,7 +269,7 @@ static void test_messages_survive_sigterm(void **state)
     enum { SENT = 60, TAKEN = 10 };
     const char *args[] = {PAGING_ARGS, NULL};
     hs_server s;
-    start_in(&s, dir, args);
+    hs_start_in_ok(&s, dir, args);
     for (int i = 0; i < SENT; i++)
         post_message(&s, "keep", i);
     for (int i = 0; i < TAKEN; i++)
@@ -315,23 +277,23 @@ static void test_messages_survive_sigterm(void **state)
     /* the setup does what it is for: messages in memory and in files */
     assert_true(hs_status_value(&s, "keep", "memory_bytes") > 0);
     assert_true(hs_status_value(&s, "keep", "disk_files") > 1);
-    stop_saying(&s, "channel keep: 50 message(s) kept on disk");
+    hs_stop_saying(&s, "channel keep: 50 message(s) kept on disk");
 
-    start_in(&s, dir, args);
+    hs_start_in_ok(&s, dir, args);
     assert_true(hs_log_wait(&s, "channel keep recovered: 50 message(s), ", 0));
     assert_true(hs_log_wait(&s, "recovered 1 channel(s) with 50 message(s)", 0));
     assert_int_equal(hs_status_value(&s, "keep", "messages"), SENT - TAKEN);
     assert_int_equal(hs_status_value(&s, "keep", "recovered"), SENT - TAKEN);
     for (int i = TAKEN; i < SENT; i++)
         expect_message(&s, "keep", i);
-    expect_empty(&s, "keep");
-    assert_int_equal(hs_stop(&s), 0);
+    hs_expect_nothing(&s, "keep", "0", NULL);
+    hs_stop_ok(&s);
 
     /* consumed stays consumed, however often it restarts */
-    start_in(&s, dir, args);
+    hs_start_in_ok(&s, dir, args);
     assert_true(hs_log_wait(&s, "1 empty one(s) removed", 0));
-    expect_empty(&s, "keep");
-    assert_int_equal(hs_stop(&s), 0);
+    hs_expect_nothing(&s, "keep", "0", NULL);
+    hs_stop_ok(&s);
 }
 
 /* The restart loop: a producer and a consumer thread run while the main
@@ -467,7 +429,7 @@ static void test_restart_loop_under_load(void **state)
 
     hs_server s;
     const char *first[] = {"--memory-bytes", "8KiB", "--file-bytes", "16KiB", NULL};
-    start_in(&s, dir, first);
+    hs_start_in_ok(&s, dir, first);
     /* The same port at every start, so the threads need not be told a new
      * one (the listener sets SO_REUSEADDR). Port 0 picked it; another
      * process could take it between a stop and a start, very rarely. */
@@ -486,8 +448,8 @@ static void test_restart_loop_under_load(void **state)
         int accepted = L.accepted, received = L.received;
         pthread_mutex_unlock(&L.lock);
         await_progress(&L, accepted + 20, received + 10);
-        assert_int_equal(hs_stop(&s), 0);
-        start_in(&s, dir, again);
+        hs_stop_ok(&s);
+        hs_start_in_ok(&s, dir, again);
         pthread_mutex_lock(&L.lock);
         L.generation++;
         pthread_cond_broadcast(&L.changed);
@@ -507,7 +469,7 @@ static void test_restart_loop_under_load(void **state)
     L.producer_done = true;
     pthread_mutex_unlock(&L.lock);
     pthread_join(consumer, NULL);
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
 
     /* A clean stop answers every POST it stores (one that begins while
      * stopping is refused), so a POST without an answer was not stored:
@@ -617,7 +579,7 @@ static void kill_during_a_burst(const char *dir, bool consume)
     pthread_cond_init(&b.changed, NULL);
     const char *args[] = {"--durable", "--file-bytes", "16KiB", NULL};
     hs_server s;
-    start_in(&s, dir, args);
+    hs_start_in_ok(&s, dir, args);
     b.port = s.port;
     pthread_t senders[SENDERS], consumer;
     sender_arg sargs[SENDERS];
@@ -658,7 +620,7 @@ static void kill_during_a_burst(const char *dir, bool consume)
         assert_true(id % PER_SENDER > last[id / PER_SENDER]);
         last[id / PER_SENDER] = id % PER_SENDER;
     }
-    start_in(&s, dir, args);
+    hs_start_in_ok(&s, dir, args);
     for (int n = 0; n <= SENDERS * PER_SENDER; n++) {
         hs_reply r;
         assert_int_equal(hs_get(&s, "/channels/burst?wait=0", &r), 0);
@@ -681,7 +643,7 @@ static void kill_during_a_burst(const char *dir, bool consume)
             last[id / PER_SENDER] = id % PER_SENDER;
         }
     }
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
 
     int accepted = 0, unknown = 0, unknown_arrived = 0;
     for (int id = 0; id < SENDERS * PER_SENDER; id++) {
@@ -722,10 +684,10 @@ static size_t fill_and_stop(const char *dir, const char *channel, char paths[][5
 {
     const char *args[] = {PAGING_ARGS, NULL};
     hs_server s;
-    start_in(&s, dir, args);
+    hs_start_in_ok(&s, dir, args);
     for (int i = 0; i < DAMAGE_SENT; i++)
         post_message(&s, channel, i);
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
     size_t n = queue_files(dir, channel, paths, max);
     assert_true(n > 0);
     return n;
@@ -736,12 +698,12 @@ static hs_server expect_all_but(const char *dir, const char *channel, int lost)
 {
     const char *args[] = {PAGING_ARGS, NULL};
     hs_server s;
-    start_in(&s, dir, args);
+    hs_start_in_ok(&s, dir, args);
     for (int i = 0; i < DAMAGE_SENT; i++) {
         if (i != lost)
             expect_message(&s, channel, i);
     }
-    expect_empty(&s, channel);
+    hs_expect_nothing(&s, channel, "0", NULL);
     return s;
 }
 
@@ -762,7 +724,7 @@ static void test_torn_tail_costs_one_message(void **state)
     hs_server s = expect_all_but(dir, "torn", last.message);
     if (!hs_log_wait(&s, "trunc", 0) && !hs_log_wait(&s, "torn", 0))
         fail_msg("the log does not mention the torn record of %s", newest);
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
 }
 
 static void test_flipped_byte_skips_one_message(void **state)
@@ -794,12 +756,8 @@ static void test_flipped_byte_skips_one_message(void **state)
     assert_int_equal(fclose(f), 0);
 
     hs_server s = expect_all_but(dir, "flip", victim.message);
-    hs_reply r;
-    assert_int_equal(hs_get(&s, "/metrics", &r), 0);
-    if (!strstr((const char *)r.body, "\nhopper_records_corrupt_total{channel=\"flip\"} 1\n"))
-        fail_msg("hopper_records_corrupt_total of flip is not 1:\n%s", (const char *)r.body);
-    hs_reply_free(&r);
-    assert_int_equal(hs_stop(&s), 0);
+    assert_int_equal(hs_metric_value(&s, "hopper_records_corrupt_total", "flip"), 1);
+    hs_stop_ok(&s);
 }
 
 int main(void)

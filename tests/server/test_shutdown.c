@@ -2,7 +2,6 @@
  * in progress finish, idle connections do not hold the exit, exit code 0. */
 #include "harness.h"
 
-#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,38 +14,19 @@
 
 #include <cmocka.h>
 
-static void await_waiting(const hs_server *s, const char *channel, long long n)
-{
-    assert_int_equal(hs_await_status_value(s, channel, "waiting_receivers", n, HS_PATIENCE_MS), n);
-}
-
-typedef struct getter {
-    const hs_server *s;
-    hs_reply reply;
-} getter;
-
-static void *get_thread(void *arg)
-{
-    getter *g = arg;
-    hs_get(g->s, "/channels/patient?wait=30", &g->reply);
-    return NULL;
-}
-
 static void test_waiting_get_is_answered_on_sigterm(void **state)
 {
     (void)state;
     hs_server s;
-    assert_int_equal(hs_start(&s, NULL), 0);
-    getter g = {&s, {0}};
-    pthread_t t;
-    pthread_create(&t, NULL, get_thread, &g);
-    await_waiting(&s, "patient", 1);
+    hs_start_ok(&s, NULL);
+    hs_pending_get g;
+    hs_get_begin_ok(&g, &s, "/channels/patient?wait=30");
+    hs_get_await_waiting(&g, "patient", 1);
     kill(s.pid, SIGTERM);
-    pthread_join(t, NULL);
     /* answered by the shutdown (a wait that ran out would say nothing of
      * closing, and this one had 30 s to go; one the drain gave up on would
      * get no answer at all) */
-    assert_int_equal(g.reply.status, 204);
+    hs_get_end_ok(&g, 204);
     assert_true(g.reply.seconds < 25.0);
     char connection[32];
     assert_true(hs_header(&g.reply, "Connection", connection, sizeof connection));
@@ -55,7 +35,7 @@ static void test_waiting_get_is_answered_on_sigterm(void **state)
     assert_true(hs_log_wait(&s, "stopping on SIGTERM", HS_PATIENCE_MS));
     assert_true(hs_log_wait(&s, "stopped", HS_PATIENCE_MS));
     assert_false(hs_log_wait(&s, "still in progress", 0));
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
 }
 
 static void test_many_waiters_are_answered_on_sigint(void **state)
@@ -63,7 +43,7 @@ static void test_many_waiters_are_answered_on_sigint(void **state)
     (void)state;
     enum { N = 200 };
     hs_server s;
-    assert_int_equal(hs_start(&s, NULL), 0);
+    hs_start_ok(&s, NULL);
     int fds[N];
     const char *channels[] = {"c0", "c1", "c2"};
     for (int i = 0; i < N; i++) {
@@ -75,7 +55,7 @@ static void test_many_waiters_are_answered_on_sigint(void **state)
         assert_int_equal(send(fds[i], req, (size_t)n, MSG_NOSIGNAL), n);
     }
     for (int c = 0; c < 3; c++)
-        await_waiting(&s, channels[c], (N - c + 2) / 3);
+        hs_await_status_ok(&s, channels[c], "waiting_receivers", (N - c + 2) / 3);
     assert_int_equal(hs_stop_with(&s, SIGINT), 0);
     for (int i = 0; i < N; i++) {
         char buf[512];
@@ -90,7 +70,7 @@ static void test_request_in_progress_finishes(void **state)
 {
     (void)state;
     hs_server s;
-    assert_int_equal(hs_start(&s, NULL), 0);
+    hs_start_ok(&s, NULL);
     int fd = hs_connect(&s);
     assert_true(fd >= 0);
     const char *head = "POST /channels/inflight HTTP/1.1\r\nHost: t\r\n"
@@ -133,14 +113,14 @@ static void test_request_in_progress_finishes(void **state)
     assert_true(hs_log_wait(&s, "channel inflight: 1 message(s) kept on disk", HS_PATIENCE_MS));
     assert_true(hs_log_wait(&s, "stopped", HS_PATIENCE_MS));
     assert_false(hs_log_wait(&s, "still in progress", 0));
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
 }
 
 static void test_idle_connection_does_not_hold_the_exit(void **state)
 {
     (void)state;
     hs_server s;
-    assert_int_equal(hs_start(&s, NULL), 0);
+    hs_start_ok(&s, NULL);
     int fd = hs_connect(&s);
     const char *req = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
     assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
@@ -152,7 +132,7 @@ static void test_idle_connection_does_not_hold_the_exit(void **state)
     kill(s.pid, SIGTERM);
     assert_true(hs_log_wait(&s, "stopped", HS_PATIENCE_MS));
     assert_false(hs_log_wait(&s, "still in progress", 0));
-    assert_int_equal(hs_stop(&s), 0);
+    hs_stop_ok(&s);
     close(fd);
 }
 

@@ -3,7 +3,6 @@
 #include "harness.h"
 
 #include <jansson.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,21 +13,11 @@
 
 #include <cmocka.h>
 
-static void start(hs_server *s, const char *const *args)
-{
-    assert_int_equal(hs_start(s, args), 0);
-}
-
-static void stop(hs_server *s)
-{
-    assert_int_equal(hs_stop(s), 0);
-}
-
 static void test_healthz(void **state)
 {
     (void)state;
     hs_server s;
-    start(&s, NULL);
+    hs_start_ok(&s, NULL);
     hs_reply r;
     assert_int_equal(hs_get(&s, "/healthz", &r), 0);
     assert_int_equal(r.status, 200);
@@ -39,37 +28,21 @@ static void test_healthz(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(r.len, 0);
     hs_reply_free(&r);
-    assert_int_equal(hs_post(&s, "/healthz", "x", 1, NULL, &r), 0);
-    assert_true(hs_is_error(&r, 405, "method_not_allowed"));
-    hs_reply_free(&r);
-    stop(&s);
+    hs_expect_post_error(&s, "/healthz", "x", 1, NULL, 405, "method_not_allowed");
+    hs_stop_ok(&s);
 }
 
 /* Some traffic: channel "a" sent 3, received 1, one full refusal and one
- * too big; channel "b" one message; channel "w" one waiting GET. */
-typedef struct waiter_arg {
-    const hs_server *s;
-    hs_reply reply;
-} waiter_arg;
-
-static void *wait_thread(void *arg)
-{
-    waiter_arg *w = arg;
-    hs_get(w->s, "/channels/w?wait=25", &w->reply);
-    return NULL;
-}
-
-static void traffic(const hs_server *s, pthread_t *t, waiter_arg *w)
+ * too big; channel "b" one message; channel "w" one waiting GET, w. */
+static void traffic(const hs_server *s, hs_pending_get *w)
 {
     char big[3000];
     memset(big, 'b', sizeof big);
     hs_reply r;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(hs_post_text(s, "a", "hello"), 202);
-    assert_int_equal(hs_get_text(s, "a", "0", NULL, 0), 200);
-    assert_int_equal(hs_post(s, "/channels/a", big, sizeof big, NULL, &r), 0);
-    assert_int_equal(r.status, 413);
-    hs_reply_free(&r);
+        hs_expect_post(s, "a", "hello", 202);
+    hs_expect_get(s, "a", "0", "hello");
+    hs_expect_post_bytes(s, "a", big, sizeof big, NULL, 413);
     /* fill a up: 2 KiB of memory holds one more, no disk */
     int full = 0;
     for (int i = 0; i < 20 && !full; i++) {
@@ -78,10 +51,9 @@ static void traffic(const hs_server *s, pthread_t *t, waiter_arg *w)
         hs_reply_free(&r);
     }
     assert_true(full);
-    assert_int_equal(hs_post_text(s, "b", "x"), 202);
-    w->s = s;
-    pthread_create(t, NULL, wait_thread, w);
-    assert_int_equal(hs_await_status_value(s, "w", "waiting_receivers", 1, HS_PATIENCE_MS), 1);
+    hs_expect_post(s, "b", "x", 202);
+    hs_get_begin_ok(w, s, "/channels/w?wait=25");
+    hs_get_await_waiting(w, "w", 1);
 }
 
 static void test_status_json(void **state)
@@ -90,10 +62,9 @@ static void test_status_json(void **state)
     hs_server s;
     const char *args[] = {
         "--max-disk-files", "0", "--memory-bytes", "8KiB", "--max-message-bytes", "2KiB", NULL};
-    start(&s, args);
-    pthread_t t;
-    waiter_arg w = {0};
-    traffic(&s, &t, &w);
+    hs_start_ok(&s, args);
+    hs_pending_get w;
+    traffic(&s, &w);
 
     hs_reply r;
     assert_int_equal(hs_get(&s, "/status", &r), 0);
@@ -147,11 +118,10 @@ static void test_status_json(void **state)
         1);
     json_decref(doc);
 
-    assert_int_equal(hs_post_text(&s, "w", "wake"), 202);
-    pthread_join(t, NULL);
-    assert_int_equal(w.reply.status, 200);
+    hs_expect_post(&s, "w", "wake", 202);
+    hs_get_end_ok(&w, 200);
     hs_reply_free(&w.reply);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 /* Pipe text into promtool check metrics. 0 when it passes. */
@@ -172,7 +142,7 @@ static void test_metrics(void **state)
     hs_server s;
     const char *args[] = {
         "--max-disk-files", "0", "--memory-bytes", "8KiB", "--max-message-bytes", "2KiB", NULL};
-    start(&s, args);
+    hs_start_ok(&s, args);
 
     /* no channels yet: families without samples must pass too */
     hs_reply r;
@@ -182,9 +152,8 @@ static void test_metrics(void **state)
     assert_int_equal(promtool_check((const char *)r.body, r.len), 0);
     hs_reply_free(&r);
 
-    pthread_t t;
-    waiter_arg w = {0};
-    traffic(&s, &t, &w);
+    hs_pending_get w;
+    traffic(&s, &w);
     assert_int_equal(hs_get(&s, "/metrics", &r), 0);
     assert_int_equal(r.status, 200);
     const char *text = (const char *)r.body;
@@ -233,10 +202,10 @@ static void test_metrics(void **state)
     const char *bad = "# TYPE broken counter\nbroken{channel=\"a\" 1\n";
     assert_int_not_equal(promtool_check(bad, strlen(bad)), 0);
 
-    assert_int_equal(hs_post_text(&s, "w", "wake"), 202);
-    pthread_join(t, NULL);
+    hs_expect_post(&s, "w", "wake", 202);
+    hs_get_end(&w);
     hs_reply_free(&w.reply);
-    stop(&s);
+    hs_stop_ok(&s);
 }
 
 int main(void)
