@@ -90,11 +90,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#else
-#define UNDER_SANITIZER 0
-#endif
+/* HS_UNDER_SANITIZER (harness.h) knows GCC's and clang's ways of saying so. */
+#define UNDER_SANITIZER HS_UNDER_SANITIZER
 
 /* ---- the run's shape ---- */
 
