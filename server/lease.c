@@ -4,6 +4,7 @@
 
 #include "deadline_heap.h"
 #include "envelope.h"
+#include "hash.h"
 #include "log.h"
 
 #include <errno.h>
@@ -66,10 +67,7 @@ void lease_new_receipt(char out[LEASE_RECEIPT_LEN + 1])
 
 static size_t bucket_of(const char *receipt)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)receipt; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (size_t)h & (BUCKETS - 1);
+    return (size_t)hash_text(receipt) & (BUCKETS - 1);
 }
 
 /* ---- the table, under L.lock ---- */
