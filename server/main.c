@@ -36,6 +36,72 @@
 
 #define MMAP_THRESHOLD_BYTES (128 * 1024) /* glibc's default before it adapts */
 
+/* Blocks of 128 KiB and more (large messages, a /metrics text) come from
+ * mmap and go back to the system when freed. By default glibc raises this
+ * threshold to the size of any such block once freed, and from then on
+ * serves them from the heap: a /metrics of 1000 channels (1 MB) left freed,
+ * touched holes there, new connections' 32 KiB buffers landed in them, and
+ * 10,000 waiting GETs took 98 MiB instead of 62 (hopper-bench-longpoll
+ * --scrape; 66 MiB with this). The cost: 1 MB messages kept in memory went
+ * about 15% slower (wrk, 8 connections). */
+static void pin_mmap_threshold(void)
+{
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+}
+
+static void log_starting(const server_options *o)
+{
+    log_info("hopper %s starting: data-dir %s, memory-bytes %zu, file-bytes %zu, max-disk-files "
+             "%zu, max-message-bytes %zu, max-channels %zu, max-wait %g, threads %u, durable %s",
+             HOP_VERSION, o->data_dir, o->memory_bytes, o->file_bytes, o->max_disk_files,
+             o->max_message_bytes, o->max_channels, o->max_wait, o->threads,
+             o->durable ? "yes" : "no");
+}
+
+/* Block the stop signals before any thread starts, so every thread
+ * inherits the mask and only sigtimedwait() in wait_for_stop() sees them:
+ * no handler runs in an arbitrary thread. A write to a closed socket must
+ * not kill us. OUT: *stop_signals. */
+static void block_stop_signals(sigset_t *stop_signals)
+{
+    sigemptyset(stop_signals);
+    sigaddset(stop_signals, SIGTERM);
+    sigaddset(stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Wait for one of stop_signals, giving free heap memory back every
+ * TRIM_INTERVAL_S meanwhile, and log it. */
+static void wait_for_stop(const sigset_t *stop_signals)
+{
+    int sig;
+    const struct timespec trim_interval = {.tv_sec = TRIM_INTERVAL_S};
+    while ((sig = sigtimedwait(stop_signals, NULL, &trim_interval)) < 0)
+        if (errno == EAGAIN)
+            malloc_trim(0);
+    log_info("stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* The graceful stop of HTTP: no new connections, every waiting GET
+ * answered 204 now, requests in progress given SHUTDOWN_DRAIN_MS. */
+static void stop_http(void)
+{
+    http_quiesce();
+    longpoll_stop_waiting();
+    http_drain(SHUTDOWN_DRAIN_MS);
+    http_stop();
+}
+
+/* Open the registry with the channels the data directory holds. False
+ * (logged) if hopper cannot start; registry_close() closes what opened. */
+static bool recover_channels(void)
+{
+    const char *const *channels;
+    size_t channel_count = datadir_channels(&channels);
+    return registry_recover(channels, channel_count);
+}
+
 int main(int argc, char **argv)
 {
     server_options o;
@@ -48,44 +114,22 @@ int main(int argc, char **argv)
         return 2;
     }
     log_route_core();
-    /* Blocks of 128 KiB and more (large messages, a /metrics text) come
-     * from mmap and go back to the system when freed. By default glibc
-     * raises this threshold to the size of any such block once freed, and
-     * from then on serves them from the heap: a /metrics of 1000 channels
-     * (1 MB) left freed, touched holes there, new connections' 32 KiB
-     * buffers landed in them, and 10,000 waiting GETs took 98 MiB instead
-     * of 62 (hopper-bench-longpoll --scrape; 66 MiB with this). The cost:
-     * 1 MB messages kept in memory went about 15% slower (wrk, 8
-     * connections). */
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
-    log_info("hopper %s starting: data-dir %s, memory-bytes %zu, file-bytes %zu, max-disk-files "
-             "%zu, max-message-bytes %zu, max-channels %zu, max-wait %g, threads %u, durable %s",
-             HOP_VERSION, o.data_dir, o.memory_bytes, o.file_bytes, o.max_disk_files,
-             o.max_message_bytes, o.max_channels, o.max_wait, o.threads, o.durable ? "yes" : "no");
+    pin_mmap_threshold();
+    log_starting(&o);
     if (!datadir_open(o.data_dir))
         return 1;
-
-    /* Block the stop signals before any thread starts, so every thread
-     * inherits the mask and only sigtimedwait() below sees them: no handler runs
-     * in an arbitrary thread. A write to a closed socket must not kill us. */
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    block_stop_signals(&stop_signals);
 
-    hop_limits limits;
-    options_core_limits(&o, &limits);
     int status = 1;
     size_t lost = 0;
+    hop_limits limits;
+    options_core_limits(&o, &limits);
     if (!registry_open(o.data_dir, &limits, o.max_channels)) {
         log_error("out of memory");
         goto out_datadir;
     }
-    const char *const *channels;
-    size_t channel_count = datadir_channels(&channels);
-    if (!registry_recover(channels, channel_count))
+    if (!recover_channels())
         goto out_registry;
     if (!longpoll_timer_start()) {
         log_error("cannot start the long-poll timer thread");
@@ -98,17 +142,8 @@ int main(int argc, char **argv)
     status_init(&o);
     if (!http_start(&o))
         goto out_timer;
-
-    int sig;
-    const struct timespec trim_interval = {.tv_sec = TRIM_INTERVAL_S};
-    while ((sig = sigtimedwait(&stop_signals, NULL, &trim_interval)) < 0)
-        if (errno == EAGAIN)
-            malloc_trim(0);
-    log_info("stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    http_quiesce();          /* no new connections */
-    longpoll_stop_waiting(); /* every waiting GET answers 204 now */
-    http_drain(SHUTDOWN_DRAIN_MS);
-    http_stop();
+    wait_for_stop(&stop_signals);
+    stop_http();
     status = 0;
 out_timer:
     lease_stop(); /* leased messages back to their channels, before these close */
