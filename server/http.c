@@ -1144,7 +1144,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (req->polling) {
         void *msg;
         size_t len;
-        longpoll_release(&req->lp, &msg, &len);
+        longpoll_end(&req->lp, &msg, &len);
         if (msg)
             give_back(req, msg, len); /* arrived, but never answered */
     }

@@ -1,11 +1,11 @@
-/* lease.c - the lease table, its timer, and messages that come back (see
- * lease.h). */
+/* lease.c - the lease table, its deadlines on the timer, and messages that
+ * come back (see lease.h). */
 #include "lease.h"
 
-#include "deadline_heap.h"
 #include "envelope.h"
 #include "hash.h"
 #include "log.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -19,7 +19,7 @@
 #define DEAD_SUFFIX ".dead"
 
 typedef struct lease {
-    deadline_item item; /* first: the heap's item is the lease */
+    timer_item deadline; /* first: the timer's item is the lease */
     char receipt[LEASE_RECEIPT_LEN + 1];
     registry_entry *entry;
     void *msg;
@@ -28,18 +28,14 @@ typedef struct lease {
 } lease;
 
 static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t changed; /* the earliest deadline changed, or quit */
+    pthread_mutex_t lock; /* guards buckets and ended */
     lease *buckets[BUCKETS];
-    deadline_heap heap;
     struct {
         char receipt[LEASE_RECEIPT_LEN + 1];
         registry_entry *entry;
     } ended[LEASE_ENDED_MEMORY]; /* a ring of receipts that ended, with their channel */
     size_t ended_next;
     size_t max_deliveries;
-    bool quit, running;
-    pthread_t thread;
 } L = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- receipts ---- */
@@ -80,12 +76,12 @@ static lease **slot_of(const char *receipt)
     return p;
 }
 
-/* Take l out of the table and the heap, and remember its receipt. */
+/* Take l out of the table, and remember its receipt. Its deadline is the
+ * caller's business. */
 static void unlink_lease(lease *l)
 {
     lease **p = slot_of(l->receipt);
     *p = l->next;
-    deadline_heap_remove(&L.heap, &l->item);
     memcpy(L.ended[L.ended_next].receipt, l->receipt, sizeof l->receipt);
     L.ended[L.ended_next].entry = l->entry;
     L.ended_next = (L.ended_next + 1) % LEASE_ENDED_MEMORY;
@@ -164,95 +160,63 @@ static void returned(registry_entry *e, void *msg, size_t len, bool may_dead_let
                   hop_strerror(err));
 }
 
-/* ---- the timer ---- */
+/* ---- deadlines ---- */
 
-static void *timer_main(void *arg)
+/* The timer's callback: l's deadline has passed. The timer took l off its
+ * heap before calling, so no request can take l from the table any more
+ * (take() fails to remove it from the timer): l is ours. */
+static void on_expired(timer_item *it)
 {
-    (void)arg;
+    lease *l = (lease *)it;
     pthread_mutex_lock(&L.lock);
-    while (!L.quit) {
-        deadline_item *first = deadline_heap_first(&L.heap);
-        if (first == NULL) {
-            pthread_cond_wait(&L.changed, &L.lock);
-            continue;
-        }
-        if (first->deadline_ms <= deadline_now_ms()) {
-            lease *l = (lease *)first;
-            unlink_lease(l);
-            atomic_fetch_add(&l->entry->lease_expired_total, 1);
-            pthread_mutex_unlock(&L.lock);
-            lease_returned(l->entry, l->msg, l->len);
-            free(l);
-            pthread_mutex_lock(&L.lock);
-            continue;
-        }
-        uint64_t at = first->deadline_ms;
-        struct timespec ts = {.tv_sec = (time_t)(at / 1000),
-                              .tv_nsec = (long)(at % 1000) * 1000000L};
-        pthread_cond_timedwait(&L.changed, &L.lock, &ts);
-    }
+    unlink_lease(l);
     pthread_mutex_unlock(&L.lock);
-    return NULL;
+    atomic_fetch_add(&l->entry->lease_expired_total, 1);
+    lease_returned(l->entry, l->msg, l->len);
+    free(l);
 }
 
-bool lease_start(size_t max_deliveries)
+void lease_open(size_t max_deliveries)
 {
     L.max_deliveries = max_deliveries;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&L.changed, &attr);
-    pthread_condattr_destroy(&attr);
-    L.quit = false;
-    if (pthread_create(&L.thread, NULL, timer_main, NULL) != 0) {
-        pthread_cond_destroy(&L.changed);
-        return false;
-    }
-    L.running = true;
-    return true;
 }
 
-void lease_stop(void)
+void lease_close(void)
 {
-    if (!L.running)
-        return;
-    pthread_mutex_lock(&L.lock);
-    L.quit = true;
-    pthread_cond_signal(&L.changed);
-    pthread_mutex_unlock(&L.lock);
-    pthread_join(L.thread, NULL);
-    L.running = false;
     /* every lease comes back, as if it had expired: the stop writes the
      * message to disk, the next start hands it out again */
     size_t n = 0;
-    for (;;) {
-        pthread_mutex_lock(&L.lock);
-        deadline_item *first = deadline_heap_first(&L.heap);
-        lease *l = (lease *)first;
-        if (l)
-            unlink_lease(l);
-        pthread_mutex_unlock(&L.lock);
-        if (l == NULL)
-            break;
-        /* as an expired lease, but a stop moves nothing to a dead-letter
-         * channel: that waits for the next hand-out's end */
-        returned(l->entry, l->msg, l->len, false);
-        free(l);
-        n++;
+    for (size_t b = 0; b < BUCKETS; b++) {
+        for (;;) {
+            pthread_mutex_lock(&L.lock);
+            lease *l = L.buckets[b];
+            if (l)
+                unlink_lease(l);
+            pthread_mutex_unlock(&L.lock);
+            if (l == NULL)
+                break;
+            /* as an expired lease, but a stop moves nothing to a dead-letter
+             * channel: that waits for the next hand-out's end */
+            returned(l->entry, l->msg, l->len, false);
+            free(l);
+            n++;
+        }
     }
     if (n)
         log_info("%zu leased message(s) given back to their channels at shutdown", n);
-    deadline_heap_release(&L.heap);
-    pthread_cond_destroy(&L.changed);
 }
 
 /* ---- the requests ---- */
 
-/* Take the lease of receipt on e out of the table. */
+/* Take the lease of receipt on e out of the table and off the timer. */
 static lease *take(registry_entry *e, const char *receipt, api_error *err)
 {
     pthread_mutex_lock(&L.lock);
     lease *l = find(e, receipt, err);
+    if (l && !timer_remove(&l->deadline)) {
+        *err = API_LEASE_ENDED; /* its deadline passed: on_expired() has it */
+        l = NULL;
+    }
     if (l)
         unlink_lease(l);
     pthread_mutex_unlock(&L.lock);
@@ -272,27 +236,21 @@ api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, con
     l->entry = e;
     l->msg = msg;
     l->len = len;
-    l->item.index = DEADLINE_NOT_IN_HEAP;
-    pthread_mutex_lock(&L.lock);
-    l->item.deadline_ms = deadline_now_ms() + ms;
-    if (!deadline_heap_push(&L.heap, &l->item)) {
-        pthread_mutex_unlock(&L.lock);
-        free(l);
-        return API_NOMEM; /* the hold ends when the caller frees or gives back msg */
-    }
+    timer_item_init(&l->deadline, on_expired);
     snprintf(l->receipt, sizeof l->receipt, "%s", receipt);
+    api_error err = API_OK;
+    pthread_mutex_lock(&L.lock); /* before the deadline: on_expired() finds l in the table */
     lease **slot = slot_of(l->receipt);
-    if (*slot != NULL) { /* 2^-128: never, but a receipt must name one lease */
-        deadline_heap_remove(&L.heap, &l->item);
-        pthread_mutex_unlock(&L.lock);
-        free(l);
-        return API_INTERNAL;
-    }
-    *slot = l;
-    if (l->item.index == 0)
-        pthread_cond_signal(&L.changed);
+    if (*slot != NULL)
+        err = API_INTERNAL; /* 2^-128: never, but a receipt must name one lease */
+    else if (!timer_add(&l->deadline, ms))
+        err = API_NOMEM; /* the hold ends when the caller frees or gives back msg */
+    else
+        *slot = l;
     pthread_mutex_unlock(&L.lock);
-    return API_OK;
+    if (err != API_OK)
+        free(l);
+    return err;
 }
 
 bool lease_cancel(registry_entry *e, const char *receipt, void **msg, size_t *len)
@@ -334,10 +292,9 @@ api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms)
     api_error err = API_OK;
     pthread_mutex_lock(&L.lock);
     lease *l = find(e, receipt, &err);
-    if (l) {
-        l->item.deadline_ms = deadline_now_ms() + ms;
-        deadline_heap_update(&L.heap, &l->item);
-        pthread_cond_signal(&L.changed);
+    if (l && !timer_update(&l->deadline, ms)) {
+        err = API_LEASE_ENDED; /* its deadline passed: on_expired() has it */
+        l = NULL;
     }
     pthread_mutex_unlock(&L.lock);
     return l ? API_OK : err;

@@ -5,15 +5,20 @@
  * counts against its channel's memory) in a table under an opaque receipt
  * until one of these ends the lease:
  *   - acknowledged (DELETE .../messages/RECEIPT): consumed, hop_free();
- *   - released (.../release), or the deadline passes (one timer thread
- *     keeps the deadlines): it comes back, see lease_returned();
+ *   - released (.../release), or the deadline passes (on the server's
+ *     timer, timer.h): it comes back, see lease_returned();
  *   - the server stops: every lease is given back as if it had expired, so
  *     that the stop writes the message to disk and the next start delivers
  *     it again.
  * A receipt that ended is remembered for a while (LEASE_ENDED_MEMORY of
  * them) so that a late acknowledgement is told 410, not 404.
  *
- * Locks: the table's lock is never held while calling the core. */
+ * Once a lease's deadline has passed it has ended, even before the timer's
+ * callback has given the message back: acknowledging, releasing or
+ * extending it is then API_LEASE_ENDED.
+ *
+ * Locks: the table's lock, then the timer's (timer.h); the table's lock is
+ * never held while calling the core. */
 #ifndef HOPPER_SERVER_LEASE_H
 #define HOPPER_SERVER_LEASE_H
 
@@ -28,13 +33,13 @@
 #define LEASE_RECEIPT_LEN 32
 #define LEASE_ENDED_MEMORY 4096
 
-/* Start the timer. max_deliveries: a message handed out that many times
+/* Prepare the table. max_deliveries: a message handed out that many times
  * goes to <channel>.dead when it comes back once more; 0 = no limit. */
-bool lease_start(size_t max_deliveries);
+void lease_open(size_t max_deliveries);
 
-/* End every lease (given back, counted as returned) and stop the timer.
- * Call after HTTP has stopped and before the channels close. */
-void lease_stop(void);
+/* End every lease (given back, counted as returned). Call after HTTP and
+ * the timer have stopped (timer_stop()) and before the channels close. */
+void lease_close(void);
 
 /* A new receipt, unique and not guessable from others. A response names
  * it before the lease begins: the response must not need the message once

@@ -1,8 +1,9 @@
 /* main.c - hopper's startup and shutdown: options, data directory, channel
- * registry with the channels the data directory holds, long-poll timer,
- * HTTP daemon; then wait for SIGTERM or SIGINT and stop gracefully: HTTP
- * first (messages of unfinished GETs go back to their channels), then the
- * channels (their messages are written to disk), then the data dir lock.
+ * registry with the channels the data directory holds, the timer of waits
+ * and leases, HTTP daemon; then wait for SIGTERM or SIGINT and stop
+ * gracefully: HTTP first (messages of unfinished GETs go back to their
+ * channels), then the timer and the leases, then the channels (their
+ * messages are written to disk), then the data dir lock.
  *
  * Exit codes: 0 after a clean stop or --help, 1 when the server cannot
  * start (data directory, a channel in it, listen address) or when a stop
@@ -17,6 +18,7 @@
 #include "options.h"
 #include "registry.h"
 #include "status.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -131,14 +133,11 @@ int main(int argc, char **argv)
     }
     if (!recover_channels())
         goto out_registry;
-    if (!longpoll_timer_start()) {
-        log_error("cannot start the long-poll timer thread");
+    if (!timer_start()) {
+        log_error("cannot start the timer thread");
         goto out_registry;
     }
-    if (!lease_start(o.max_deliveries)) {
-        log_error("cannot start the lease timer thread");
-        goto out_timer;
-    }
+    lease_open(o.max_deliveries);
     status_init(&o);
     if (!http_start(&o))
         goto out_timer;
@@ -146,8 +145,8 @@ int main(int argc, char **argv)
     stop_http();
     status = 0;
 out_timer:
-    lease_stop(); /* leased messages back to their channels, before these close */
-    longpoll_timer_stop();
+    timer_stop();  /* no wait or lease ends by its deadline from here on */
+    lease_close(); /* leased messages back to their channels, before these close */
 out_registry:
     lost = registry_close();
 out_datadir:
