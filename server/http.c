@@ -25,6 +25,7 @@
 #include "delivery.h"
 #include "envelope.h"
 #include "errors.h"
+#include "giveback.h"
 #include "hopper/hopper.h"
 #include "keep_headers.h"
 #include "lease.h"
@@ -826,11 +827,6 @@ static void get_begin(request *req, struct MHD_Connection *conn)
         fail(req, err, NULL);
 }
 
-static void give_back(request *req, void *msg, size_t len)
-{
-    longpoll_give_back(req->entry->ch, msg, len);
-}
-
 /* 200 with msg and, for ?max=N, up to N - 1 more that are ready now. */
 static enum MHD_Result respond_messages(request *req, struct MHD_Connection *conn, void *msg,
                                         size_t len)
@@ -841,7 +837,7 @@ static enum MHD_Result respond_messages(request *req, struct MHD_Connection *con
     if (msgs == NULL || lens == NULL) {
         free(msgs);
         free(lens);
-        give_back(req, msg, len);
+        giveback_unsent(req->entry, msg, len);
         return respond_error(req, conn, API_NOMEM);
     }
     size_t n = 0;
@@ -859,6 +855,7 @@ static enum MHD_Result respond_messages(request *req, struct MHD_Connection *con
     req->dlv.entry = req->entry;
     req->dlv.lease_ms = req->lease_ms;
     req->dlv.multipart = req->max > 0;
+    req->dlv.max_deliveries = http.options.max_deliveries;
     api_error err;
     struct MHD_Response *r = delivery_respond(&req->dlv, msgs, lens, n, &err);
     free(msgs);
@@ -874,7 +871,7 @@ static enum MHD_Result get_finish(request *req, struct MHD_Connection *conn)
     size_t len = 0;
     if (!req->polling) {
         req->polling = true;
-        longpoll_init(&req->lp, req->entry->ch, conn);
+        longpoll_init(&req->lp, req->entry, conn);
         hop_err err = HOP_OK;
         switch (longpoll_begin(&req->lp, req->wait_ms, &msg, &len, &err)) {
         case LONGPOLL_GOT:
@@ -893,7 +890,7 @@ static enum MHD_Result get_finish(request *req, struct MHD_Connection *conn)
     switch (longpoll_take(&req->lp, &msg, &len)) {
     case LONGPOLL_READY:
         if (longpoll_client_gone(conn)) { /* went away after the message came */
-            give_back(req, msg, len);
+            giveback_unsent(req->entry, msg, len);
             return MHD_NO;
         }
         return respond_messages(req, conn, msg, len);
@@ -1146,10 +1143,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         size_t len;
         longpoll_end(&req->lp, &msg, &len);
         if (msg)
-            give_back(req, msg, len); /* arrived, but never answered */
+            giveback_unsent(req->entry, msg, len); /* arrived, but never answered */
     }
-    if (req->dlv.count) /* delivered, or back to the head of its channel */
-        delivery_end(&req->dlv, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    /* a response that did not complete may not have reached its client */
+    if (req->dlv.count && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        delivery_succeeded(&req->dlv);
+    else if (req->dlv.count)
+        delivery_failed(&req->dlv);
     if (req->syncing)
         pthread_mutex_destroy(&req->sync_lock);
     free(req->buf);

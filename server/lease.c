@@ -1,8 +1,7 @@
-/* lease.c - the lease table, its deadlines on the timer, and messages that
- * come back (see lease.h). */
+/* lease.c - the lease table and its deadlines on the timer (see lease.h). */
 #include "lease.h"
 
-#include "envelope.h"
+#include "giveback.h"
 #include "hash.h"
 #include "log.h"
 #include "timer.h"
@@ -16,7 +15,6 @@
 #include <time.h>
 
 #define BUCKETS 4096 /* a power of two */
-#define DEAD_SUFFIX ".dead"
 
 typedef struct lease {
     timer_item deadline; /* first: the timer's item is the lease */
@@ -105,61 +103,6 @@ static lease *find(registry_entry *e, const char *receipt, api_error *err)
     return NULL;
 }
 
-/* ---- messages that come back ---- */
-
-/* msg goes to <name>.dead: true if it went. */
-static bool dead_letter(registry_entry *e, void *msg, size_t len, uint32_t handed_out)
-{
-    const char *name = hop_channel_name(e->ch);
-    size_t n = strlen(name);
-    char dead[HOP_NAME_MAX + 1];
-    if (n >= strlen(DEAD_SUFFIX) && strcmp(name + n - strlen(DEAD_SUFFIX), DEAD_SUFFIX) == 0)
-        return false; /* a dead-letter channel itself: its messages stay */
-    if (n + strlen(DEAD_SUFFIX) > HOP_NAME_MAX) {
-        log_warn("channel %s: a message handed out %u times stays: the name leaves no room for "
-                 "%s",
-                 name, handed_out, DEAD_SUFFIX);
-        return false;
-    }
-    snprintf(dead, sizeof dead, "%s%s", name, DEAD_SUFFIX);
-    registry_entry *d = NULL;
-    api_error found = registry_get(dead, &d);
-    hop_err err = found == API_OK ? hop_send(d->ch, msg, len) : HOP_INVALID;
-    if (err != HOP_OK) {
-        log_error("channel %s: a message handed out %u times could not go to %s (%s); it goes "
-                  "back to its channel",
-                  name, handed_out, dead,
-                  found != API_OK ? api_error_code(found) : hop_strerror(err));
-        return false;
-    }
-    atomic_fetch_add(&e->dead_lettered_total, 1);
-    hop_free(msg); /* consumed from its channel: it lives on in the dead one */
-    return true;
-}
-
-static void returned(registry_entry *e, void *msg, size_t len, bool may_dead_letter);
-
-void lease_returned(registry_entry *e, void *msg, size_t len)
-{
-    returned(e, msg, len, true);
-}
-
-static void returned(registry_entry *e, void *msg, size_t len, bool may_dead_letter)
-{
-    envelope env;
-    uint32_t returns = envelope_decode(msg, len, &env) ? env.returns + 1 : 0;
-    if (returns > 0)
-        envelope_set_returns(msg, len, returns);
-    /* handed out `returns` times now, each one ending without consumption */
-    if (may_dead_letter && L.max_deliveries > 0 && returns >= L.max_deliveries &&
-        dead_letter(e, msg, len, returns))
-        return;
-    hop_err err = hop_requeue(e->ch, msg, len);
-    if (err != HOP_OK)
-        log_error("channel %s: a message could not be given back: %s", hop_channel_name(e->ch),
-                  hop_strerror(err));
-}
-
 /* ---- deadlines ---- */
 
 /* The timer's callback: l's deadline has passed. The timer took l off its
@@ -172,7 +115,7 @@ static void on_expired(timer_item *it)
     unlink_lease(l);
     pthread_mutex_unlock(&L.lock);
     atomic_fetch_add(&l->entry->lease_expired_total, 1);
-    lease_returned(l->entry, l->msg, l->len);
+    giveback_unconsumed(l->entry, l->msg, l->len, L.max_deliveries);
     free(l);
 }
 
@@ -183,8 +126,9 @@ void lease_open(size_t max_deliveries)
 
 void lease_close(void)
 {
-    /* every lease comes back, as if it had expired: the stop writes the
-     * message to disk, the next start hands it out again */
+    /* every lease comes back, as if it had expired (but see
+     * giveback_at_stop()): the stop writes the message to disk, the next
+     * start hands it out again */
     size_t n = 0;
     for (size_t b = 0; b < BUCKETS; b++) {
         for (;;) {
@@ -195,9 +139,7 @@ void lease_close(void)
             pthread_mutex_unlock(&L.lock);
             if (l == NULL)
                 break;
-            /* as an expired lease, but a stop moves nothing to a dead-letter
-             * channel: that waits for the next hand-out's end */
-            returned(l->entry, l->msg, l->len, false);
+            giveback_at_stop(l->entry, l->msg, l->len);
             free(l);
             n++;
         }
@@ -253,7 +195,7 @@ api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, con
     return err;
 }
 
-bool lease_cancel(registry_entry *e, const char *receipt, void **msg, size_t *len)
+bool lease_revoke(registry_entry *e, const char *receipt, void **msg, size_t *len)
 {
     api_error err;
     lease *l = take(e, receipt, &err);
@@ -282,7 +224,7 @@ api_error lease_release(registry_entry *e, const char *receipt)
     lease *l = take(e, receipt, &err);
     if (l == NULL)
         return err;
-    lease_returned(e, l->msg, l->len);
+    giveback_unconsumed(e, l->msg, l->len, L.max_deliveries);
     free(l);
     return API_OK;
 }

@@ -2,7 +2,7 @@
  * resume logic (see longpoll.h for who may end a wait and the lock order). */
 #include "longpoll.h"
 
-#include "log.h"
+#include "giveback.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -61,17 +61,7 @@ static void deadline_add(longpoll *lp, uint64_t wait_ms)
         timer_update(&lp->deadline, 0);
 }
 
-/* ---- giving messages back ---- */
-
-void longpoll_give_back(hop_channel *ch, void *msg, size_t len)
-{
-    /* From a waiter callback this does not recurse: the core's delivery
-     * loop that called us hands the message to the next waiter itself. */
-    hop_err err = hop_requeue(ch, msg, len);
-    if (err != HOP_OK)
-        log_error("channel %s: a message could not be given back: %s", hop_channel_name(ch),
-                  hop_strerror(err));
-}
+/* ---- one waiting GET ---- */
 
 bool longpoll_client_gone(struct MHD_Connection *conn)
 {
@@ -86,14 +76,12 @@ bool longpoll_client_gone(struct MHD_Connection *conn)
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
-/* ---- one waiting GET ---- */
-
 /* The waiter's callback, on the thread that made a message available (or
  * that closes the channel). lp->lock orders it after the suspension. */
 static void on_ready(void *arg, hop_err err, void *data, size_t len)
 {
     longpoll *lp = arg;
-    hop_channel *ch = lp->ch;
+    registry_entry *e = lp->entry;
     pthread_mutex_lock(&lp->lock);
     bool gone = err == HOP_OK && longpoll_client_gone(lp->conn);
     if (gone) {
@@ -110,10 +98,10 @@ static void on_ready(void *arg, hop_err err, void *data, size_t len)
     pthread_mutex_unlock(&lp->lock);
     /* lp may be freed from here on */
     if (gone)
-        longpoll_give_back(ch, data, len);
+        giveback_unsent(e, data, len);
 }
 
-void longpoll_init(longpoll *lp, hop_channel *ch, struct MHD_Connection *conn)
+void longpoll_init(longpoll *lp, registry_entry *e, struct MHD_Connection *conn)
 {
     pthread_mutex_init(&lp->lock, NULL);
     pthread_cond_init(&lp->settled, NULL);
@@ -121,7 +109,7 @@ void longpoll_init(longpoll *lp, hop_channel *ch, struct MHD_Connection *conn)
     lp->msg = NULL;
     lp->len = 0;
     lp->waiter = NULL;
-    lp->ch = ch;
+    lp->entry = e;
     lp->conn = conn;
     timer_item_init(&lp->deadline, on_deadline);
 }
@@ -131,7 +119,7 @@ static longpoll_result poll_now(longpoll *lp, void **msg, size_t *len, hop_err *
 {
     hop_err e = HOP_IO;
     for (int i = 0; i < IO_RETRIES && e == HOP_IO; i++)
-        e = hop_recv(lp->ch, 0, msg, len);
+        e = hop_recv(lp->entry->ch, 0, msg, len);
     if (e == HOP_OK)
         return LONGPOLL_GOT;
     if (e == HOP_TIMEOUT)
@@ -156,7 +144,7 @@ longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_
     pthread_mutex_lock(&lp->lock);
     hop_err e = HOP_IO;
     for (int i = 0; i < IO_RETRIES && e == HOP_IO; i++)
-        e = hop_recv_or_arm(lp->ch, lp->waiter, msg, len);
+        e = hop_recv_or_arm(lp->entry->ch, lp->waiter, msg, len);
     if (e != HOP_TIMEOUT) {
         pthread_mutex_unlock(&lp->lock);
         if (e == HOP_OK)

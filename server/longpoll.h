@@ -18,6 +18,7 @@
 #define HOPPER_SERVER_LONGPOLL_H
 
 #include "hopper/hopper.h"
+#include "registry.h"
 #include "timer.h"
 
 #include <microhttpd.h>
@@ -29,7 +30,7 @@ typedef enum longpoll_state {
     LONGPOLL_IDLE,      /* not waiting (yet) */
     LONGPOLL_WAITING,   /* armed, connection suspended */
     LONGPOLL_READY,     /* a message arrived: msg, len */
-    LONGPOLL_GONE,      /* a message arrived for a client that had gone: given back */
+    LONGPOLL_GONE,      /* a message arrived for a client that had gone: given back unsent */
     LONGPOLL_TIMED_OUT, /* the deadline passed, or the server is stopping */
     LONGPOLL_CLOSED,    /* the channel was closed under the waiter */
 } longpoll_state;
@@ -41,7 +42,7 @@ typedef struct longpoll {
     void *msg; /* a message owned by this longpoll in READY */
     size_t len;
     hop_waiter *waiter; /* created on first arming */
-    hop_channel *ch;
+    registry_entry *entry;
     struct MHD_Connection *conn;
     timer_item deadline; /* the end of the wait, on the timer */
 } longpoll;
@@ -50,8 +51,8 @@ typedef struct longpoll {
  * any wait that begins from now on at once. */
 void longpoll_stop_waiting(void);
 
-/* Prepare lp for a GET on ch from conn. Cannot fail. */
-void longpoll_init(longpoll *lp, hop_channel *ch, struct MHD_Connection *conn);
+/* Prepare lp for a GET on e's channel from conn. Cannot fail. */
+void longpoll_init(longpoll *lp, registry_entry *e, struct MHD_Connection *conn);
 
 /* End lp for good: off the timer, waiter disarmed (or, if its callback has
  * claimed it, waited for on a condition variable) and freed. Call from the
@@ -75,10 +76,6 @@ longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_
  * must not be sent into the void. conn must be suspended or in its access
  * handler. */
 bool longpoll_client_gone(struct MHD_Connection *conn);
-
-/* Give a message taken from ch back to the head of ch (hop_requeue), and
- * log if that fails. */
-void longpoll_give_back(hop_channel *ch, void *msg, size_t len);
 
 /* From the access handler after the connection was resumed: how the wait
  * ended. In READY, OUT *msg and *len: the message, now the caller's. */
