@@ -33,6 +33,7 @@
 #include "longpoll.h"
 #include "multipart.h"
 #include "registry.h"
+#include "skip_corrupt.h"
 #include "status.h"
 #include "target.h"
 
@@ -843,13 +844,12 @@ static enum MHD_Result respond_messages(request *req, struct MHD_Connection *con
     size_t n = 0;
     msgs[n] = msg;
     lens[n++] = len;
-    for (int skips = 0; n < max && skips < 4;) {
+    unsigned failed = 0; /* for the whole batch */
+    while (n < max) {
         hop_err err = hop_recv(req->entry->ch, 0, &msgs[n], &lens[n]);
         if (err == HOP_OK)
             n++;
-        else if (err == HOP_IO)
-            skips++; /* a corrupt record was skipped: the next may be fine */
-        else
+        else if (!skip_corrupt(err, &failed))
             break;
     }
     req->dlv.entry = req->entry;

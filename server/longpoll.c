@@ -3,15 +3,13 @@
 #include "longpoll.h"
 
 #include "giveback.h"
+#include "skip_corrupt.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-
-/* A corrupt queue file record is skipped with HOP_IO: try the next ones. */
-#define IO_RETRIES 4
 
 /* Set by longpoll_stop_waiting(): every wait from then on ends at once. */
 static atomic_bool stopping;
@@ -117,9 +115,11 @@ void longpoll_init(longpoll *lp, registry_entry *e, struct MHD_Connection *conn)
 /* Poll once, skipping past corrupt records. */
 static longpoll_result poll_now(longpoll *lp, void **msg, size_t *len, hop_err *err)
 {
-    hop_err e = HOP_IO;
-    for (int i = 0; i < IO_RETRIES && e == HOP_IO; i++)
+    hop_err e;
+    unsigned failed = 0;
+    do
         e = hop_recv(lp->entry->ch, 0, msg, len);
+    while (skip_corrupt(e, &failed));
     if (e == HOP_OK)
         return LONGPOLL_GOT;
     if (e == HOP_TIMEOUT)
@@ -142,9 +142,11 @@ longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_
     }
 
     pthread_mutex_lock(&lp->lock);
-    hop_err e = HOP_IO;
-    for (int i = 0; i < IO_RETRIES && e == HOP_IO; i++)
+    hop_err e;
+    unsigned failed = 0;
+    do
         e = hop_recv_or_arm(lp->entry->ch, lp->waiter, msg, len);
+    while (skip_corrupt(e, &failed));
     if (e != HOP_TIMEOUT) {
         pthread_mutex_unlock(&lp->lock);
         if (e == HOP_OK)
