@@ -14,11 +14,7 @@
  * a body beyond that limit, is answered from the first call, without
  * reading the body and without keeping the connection.
  *
- * Paths: the name in /channels/NAME is everything after the prefix,
- * percent-decoded by us from the raw target (MHD's decoded URL cuts at a
- * decoded %00, which must not pass). A name with '/', NUL or any character
- * outside [A-Za-z0-9._-] is 400 bad_name, so /channels/a/b and
- * /channels/a%2Fb are both 400. */
+ * Paths: route.h. */
 #include "http.h"
 
 #include "datadir.h"
@@ -33,6 +29,7 @@
 #include "longpoll.h"
 #include "multipart.h"
 #include "registry.h"
+#include "route.h"
 #include "skip_corrupt.h"
 #include "status.h"
 #include "target.h"
@@ -67,7 +64,6 @@
 #define LIMIT_LOG_INTERVAL_S 60
 /* The JSON code of the error a refused POST's payload came back with. */
 #define HOPPER_ERROR_HEADER "Hopper-Error"
-#define CHANNELS_PREFIX "/channels/"
 /* Memory one batch POST may take for its body. */
 #define BATCH_BODY_LIMIT ((size_t)64 << 20)
 /* Body bytes of a refused request that are read and dropped so that the
@@ -87,28 +83,14 @@ static struct {
     unsigned int max_connections;
 } http;
 
-typedef enum route {
-    ROUTE_ERROR, /* answer req->error */
-    ROUTE_HEALTHZ,
-    ROUTE_STATUS,
-    ROUTE_METRICS,
-    ROUTE_POST,    /* POST /channels/NAME */
-    ROUTE_GET,     /* GET /channels/NAME */
-    ROUTE_ACK,     /* DELETE /channels/NAME/messages/RECEIPT */
-    ROUTE_EXTEND,  /* POST /channels/NAME/messages/RECEIPT/extend */
-    ROUTE_RELEASE, /* POST /channels/NAME/messages/RECEIPT/release */
-} route;
-
 typedef struct request {
     char *target; /* the raw request-target (path?query), new */
     bool started; /* request_begin() ran */
     bool answered_early;
-    size_t discarded; /* body bytes of a refused request read and dropped */
-    route route;
-    api_error error;   /* ROUTE_ERROR: the answer */
-    char message[192]; /* ROUTE_ERROR: its message, "" for the table's */
-    const char *allow; /* the Allow header of a 405 */
-    char name[HOP_NAME_MAX + 1];
+    size_t discarded;      /* body bytes of a refused request read and dropped */
+    route route;           /* kind (ROUTE_ERROR: answer error), name, receipt */
+    api_error error;       /* ROUTE_ERROR: the answer */
+    char message[192];     /* ROUTE_ERROR: its message, "" for the table's */
     registry_entry *entry; /* the channel, once looked up or created */
 
     /* POST */
@@ -136,7 +118,6 @@ typedef struct request {
     delivery dlv; /* what a queued 200 hands out; settled on completion */
 
     /* the requests on a receipt */
-    char receipt[LEASE_RECEIPT_LEN + 1];
     uint64_t lease_ms; /* GET ?lease=, extend ?lease= */
 } request;
 
@@ -184,7 +165,7 @@ static enum MHD_Result respond_error(request *req, struct MHD_Connection *conn, 
     const char *message = req->error == err && req->message[0] ? req->message : NULL;
     struct MHD_Response *r = api_error_response(err, message);
     if (r && err == API_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->allow);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->route.allow);
     /* after a request whose end is unknown, what follows on the connection
      * cannot be told apart from it: no second request is read there */
     if (r && err == API_BAD_FRAMING)
@@ -203,7 +184,7 @@ static void fail(request *req, api_error err, const char *fmt, ...)
 
 static void fail(request *req, api_error err, const char *fmt, ...)
 {
-    req->route = ROUTE_ERROR;
+    req->route.kind = ROUTE_ERROR;
     req->error = err;
     req->message[0] = '\0';
     if (fmt) {
@@ -216,119 +197,16 @@ static void fail(request *req, api_error err, const char *fmt, ...)
 
 /* ---- routing ---- */
 
-static bool path_is(const char *path, size_t len, const char *literal)
-{
-    return len == strlen(literal) && memcmp(path, literal, len) == 0;
-}
-
-/* The paths that describe the server; GET or HEAD only. */
-static const struct {
-    const char *path;
-    route route;
-} info_paths[] = {
-    {"/healthz", ROUTE_HEALTHZ},
-    {"/status", ROUTE_STATUS},
-    {"/metrics", ROUTE_METRICS},
-};
-
-/* Route rest, what follows /channels/ in the raw request-target (up to
- * '?', rest_len bytes): NAME, or NAME/messages/RECEIPT[/extend|/release].
- * The name is the first raw segment, percent-decoded on its own, so that a
- * decoded %2F cannot make a segment; a receipt is hex and needs no decoding.
- * Anything else with a '/' is a bad name, as a name with a '/' is. */
-static void route_channel(request *req, const char *rest, size_t rest_len, bool get, bool post,
-                          bool del)
-{
-    char name[HOP_NAME_MAX + 1];
-    size_t raw_len;
-    bool valid = target_channel_name(rest, rest_len, name, &raw_len);
-    const char *slash = raw_len < rest_len ? rest + raw_len : NULL;
-    if (valid && datadir_name_reserved(name)) {
-        fail(req, API_BAD_NAME, "%s is reserved: it is a file of the data directory", name);
-        return;
-    }
-    if (valid)
-        memcpy(req->name, name, strlen(name) + 1);
-    static const char messages[] = "/messages/";
-    if (!valid || (slash && (rest_len - raw_len <= strlen(messages) ||
-                             memcmp(slash, messages, strlen(messages)) != 0))) {
-        fail(req, API_BAD_NAME, NULL);
-        return;
-    }
-    if (slash == NULL) {
-        if (get || post) {
-            req->route = get ? ROUTE_GET : ROUTE_POST;
-        } else {
-            req->allow = "GET, POST";
-            fail(req, API_METHOD_NOT_ALLOWED, NULL);
-        }
-        return;
-    }
-    /* messages/RECEIPT, and an action */
-    size_t left = rest_len - raw_len;
-    const char *p = slash;
-    if (left <= strlen(messages) || memcmp(p, messages, strlen(messages)) != 0)
-        return; /* 404 */
-    p += strlen(messages);
-    left -= strlen(messages);
-    const char *end = memchr(p, '/', left);
-    size_t receipt_len = end ? (size_t)(end - p) : left;
-    if (receipt_len > LEASE_RECEIPT_LEN || memchr(p, '\0', receipt_len)) {
-        fail(req, API_UNKNOWN_RECEIPT, NULL);
-        return;
-    }
-    memcpy(req->receipt, p, receipt_len);
-    req->receipt[receipt_len] = '\0';
-    const char *action = end ? end : "";
-    size_t action_len = end ? left - receipt_len : 0;
-    if (action_len == 0) {
-        if (del) {
-            req->route = ROUTE_ACK;
-        } else {
-            req->allow = "DELETE";
-            fail(req, API_METHOD_NOT_ALLOWED, NULL);
-        }
-    } else if (path_is(action, action_len, "/extend") || path_is(action, action_len, "/release")) {
-        if (post) {
-            req->route = action[1] == 'e' ? ROUTE_EXTEND : ROUTE_RELEASE;
-        } else {
-            req->allow = "POST";
-            fail(req, API_METHOD_NOT_ALLOWED, NULL);
-        }
-    }
-}
-
-/* Set req->route (and req->name) from the target and the method. */
+/* Set req->route from the target and the method (route.h). A valid channel
+ * name that is a file of the data directory is refused whatever follows. */
 static void route_request(request *req, const char *method)
 {
-    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
-    bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-    bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-    size_t len;
-    char *path = target_decode_path(req->target, &len);
-    if (path == NULL) {
-        fail(req, API_NOMEM, NULL);
-        return;
-    }
-    size_t prefix = strlen(CHANNELS_PREFIX);
-    fail(req, API_NOT_FOUND, NULL); /* unless a rule below matches */
-
-    for (size_t i = 0; i < sizeof info_paths / sizeof info_paths[0]; i++) {
-        if (!path_is(path, len, info_paths[i].path))
-            continue;
-        if (get || head) {
-            req->route = info_paths[i].route;
-        } else {
-            req->allow = "GET, HEAD";
-            fail(req, API_METHOD_NOT_ALLOWED, NULL);
-        }
-    }
-    size_t raw_len = strcspn(req->target, "?");
-    if (len >= prefix && memcmp(path, CHANNELS_PREFIX, prefix) == 0 && raw_len >= prefix &&
-        memcmp(req->target, CHANNELS_PREFIX, prefix) == 0)
-        route_channel(req, req->target + prefix, raw_len - prefix, get, post,
-                      strcmp(method, MHD_HTTP_METHOD_DELETE) == 0);
-    free(path);
+    route *r = &req->route;
+    route_parse(req->target, route_method_of(method), r);
+    if (r->name[0] && datadir_name_reserved(r->name))
+        fail(req, API_BAD_NAME, "%s is reserved: it is a file of the data directory", r->name);
+    else if (r->kind == ROUTE_ERROR)
+        fail(req, r->error, NULL);
 }
 
 /* True if an error should be answered before the body is read: the client
@@ -351,7 +229,7 @@ static bool answer_before_body(struct MHD_Connection *conn)
 static void count_too_big(request *req)
 {
     /* only for channels that exist: a refused message creates nothing */
-    registry_entry *e = req->entry ? req->entry : registry_find(req->name);
+    registry_entry *e = req->entry ? req->entry : registry_find(req->route.name);
     if (e)
         atomic_fetch_add(&e->too_big_total, 1);
 }
@@ -512,10 +390,10 @@ static void post_begin(request *req, struct MHD_Connection *conn)
         declared = (size_t)v;
     }
 
-    api_error err = registry_get(req->name, &req->entry);
+    api_error err = registry_get(req->route.name, &req->entry);
     if (err != API_OK) {
         if (err == API_TOO_MANY_CHANNELS)
-            fail(req, err, "creating channel %s would exceed --max-channels (%zu)", req->name,
+            fail(req, err, "creating channel %s would exceed --max-channels (%zu)", req->route.name,
                  http.options.max_channels);
         else
             fail(req, err, NULL);
@@ -820,9 +698,9 @@ static void get_begin(request *req, struct MHD_Connection *conn)
     if (!parse_lease(req, conn, false, &req->lease_ms))
         return;
 
-    api_error err = registry_get(req->name, &req->entry);
+    api_error err = registry_get(req->route.name, &req->entry);
     if (err == API_TOO_MANY_CHANNELS)
-        fail(req, err, "creating channel %s would exceed --max-channels (%zu)", req->name,
+        fail(req, err, "creating channel %s would exceed --max-channels (%zu)", req->route.name,
              http.options.max_channels);
     else if (err != API_OK)
         fail(req, err, NULL);
@@ -911,22 +789,22 @@ static enum MHD_Result get_finish(request *req, struct MHD_Connection *conn)
 
 static void receipt_begin(request *req, struct MHD_Connection *conn)
 {
-    if (req->route == ROUTE_EXTEND && !parse_lease(req, conn, true, &req->lease_ms))
+    if (req->route.kind == ROUTE_EXTEND && !parse_lease(req, conn, true, &req->lease_ms))
         return;
     /* a channel that does not exist has no leases: it is not made */
-    if ((req->entry = registry_find(req->name)) == NULL)
+    if ((req->entry = registry_find(req->route.name)) == NULL)
         fail(req, API_UNKNOWN_RECEIPT, NULL);
 }
 
 static enum MHD_Result receipt_finish(request *req, struct MHD_Connection *conn)
 {
     api_error err;
-    if (req->route == ROUTE_ACK)
-        err = lease_ack(req->entry, req->receipt);
-    else if (req->route == ROUTE_EXTEND)
-        err = lease_extend(req->entry, req->receipt, req->lease_ms);
+    if (req->route.kind == ROUTE_ACK)
+        err = lease_ack(req->entry, req->route.receipt);
+    else if (req->route.kind == ROUTE_EXTEND)
+        err = lease_extend(req->entry, req->route.receipt, req->lease_ms);
     else
-        err = lease_release(req->entry, req->receipt);
+        err = lease_release(req->entry, req->route.receipt);
     if (err != API_OK)
         return respond_error(req, conn, err);
     return respond_no_content(conn);
@@ -988,15 +866,16 @@ static enum MHD_Result request_begin(request *req, struct MHD_Connection *conn, 
      * stored: the drain may have ended already, and a message stored now
      * could lose its 202 to the stop, and then be sent again by a client
      * that never heard of it. One that began before is drained. */
-    if (req->route == ROUTE_POST && atomic_load(&http.stopping))
+    if (req->route.kind == ROUTE_POST && atomic_load(&http.stopping))
         fail(req, API_CLOSED, NULL);
-    if (req->route == ROUTE_POST)
+    if (req->route.kind == ROUTE_POST)
         post_begin(req, conn);
-    else if (req->route == ROUTE_GET)
+    else if (req->route.kind == ROUTE_GET)
         get_begin(req, conn);
-    else if (req->route == ROUTE_ACK || req->route == ROUTE_EXTEND || req->route == ROUTE_RELEASE)
+    else if (req->route.kind == ROUTE_ACK || req->route.kind == ROUTE_EXTEND ||
+             req->route.kind == ROUTE_RELEASE)
         receipt_begin(req, conn);
-    if (req->route == ROUTE_ERROR && answer_before_body(conn)) {
+    if (req->route.kind == ROUTE_ERROR && answer_before_body(conn)) {
         req->answered_early = true;
         return respond_error(req, conn, req->error);
     }
@@ -1007,7 +886,7 @@ static enum MHD_Result request_finish(request *req, struct MHD_Connection *conn)
 {
     size_t len = 0;
     char *text;
-    switch (req->route) {
+    switch (req->route.kind) {
     case ROUTE_ERROR:
         return respond_error(req, conn, req->error);
     case ROUTE_HEALTHZ:
@@ -1045,7 +924,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return request_begin(req, conn, method);
     }
     if (*upload_data_size > 0) {
-        if (req->route == ROUTE_POST) {
+        if (req->route.kind == ROUTE_POST) {
             post_upload(req, upload_data, *upload_data_size);
         } else if ((req->discarded += *upload_data_size) > DISCARD_LIMIT) {
             return MHD_NO; /* an endless body of a refused request: enough */
