@@ -99,7 +99,7 @@ static void on_ready(void *arg, hop_err err, void *data, size_t len)
         giveback_unsent(e, data, len);
 }
 
-void longpoll_init(longpoll *lp, registry_entry *e, struct MHD_Connection *conn)
+void longpoll_init(longpoll *lp, struct MHD_Connection *conn)
 {
     pthread_mutex_init(&lp->lock, NULL);
     pthread_cond_init(&lp->settled, NULL);
@@ -107,7 +107,7 @@ void longpoll_init(longpoll *lp, registry_entry *e, struct MHD_Connection *conn)
     lp->msg = NULL;
     lp->len = 0;
     lp->waiter = NULL;
-    lp->entry = e;
+    lp->entry = NULL;
     lp->conn = conn;
     timer_item_init(&lp->deadline, on_deadline);
 }
@@ -128,9 +128,10 @@ static longpoll_result poll_now(longpoll *lp, void **msg, size_t *len, hop_err *
     return LONGPOLL_FAILED;
 }
 
-longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_t *len,
-                               hop_err *err)
+longpoll_result longpoll_begin(longpoll *lp, registry_entry *entry, uint64_t wait_ms, void **msg,
+                               size_t *len, hop_err *err)
 {
+    lp->entry = entry;
     if (wait_ms == 0 || atomic_load(&stopping))
         return poll_now(lp, msg, len, err);
     if (lp->waiter == NULL) {
@@ -179,14 +180,16 @@ longpoll_state longpoll_take(longpoll *lp, void **msg, size_t *len)
     return state;
 }
 
-void longpoll_end(longpoll *lp, void **msg, size_t *len)
+/* End the wait of lp, which made a waiter: off the timer (an expire()
+ * running now is over), the waiter disarmed, or its callback, if it has
+ * claimed the wait, waited for. OUT: what longpoll_end() returns. */
+static void settle(longpoll *lp, void **msg, size_t *len)
 {
-    timer_cancel(&lp->deadline); /* and an expire() running now is over */
-
+    timer_cancel(&lp->deadline);
     /* Normally the waiter is idle by now (a suspended connection does not
      * complete, but when the daemon stops). Disarm it, or wait for a
      * callback that has claimed it to be done with lp. */
-    bool disarmed = lp->waiter && hop_waiter_cancel(lp->waiter);
+    bool disarmed = hop_waiter_cancel(lp->waiter);
     pthread_mutex_lock(&lp->lock);
     if (disarmed)
         lp->state = LONGPOLL_TIMED_OUT;
@@ -196,9 +199,17 @@ void longpoll_end(longpoll *lp, void **msg, size_t *len)
     *len = lp->len;
     lp->msg = NULL;
     pthread_mutex_unlock(&lp->lock);
-
     hop_waiter_free(lp->waiter);
     lp->waiter = NULL;
+}
+
+void longpoll_end(longpoll *lp, void **msg, size_t *len)
+{
+    *msg = NULL;
+    *len = 0;
+    /* without a waiter lp never waited: nothing to settle */
+    if (lp->waiter)
+        settle(lp, msg, len);
     pthread_cond_destroy(&lp->settled);
     pthread_mutex_destroy(&lp->lock);
 }

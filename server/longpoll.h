@@ -51,8 +51,9 @@ typedef struct longpoll {
  * any wait that begins from now on at once. */
 void longpoll_stop_waiting(void);
 
-/* Prepare lp for a GET on e's channel from conn. Cannot fail. */
-void longpoll_init(longpoll *lp, registry_entry *e, struct MHD_Connection *conn);
+/* Prepare lp for a GET from conn. Cannot fail. longpoll_end() ends it,
+ * whether it waited or not. */
+void longpoll_init(longpoll *lp, struct MHD_Connection *conn);
 
 /* End lp for good: off the timer, waiter disarmed (or, if its callback has
  * claimed it, waited for on a condition variable) and freed. Call from the
@@ -67,10 +68,10 @@ typedef enum longpoll_result {
     LONGPOLL_FAILED,    /* OUT: *err */
 } longpoll_result;
 
-/* From the access handler: take the oldest message of lp's channel or wait
- * up to wait_ms for one. */
-longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_t *len,
-                               hop_err *err);
+/* From the access handler: take the oldest message of e's channel or wait
+ * up to wait_ms for one. Once per longpoll. */
+longpoll_result longpoll_begin(longpoll *lp, registry_entry *e, uint64_t wait_ms, void **msg,
+                               size_t *len, hop_err *err);
 
 /* True if the client of conn has closed or reset its connection; a message
  * must not be sent into the void. conn must be suspended or in its access

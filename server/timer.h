@@ -62,7 +62,8 @@ bool timer_remove(timer_item *item);
 
 /* Take item off the timer, and if its callback is running, wait (on a
  * condition variable) until it has returned. Afterwards the callback of
- * item neither runs nor will run: the owner may free it. */
+ * item neither runs nor will run: the owner may free it. Not from item's
+ * own callback (it would wait for itself). */
 void timer_cancel(timer_item *item);
 
 /* Every pending item whose function is fn fires now (soon after, on the
