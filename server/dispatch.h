@@ -22,7 +22,8 @@ enum MHD_Result dispatch_step(request *req, struct MHD_Connection *conn, const c
                               const char *upload_data, size_t *upload_data_size);
 
 /* MHD's completion callback for req (toe: how the request ended): the
- * route's handler releases what req holds, then req is freed. */
+ * route's handler frees what req holds and settles its messages, then req
+ * is freed. */
 void dispatch_end(request *req, enum MHD_RequestTerminationCode toe);
 
 #endif

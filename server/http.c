@@ -4,7 +4,7 @@
  *
  * Request life: MHD calls on_uri() with the raw request-target as soon as
  * the request line is read; that creates the request, so the completion
- * callback is its one place of release. The access handler is then called
+ * callback is the one place it is freed. The access handler is then called
  * once with the headers, once per chunk of body, once more when the
  * request is complete, and again after a suspended request is resumed
  * (request.h names these phases). */

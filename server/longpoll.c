@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <sys/socket.h>
 
 /* Set by longpoll_stop_waiting(): every wait from then on ends at once. */

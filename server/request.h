@@ -20,7 +20,7 @@
  *                      answers. -> ANSWERED.
  *   REQUEST_ANSWERED   a response is queued; later calls only drop body.
  * Whatever the phase, MHD's completion callback ends the request: the
- * handler's end (if its begin ran) releases what the request holds and
+ * handler's end (if its begin ran) frees what the request holds and
  * settles the fate of the messages its response carried.
  *
  * Each route's request is a struct whose first member is a request (for
@@ -70,7 +70,7 @@ typedef struct request_handler {
      * suspends. */
     enum MHD_Result (*resume)(request *req, struct MHD_Connection *conn);
     /* The request is over (toe: how, from MHD), in any phase once begin
-     * ran: release what it holds. NULL: it holds nothing. */
+     * ran: free what it holds. NULL: it holds nothing. */
     void (*end)(request *req, enum MHD_RequestTerminationCode toe);
 } request_handler;
 
