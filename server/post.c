@@ -128,9 +128,13 @@ static enum MHD_Result store_kept_header(void *cls, enum MHD_ValueKind kind, con
 static bool collect_headers(post_request *p, struct MHD_Connection *conn, stored_headers *st)
 {
     const char *type = p->content_type ? p->content_type : ENVELOPE_DEFAULT_CONTENT_TYPE;
-    *st = (stored_headers){.keep = &p->base.server->options.keep_headers, .count = 1};
+    /* field by field: the array is filled as far as needed, never cleared */
+    st->keep = &p->base.server->options.keep_headers;
     st->headers[0] =
         (envelope_header){ENVELOPE_CONTENT_TYPE, strlen(ENVELOPE_CONTENT_TYPE), type, strlen(type)};
+    st->count = 1;
+    st->too_many = st->name_too_long = false;
+    st->kept_bytes = 0;
     if (st->keep->count > 0 && !p->batch) /* a batch keeps its parts' */
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, store_kept_header, st);
     if (st->too_many) {
