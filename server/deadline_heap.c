@@ -89,8 +89,10 @@ deadline_item *deadline_heap_first(const deadline_heap *h)
     return h->count ? h->items[0] : NULL;
 }
 
-void deadline_heap_release(deadline_heap *h)
+void deadline_heap_clear(deadline_heap *h)
 {
+    for (size_t i = 0; i < h->count; i++)
+        h->items[i]->index = DEADLINE_NOT_IN_HEAP;
     free(h->items);
     *h = (deadline_heap){0};
 }

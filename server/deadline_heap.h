@@ -1,5 +1,5 @@
-/* deadline_heap.h - a min-heap of deadlines, for the timer threads of
- * long polls and leases. An item is embedded in the struct it times; the
+/* deadline_heap.h - a min-heap of deadlines, the pending items of the
+ * server's timer (timer.c). An item is embedded in the struct it times; the
  * heap keeps its position in it, so removing any item is O(log n). Not
  * locked: its owner's lock guards it. */
 #ifndef HOPPER_SERVER_DEADLINE_HEAP_H
@@ -32,7 +32,8 @@ void deadline_heap_remove(deadline_heap *h, deadline_item *it);
 void deadline_heap_update(deadline_heap *h, deadline_item *it);
 /* The earliest, or NULL when empty. */
 deadline_item *deadline_heap_first(const deadline_heap *h);
-/* Free the array (the items are their owners'). */
-void deadline_heap_release(deadline_heap *h);
+/* Empty h: every item in it is marked not in a heap (the items are their
+ * owners'), and the array is freed. */
+void deadline_heap_clear(deadline_heap *h);
 
 #endif

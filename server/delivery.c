@@ -3,6 +3,7 @@
 #include "delivery.h"
 
 #include "envelope.h"
+#include "giveback.h"
 #include "log.h"
 #include "multipart.h"
 
@@ -138,14 +139,23 @@ static struct MHD_Response *multipart_response(const outgoing *o, size_t n)
 }
 
 /* Messages that never went out go back, last first, so that they keep their
- * order at the head of the channel; not counted as handed out. */
-static void give_back_uncounted(registry_entry *e, void **msgs, size_t *lens, size_t n)
+ * order at the head of the channel. */
+static void give_back_all_unsent(registry_entry *e, void **msgs, size_t *lens, size_t n)
 {
-    for (size_t i = n; i-- > 0;) {
-        hop_err err = hop_requeue(e->ch, msgs[i], lens[i]);
-        if (err != HOP_OK)
-            log_error("channel %s: a message could not be given back: %s", hop_channel_name(e->ch),
-                      hop_strerror(err));
+    for (size_t i = n; i-- > 0;)
+        giveback_unsent(e, msgs[i], lens[i]);
+}
+
+/* A response of d's k messages cannot be sent after all: take back the
+ * leases of the first `granted` and give every message back unsent, last
+ * first. A lease whose deadline passed meanwhile has given its message back
+ * already (counted): that one is not given back twice. */
+static void revoke_leases(delivery *d, size_t granted, size_t k)
+{
+    for (size_t i = k; i-- > 0;) {
+        if (i < granted && !lease_revoke(d->entry, d->receipts[i], &d->msgs[i], &d->lens[i]))
+            continue;
+        giveback_unsent(d->entry, d->msgs[i], d->lens[i]);
     }
 }
 
@@ -174,7 +184,7 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
     if (o == NULL || d->msgs == NULL || d->lens == NULL || (leased && d->receipts == NULL)) {
         free(o);
         forget(d);
-        give_back_uncounted(e, msgs, lens, n);
+        give_back_all_unsent(e, msgs, lens, n);
         return NULL;
     }
     /* the messages that can go out, in order; damaged ones are dropped */
@@ -197,7 +207,7 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
         r = d->multipart ? multipart_response(o, k) : plain_response(&o[0], leased);
     free(o);
     if (r == NULL) {
-        give_back_uncounted(e, d->msgs, d->lens, k);
+        give_back_all_unsent(e, d->msgs, d->lens, k);
         if (k == 0)
             *err = API_INTERNAL; /* all of them damaged, and dropped */
         forget(d);
@@ -210,9 +220,7 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
         if (granted == API_OK)
             continue;
         /* cannot lease them all: none is, the response is not sent */
-        for (size_t j = i; j-- > 0;)
-            lease_cancel(e, d->receipts[j], &d->msgs[j], &d->lens[j]);
-        give_back_uncounted(e, d->msgs, d->lens, k);
+        revoke_leases(d, i, k);
         MHD_destroy_response(r);
         forget(d);
         *err = granted;
@@ -223,19 +231,21 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
     return r;
 }
 
-void delivery_end(delivery *d, bool delivered)
+void delivery_succeeded(delivery *d)
 {
-    registry_entry *e = d->entry;
+    for (size_t i = d->count; d->lease_ms == 0 && i-- > 0;)
+        hop_free(d->msgs[i]); /* consumed; leased ones stay leased */
+    forget(d);
+}
+
+void delivery_failed(delivery *d)
+{
     /* back last first, so that they keep their order at the head */
     for (size_t i = d->count; i-- > 0;) {
-        if (d->lease_ms > 0) {
-            if (!delivered)
-                lease_release(e, d->receipts[i]); /* it may have ended already */
-        } else if (delivered) {
-            hop_free(d->msgs[i]);
-        } else {
-            lease_returned(e, d->msgs[i], d->lens[i]);
-        }
+        if (d->lease_ms > 0)
+            lease_release(d->entry, d->receipts[i]); /* it may have ended already */
+        else
+            giveback_unconsumed(d->entry, d->msgs[i], d->lens[i], d->max_deliveries);
     }
     forget(d);
 }

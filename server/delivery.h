@@ -7,9 +7,9 @@
  * under a lease (lease.h) and says its receipt (Hopper-Receipt).
  *
  * When the response is over, the messages are consumed if it reached its
- * client; if it did not, they go back to the head of their channel, in
- * their order (leased ones by ending their lease). A leased message that
- * reached its client stays leased until acknowledged, released or expired. */
+ * client; if it did not, they come back unconsumed (giveback.h), in their
+ * order (leased ones by ending their lease). A leased message that reached
+ * its client stays leased until acknowledged, released or expired. */
 #ifndef HOPPER_SERVER_DELIVERY_H
 #define HOPPER_SERVER_DELIVERY_H
 
@@ -29,10 +29,11 @@
 
 typedef struct delivery {
     registry_entry *entry;
-    uint64_t lease_ms; /* 0: not leased */
-    bool multipart;    /* ?max= was given: a multipart response, even of one */
-    size_t count;      /* messages in the response */
-    void **msgs;       /* not leased: the messages, until the end */
+    uint64_t lease_ms;     /* 0: not leased */
+    bool multipart;        /* ?max= was given: a multipart response, even of one */
+    size_t max_deliveries; /* --max-deliveries, for messages that come back */
+    size_t count;          /* messages in the response */
+    void **msgs;           /* not leased: the messages, until the end */
     size_t *lens;
     char (*receipts)[LEASE_RECEIPT_LEN + 1]; /* leased: their receipts */
 } delivery;
@@ -40,13 +41,19 @@ typedef struct delivery {
 /* The 200 response for msgs[0..n) (n >= 1, just taken from d->entry's
  * channel, in order): d takes them. NULL if it cannot be made, OUT *err
  * says why (API_NOMEM; API_LEASE_LIMIT: the channel's leased messages fill
- * its memory): the messages went back to their channel, uncounted. A
+ * its memory): the messages went back to their channel unsent. A
  * message whose stored form is damaged is logged and dropped (API_INTERNAL
  * if that leaves none). */
 struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n,
                                       api_error *err);
 
-/* The response is over: delivered (it reached its client) or not. */
-void delivery_end(delivery *d, bool delivered);
+/* The response is over and reached its client: messages not leased are
+ * consumed, leased ones stay leased. */
+void delivery_succeeded(delivery *d);
+
+/* The response is over and did not reach its client (MHD reports anything
+ * but a complete response): every message comes back unconsumed, leased
+ * ones by ending their lease (which may have ended already). */
+void delivery_failed(delivery *d);
 
 #endif

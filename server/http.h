@@ -1,6 +1,5 @@
-/* http.h - the HTTP face of hopper: the MHD daemon, routing, the access
- * handler of every path, and the completion callback that settles what
- * happens to a message whose response did or did not reach its client. */
+/* http.h - the HTTP face of hopper: the MHD daemon, started and stopped.
+ * Its requests are dispatch.c's (request.h: phases; route.h: paths). */
 #ifndef HOPPER_SERVER_HTTP_H
 #define HOPPER_SERVER_HTTP_H
 

@@ -1,10 +1,10 @@
-/* lease.c - the lease table, its timer, and messages that come back (see
- * lease.h). */
+/* lease.c - the lease table and its deadlines on the timer (see lease.h). */
 #include "lease.h"
 
-#include "deadline_heap.h"
-#include "envelope.h"
+#include "giveback.h"
+#include "hash.h"
 #include "log.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -12,13 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #define BUCKETS 4096 /* a power of two */
-#define DEAD_SUFFIX ".dead"
 
 typedef struct lease {
-    deadline_item item; /* first: the heap's item is the lease */
+    timer_item deadline; /* first: the timer's item is the lease */
     char receipt[LEASE_RECEIPT_LEN + 1];
     registry_entry *entry;
     void *msg;
@@ -27,18 +25,14 @@ typedef struct lease {
 } lease;
 
 static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t changed; /* the earliest deadline changed, or quit */
+    pthread_mutex_t lock; /* guards buckets and ended */
     lease *buckets[BUCKETS];
-    deadline_heap heap;
     struct {
         char receipt[LEASE_RECEIPT_LEN + 1];
         registry_entry *entry;
     } ended[LEASE_ENDED_MEMORY]; /* a ring of receipts that ended, with their channel */
     size_t ended_next;
     size_t max_deliveries;
-    bool quit, running;
-    pthread_t thread;
 } L = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- receipts ---- */
@@ -66,10 +60,7 @@ void lease_new_receipt(char out[LEASE_RECEIPT_LEN + 1])
 
 static size_t bucket_of(const char *receipt)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)receipt; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (size_t)h & (BUCKETS - 1);
+    return (size_t)hash_text(receipt) & (BUCKETS - 1);
 }
 
 /* ---- the table, under L.lock ---- */
@@ -82,12 +73,12 @@ static lease **slot_of(const char *receipt)
     return p;
 }
 
-/* Take l out of the table and the heap, and remember its receipt. */
+/* Take l out of the table, and remember its receipt. Its deadline is the
+ * caller's business. */
 static void unlink_lease(lease *l)
 {
     lease **p = slot_of(l->receipt);
     *p = l->next;
-    deadline_heap_remove(&L.heap, &l->item);
     memcpy(L.ended[L.ended_next].receipt, l->receipt, sizeof l->receipt);
     L.ended[L.ended_next].entry = l->entry;
     L.ended_next = (L.ended_next + 1) % LEASE_ENDED_MEMORY;
@@ -111,150 +102,62 @@ static lease *find(registry_entry *e, const char *receipt, api_error *err)
     return NULL;
 }
 
-/* ---- messages that come back ---- */
+/* ---- deadlines ---- */
 
-/* msg goes to <name>.dead: true if it went. */
-static bool dead_letter(registry_entry *e, void *msg, size_t len, uint32_t handed_out)
+/* The timer's callback: l's deadline has passed. The timer took l off its
+ * heap before calling, so no request can take l from the table any more
+ * (take() fails to remove it from the timer): l is ours. */
+static void on_expired(timer_item *it)
 {
-    const char *name = hop_channel_name(e->ch);
-    size_t n = strlen(name);
-    char dead[HOP_NAME_MAX + 1];
-    if (n >= strlen(DEAD_SUFFIX) && strcmp(name + n - strlen(DEAD_SUFFIX), DEAD_SUFFIX) == 0)
-        return false; /* a dead-letter channel itself: its messages stay */
-    if (n + strlen(DEAD_SUFFIX) > HOP_NAME_MAX) {
-        log_warn("channel %s: a message handed out %u times stays: the name leaves no room for "
-                 "%s",
-                 name, handed_out, DEAD_SUFFIX);
-        return false;
-    }
-    snprintf(dead, sizeof dead, "%s%s", name, DEAD_SUFFIX);
-    registry_entry *d = NULL;
-    api_error found = registry_get(dead, &d);
-    hop_err err = found == API_OK ? hop_send(d->ch, msg, len) : HOP_INVALID;
-    if (err != HOP_OK) {
-        log_error("channel %s: a message handed out %u times could not go to %s (%s); it goes "
-                  "back to its channel",
-                  name, handed_out, dead,
-                  found != API_OK ? api_error_code(found) : hop_strerror(err));
-        return false;
-    }
-    atomic_fetch_add(&e->dead_lettered_total, 1);
-    hop_free(msg); /* consumed from its channel: it lives on in the dead one */
-    return true;
-}
-
-static void returned(registry_entry *e, void *msg, size_t len, bool may_dead_letter);
-
-void lease_returned(registry_entry *e, void *msg, size_t len)
-{
-    returned(e, msg, len, true);
-}
-
-static void returned(registry_entry *e, void *msg, size_t len, bool may_dead_letter)
-{
-    envelope env;
-    uint32_t returns = envelope_decode(msg, len, &env) ? env.returns + 1 : 0;
-    if (returns > 0)
-        envelope_set_returns(msg, len, returns);
-    /* handed out `returns` times now, each one ending without consumption */
-    if (may_dead_letter && L.max_deliveries > 0 && returns >= L.max_deliveries &&
-        dead_letter(e, msg, len, returns))
-        return;
-    hop_err err = hop_requeue(e->ch, msg, len);
-    if (err != HOP_OK)
-        log_error("channel %s: a message could not be given back: %s", hop_channel_name(e->ch),
-                  hop_strerror(err));
-}
-
-/* ---- the timer ---- */
-
-static void *timer_main(void *arg)
-{
-    (void)arg;
+    lease *l = (lease *)it;
     pthread_mutex_lock(&L.lock);
-    while (!L.quit) {
-        deadline_item *first = deadline_heap_first(&L.heap);
-        if (first == NULL) {
-            pthread_cond_wait(&L.changed, &L.lock);
-            continue;
-        }
-        if (first->deadline_ms <= deadline_now_ms()) {
-            lease *l = (lease *)first;
-            unlink_lease(l);
-            atomic_fetch_add(&l->entry->lease_expired_total, 1);
-            pthread_mutex_unlock(&L.lock);
-            lease_returned(l->entry, l->msg, l->len);
-            free(l);
-            pthread_mutex_lock(&L.lock);
-            continue;
-        }
-        uint64_t at = first->deadline_ms;
-        struct timespec ts = {.tv_sec = (time_t)(at / 1000),
-                              .tv_nsec = (long)(at % 1000) * 1000000L};
-        pthread_cond_timedwait(&L.changed, &L.lock, &ts);
-    }
+    unlink_lease(l);
     pthread_mutex_unlock(&L.lock);
-    return NULL;
+    atomic_fetch_add(&l->entry->lease_expired_total, 1);
+    giveback_unconsumed(l->entry, l->msg, l->len, L.max_deliveries);
+    free(l);
 }
 
-bool lease_start(size_t max_deliveries)
+void lease_open(size_t max_deliveries)
 {
     L.max_deliveries = max_deliveries;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&L.changed, &attr);
-    pthread_condattr_destroy(&attr);
-    L.quit = false;
-    if (pthread_create(&L.thread, NULL, timer_main, NULL) != 0) {
-        pthread_cond_destroy(&L.changed);
-        return false;
-    }
-    L.running = true;
-    return true;
 }
 
-void lease_stop(void)
+void lease_close(void)
 {
-    if (!L.running)
-        return;
-    pthread_mutex_lock(&L.lock);
-    L.quit = true;
-    pthread_cond_signal(&L.changed);
-    pthread_mutex_unlock(&L.lock);
-    pthread_join(L.thread, NULL);
-    L.running = false;
-    /* every lease comes back, as if it had expired: the stop writes the
-     * message to disk, the next start hands it out again */
+    /* every lease comes back, as if it had expired (but see
+     * giveback_at_stop()): the stop writes the message to disk, the next
+     * start hands it out again */
     size_t n = 0;
-    for (;;) {
-        pthread_mutex_lock(&L.lock);
-        deadline_item *first = deadline_heap_first(&L.heap);
-        lease *l = (lease *)first;
-        if (l)
-            unlink_lease(l);
-        pthread_mutex_unlock(&L.lock);
-        if (l == NULL)
-            break;
-        /* as an expired lease, but a stop moves nothing to a dead-letter
-         * channel: that waits for the next hand-out's end */
-        returned(l->entry, l->msg, l->len, false);
-        free(l);
-        n++;
+    for (size_t b = 0; b < BUCKETS; b++) {
+        for (;;) {
+            pthread_mutex_lock(&L.lock);
+            lease *l = L.buckets[b];
+            if (l)
+                unlink_lease(l);
+            pthread_mutex_unlock(&L.lock);
+            if (l == NULL)
+                break;
+            giveback_at_stop(l->entry, l->msg, l->len);
+            free(l);
+            n++;
+        }
     }
     if (n)
         log_info("%zu leased message(s) given back to their channels at shutdown", n);
-    deadline_heap_release(&L.heap);
-    pthread_cond_destroy(&L.changed);
 }
 
 /* ---- the requests ---- */
 
-/* Take the lease of receipt on e out of the table. */
+/* Take the lease of receipt on e out of the table and off the timer. */
 static lease *take(registry_entry *e, const char *receipt, api_error *err)
 {
     pthread_mutex_lock(&L.lock);
     lease *l = find(e, receipt, err);
+    if (l && !timer_remove(&l->deadline)) {
+        *err = API_LEASE_ENDED; /* its deadline passed: on_expired() has it */
+        l = NULL;
+    }
     if (l)
         unlink_lease(l);
     pthread_mutex_unlock(&L.lock);
@@ -274,30 +177,24 @@ api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, con
     l->entry = e;
     l->msg = msg;
     l->len = len;
-    l->item.index = DEADLINE_NOT_IN_HEAP;
-    pthread_mutex_lock(&L.lock);
-    l->item.deadline_ms = deadline_now_ms() + ms;
-    if (!deadline_heap_push(&L.heap, &l->item)) {
-        pthread_mutex_unlock(&L.lock);
-        free(l);
-        return API_NOMEM; /* the hold ends when the caller frees or gives back msg */
-    }
+    timer_item_init(&l->deadline, on_expired);
     snprintf(l->receipt, sizeof l->receipt, "%s", receipt);
+    api_error err = API_OK;
+    pthread_mutex_lock(&L.lock); /* before the deadline: on_expired() finds l in the table */
     lease **slot = slot_of(l->receipt);
-    if (*slot != NULL) { /* 2^-128: never, but a receipt must name one lease */
-        deadline_heap_remove(&L.heap, &l->item);
-        pthread_mutex_unlock(&L.lock);
-        free(l);
-        return API_INTERNAL;
-    }
-    *slot = l;
-    if (l->item.index == 0)
-        pthread_cond_signal(&L.changed);
+    if (*slot != NULL)
+        err = API_INTERNAL; /* 2^-128: never, but a receipt must name one lease */
+    else if (!timer_add(&l->deadline, ms))
+        err = API_NOMEM; /* the hold ends when the caller frees or gives back msg */
+    else
+        *slot = l;
     pthread_mutex_unlock(&L.lock);
-    return API_OK;
+    if (err != API_OK)
+        free(l);
+    return err;
 }
 
-bool lease_cancel(registry_entry *e, const char *receipt, void **msg, size_t *len)
+bool lease_revoke(registry_entry *e, const char *receipt, void **msg, size_t *len)
 {
     api_error err;
     lease *l = take(e, receipt, &err);
@@ -326,7 +223,7 @@ api_error lease_release(registry_entry *e, const char *receipt)
     lease *l = take(e, receipt, &err);
     if (l == NULL)
         return err;
-    lease_returned(e, l->msg, l->len);
+    giveback_unconsumed(e, l->msg, l->len, L.max_deliveries);
     free(l);
     return API_OK;
 }
@@ -336,10 +233,9 @@ api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms)
     api_error err = API_OK;
     pthread_mutex_lock(&L.lock);
     lease *l = find(e, receipt, &err);
-    if (l) {
-        l->item.deadline_ms = deadline_now_ms() + ms;
-        deadline_heap_update(&L.heap, &l->item);
-        pthread_cond_signal(&L.changed);
+    if (l && !timer_update(&l->deadline, ms)) {
+        err = API_LEASE_ENDED; /* its deadline passed: on_expired() has it */
+        l = NULL;
     }
     pthread_mutex_unlock(&L.lock);
     return l ? API_OK : err;

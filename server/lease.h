@@ -1,19 +1,23 @@
-/* lease.h - messages handed out under a lease (GET ?lease=L), and what
- * happens to a message that comes back.
+/* lease.h - messages handed out under a lease (GET ?lease=L).
  *
  * A leased message stays the server's: it is held (hop_hold(), so it still
  * counts against its channel's memory) in a table under an opaque receipt
  * until one of these ends the lease:
  *   - acknowledged (DELETE .../messages/RECEIPT): consumed, hop_free();
- *   - released (.../release), or the deadline passes (one timer thread
- *     keeps the deadlines): it comes back, see lease_returned();
- *   - the server stops: every lease is given back as if it had expired, so
- *     that the stop writes the message to disk and the next start delivers
- *     it again.
+ *   - released (.../release), or the deadline passes (on the server's
+ *     timer, timer.h): it comes back unconsumed (giveback.h);
+ *   - the server stops: every leased message is given back
+ *     (giveback_at_stop()), so that the stop writes it to disk and the next
+ *     start delivers it again.
  * A receipt that ended is remembered for a while (LEASE_ENDED_MEMORY of
  * them) so that a late acknowledgement is told 410, not 404.
  *
- * Locks: the table's lock is never held while calling the core. */
+ * Once a lease's deadline has passed it has ended, even before the timer's
+ * callback has given the message back: acknowledging, releasing or
+ * extending it is then API_LEASE_ENDED.
+ *
+ * Locks: the table's lock, then the timer's (timer.h); the table's lock is
+ * never held while calling the core. */
 #ifndef HOPPER_SERVER_LEASE_H
 #define HOPPER_SERVER_LEASE_H
 
@@ -28,13 +32,15 @@
 #define LEASE_RECEIPT_LEN 32
 #define LEASE_ENDED_MEMORY 4096
 
-/* Start the timer. max_deliveries: a message handed out that many times
- * goes to <channel>.dead when it comes back once more; 0 = no limit. */
-bool lease_start(size_t max_deliveries);
+/* Prepare the table. max_deliveries: a message handed out that many times
+ * goes to <channel>.dead when it comes back once more; 0 = no limit
+ * (giveback_unconsumed()). */
+void lease_open(size_t max_deliveries);
 
-/* End every lease (given back, counted as returned) and stop the timer.
- * Call after HTTP has stopped and before the channels close. */
-void lease_stop(void);
+/* End every lease, its message given back with giveback_at_stop(). Call
+ * after HTTP and the timer have stopped (timer_stop()) and before the
+ * channels close. */
+void lease_close(void);
 
 /* A new receipt, unique and not guessable from others. A response names
  * it before the lease begins: the response must not need the message once
@@ -44,14 +50,16 @@ void lease_new_receipt(char receipt[LEASE_RECEIPT_LEN + 1]);
 
 /* Put msg (len bytes, just taken from e's channel, now the caller's) under
  * a lease of ms milliseconds and receipt (from lease_new_receipt): the
- * table takes it. API_OK, or API_NOMEM / API_CLOSED: msg is still the
- * caller's. */
+ * table takes it. API_OK, or an error, and msg is still the caller's:
+ * API_NOMEM, API_CLOSED, API_LEASE_LIMIT (the channel's leased messages
+ * fill its memory), API_INTERNAL (the receipt is taken). */
 api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, const char *receipt);
 
 /* Take back a lease just granted, as if it never was (no return counted):
  * for a response that could not be made after all. OUT: *msg, *len, the
- * message, the caller's again. False if there is no such lease. */
-bool lease_cancel(registry_entry *e, const char *receipt, void **msg, size_t *len);
+ * message, the caller's again. False if there is no such lease any more
+ * (its deadline passed, and the message has gone back, counted). */
+bool lease_revoke(registry_entry *e, const char *receipt, void **msg, size_t *len);
 
 /* The requests on a receipt of channel e: API_OK; API_UNKNOWN_RECEIPT
  * (never granted, or for another channel); API_LEASE_ENDED (acknowledged,
@@ -60,12 +68,5 @@ api_error lease_ack(registry_entry *e, const char *receipt);
 api_error lease_release(registry_entry *e, const char *receipt);
 /* The lease ends ms milliseconds from now. */
 api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms);
-
-/* A message taken from e's channel comes back without being consumed (a
- * lease ended, or its response did not reach the client): its count of
- * returns grows, and it goes back to the head of its channel, or past
- * max_deliveries hand-outs to <channel>.dead (if that cannot take it, back
- * to its channel after all, logged). Takes msg. */
-void lease_returned(registry_entry *e, void *msg, size_t len);
 
 #endif

@@ -1,142 +1,64 @@
-/* longpoll.c - waiting GETs: arming, the deadline timer and its heap, and
- * the resume logic (see longpoll.h for who may end a wait and the lock
- * order). */
+/* longpoll.c - waiting GETs: arming, their deadlines on the timer, and the
+ * resume logic (see longpoll.h for who may end a wait and the lock order). */
 #include "longpoll.h"
 
-#include "log.h"
+#include "giveback.h"
+#include "skip_corrupt.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <sys/socket.h>
-#include <time.h>
 
-/* A corrupt queue file record is skipped with HOP_IO: try the next ones. */
-#define IO_RETRIES 4
+/* Set by longpoll_stop_waiting(): every wait from then on ends at once. */
+static atomic_bool stopping;
 
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t changed; /* the earliest deadline changed, or quit */
-    deadline_heap heap;
-    bool stopping; /* every wait ends at once */
-    bool quit;
-    bool running;
-    pthread_t thread;
-} timer = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-/* Read without the lock by longpoll_begin() to skip arming when stopping. */
-static atomic_bool stopping_hint;
-
-static longpoll *of_item(deadline_item *it)
+static longpoll *of_deadline(timer_item *it)
 {
-    return it ? (longpoll *)((char *)it - offsetof(longpoll, item)) : NULL;
+    return (longpoll *)((char *)it - offsetof(longpoll, deadline));
 }
 
-/* End lp's wait unless its callback has claimed the delivery. Called with
- * timer.lock held, lp off the heap. */
+/* End lp's wait unless its callback has claimed the delivery. */
 static void expire(longpoll *lp)
 {
     if (!hop_waiter_cancel(lp->waiter))
         return; /* the callback delivers (or did): it resumes the connection */
     pthread_mutex_lock(&lp->lock);
     lp->state = LONGPOLL_TIMED_OUT;
+    pthread_cond_signal(&lp->settled);
     MHD_resume_connection(lp->conn);
     pthread_mutex_unlock(&lp->lock);
 }
 
-static void *timer_main(void *arg)
+/* The timer's callback: lp's deadline has passed. */
+static void on_deadline(timer_item *it)
 {
-    (void)arg;
-    pthread_mutex_lock(&timer.lock);
-    while (!timer.quit) {
-        longpoll *first = of_item(deadline_heap_first(&timer.heap));
-        if (first == NULL) {
-            pthread_cond_wait(&timer.changed, &timer.lock);
-            continue;
-        }
-        if (first->item.deadline_ms <= deadline_now_ms()) {
-            deadline_heap_remove(&timer.heap, &first->item);
-            expire(first);
-            continue;
-        }
-        uint64_t at = first->item.deadline_ms;
-        struct timespec ts = {.tv_sec = (time_t)(at / 1000),
-                              .tv_nsec = (long)(at % 1000) * 1000000L};
-        pthread_cond_timedwait(&timer.changed, &timer.lock, &ts);
-    }
-    pthread_mutex_unlock(&timer.lock);
-    return NULL;
-}
-
-bool longpoll_timer_start(void)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* deadlines ignore clock changes */
-    pthread_cond_init(&timer.changed, &attr);
-    pthread_condattr_destroy(&attr);
-    timer.quit = false;
-    if (pthread_create(&timer.thread, NULL, timer_main, NULL) != 0) {
-        pthread_cond_destroy(&timer.changed);
-        return false;
-    }
-    timer.running = true;
-    return true;
-}
-
-void longpoll_timer_stop(void)
-{
-    if (!timer.running)
-        return;
-    pthread_mutex_lock(&timer.lock);
-    timer.quit = true;
-    pthread_cond_signal(&timer.changed);
-    pthread_mutex_unlock(&timer.lock);
-    pthread_join(timer.thread, NULL);
-    timer.running = false;
-    pthread_cond_destroy(&timer.changed);
-    deadline_heap_release(&timer.heap);
+    expire(of_deadline(it));
 }
 
 void longpoll_stop_waiting(void)
 {
-    atomic_store(&stopping_hint, true);
-    pthread_mutex_lock(&timer.lock);
-    timer.stopping = true;
-    longpoll *lp;
-    while ((lp = of_item(deadline_heap_first(&timer.heap))) != NULL) {
-        deadline_heap_remove(&timer.heap, &lp->item);
-        expire(lp);
-    }
-    pthread_mutex_unlock(&timer.lock);
+    atomic_store(&stopping, true);
+    timer_expire_all(on_deadline);
 }
 
-/* Put lp's deadline on the timer; when stopping (or out of memory for the
- * heap) end the wait at once instead. Called without lp->lock. */
-static void timer_add(longpoll *lp, uint64_t wait_ms)
+/* Put lp's deadline on the timer; out of memory for it, end the wait at
+ * once instead. Called without lp->lock. */
+static void deadline_add(longpoll *lp, uint64_t wait_ms)
 {
-    pthread_mutex_lock(&timer.lock);
-    lp->item.deadline_ms = deadline_now_ms() + wait_ms;
-    if (timer.stopping || !deadline_heap_push(&timer.heap, &lp->item)) {
+    if (!timer_add(&lp->deadline, wait_ms)) {
         expire(lp);
-    } else if (lp->item.index == 0) {
-        pthread_cond_signal(&timer.changed);
+        return;
     }
-    pthread_mutex_unlock(&timer.lock);
+    /* longpoll_stop_waiting() may have expired every wait between our look
+     * at stopping and this add. It sets stopping before it takes the
+     * timer's lock, and we added under that lock: if we came second, we
+     * see stopping now, and end the wait ourselves. */
+    if (atomic_load(&stopping))
+        timer_update(&lp->deadline, 0);
 }
 
-/* ---- giving messages back ---- */
-
-void longpoll_give_back(hop_channel *ch, void *msg, size_t len)
-{
-    /* From a waiter callback this does not recurse: the core's delivery
-     * loop that called us hands the message to the next waiter itself. */
-    hop_err err = hop_requeue(ch, msg, len);
-    if (err != HOP_OK)
-        log_error("channel %s: a message could not be given back: %s", hop_channel_name(ch),
-                  hop_strerror(err));
-}
+/* ---- one waiting GET ---- */
 
 bool longpoll_client_gone(struct MHD_Connection *conn)
 {
@@ -151,14 +73,12 @@ bool longpoll_client_gone(struct MHD_Connection *conn)
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
-/* ---- one waiting GET ---- */
-
 /* The waiter's callback, on the thread that made a message available (or
  * that closes the channel). lp->lock orders it after the suspension. */
 static void on_ready(void *arg, hop_err err, void *data, size_t len)
 {
     longpoll *lp = arg;
-    hop_channel *ch = lp->ch;
+    registry_entry *e = lp->entry;
     pthread_mutex_lock(&lp->lock);
     bool gone = err == HOP_OK && longpoll_client_gone(lp->conn);
     if (gone) {
@@ -170,31 +90,35 @@ static void on_ready(void *arg, hop_err err, void *data, size_t len)
     } else {
         lp->state = LONGPOLL_CLOSED;
     }
+    pthread_cond_signal(&lp->settled);
     MHD_resume_connection(lp->conn);
     pthread_mutex_unlock(&lp->lock);
     /* lp may be freed from here on */
     if (gone)
-        longpoll_give_back(ch, data, len);
+        giveback_unsent(e, data, len);
 }
 
-void longpoll_init(longpoll *lp, hop_channel *ch, struct MHD_Connection *conn)
+void longpoll_init(longpoll *lp, struct MHD_Connection *conn)
 {
     pthread_mutex_init(&lp->lock, NULL);
+    pthread_cond_init(&lp->settled, NULL);
     lp->state = LONGPOLL_IDLE;
     lp->msg = NULL;
     lp->len = 0;
     lp->waiter = NULL;
-    lp->ch = ch;
+    lp->entry = NULL;
     lp->conn = conn;
-    lp->item = (deadline_item){0, DEADLINE_NOT_IN_HEAP};
+    timer_item_init(&lp->deadline, on_deadline);
 }
 
 /* Poll once, skipping past corrupt records. */
 static longpoll_result poll_now(longpoll *lp, void **msg, size_t *len, hop_err *err)
 {
-    hop_err e = HOP_IO;
-    for (int i = 0; i < IO_RETRIES && e == HOP_IO; i++)
-        e = hop_recv(lp->ch, 0, msg, len);
+    hop_err e;
+    unsigned failed = 0;
+    do
+        e = hop_recv(lp->entry->ch, 0, msg, len);
+    while (skip_corrupt(e, &failed));
     if (e == HOP_OK)
         return LONGPOLL_GOT;
     if (e == HOP_TIMEOUT)
@@ -203,10 +127,11 @@ static longpoll_result poll_now(longpoll *lp, void **msg, size_t *len, hop_err *
     return LONGPOLL_FAILED;
 }
 
-longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_t *len,
-                               hop_err *err)
+longpoll_result longpoll_begin(longpoll *lp, registry_entry *entry, uint64_t wait_ms, void **msg,
+                               size_t *len, hop_err *err)
 {
-    if (wait_ms == 0 || atomic_load(&stopping_hint))
+    lp->entry = entry;
+    if (wait_ms == 0 || atomic_load(&stopping))
         return poll_now(lp, msg, len, err);
     if (lp->waiter == NULL) {
         hop_err e = hop_waiter_new(on_ready, lp, &lp->waiter);
@@ -217,9 +142,11 @@ longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_
     }
 
     pthread_mutex_lock(&lp->lock);
-    hop_err e = HOP_IO;
-    for (int i = 0; i < IO_RETRIES && e == HOP_IO; i++)
-        e = hop_recv_or_arm(lp->ch, lp->waiter, msg, len);
+    hop_err e;
+    unsigned failed = 0;
+    do
+        e = hop_recv_or_arm(lp->entry->ch, lp->waiter, msg, len);
+    while (skip_corrupt(e, &failed));
     if (e != HOP_TIMEOUT) {
         pthread_mutex_unlock(&lp->lock);
         if (e == HOP_OK)
@@ -234,7 +161,7 @@ longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_
     pthread_mutex_unlock(&lp->lock);
     /* Safe without lp->lock: MHD cannot complete (and free) this request
      * while its access handler is still running. */
-    timer_add(lp, wait_ms);
+    deadline_add(lp, wait_ms);
     return LONGPOLL_SUSPENDED;
 }
 
@@ -252,30 +179,36 @@ longpoll_state longpoll_take(longpoll *lp, void **msg, size_t *len)
     return state;
 }
 
-void longpoll_release(longpoll *lp, void **msg, size_t *len)
+/* End the wait of lp, which made a waiter: off the timer (an expire()
+ * running now is over), the waiter disarmed, or its callback, if it has
+ * claimed the wait, waited for. OUT: what longpoll_end() returns. */
+static void settle(longpoll *lp, void **msg, size_t *len)
 {
-    pthread_mutex_lock(&timer.lock);
-    deadline_heap_remove(&timer.heap, &lp->item);
-    pthread_mutex_unlock(&timer.lock);
-
+    timer_cancel(&lp->deadline);
     /* Normally the waiter is idle by now (a suspended connection does not
-     * complete). Be safe anyway: disarm it, or wait for a callback that has
-     * claimed it to finish with lp. */
+     * complete, but when the daemon stops). Disarm it, or wait for a
+     * callback that has claimed it to be done with lp. */
     bool disarmed = hop_waiter_cancel(lp->waiter);
     pthread_mutex_lock(&lp->lock);
     if (disarmed)
         lp->state = LONGPOLL_TIMED_OUT;
-    while (lp->state == LONGPOLL_WAITING) {
-        pthread_mutex_unlock(&lp->lock);
-        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
-        pthread_mutex_lock(&lp->lock);
-    }
+    while (lp->state == LONGPOLL_WAITING)
+        pthread_cond_wait(&lp->settled, &lp->lock);
     *msg = lp->msg;
     *len = lp->len;
     lp->msg = NULL;
     pthread_mutex_unlock(&lp->lock);
-
     hop_waiter_free(lp->waiter);
     lp->waiter = NULL;
+}
+
+void longpoll_end(longpoll *lp, void **msg, size_t *len)
+{
+    *msg = NULL;
+    *len = 0;
+    /* without a waiter lp never waited: nothing to settle */
+    if (lp->waiter)
+        settle(lp, msg, len);
+    pthread_cond_destroy(&lp->settled);
     pthread_mutex_destroy(&lp->lock);
 }

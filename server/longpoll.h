@@ -1,24 +1,25 @@
 /* longpoll.h - GETs that wait for a message without holding a thread each.
  *
- * A waiting GET is a suspended MHD connection plus an armed hop_waiter; one
- * timer thread keeps every deadline in a min-heap. Whoever comes first ends
+ * A waiting GET is a suspended MHD connection plus an armed hop_waiter, and
+ * its deadline on the server's timer (timer.h). Whoever comes first ends
  * the wait and resumes the connection:
  *   - the waiter's callback (on a sender's thread), with a message: READY;
  *   - the timer at the deadline, if hop_waiter_cancel() still disarms the
  *     waiter (else the callback owns delivery): TIMED_OUT;
  *   - longpoll_stop_waiting() at shutdown, the same way as the timer.
  *
- * Locks, always in this order when nested: the timer's lock, then a
- * longpoll's lock (then the channel's, inside the core). The access handler
- * never holds a longpoll's lock while taking the timer's.
+ * Locks: a longpoll's lock, then the channel's (inside the core). The timer's
+ * lock is never taken with a longpoll's held, nor the other way round: the
+ * timer calls its callbacks without its lock.
  *
  * Lifetime: a longpoll lives in the request context; it may be freed only
- * after longpoll_release(), from the MHD completion callback. */
+ * after longpoll_end(), from the MHD completion callback. */
 #ifndef HOPPER_SERVER_LONGPOLL_H
 #define HOPPER_SERVER_LONGPOLL_H
 
-#include "deadline_heap.h"
 #include "hopper/hopper.h"
+#include "registry.h"
+#include "timer.h"
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -29,37 +30,36 @@ typedef enum longpoll_state {
     LONGPOLL_IDLE,      /* not waiting (yet) */
     LONGPOLL_WAITING,   /* armed, connection suspended */
     LONGPOLL_READY,     /* a message arrived: msg, len */
-    LONGPOLL_GONE,      /* a message arrived for a client that had gone: given back */
+    LONGPOLL_GONE,      /* a message arrived for a client that had gone: given back unsent */
     LONGPOLL_TIMED_OUT, /* the deadline passed, or the server is stopping */
     LONGPOLL_CLOSED,    /* the channel was closed under the waiter */
 } longpoll_state;
 
 typedef struct longpoll {
-    pthread_mutex_t lock; /* guards state, msg, len */
+    pthread_mutex_t lock;   /* guards state, msg, len */
+    pthread_cond_t settled; /* state left LONGPOLL_WAITING */
     longpoll_state state;
     void *msg; /* a message owned by this longpoll in READY */
     size_t len;
     hop_waiter *waiter; /* created on first arming */
-    hop_channel *ch;
+    registry_entry *entry;
     struct MHD_Connection *conn;
-    deadline_item item; /* the timer's, under its lock */
+    timer_item deadline; /* the end of the wait, on the timer */
 } longpoll;
-
-/* Start and stop the timer thread. Stop only once no connection remains. */
-bool longpoll_timer_start(void);
-void longpoll_timer_stop(void);
 
 /* Shutdown: end every wait now (TIMED_OUT, connections resumed), and end
  * any wait that begins from now on at once. */
 void longpoll_stop_waiting(void);
 
-/* Prepare lp for a GET on ch from conn. Cannot fail. */
-void longpoll_init(longpoll *lp, hop_channel *ch, struct MHD_Connection *conn);
+/* Prepare lp for a GET from conn. Cannot fail. longpoll_end() ends it,
+ * whether it waited or not. */
+void longpoll_init(longpoll *lp, struct MHD_Connection *conn);
 
-/* Forget lp: off the timer, waiter disarmed and freed. Call from the
+/* End lp for good: off the timer, waiter disarmed (or, if its callback has
+ * claimed it, waited for on a condition variable) and freed. Call from the
  * completion callback. OUT: *msg and *len, a message lp still held that was
  * never answered (NULL if none): the caller gives it back to the channel. */
-void longpoll_release(longpoll *lp, void **msg, size_t *len);
+void longpoll_end(longpoll *lp, void **msg, size_t *len);
 
 typedef enum longpoll_result {
     LONGPOLL_GOT,       /* a message was ready: OUT *msg, *len (new) */
@@ -68,19 +68,15 @@ typedef enum longpoll_result {
     LONGPOLL_FAILED,    /* OUT: *err */
 } longpoll_result;
 
-/* From the access handler: take the oldest message of lp's channel or wait
- * up to wait_ms for one. */
-longpoll_result longpoll_begin(longpoll *lp, uint64_t wait_ms, void **msg, size_t *len,
-                               hop_err *err);
+/* From the access handler: take the oldest message of e's channel or wait
+ * up to wait_ms for one. Once per longpoll. */
+longpoll_result longpoll_begin(longpoll *lp, registry_entry *e, uint64_t wait_ms, void **msg,
+                               size_t *len, hop_err *err);
 
 /* True if the client of conn has closed or reset its connection; a message
  * must not be sent into the void. conn must be suspended or in its access
  * handler. */
 bool longpoll_client_gone(struct MHD_Connection *conn);
-
-/* Give a message taken from ch back to the head of ch (hop_requeue), and
- * log if that fails. */
-void longpoll_give_back(hop_channel *ch, void *msg, size_t len);
 
 /* From the access handler after the connection was resumed: how the wait
  * ended. In READY, OUT *msg and *len: the message, now the caller's. */

@@ -1,8 +1,9 @@
 /* main.c - hopper's startup and shutdown: options, data directory, channel
- * registry with the channels the data directory holds, long-poll timer,
- * HTTP daemon; then wait for SIGTERM or SIGINT and stop gracefully: HTTP
- * first (messages of unfinished GETs go back to their channels), then the
- * channels (their messages are written to disk), then the data dir lock.
+ * registry with the channels the data directory holds, the timer of waits
+ * and leases, HTTP daemon; then wait for SIGTERM or SIGINT and stop
+ * gracefully: HTTP first (messages of unfinished GETs go back to their
+ * channels), then the timer and the leases, then the channels (their
+ * messages are written to disk), then the data dir lock.
  *
  * Exit codes: 0 after a clean stop or --help, 1 when the server cannot
  * start (data directory, a channel in it, listen address) or when a stop
@@ -17,6 +18,7 @@
 #include "options.h"
 #include "registry.h"
 #include "status.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -36,6 +38,72 @@
 
 #define MMAP_THRESHOLD_BYTES (128 * 1024) /* glibc's default before it adapts */
 
+/* Blocks of 128 KiB and more (large messages, a /metrics text) come from
+ * mmap and go back to the system when freed. By default glibc raises this
+ * threshold to the size of any such block once freed, and from then on
+ * serves them from the heap: a /metrics of 1000 channels (1 MB) left freed,
+ * touched holes there, new connections' 32 KiB buffers landed in them, and
+ * 10,000 waiting GETs took 98 MiB instead of 62 (hopper-bench-longpoll
+ * --scrape; 66 MiB with this). The cost: 1 MB messages kept in memory went
+ * about 15% slower (wrk, 8 connections). */
+static void pin_mmap_threshold(void)
+{
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+}
+
+static void log_starting(const server_options *o)
+{
+    log_info("hopper %s starting: data-dir %s, memory-bytes %zu, file-bytes %zu, max-disk-files "
+             "%zu, max-message-bytes %zu, max-channels %zu, max-wait %g, threads %u, durable %s",
+             HOP_VERSION, o->data_dir, o->memory_bytes, o->file_bytes, o->max_disk_files,
+             o->max_message_bytes, o->max_channels, o->max_wait, o->threads,
+             o->durable ? "yes" : "no");
+}
+
+/* Block the stop signals before any thread starts, so every thread
+ * inherits the mask and only sigtimedwait() in wait_for_stop() sees them:
+ * no handler runs in an arbitrary thread. A write to a closed socket must
+ * not kill us. OUT: *stop_signals. */
+static void block_stop_signals(sigset_t *stop_signals)
+{
+    sigemptyset(stop_signals);
+    sigaddset(stop_signals, SIGTERM);
+    sigaddset(stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Wait for one of stop_signals, giving free heap memory back every
+ * TRIM_INTERVAL_S meanwhile, and log it. */
+static void wait_for_stop(const sigset_t *stop_signals)
+{
+    int sig;
+    const struct timespec trim_interval = {.tv_sec = TRIM_INTERVAL_S};
+    while ((sig = sigtimedwait(stop_signals, NULL, &trim_interval)) < 0)
+        if (errno == EAGAIN)
+            malloc_trim(0);
+    log_info("stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* The graceful stop of HTTP: no new connections, every waiting GET
+ * answered 204 now, requests in progress given SHUTDOWN_DRAIN_MS. */
+static void stop_http(void)
+{
+    http_quiesce();
+    longpoll_stop_waiting();
+    http_drain(SHUTDOWN_DRAIN_MS);
+    http_stop();
+}
+
+/* Open the registry with the channels the data directory holds. False
+ * (logged) if hopper cannot start; registry_close() closes what opened. */
+static bool recover_channels(void)
+{
+    const char *const *channels;
+    size_t channel_count = datadir_channels(&channels);
+    return registry_recover(channels, channel_count);
+}
+
 int main(int argc, char **argv)
 {
     server_options o;
@@ -48,71 +116,37 @@ int main(int argc, char **argv)
         return 2;
     }
     log_route_core();
-    /* Blocks of 128 KiB and more (large messages, a /metrics text) come
-     * from mmap and go back to the system when freed. By default glibc
-     * raises this threshold to the size of any such block once freed, and
-     * from then on serves them from the heap: a /metrics of 1000 channels
-     * (1 MB) left freed, touched holes there, new connections' 32 KiB
-     * buffers landed in them, and 10,000 waiting GETs took 98 MiB instead
-     * of 62 (hopper-bench-longpoll --scrape; 66 MiB with this). The cost:
-     * 1 MB messages kept in memory went about 15% slower (wrk, 8
-     * connections). */
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
-    log_info("hopper %s starting: data-dir %s, memory-bytes %zu, file-bytes %zu, max-disk-files "
-             "%zu, max-message-bytes %zu, max-channels %zu, max-wait %g, threads %u, durable %s",
-             HOP_VERSION, o.data_dir, o.memory_bytes, o.file_bytes, o.max_disk_files,
-             o.max_message_bytes, o.max_channels, o.max_wait, o.threads, o.durable ? "yes" : "no");
+    pin_mmap_threshold();
+    log_starting(&o);
     if (!datadir_open(o.data_dir))
         return 1;
-
-    /* Block the stop signals before any thread starts, so every thread
-     * inherits the mask and only sigtimedwait() below sees them: no handler runs
-     * in an arbitrary thread. A write to a closed socket must not kill us. */
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    block_stop_signals(&stop_signals);
 
-    hop_limits limits;
-    options_core_limits(&o, &limits);
     int status = 1;
     size_t lost = 0;
+    hop_limits limits;
+    options_core_limits(&o, &limits);
     if (!registry_open(o.data_dir, &limits, o.max_channels)) {
         log_error("out of memory");
         goto out_datadir;
     }
-    const char *const *channels;
-    size_t channel_count = datadir_channels(&channels);
-    if (!registry_recover(channels, channel_count))
+    if (!recover_channels())
         goto out_registry;
-    if (!longpoll_timer_start()) {
-        log_error("cannot start the long-poll timer thread");
+    if (!timer_start()) {
+        log_error("cannot start the timer thread");
         goto out_registry;
     }
-    if (!lease_start(o.max_deliveries)) {
-        log_error("cannot start the lease timer thread");
-        goto out_timer;
-    }
+    lease_open(o.max_deliveries);
     status_init(&o);
     if (!http_start(&o))
         goto out_timer;
-
-    int sig;
-    const struct timespec trim_interval = {.tv_sec = TRIM_INTERVAL_S};
-    while ((sig = sigtimedwait(&stop_signals, NULL, &trim_interval)) < 0)
-        if (errno == EAGAIN)
-            malloc_trim(0);
-    log_info("stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    http_quiesce();          /* no new connections */
-    longpoll_stop_waiting(); /* every waiting GET answers 204 now */
-    http_drain(SHUTDOWN_DRAIN_MS);
-    http_stop();
+    wait_for_stop(&stop_signals);
+    stop_http();
     status = 0;
 out_timer:
-    lease_stop(); /* leased messages back to their channels, before these close */
-    longpoll_timer_stop();
+    timer_stop();  /* no wait or lease ends by its deadline from here on */
+    lease_close(); /* leased messages back to their channels, before these close */
 out_registry:
     lost = registry_close();
 out_datadir:

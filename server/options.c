@@ -279,47 +279,49 @@ static const char *parse_address(const char *text, server_options *out)
     return NULL;
 }
 
-/* Parse text as option i into out. NULL on success, else what is wrong. */
-static const char *parse_value(size_t i, const char *text, server_options *out)
+/* A value as parse_kind() read it, before it is stored in its option. */
+typedef struct parsed_value {
+    uint64_t number; /* KIND_SIZE, KIND_COUNT */
+    double seconds;  /* KIND_SECONDS */
+    bool flag;       /* KIND_FLAG */
+} parsed_value;
+
+/* Parse text as a value of s's kind into *v. An address and a header list
+ * have no simpler form and go straight into out. NULL on success, else what
+ * is wrong. */
+static const char *parse_kind(const option_spec *s, const char *text, server_options *out,
+                              parsed_value *v)
 {
-    const option_spec *s = &specs[i];
-    if (text[0] == '\0' && s->kind != KIND_HEADERS)
-        return "is empty";
-    uint64_t v = 0;
-    double seconds = 0;
-    bool flag = false;
-    const char *why = NULL;
     switch (s->kind) {
     case KIND_ADDRESS:
-        why = parse_address(text, out);
-        break;
+        return parse_address(text, out);
     case KIND_PATH:
-        break;
+        return NULL;
     case KIND_SIZE:
-        why = options_parse_size(text, &v);
-        break;
+        return options_parse_size(text, &v->number);
     case KIND_COUNT:
-        why = options_parse_count(text, &v);
-        break;
+        return options_parse_count(text, &v->number);
     case KIND_SECONDS:
-        if (!options_parse_seconds(text, (double)s->max, &seconds))
+        if (!options_parse_seconds(text, (double)s->max, &v->seconds))
             return "is not a number of seconds from 0 to " MAX_WAIT_TEXT;
-        break;
+        return NULL;
     case KIND_FLAG:
-        why = parse_boolean(text, &flag);
-        break;
+        return parse_boolean(text, &v->flag);
     case KIND_HEADERS: {
         static char detail[256]; /* options are parsed once, on one thread */
         if (!keep_headers_parse(text, &out->keep_headers, detail, sizeof detail))
             return detail;
-        break;
+        return NULL;
     }
     }
-    if (why)
-        return why;
-    if ((s->kind == KIND_SIZE || s->kind == KIND_COUNT) && (v < s->min || v > s->max))
-        return "is out of range";
+    return "is of an unknown kind";
+}
 
+/* Store v (parsed from text) as option i of out. NULL on success, else
+ * what is wrong with it for this option in particular. */
+static const char *store_value(size_t i, const char *text, const parsed_value *v,
+                               server_options *out)
+{
     switch (i) {
     case OPT_LISTEN:
         out->listen = text;
@@ -328,47 +330,62 @@ static const char *parse_value(size_t i, const char *text, server_options *out)
         out->data_dir = text;
         break;
     case OPT_MEMORY_BYTES:
-        out->memory_bytes = (size_t)v;
+        out->memory_bytes = (size_t)v->number;
         break;
     case OPT_FILE_BYTES:
-        out->file_bytes = (size_t)v;
+        out->file_bytes = (size_t)v->number;
         break;
     case OPT_MAX_DISK_FILES:
-        out->max_disk_files = (size_t)v;
+        out->max_disk_files = (size_t)v->number;
         break;
     case OPT_MAX_MESSAGE_BYTES:
-        out->max_message_bytes = (size_t)v;
+        out->max_message_bytes = (size_t)v->number;
         break;
     case OPT_MAX_CHANNELS:
-        out->max_channels = (size_t)v;
+        out->max_channels = (size_t)v->number;
         break;
     case OPT_MAX_WAIT:
-        out->max_wait = seconds;
+        out->max_wait = v->seconds;
         break;
     case OPT_THREADS:
-        out->threads = (unsigned)v;
+        out->threads = (unsigned)v->number;
         break;
     case OPT_DURABLE:
-        out->durable = flag;
+        out->durable = v->flag;
         break;
     case OPT_KEEP_HEADERS:
-        break; /* parsed into out->keep_headers above */
+        break; /* parsed into out->keep_headers by parse_kind() */
     case OPT_MAX_LEASE:
-        out->max_lease = seconds;
+        out->max_lease = v->seconds;
         break;
     case OPT_MAX_DELIVERIES:
-        out->max_deliveries = (size_t)v;
+        out->max_deliveries = (size_t)v->number;
         break;
     case OPT_MAX_CONNECTIONS:
-        out->max_connections = (size_t)v;
+        out->max_connections = (size_t)v->number;
         break;
     case OPT_IDLE_TIMEOUT:
-        if (seconds < (double)s->min)
+        if (v->seconds < (double)specs[i].min)
             return "is not a number of seconds from 1 to " MAX_WAIT_TEXT;
-        out->idle_timeout = seconds;
+        out->idle_timeout = v->seconds;
         break;
     }
     return NULL;
+}
+
+/* Parse text as option i into out. NULL on success, else what is wrong. */
+static const char *parse_value(size_t i, const char *text, server_options *out)
+{
+    const option_spec *s = &specs[i];
+    if (text[0] == '\0' && s->kind != KIND_HEADERS)
+        return "is empty";
+    parsed_value v = {0};
+    const char *why = parse_kind(s, text, out, &v);
+    if (why)
+        return why;
+    if ((s->kind == KIND_SIZE || s->kind == KIND_COUNT) && (v.number < s->min || v.number > s->max))
+        return "is out of range";
+    return store_value(i, text, &v, out);
 }
 
 static unsigned cpu_count(void)
@@ -423,11 +440,25 @@ static bool options_consistent(const server_options *o)
     return true;
 }
 
-options_result options_parse(int argc, char **argv, server_options *out)
+/* The option named by arg ("--flag" or "--flag=value"), or OPT_COUNT if
+ * there is none. OUT: *eq, the '=' in arg or NULL. */
+static size_t option_of(const char *arg, const char **eq)
 {
-    const char *given[OPT_COUNT] = {0};
-    memset(out, 0, sizeof *out);
+    const char *name = arg + 2;
+    *eq = strchr(name, '=');
+    size_t name_len = *eq ? (size_t)(*eq - name) : strlen(name);
+    size_t i = 0;
+    while (i < OPT_COUNT &&
+           !(strlen(specs[i].flag) == name_len && strncmp(specs[i].flag, name, name_len) == 0))
+        i++;
+    return i;
+}
 
+/* Read the command line into given[] (the text of each flag given, NULL
+ * for the others; borrowed from argv). OPTIONS_HELP or OPTIONS_ERROR when
+ * that is the outcome (printed), else OPTIONS_OK. */
+static options_result read_command_line(int argc, char **argv, const char *given[OPT_COUNT])
+{
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -438,13 +469,8 @@ options_result options_parse(int argc, char **argv, server_options *out)
             usage_error("unexpected argument '%s'", arg);
             return OPTIONS_ERROR;
         }
-        const char *name = arg + 2;
-        const char *eq = strchr(name, '=');
-        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
-        size_t i = 0;
-        while (i < OPT_COUNT &&
-               !(strlen(specs[i].flag) == name_len && strncmp(specs[i].flag, name, name_len) == 0))
-            i++;
+        const char *eq;
+        size_t i = option_of(arg, &eq);
         if (i == OPT_COUNT) {
             usage_error("unknown flag '%s'", arg);
             return OPTIONS_ERROR;
@@ -467,6 +493,16 @@ options_result options_parse(int argc, char **argv, server_options *out)
             return OPTIONS_ERROR;
         }
     }
+    return OPTIONS_OK;
+}
+
+options_result options_parse(int argc, char **argv, server_options *out)
+{
+    const char *given[OPT_COUNT] = {0};
+    memset(out, 0, sizeof *out);
+    options_result read = read_command_line(argc, argv, given);
+    if (read != OPTIONS_OK)
+        return read;
 
     for (size_t i = 0; i < OPT_COUNT; i++) {
         const option_spec *s = &specs[i];

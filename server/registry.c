@@ -3,6 +3,7 @@
  * lock; creation takes it exclusively and checks again. */
 #include "registry.h"
 
+#include "hash.h"
 #include "log.h"
 
 #include <errno.h>
@@ -24,13 +25,9 @@ static struct {
     const char *data_dir;
 } reg;
 
-/* FNV-1a */
 static size_t bucket_of(const char *name)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (size_t)h & (reg.bucket_count - 1);
+    return (size_t)hash_text(name) & (reg.bucket_count - 1);
 }
 
 bool registry_open(const char *data_dir, const hop_limits *limits, size_t max_channels)

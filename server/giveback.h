@@ -1,0 +1,42 @@
+/* giveback.h - the one home of "the message goes back to its channel": what
+ * becomes of a message taken from a channel and not consumed.
+ *
+ * Which function, by what happened to the message:
+ *   giveback_unsent      it never went out to a client: its response could
+ *                        not be made, or its client had gone before it was
+ *                        answered. Back to the head of its channel as it
+ *                        was; its count of hand-outs does not change.
+ *   giveback_unconsumed  it went out and came back unconsumed: its response
+ *                        did not complete, or its lease was released or
+ *                        expired. Its count of hand-outs (the envelope's
+ *                        returns) grows by one; past --max-deliveries it
+ *                        moves to NAME.dead, else back to the head.
+ *   giveback_at_stop     a leased message when the server stops: counted
+ *                        as unconsumed, but always back to its own channel,
+ *                        whose stop writes it to disk; a dead-letter move
+ *                        waits for the hand-out after the next start.
+ *
+ * Every function takes the message: msg and len exactly as received from
+ * e's channel. A message the core refuses to take back is logged (the core
+ * frees it). None holds a lock of the server while calling the core; from
+ * a waiter callback they do not recurse (the core's delivery loop hands a
+ * message given back to the next waiter itself). */
+#ifndef HOPPER_SERVER_GIVEBACK_H
+#define HOPPER_SERVER_GIVEBACK_H
+
+#include "registry.h"
+
+#include <stddef.h>
+
+/* The suffix of a channel's dead-letter channel: NAME.dead. */
+#define GIVEBACK_DEAD_SUFFIX ".dead"
+
+void giveback_unsent(registry_entry *e, void *msg, size_t len);
+
+/* max_deliveries: hand-outs after which the message goes to NAME.dead when
+ * it comes back once more; 0 = no limit. */
+void giveback_unconsumed(registry_entry *e, void *msg, size_t len, size_t max_deliveries);
+
+void giveback_at_stop(registry_entry *e, void *msg, size_t len);
+
+#endif

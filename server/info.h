@@ -1,0 +1,14 @@
+/* info.h - the paths that describe the server, GET or HEAD:
+ *   /healthz  "ok" while the server runs
+ *   /status   JSON: limits and every channel's numbers (status.h)
+ *   /metrics  the same in the Prometheus text format */
+#ifndef HOPPER_SERVER_INFO_H
+#define HOPPER_SERVER_INFO_H
+
+#include "request.h"
+
+extern const request_handler healthz_handler;
+extern const request_handler status_handler;
+extern const request_handler metrics_handler;
+
+#endif

@@ -1,0 +1,40 @@
+/* post.h - POST /channels/NAME: store one message, or a batch (a
+ * multipart/mixed body, one message a part, batch.h), in the channel.
+ *
+ * 202 once stored; with --durable once synced to a queue file (the
+ * connection is suspended meanwhile, so that the senders of a channel
+ * share syncs without a thread each). A declared body beyond the limit is
+ * 413 before any byte is read. A message the channel refuses after its
+ * body came (507 full, or a 5xx) is answered with its own payload, so the
+ * sender can keep it or send it elsewhere; Hopper-Error says why.
+ *
+ * The body is read into the envelope it is stored as (envelope.h): the
+ * prefix first, then the body as it arrives, in one buffer. */
+#ifndef HOPPER_SERVER_POST_H
+#define HOPPER_SERVER_POST_H
+
+#include "multipart.h"
+#include "request.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct post_request {
+    request base;
+    char *content_type; /* as sent, NULL when absent or empty; new */
+    unsigned char *buf; /* the envelope: prefix, then the body as it arrives; new */
+    size_t prefix_len, body_len, cap;
+    size_t kept_bytes; /* names and values of the kept headers: they count
+                          toward --max-message-bytes with the body */
+    bool batch;        /* a multipart/mixed body, one message a part */
+    char boundary[MULTIPART_BOUNDARY_SIZE];
+    /* --durable only (initialised by begin): the sync's outcome. */
+    pthread_mutex_t sync_lock; /* guards sent; orders resume after suspend */
+    hop_err sent;
+    struct MHD_Connection *conn;
+} post_request;
+
+extern const request_handler post_handler;
+
+#endif

@@ -1,0 +1,83 @@
+/* query.c - the query arguments of requests (see query.h). */
+#include "query.h"
+
+#include "delivery.h"
+#include "options.h"
+#include "target.h"
+
+#include <string.h>
+
+/* A query argument as text: NULL when absent. OUT: *bad, true when present
+ * without a value or with a decoded NUL in it. */
+static const char *query_value(struct MHD_Connection *conn, const char *key, bool *bad)
+{
+    const char *value = NULL;
+    size_t value_len = 0;
+    *bad = false;
+    if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &value,
+                                      &value_len) != MHD_YES)
+        return NULL;
+    /* "?key" without a value is NULL; a decoded %00 shows as a short strlen */
+    *bad = value == NULL || strlen(value) != value_len;
+    return value;
+}
+
+bool query_wait(request *req, struct MHD_Connection *conn, uint64_t *ms)
+{
+    double max_wait = req->server->options.max_wait;
+    double wait = QUERY_DEFAULT_WAIT_SECONDS < max_wait ? QUERY_DEFAULT_WAIT_SECONDS : max_wait;
+    bool bad;
+    const char *value = query_value(conn, "wait", &bad);
+    if ((value || bad) && (bad || !options_parse_seconds(value, max_wait, &wait))) {
+        request_fail(req, API_BAD_WAIT, "wait must be a number of seconds from 0 to %g", max_wait);
+        return false;
+    }
+    *ms = (uint64_t)(wait * 1000.0 + 0.5);
+    return true;
+}
+
+bool query_max(request *req, struct MHD_Connection *conn, size_t *max)
+{
+    bool bad;
+    const char *value = query_value(conn, "max", &bad);
+    *max = 0;
+    if (value == NULL && !bad)
+        return true;
+    if (bad || !target_parse_count(value, DELIVERY_MAX_BATCH, max)) {
+        request_fail(req, API_BAD_MAX, "max must be a whole number from 1 to %d",
+                     DELIVERY_MAX_BATCH);
+        return false;
+    }
+    return true;
+}
+
+/* value (NULL: absent; bad: see query_value()) as a lease. */
+static bool lease_of(request *req, const char *value, bool bad, uint64_t *ms)
+{
+    double max_lease = req->server->options.max_lease, seconds = 0;
+    if (value == NULL || bad || !options_parse_seconds(value, max_lease, &seconds) ||
+        (*ms = (uint64_t)(seconds * 1000.0 + 0.5)) == 0) {
+        request_fail(req, API_BAD_LEASE, "lease must be a number of seconds above 0 and at most %g",
+                     max_lease);
+        return false;
+    }
+    return true;
+}
+
+bool query_lease(request *req, struct MHD_Connection *conn, uint64_t *ms)
+{
+    bool bad;
+    const char *value = query_value(conn, "lease", &bad);
+    *ms = 0;
+    if (value == NULL && !bad)
+        return true; /* not leased */
+    return lease_of(req, value, bad, ms);
+}
+
+bool query_lease_required(request *req, struct MHD_Connection *conn, uint64_t *ms)
+{
+    bool bad;
+    const char *value = query_value(conn, "lease", &bad);
+    *ms = 0;
+    return lease_of(req, value, bad, ms);
+}

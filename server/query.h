@@ -1,0 +1,32 @@
+/* query.h - the query arguments requests read: ?wait= and ?max= of a GET,
+ * ?lease= of a GET and of an extend. Each reads one argument as MHD
+ * decoded it and checks it against the server's options; a bad value
+ * refuses the request (request_fail) with its error of errors.h. An
+ * argument without a value ("?wait") or with a decoded NUL is bad. */
+#ifndef HOPPER_SERVER_QUERY_H
+#define HOPPER_SERVER_QUERY_H
+
+#include "request.h"
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ?wait=SECONDS, 0 to --max-wait; when absent QUERY_DEFAULT_WAIT_SECONDS
+ * (held to --max-wait). OUT: *ms. False, req failed (API_BAD_WAIT), if bad. */
+#define QUERY_DEFAULT_WAIT_SECONDS 30.0
+bool query_wait(request *req, struct MHD_Connection *conn, uint64_t *ms);
+
+/* ?max=N, 1 to DELIVERY_MAX_BATCH. OUT: *max, 0 when absent. False, req
+ * failed (API_BAD_MAX), if bad. */
+bool query_max(request *req, struct MHD_Connection *conn, size_t *max);
+
+/* ?lease=SECONDS, above 0 and at most --max-lease. OUT: *ms, 0 when
+ * absent. False, req failed (API_BAD_LEASE), if bad. */
+bool query_lease(request *req, struct MHD_Connection *conn, uint64_t *ms);
+
+/* The same, for a request that must have it: absent is bad too. */
+bool query_lease_required(request *req, struct MHD_Connection *conn, uint64_t *ms);
+
+#endif
