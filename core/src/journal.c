@@ -43,6 +43,7 @@
 
 #include "alloc.h"
 #include "crc32c.h"
+#include "endian.h"
 #include "io.h"
 
 #include <errno.h>
@@ -55,53 +56,31 @@
 #define JOURNAL_VERSION 1
 #define ENTRY_MAGIC 0x44504F48u
 
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static void encode(unsigned char out[HOP__JOURNAL_ENTRY_SIZE], const hop__jentry *e)
 {
-    put32(out, ENTRY_MAGIC);
-    put32(out + 4, e->kind);
-    put64(out + 8, e->seq);
-    put64(out + 16, e->off);
-    put32(out + 24, 0);
-    put32(out + 28, hop__crc32c(0, out, 28));
+    hop__le32_store(out, ENTRY_MAGIC);
+    hop__le32_store(out + 4, e->kind);
+    hop__le64_store(out + 8, e->seq);
+    hop__le64_store(out + 16, e->off);
+    hop__le32_store(out + 24, 0);
+    hop__le32_store(out + 28, hop__crc32c(0, out, 28));
 }
 
 static bool decode(const unsigned char in[HOP__JOURNAL_ENTRY_SIZE], hop__jentry *e)
 {
-    if (get32(in) != ENTRY_MAGIC || get32(in + 28) != hop__crc32c(0, in, 28))
+    if (hop__le32_load(in) != ENTRY_MAGIC || hop__le32_load(in + 28) != hop__crc32c(0, in, 28))
         return false;
-    e->kind = get32(in + 4);
-    e->seq = get64(in + 8);
-    e->off = get64(in + 16);
+    e->kind = hop__le32_load(in + 4);
+    e->seq = hop__le64_load(in + 8);
+    e->off = hop__le64_load(in + 16);
     return e->kind == HOP__J_START || e->kind == HOP__J_DONE;
 }
 
 static void header_encode(unsigned char out[HOP__JOURNAL_HEADER_SIZE])
 {
     memcpy(out, JOURNAL_MAGIC, 4);
-    put32(out + 4, JOURNAL_VERSION);
-    put64(out + 8, 0);
+    hop__le32_store(out + 4, JOURNAL_VERSION);
+    hop__le64_store(out + 8, 0);
 }
 
 static int by_seq_off(const void *a, const void *b)
@@ -174,7 +153,7 @@ hop_err hop__journal_read(int dirfd, hop__jstate *out)
         return err;
     }
     if (len < HOP__JOURNAL_HEADER_SIZE || memcmp(buf, JOURNAL_MAGIC, 4) != 0 ||
-        get32(buf + 4) != JOURNAL_VERSION) {
+        hop__le32_load(buf + 4) != JOURNAL_VERSION) {
         /* not a journal we can read: as if consumed entries were lost */
         out->damaged = len > 0;
         out->torn = len > 0 && len < HOP__JOURNAL_HEADER_SIZE;

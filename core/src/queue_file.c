@@ -3,6 +3,7 @@
 #include "queue_file.h"
 
 #include "alloc.h"
+#include "endian.h"
 #include "io.h"
 #include "record.h"
 
@@ -314,7 +315,7 @@ static hop_err record_at(window *w, uint64_t off, size_t max_len, uint64_t *next
  * if there is none. Candidates are found by the record magic. */
 static hop_err resync(window *w, uint64_t from, size_t max_len, uint64_t *found)
 {
-    static const unsigned char magic[4] = {0x48, 0x4F, 0x50, 0x52}; /* "HOPR" */
+    const unsigned char first = HOP__RECORD_MAGIC & 0xFF; /* a quick test before the whole magic */
     uint64_t off = from;
     while (w->size - off >= HOP__RECORD_HEADER_SIZE) {
         size_t span = w->size - off < HOP__READ_BUFFER ? (size_t)(w->size - off) : HOP__READ_BUFFER;
@@ -323,7 +324,7 @@ static hop_err resync(window *w, uint64_t from, size_t max_len, uint64_t *found)
             return HOP_IO;
         const unsigned char *hit = NULL;
         for (size_t i = 0; i + 4 <= span; i++) {
-            if (p[i] == magic[0] && memcmp(p + i, magic, 4) == 0) {
+            if (p[i] == first && hop__le32_load(p + i) == HOP__RECORD_MAGIC) {
                 hit = p + i;
                 break;
             }
