@@ -170,7 +170,7 @@ static hop_err close_channel(hop_channel *ch, bool abandon)
         close(ch->journal_fd);
     if (ch->dirfd >= 0)
         close(ch->dirfd); /* releases the flock */
-    hop__free(ch->zombies);
+    hop__array_release(&ch->zombies);
     pthread_cond_destroy(&ch->readable);
     pthread_cond_destroy(&ch->drained);
     pthread_cond_destroy(&ch->synced);
@@ -311,9 +311,10 @@ static void memory_give_back(hop_channel *ch, hop__msg *m)
 /* Move f's read position over the ranges recovery said to skip. */
 static void skip_over(hop__qfile *f)
 {
-    while (f->skip_next < f->nskips && f->skips[f->skip_next].off <= f->read_off) {
-        if (f->skips[f->skip_next].off == f->read_off)
-            f->read_off = f->skips[f->skip_next].to;
+    const hop__skip *skips = f->skips.items;
+    while (f->skip_next < f->skips.count && skips[f->skip_next].off <= f->read_off) {
+        if (skips[f->skip_next].off == f->read_off)
+            f->read_off = skips[f->skip_next].to;
         f->skip_next++;
     }
 }
@@ -364,14 +365,7 @@ void hop__channel_delete_files(hop_channel *ch, hop__qfile *done)
             hop__log(HOP_LOG_WARN, ch->name,
                      "cannot remove finished queue file %020" PRIu64 ".hq: %s", done->seq,
                      strerror(errno));
-            uint64_t *z = hop__malloc((ch->nzombies + 1) * sizeof *z);
-            if (z) {
-                if (ch->nzombies)
-                    memcpy(z, ch->zombies, ch->nzombies * sizeof *z);
-                z[ch->nzombies++] = done->seq;
-                hop__free(ch->zombies);
-                ch->zombies = z;
-            }
+            hop__array_push(&ch->zombies, &done->seq, sizeof done->seq);
         }
         hop__qfile_free(done);
         done = next;

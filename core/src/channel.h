@@ -16,6 +16,7 @@
 
 #include "hopper/hopper.h"
 
+#include "array.h"
 #include "journal.h"
 #include "message.h"
 #include "queue_file.h"
@@ -107,8 +108,7 @@ struct hop_channel {
     uint32_t take_counter;                    /* lock: the last take_order given */
     size_t held, held_bytes;
 
-    uint64_t *zombies; /* read_lock: consumed files that could not be removed */
-    size_t nzombies;
+    hop__array zombies; /* read_lock: uint64_t seqs of consumed files that could not be removed */
 
     int journal_fd; /* journal_lock; -1 when there is none */
     uint64_t journal_size;

@@ -42,6 +42,7 @@
 #include "journal.h"
 
 #include "alloc.h"
+#include "array.h"
 #include "crc32c.h"
 #include "endian.h"
 #include "io.h"
@@ -103,37 +104,28 @@ void hop__journal_state_release(hop__jstate *s)
 /* Read all of fd into a new buffer. OUT: *buf, *len. */
 static hop_err slurp(int fd, unsigned char **buf, size_t *len)
 {
-    size_t cap = 4096, n = 0;
-    unsigned char *b = hop__malloc(cap);
-    if (b == NULL)
-        return HOP_NOMEM;
+    hop__array b = {0};
     for (;;) {
-        if (n == cap) {
-            unsigned char *bigger = hop__malloc(cap * 2);
-            if (bigger == NULL) {
-                hop__free(b);
-                return HOP_NOMEM;
-            }
-            memcpy(bigger, b, n);
-            hop__free(b);
-            b = bigger;
-            cap *= 2;
+        if (b.count == b.cap && !hop__array_reserve(&b, 4096, 1)) {
+            hop__array_release(&b);
+            return HOP_NOMEM;
         }
-        ssize_t got = hop__io_current->pread(fd, b + n, cap - n, (off_t)n);
+        unsigned char *at = (unsigned char *)b.items + b.count;
+        ssize_t got = hop__io_current->pread(fd, at, b.cap - b.count, (off_t)b.count);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
             int saved = errno;
-            hop__free(b);
+            hop__array_release(&b);
             errno = saved;
             return HOP_IO;
         }
         if (got == 0)
             break;
-        n += (size_t)got;
+        b.count += (size_t)got;
     }
-    *buf = b;
-    *len = n;
+    *buf = b.items;
+    *len = b.count;
     return HOP_OK;
 }
 

@@ -24,6 +24,7 @@
 #include "channel.h"
 
 #include "alloc.h"
+#include "array.h"
 #include "io.h"
 #include "log.h"
 #include "record.h"
@@ -54,9 +55,9 @@
  * every lock held, or single-threaded. */
 static hop_err journal_entries(hop_channel *ch, hop__jentry **out, size_t *n)
 {
-    size_t cap = ch->nzombies;
+    size_t cap = ch->zombies.count;
     for (hop__qfile *f = ch->head; f; f = f->next)
-        cap += 1 + f->nskips;
+        cap += 1 + f->skips.count;
     for (hop__flight *fl = ch->flights_head; fl; fl = fl->next)
         cap++;
     hop__jentry *e = hop__calloc(cap ? cap : 1, sizeof *e);
@@ -76,12 +77,14 @@ static hop_err journal_entries(hop_channel *ch, hop__jentry **out, size_t *n)
         for (; fl && fl->file == f; fl = fl->next)
             if (fl->done && fl->off >= low)
                 e[k++] = (hop__jentry){HOP__J_DONE, f->seq, fl->off};
-        for (size_t i = 0; i < f->nskips; i++)
-            if (f->skips[i].consumed && f->skips[i].off >= low)
-                e[k++] = (hop__jentry){HOP__J_DONE, f->seq, f->skips[i].off};
+        const hop__skip *skips = f->skips.items;
+        for (size_t i = 0; i < f->skips.count; i++)
+            if (skips[i].consumed && skips[i].off >= low)
+                e[k++] = (hop__jentry){HOP__J_DONE, f->seq, skips[i].off};
     }
-    for (size_t i = 0; i < ch->nzombies; i++)
-        e[k++] = (hop__jentry){HOP__J_START, ch->zombies[i], UINT64_MAX};
+    const uint64_t *zombies = ch->zombies.items;
+    for (size_t i = 0; i < ch->zombies.count; i++)
+        e[k++] = (hop__jentry){HOP__J_START, zombies[i], UINT64_MAX};
     *out = e;
     *n = k;
     return HOP_OK;
@@ -91,11 +94,12 @@ static hop_err journal_entries(hop_channel *ch, hop__jentry **out, size_t *n)
  * held (or single-threaded). */
 static void retry_zombies(hop_channel *ch)
 {
+    uint64_t *zombies = ch->zombies.items;
     size_t kept = 0;
-    for (size_t i = 0; i < ch->nzombies; i++)
-        if (hop__qfile_unlink(ch->dirfd, ch->zombies[i]) != 0 && errno != ENOENT)
-            ch->zombies[kept++] = ch->zombies[i];
-    ch->nzombies = kept;
+    for (size_t i = 0; i < ch->zombies.count; i++)
+        if (hop__qfile_unlink(ch->dirfd, zombies[i]) != 0 && errno != ENOENT)
+            zombies[kept++] = zombies[i];
+    ch->zombies.count = kept;
 }
 
 /* Replace the journal with entries (taken) and use the new one. With
@@ -273,8 +277,7 @@ static hop_err list_files(hop_channel *ch, found **out, size_t *n, uint64_t *max
         close(fd);
         return HOP_IO;
     }
-    found *list = NULL;
-    size_t count = 0, cap = 0;
+    hop__array list = {0};
     hop_err err = HOP_OK;
     *max_seq = 0;
     struct dirent *e;
@@ -304,35 +307,27 @@ static hop_err list_files(hop_channel *ch, found **out, size_t *n, uint64_t *max
             err = HOP_IO;
             break;
         }
-        if (count == cap) {
-            size_t bigger = cap ? cap * 2 : 16;
-            found *l = hop__malloc(bigger * sizeof *l);
-            if (l == NULL) {
-                hop__io_current->close(rfd);
-                err = HOP_NOMEM;
-                break;
-            }
-            if (count)
-                memcpy(l, list, count * sizeof *l);
-            hop__free(list);
-            list = l;
-            cap = bigger;
+        found fo = {seq, rfd, size};
+        if (!hop__array_push(&list, &fo, sizeof fo)) {
+            hop__io_current->close(rfd);
+            err = HOP_NOMEM;
+            break;
         }
-        list[count++] = (found){seq, rfd, size};
     }
     int saved = errno;
     closedir(d);
     errno = saved;
+    found *files = list.items;
     if (err != HOP_OK) {
-        for (size_t i = 0; i < count; i++)
-            hop__io_current->close(list[i].fd);
-        hop__free(list);
+        for (size_t i = 0; i < list.count; i++)
+            hop__io_current->close(files[i].fd);
+        hop__array_release(&list);
         return err;
     }
-    if (count)
-        qsort(list, count, sizeof *list, by_seq);
-    *out = list;
-    *n = count;
+    if (list.count)
+        qsort(files, list.count, sizeof *files, by_seq);
+    *out = files;
+    *n = list.count;
     return HOP_OK;
 }
 
@@ -345,7 +340,7 @@ typedef struct framing {
     size_t ndone, done_next;
     uint64_t first;   /* the first unconsumed record, UINT64_MAX if none yet */
     size_t records;   /* unconsumed records */
-    hop__qfile skips; /* only its skips: the ranges beyond first */
+    hop__array skips; /* hop__skip: the ranges beyond first */
     size_t gaps;
     bool nomem;
 } framing;
@@ -354,7 +349,8 @@ static void add_skip(framing *fr, uint64_t off, uint64_t to, bool consumed)
 {
     if (fr->first == UINT64_MAX)
         return; /* before the first unconsumed record: the read starts past it */
-    if (!hop__qfile_add_skip(&fr->skips, off, to, consumed))
+    hop__skip skip = {off, to, consumed};
+    if (!hop__array_push(&fr->skips, &skip, sizeof skip))
         fr->nomem = true;
 }
 
@@ -407,7 +403,7 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
         int saved = errno;
         hop__log(HOP_LOG_ERROR, ch->name, "reading queue file %020" PRIu64 ".hq: %s", fo->seq,
                  err == HOP_IO ? strerror(saved) : hop_strerror(err));
-        hop__free(fr.skips.skips);
+        hop__array_release(&fr.skips);
         hop__io_current->close(fo->fd);
         errno = saved;
         return err;
@@ -415,7 +411,7 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     ch->records_corrupt_total += fr.gaps;
 
     if (fr.records == 0) {
-        hop__free(fr.skips.skips);
+        hop__array_release(&fr.skips);
         hop__io_current->close(fo->fd);
         if (hop__qfile_unlink(ch->dirfd, fo->seq) != 0)
             hop__log(HOP_LOG_WARN, ch->name,
@@ -439,7 +435,7 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
 
     hop__qfile *f = hop__calloc(1, sizeof *f);
     if (f == NULL) {
-        hop__free(fr.skips.skips);
+        hop__array_release(&fr.skips);
         hop__io_current->close(fo->fd);
         return HOP_NOMEM;
     }
@@ -451,8 +447,7 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     f->records = fr.records;
     f->read_off = fr.first;
     f->sealed = true;
-    f->skips = fr.skips.skips;
-    f->nskips = fr.skips.nskips;
+    f->skips = fr.skips;
     if (ch->tail)
         ch->tail->next = f;
     else

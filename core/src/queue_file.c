@@ -101,19 +101,8 @@ hop_err hop__qfile_append(hop__qfile *f, const void *payload, uint32_t len, uint
 
 bool hop__qfile_add_skip(hop__qfile *f, uint64_t off, uint64_t to, bool consumed)
 {
-    /* the array grows to the next power of two when it is full */
-    size_t n = f->nskips;
-    if (n == 0 || (n & (n - 1)) == 0) {
-        hop__skip *s = hop__malloc((n ? 2 * n : 1) * sizeof *s);
-        if (s == NULL)
-            return false;
-        if (n)
-            memcpy(s, f->skips, n * sizeof *s);
-        hop__free(f->skips);
-        f->skips = s;
-    }
-    f->skips[f->nskips++] = (hop__skip){off, to, consumed};
-    return true;
+    hop__skip skip = {off, to, consumed};
+    return hop__array_push(&f->skips, &skip, sizeof skip);
 }
 
 void hop__qfile_free(hop__qfile *f)
@@ -124,7 +113,7 @@ void hop__qfile_free(hop__qfile *f)
         hop__io_current->close(f->write_fd);
     if (f->read_fd >= 0)
         hop__io_current->close(f->read_fd);
-    hop__free(f->skips);
+    hop__array_release(&f->skips);
     hop__free(f);
 }
 
