@@ -129,39 +129,27 @@ static hop_err slurp(int fd, unsigned char **buf, size_t *len)
     return HOP_OK;
 }
 
-hop_err hop__journal_read(int dirfd, hop__jstate *out)
+/* True if buf[0..len) begins with the header of this journal version. */
+static bool header_valid(const unsigned char *buf, size_t len)
 {
-    memset(out, 0, sizeof *out);
-    int fd = hop__io_current->openat(dirfd, HOP__JOURNAL_NAME, O_RDONLY, 0);
-    if (fd < 0)
-        return errno == ENOENT ? HOP_OK : HOP_IO;
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    hop_err err = slurp(fd, &buf, &len);
-    int saved = errno;
-    hop__io_current->close(fd);
-    if (err != HOP_OK) {
-        errno = saved;
-        return err;
-    }
-    if (len < HOP__JOURNAL_HEADER_SIZE || memcmp(buf, JOURNAL_MAGIC, 4) != 0 ||
-        hop__le32_load(buf + 4) != JOURNAL_VERSION) {
-        /* not a journal we can read: as if consumed entries were lost */
-        out->damaged = len > 0;
-        out->torn = len > 0 && len < HOP__JOURNAL_HEADER_SIZE;
-        hop__free(buf);
-        return HOP_OK;
-    }
+    return len >= HOP__JOURNAL_HEADER_SIZE && memcmp(buf, JOURNAL_MAGIC, 4) == 0 &&
+           hop__le32_load(buf + 4) == JOURNAL_VERSION;
+}
+
+/* Decode the entries of a whole journal buf[0..len) into out: every DONE
+ * entry, and the last START of each seq; damaged and torn ones counted.
+ * Unsorted. HOP_NOMEM leaves out empty. */
+static hop_err decode_entries(const unsigned char *buf, size_t len, hop__jstate *out)
+{
     size_t count = (len - HOP__JOURNAL_HEADER_SIZE) / HOP__JOURNAL_ENTRY_SIZE;
-    out->torn = (len - HOP__JOURNAL_HEADER_SIZE) % HOP__JOURNAL_ENTRY_SIZE != 0;
     hop__jentry *starts = hop__calloc(count ? count : 1, sizeof *starts);
     hop__jentry *done = hop__calloc(count ? count : 1, sizeof *done);
     if (starts == NULL || done == NULL) {
         hop__free(starts);
         hop__free(done);
-        hop__free(buf);
         return HOP_NOMEM;
     }
+    out->torn = (len - HOP__JOURNAL_HEADER_SIZE) % HOP__JOURNAL_ENTRY_SIZE != 0;
     size_t ns = 0, nd = 0;
     for (size_t i = 0; i < count; i++) {
         hop__jentry e;
@@ -181,18 +169,52 @@ hop_err hop__journal_read(int dirfd, hop__jstate *out)
         if (j == ns)
             ns++;
     }
-    hop__free(buf);
-    qsort(starts, ns, sizeof *starts, by_seq_off);
-    qsort(done, nd, sizeof *done, by_seq_off);
-    size_t unique = 0;
-    for (size_t i = 0; i < nd; i++)
-        if (unique == 0 || by_seq_off(&done[unique - 1], &done[i]) != 0)
-            done[unique++] = done[i];
     out->starts = starts;
     out->nstarts = ns;
     out->done = done;
-    out->ndone = unique;
+    out->ndone = nd;
     return HOP_OK;
+}
+
+/* Sort s's entries by (seq, off) and drop duplicate DONE entries. */
+static void sort_entries(hop__jstate *s)
+{
+    qsort(s->starts, s->nstarts, sizeof *s->starts, by_seq_off);
+    qsort(s->done, s->ndone, sizeof *s->done, by_seq_off);
+    size_t unique = 0;
+    for (size_t i = 0; i < s->ndone; i++)
+        if (unique == 0 || by_seq_off(&s->done[unique - 1], &s->done[i]) != 0)
+            s->done[unique++] = s->done[i];
+    s->ndone = unique;
+}
+
+hop_err hop__journal_read(int dirfd, hop__jstate *out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = hop__io_current->openat(dirfd, HOP__JOURNAL_NAME, O_RDONLY, 0);
+    if (fd < 0)
+        return errno == ENOENT ? HOP_OK : HOP_IO;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    hop_err err = slurp(fd, &buf, &len);
+    int saved = errno;
+    hop__io_current->close(fd);
+    if (err != HOP_OK) {
+        errno = saved;
+        return err;
+    }
+    if (!header_valid(buf, len)) {
+        /* not a journal we can read: as if consumed entries were lost */
+        out->damaged = len > 0;
+        out->torn = len > 0 && len < HOP__JOURNAL_HEADER_SIZE;
+        hop__free(buf);
+        return HOP_OK;
+    }
+    err = decode_entries(buf, len, out);
+    hop__free(buf);
+    if (err == HOP_OK)
+        sort_entries(out);
+    return err;
 }
 
 uint64_t hop__journal_start_of(const hop__jstate *s, uint64_t seq)
