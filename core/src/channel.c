@@ -79,11 +79,9 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
         return HOP_NOMEM;
     strcpy(ch->name, name);
     ch->limits = *limits;
-    ch->dirfd = -1;
     ch->journal_fd = -1;
     hop__membuf_init(&ch->mem);
-    hop__qreader_init(&ch->reader);
-    atomic_init(&ch->disk_busy, false);
+    hop__disk_init(&ch->disk, &ch->limits, ch->name);
     if (!sync_init(ch)) {
         hop__free(ch);
         return HOP_NOMEM;
@@ -155,22 +153,14 @@ static hop_err close_channel(hop_channel *ch, bool abandon)
     }
 
     hop_err err = HOP_OK;
-    if (ch->dirfd >= 0 && !abandon)
+    if (ch->disk.dirfd >= 0 && !abandon)
         err = hop__persist_close(ch);
     int saved = errno;
     flights_release(ch);
     hop__membuf_release(&ch->mem);
-    while (ch->head) {
-        hop__qfile *f = ch->head;
-        ch->head = f->next;
-        hop__qfile_free(f);
-    }
-    hop__qreader_release(&ch->reader);
     if (ch->journal_fd >= 0)
         close(ch->journal_fd);
-    if (ch->dirfd >= 0)
-        close(ch->dirfd); /* releases the flock */
-    hop__array_release(&ch->zombies);
+    hop__disk_release(&ch->disk);
     pthread_cond_destroy(&ch->readable);
     pthread_cond_destroy(&ch->drained);
     pthread_cond_destroy(&ch->synced);
@@ -196,22 +186,12 @@ void hop__channel_abandon(hop_channel *ch)
 
 /* ---- state helpers, all called with ch->lock held ---- */
 
-static bool disk_empty(const hop_channel *ch)
-{
-    return ch->disk_records == 0 && ch->disk_pending == 0;
-}
-
-void hop__channel_update_disk_busy(hop_channel *ch)
-{
-    atomic_store_explicit(&ch->disk_busy, !disk_empty(ch), memory_order_relaxed);
-}
-
 /* True if messages costing cost may go to memory now. Never for a durable
  * channel: its sends must reach a queue file (and its sync). */
 static bool memory_fits_bytes(const hop_channel *ch, size_t cost)
 {
     size_t used = ch->mem.bytes + ch->held_bytes;
-    return !ch->limits.durable && disk_empty(ch) && cost <= ch->limits.memory_bytes &&
+    return !ch->limits.durable && hop__disk_empty(&ch->disk) && cost <= ch->limits.memory_bytes &&
            used <= ch->limits.memory_bytes - cost;
 }
 
@@ -249,19 +229,6 @@ static hop_waiter *waiter_pop(hop_channel *ch)
     return w;
 }
 
-/* No more appends to f. Its write descriptor goes to *fd_to_close, unless
- * fd_to_close is NULL (durable: the sync thread closes it once synced). */
-static void seal_locked(hop_channel *ch, hop__qfile *f, int *fd_to_close)
-{
-    f->sealed = true;
-    if (ch->write_file == f)
-        ch->write_file = NULL;
-    if (fd_to_close) {
-        *fd_to_close = f->write_fd;
-        f->write_fd = -1;
-    }
-}
-
 /* A message keeps the place in the channel's order it had when it was
  * first taken (take_order, counting from 1; 0: never taken), so that
  * messages given back at different times, in any order, line up again as
@@ -271,6 +238,13 @@ static inline bool taken_before(uint32_t a, uint32_t b)
     return (int32_t)(a - b) < 0;
 }
 
+/* Give m its place in the order of first takes, if it has none yet. */
+static inline void take_order_stamp(hop_channel *ch, hop__msg *m)
+{
+    if (m->take_order == 0 && (m->take_order = ++ch->take_counter) == 0)
+        m->take_order = ++ch->take_counter;
+}
+
 /* The oldest message in memory, removed; NULL if none. A message read from
  * disk and given back is in flight again. */
 static inline hop__msg *memory_take(hop_channel *ch)
@@ -278,8 +252,7 @@ static inline hop__msg *memory_take(hop_channel *ch)
     hop__msg *m = hop__membuf_pop_head(&ch->mem);
     if (m == NULL)
         return NULL;
-    if (m->take_order == 0 && (m->take_order = ++ch->take_counter) == 0)
-        m->take_order = ++ch->take_counter;
+    take_order_stamp(ch, m);
     if (m->flight) {
         m->flight->in_memory = false;
         ch->in_flight++;
@@ -308,68 +281,36 @@ static void memory_give_back(hop_channel *ch, hop__msg *m)
 
 /* ---- receiving ---- */
 
-/* Move f's read position over the ranges recovery said to skip. */
-static void skip_over(hop__qfile *f)
+/* Reserve the next disk record for fl (NULL: out of memory), unless memory
+ * holds messages: they are older. Called with read_lock and ch->lock held.
+ * HOP_OK: rd says which record. */
+static hop_err take_reserve(hop_channel *ch, hop__flight *fl, hop__disk_read *rd)
 {
-    const hop__skip *skips = f->skips.items;
-    while (f->skip_next < f->skips.count && skips[f->skip_next].off <= f->read_off) {
-        if (skips[f->skip_next].off == f->read_off)
-            f->read_off = skips[f->skip_next].to;
-        f->skip_next++;
-    }
+    hop__disk_detach_finished(&ch->disk, &rd->finished);
+    /* Memory holds the oldest messages whenever it holds any. It may have
+     * filled while the lock was dropped (the disk ran empty and sends went
+     * to memory, then to disk again; or a requeue): reading the disk now
+     * would hand out a newer message first. take_next() pops memory. */
+    if (ch->mem.head != NULL || ch->disk.records == 0)
+        return HOP_TIMEOUT;
+    if (fl == NULL)
+        return HOP_NOMEM;
+    return hop__disk_read_reserve(&ch->disk, rd) ? HOP_OK : HOP_TIMEOUT;
 }
 
-/* True if f has nothing left to read and never will (sealed, or the file
- * being appended to while nobody is writing: the disk part is then empty,
- * and sends go back to memory), and every record read from it is consumed. */
-static bool file_finished(const hop_channel *ch, const hop__qfile *f)
+/* The record read is handed out: it is in flight until the receiver
+ * hop_free()s it. Called with ch->lock held. */
+static void take_commit(hop_channel *ch, hop__flight *fl, hop__disk_read *rd)
 {
-    return f->read_off == f->size && f->unsynced == 0 && f->in_flight == 0 &&
-           (f->sealed || (f == ch->write_file && ch->disk_pending == 0));
-}
-
-void hop__channel_detach_finished(hop_channel *ch, hop__qfile **done)
-{
-    while (ch->head && file_finished(ch, ch->head)) {
-        hop__qfile *f = ch->head;
-        if (ch->write_file == f)
-            ch->write_file = NULL; /* its write_fd is closed when it is freed */
-        ch->head = f->next;
-        if (ch->tail == f)
-            ch->tail = NULL;
-        /* Records the reader never reached: a corrupt record whose damaged
-         * length still pointed inside the file made it jump over them. They
-         * are skipped too, so count them as corrupt; left in disk_records
-         * they would keep the disk part "busy" with nothing in it. */
-        if (f->records_read < f->records) {
-            size_t missed = f->records - f->records_read;
-            hop__log(HOP_LOG_ERROR, ch->name,
-                     "queue file %020" PRIu64 ".hq: %zu record(s) skipped after a corrupt one",
-                     f->seq, missed);
-            ch->disk_records -= missed;
-            ch->records_corrupt_total += missed;
-        }
-        ch->disk_files--;
-        ch->disk_bytes -= f->size;
-        f->next = *done;
-        *done = f;
-    }
-}
-
-void hop__channel_delete_files(hop_channel *ch, hop__qfile *done)
-{
-    while (done) {
-        hop__qfile *next = done->next;
-        if (hop__qfile_unlink(ch->dirfd, done->seq) != 0) {
-            /* the journal must go on saying it is consumed (persist.c) */
-            hop__log(HOP_LOG_WARN, ch->name,
-                     "cannot remove finished queue file %020" PRIu64 ".hq: %s", done->seq,
-                     strerror(errno));
-            hop__array_push(&ch->zombies, &done->seq, sizeof done->seq);
-        }
-        hop__qfile_free(done);
-        done = next;
-    }
+    *fl = (hop__flight){.ch = ch, .file = rd->file, .off = rd->off};
+    if (ch->flights_tail)
+        ch->flights_tail->next = fl;
+    else
+        ch->flights_head = fl;
+    ch->flights_tail = fl;
+    ch->in_flight++;
+    rd->msg->flight = fl;
+    take_order_stamp(ch, rd->msg);
 }
 
 /* Read the next disk record. Called and returns with ch->lock held, drops
@@ -379,111 +320,33 @@ void hop__channel_delete_files(hop_channel *ch, hop__qfile *done)
 static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
 {
     pthread_mutex_unlock(&ch->lock);
-    hop__flight *fl = hop__calloc(1, sizeof *fl); /* before anything is consumed */
+    hop__flight *fl = hop__malloc(sizeof *fl); /* before anything is consumed */
     pthread_mutex_lock(&ch->read_lock);
     pthread_mutex_lock(&ch->lock);
-    hop__qfile *done = NULL;
-    hop__channel_detach_finished(ch, &done);
-    hop__qfile *f = ch->head;
-    hop_err err = HOP_TIMEOUT;
-    int saved = 0;
-    /* Memory holds the oldest messages whenever it holds any. It may have
-     * filled while the lock was dropped (the disk ran empty and sends went
-     * to memory, then to disk again; or a requeue): reading the disk now
-     * would hand out a newer message first. take_next() pops memory. */
-    if (ch->mem.head != NULL || ch->disk_records == 0)
-        goto out;
-    if (fl == NULL) {
-        err = HOP_NOMEM;
-        goto out;
+    hop__disk_read rd = {.finished = NULL, .err_no = 0};
+    hop_err err = take_reserve(ch, fl, &rd);
+    if (err == HOP_OK) {
+        pthread_mutex_unlock(&ch->lock);
+        hop__disk_read_record(&ch->disk, &rd);
+        pthread_mutex_lock(&ch->lock);
+        err = hop__disk_read_commit(&ch->disk, &rd);
+        if (err == HOP_OK) {
+            take_commit(ch, fl, &rd);
+            fl = NULL;
+            *out = rd.msg;
+        } else if (rd.result == HOP__READ_IO) {
+            ch->io_errors_total++;
+        }
     }
-    /* records are published in order: the first file with unread ones */
-    while (f && f->read_off == f->size)
-        f = f->next;
-    if (f == NULL)
-        goto out;
-
-    uint64_t off = f->read_off;
-    uint64_t avail = f->size;
-    size_t records = f->records;
-    pthread_mutex_unlock(&ch->lock);
-
-    hop__msg *m = NULL;
-    uint64_t next = 0;
-    hop__read_result res =
-        hop__qreader_read(&ch->reader, ch->dirfd, f, off, avail, HOP_MAX_MESSAGE_BYTES, &m, &next);
-    saved = errno;
-
-    pthread_mutex_lock(&ch->lock);
-    size_t consumed = 0;
-    switch (res) {
-    case HOP__READ_OK:
-        consumed = 1;
-        f->read_off = next;
-        *fl = (hop__flight){.ch = ch, .file = f, .off = off};
-        if (ch->flights_tail)
-            ch->flights_tail->next = fl;
-        else
-            ch->flights_head = fl;
-        ch->flights_tail = fl;
-        f->in_flight++;
-        ch->in_flight++;
-        m->flight = fl;
-        if ((m->take_order = ++ch->take_counter) == 0)
-            m->take_order = ++ch->take_counter;
-        fl = NULL;
-        *out = m;
-        err = HOP_OK;
-        break;
-    case HOP__READ_CORRUPT:
-        hop__log(HOP_LOG_ERROR, ch->name,
-                 "queue file %020" PRIu64 ".hq: corrupt record at offset %" PRIu64 " skipped",
-                 f->seq, off);
-        consumed = 1;
-        f->read_off = next;
-        ch->records_corrupt_total++;
-        err = HOP_IO;
-        saved = EIO;
-        break;
-    case HOP__READ_UNFRAMED:
-        /* after a damaged length the reader may have counted more "records"
-         * than were written: never subtract below zero */
-        consumed = records > f->records_read ? records - f->records_read : 0;
-        hop__log(HOP_LOG_ERROR, ch->name,
-                 "queue file %020" PRIu64 ".hq: no valid record at offset %" PRIu64
-                 ", %zu record(s) skipped",
-                 f->seq, off, consumed);
-        f->read_off = avail;
-        ch->records_corrupt_total += consumed;
-        err = HOP_IO;
-        saved = EIO;
-        break;
-    case HOP__READ_IO:
-        hop__log(HOP_LOG_ERROR, ch->name, "reading queue file %020" PRIu64 ".hq: %s", f->seq,
-                 strerror(saved));
-        ch->io_errors_total++;
-        err = HOP_IO;
-        break;
-    case HOP__READ_NOMEM:
-        err = HOP_NOMEM;
-        break;
-    }
-    skip_over(f);
-    f->records_read += consumed;
-    ch->disk_records -= consumed;
-    hop__channel_detach_finished(ch, &done);
-
-out:;
-    bool disk_idle = ch->disk_records == 0;
-    hop__channel_update_disk_busy(ch);
+    bool idle = ch->disk.records == 0;
     pthread_mutex_unlock(&ch->lock);
     hop__free(fl);
-    hop__channel_delete_files(ch, done);
-    if (disk_idle)
-        hop__qreader_release(&ch->reader); /* no read-ahead memory while idle */
+    hop__disk_remove(&ch->disk, rd.finished);
+    if (idle)
+        hop__disk_reader_release(&ch->disk); /* no read-ahead memory while idle */
     pthread_mutex_unlock(&ch->read_lock);
     pthread_mutex_lock(&ch->lock);
-    errno = saved;
+    errno = rd.err_no;
     return err;
 }
 
@@ -497,14 +360,14 @@ static hop_err take_next(hop_channel *ch, hop__msg **out)
             *out = m;
             return HOP_OK;
         }
-        if (ch->disk_records == 0)
+        if (ch->disk.records == 0)
             return HOP_TIMEOUT;
         hop_err err = take_from_disk(ch, out);
         /* While the lock was dropped a requeue may have refilled memory, or
          * a sender may have published a disk record: its announce did not
          * count this caller as blocked, so look again rather than sleep (or
          * arm a waiter) with a message on disk. */
-        if (err != HOP_TIMEOUT || (ch->mem.head == NULL && ch->disk_records == 0))
+        if (err != HOP_TIMEOUT || (ch->mem.head == NULL && ch->disk.records == 0))
             return err;
     }
 }
@@ -598,9 +461,9 @@ void hop__channel_dispatch(hop_channel *ch)
     ch->inside++;
     while (ch->waiters_head && !ch->closed) {
         hop__msg *m;
-        uint64_t corrupt_before = ch->records_corrupt_total;
+        uint64_t corrupt_before = ch->disk.records_corrupt;
         hop_err err = take_next(ch, &m);
-        if (err == HOP_IO && ch->records_corrupt_total != corrupt_before)
+        if (err == HOP_IO && ch->disk.records_corrupt != corrupt_before)
             continue; /* a corrupt record was skipped: go on with the next */
         if (err != HOP_OK)
             break; /* nothing left, or a read error the next receiver meets again */
@@ -814,12 +677,12 @@ static void flight_done(hop__flight *fl)
         hop__free(fl);
         return;
     }
-    uint64_t seq = fl->file->seq, off = fl->off;
+    hop__qfile *f = fl->file;
+    uint64_t seq = f->seq, off = fl->off;
     hop__qfile *done = NULL;
     pthread_mutex_lock(&ch->read_lock);
     pthread_mutex_lock(&ch->lock);
     fl->done = true;
-    fl->file->in_flight--;
     ch->in_flight--;
     while (ch->flights_head && ch->flights_head->done) {
         hop__flight *first = ch->flights_head;
@@ -828,9 +691,9 @@ static void flight_done(hop__flight *fl)
             ch->flights_tail = NULL;
         hop__free(first);
     }
-    hop__channel_detach_finished(ch, &done);
+    hop__disk_consumed(&ch->disk, f, &done);
     pthread_mutex_unlock(&ch->lock);
-    hop__channel_delete_files(ch, done);
+    hop__disk_remove(&ch->disk, done);
     pthread_mutex_unlock(&ch->read_lock);
     hop__persist_consumed(ch, seq, off);
 }
@@ -853,183 +716,115 @@ void hop_free(void *data)
 
 /* ---- sending ---- */
 
-/* Rollback of a run of appends that failed: the existing file is cut back
- * to where the run began, new files go. Called with write_lock held. */
-static void append_rollback(hop_channel *ch, hop__qfile *first, uint64_t first_end,
-                            hop__qfile **created, size_t ncreated, bool *torn)
+/* n sends were stored where receivers find them: count them and wake
+ * receivers; ch->lock (held) is dropped, then armed waiters are served. */
+static inline void sent_unlock(hop_channel *ch, size_t n)
 {
-    if (first && first->written > first_end) {
-        while (hop__io_current->ftruncate(first->write_fd, (off_t)first_end) != 0) {
-            if (errno != EINTR) {
-                *torn = true; /* junk after first_end: sealed by the caller */
-                break;
-            }
-        }
-        first->written = first_end;
-    }
-    for (size_t i = 0; i < ncreated; i++) {
-        hop__qfile_unlink(ch->dirfd, created[i]->seq);
-        hop__qfile_free(created[i]);
-    }
+    ch->sent_total += n;
+    bool serve = hop__channel_announce(ch, n);
+    pthread_mutex_unlock(&ch->lock);
+    if (serve)
+        hop__channel_dispatch(ch);
 }
 
-/* Append msgs[0..n) to the queue files as one run: in order, nothing else
- * between them, all or none; a new file is started whenever there is none
- * open. Called with write_lock and lock held; returns with both released.
- * reqs: durable, one request a message, queued for the sync that publishes
- * them (their fn say how it went); NULL: published here. */
-static hop_err append_records(hop_channel *ch, const hop_buf *msgs, size_t n, hop__sync_req *reqs)
+/* Plan a run of appends. Called with write_lock and ch->lock held; on
+ * HOP_FULL returns with both dropped. */
+static hop_err append_plan(hop_channel *ch, const hop_buf *msgs, size_t n, hop__disk_run *run)
 {
-    bool durable = reqs != NULL;
-    /* how many new files the run needs, as the appends below will go */
-    size_t new_files = 0;
-    bool open = ch->write_file != NULL;
-    uint64_t size = open ? ch->write_file->written : 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!open) {
-            new_files++;
-            size = HOP__FILE_HEADER_SIZE;
-            open = true;
-        }
-        size += HOP__RECORD_HEADER_SIZE + msgs[i].len;
-        open = size < ch->limits.file_bytes;
-    }
-    if (new_files > 0 && (ch->disk_files >= ch->limits.max_disk_files ||
-                          new_files > ch->limits.max_disk_files - ch->disk_files)) {
+    hop_err err = hop__disk_append_plan(&ch->disk, msgs, n, run);
+    if (err != HOP_OK) {
         ch->rejected_full_total++;
         pthread_mutex_unlock(&ch->lock);
         pthread_mutex_unlock(&ch->write_lock);
-        return HOP_FULL;
     }
-    ch->disk_files += new_files;
-    ch->disk_pending += n;
-    hop__channel_update_disk_busy(ch);
-    hop__qfile *first = ch->write_file;
-    pthread_mutex_unlock(&ch->lock);
+    return err;
+}
 
-    /* the I/O, under write_lock alone */
-    hop__qfile *one[1] = {NULL};
-    hop__qfile **created = new_files <= 1 ? one : hop__malloc(new_files * sizeof *created);
-    int two[2];
-    int *fds = new_files <= 1 ? two : hop__malloc((new_files + 1) * sizeof *fds);
-    hop__qfile **file_of = n == 1 ? (hop__qfile *[1]){NULL} : hop__malloc(n * sizeof *file_of);
-    uint64_t *end_of = n == 1 ? (uint64_t[1]){0} : hop__malloc(n * sizeof *end_of);
-    hop_err err = created && fds && file_of && end_of ? HOP_OK : HOP_NOMEM;
-    uint64_t first_end = first ? first->written : 0;
-    size_t ncreated = 0;
-    bool torn = false;
-    hop__qfile *f = first;
-    for (size_t i = 0; i < n && err == HOP_OK; i++) {
-        if (f == NULL) {
-            err = hop__qfile_create(ch->dirfd, ch->next_seq, &f);
-            if (err != HOP_OK)
-                break;
-            ch->next_seq++;
-            created[ncreated++] = f;
-        }
-        uint64_t end;
-        bool cut_failed = false;
-        err = hop__qfile_append(f, msgs[i].data, (uint32_t)msgs[i].len, &end, &cut_failed);
-        torn = torn || cut_failed;
-        if (err != HOP_OK)
-            break;
-        f->written = end;
-        file_of[i] = f;
-        end_of[i] = end;
-        if (end >= ch->limits.file_bytes)
-            f = NULL;
+/* Write msgs[0..n) as the run: all, or (rolled back) none. reqs: durable,
+ * one request a message, told where its record went; else NULL. Called with
+ * write_lock held alone. */
+static hop_err append_write(hop_channel *ch, hop__disk_run *run, const hop_buf *msgs, size_t n,
+                            hop__sync_req *reqs)
+{
+    hop_err err = HOP_OK;
+    for (size_t i = 0; i < n && err == HOP_OK; i++)
+        err = hop__disk_append_write(&ch->disk, run, msgs[i].data, msgs[i].len,
+                                     reqs ? &reqs[i].span : NULL);
+    if (err != HOP_OK) {
+        int saved = errno;
+        hop__disk_append_roll_back(&ch->disk, run);
+        errno = saved;
     }
+    return err;
+}
+
+/* The run could not be written (it was rolled back): nothing was stored.
+ * Called with write_lock held alone; returns with it dropped. */
+static hop_err append_failed(hop_channel *ch, hop__disk_run *run, hop_err err)
+{
     int saved = errno;
-    if (err != HOP_OK)
-        append_rollback(ch, first, first_end, created, ncreated, &torn);
-
-    bool queue = false, serve = false;
     pthread_mutex_lock(&ch->lock);
-    if (err == HOP_OK) {
-        for (size_t k = 0; k < ncreated; k++) {
-            if (ch->tail)
-                ch->tail->next = created[k];
-            else
-                ch->head = created[k];
-            ch->tail = created[k];
-            ch->disk_bytes += created[k]->size; /* the file header */
-        }
-        for (size_t i = 0; i < n; i++) {
-            hop__qfile *g = file_of[i];
-            if (durable) {
-                g->unsynced++;
-                reqs[i].file = g;
-                reqs[i].start = end_of[i] - HOP__RECORD_HEADER_SIZE - msgs[i].len;
-                reqs[i].end = end_of[i];
-                continue;
-            }
-            ch->disk_bytes += end_of[i] - g->size;
-            g->size = end_of[i];
-            g->records++;
-            ch->disk_records++;
-            ch->sent_total++;
-            ch->disk_pending--;
-        }
-        /* every file of the run but the last is full; the last too, maybe
-         * (descriptors of sealed files are closed below) */
-        for (hop__qfile *g = first ? first : created[0]; g; g = g->next) {
-            if (g->written >= ch->limits.file_bytes && !g->sealed)
-                seal_locked(ch, g, NULL);
-            else if (!g->sealed)
-                ch->write_file = g;
-        }
-        serve = !durable && hop__channel_announce(ch, n);
-    } else {
-        ch->disk_pending -= n;
-        ch->disk_files -= new_files;
-        if (torn && first && !first->sealed)
-            seal_locked(ch, first, NULL); /* never append after junk */
-        if (err == HOP_IO)
-            ch->io_errors_total++;
-    }
-    /* Sealed files need their write descriptor no more (durable: until
-     * synced, the sync thread closes them). Taken now: once `lock` is
-     * dropped a reader may finish a sealed file and free it. */
-    size_t nfds = 0;
-    for (size_t k = err == HOP_OK ? 0 : ncreated; !durable && k <= ncreated; k++) {
-        hop__qfile *g = k == ncreated ? first : created[k]; /* created: freed on error */
-        if (g && g->sealed && g->write_fd >= 0) {
-            fds[nfds++] = g->write_fd;
-            g->write_fd = -1;
-        }
-    }
-    hop__channel_update_disk_busy(ch);
+    int fd = hop__disk_append_cancel(&ch->disk, run);
+    if (err == HOP_IO)
+        ch->io_errors_total++;
     pthread_mutex_unlock(&ch->lock);
-    for (size_t i = 0; durable && err == HOP_OK && i < n; i++)
-        queue = hop__sync_enqueue(ch, &reqs[i]) || queue; /* in the order of the appends */
     pthread_mutex_unlock(&ch->write_lock);
-    for (size_t i = 0; i < nfds; i++)
-        hop__io_current->close(fds[i]);
-    if (queue)
-        hop__syncer_queue(ch);
-    if (created != one)
-        hop__free(created);
-    if (fds != two)
-        hop__free(fds);
-    if (n != 1) {
-        hop__free(file_of);
-        hop__free(end_of);
-    }
+    if (fd >= 0)
+        hop__io_current->close(fd);
     if (err == HOP_IO)
         hop__log(HOP_LOG_ERROR, ch->name, "writing queue file: %s", strerror(saved));
-    if (serve)
-        hop__channel_dispatch(ch);
     errno = saved;
     return err;
 }
 
+/* Append msgs[0..n) to the queue files as one run (in order, nothing else
+ * between them, all or none) and publish them. Called with write_lock and
+ * ch->lock held; returns with both dropped. */
+static hop_err append_published(hop_channel *ch, const hop_buf *msgs, size_t n)
+{
+    hop__disk_run run;
+    if (append_plan(ch, msgs, n, &run) != HOP_OK)
+        return HOP_FULL;
+    pthread_mutex_unlock(&ch->lock);
+    hop_err err = append_write(ch, &run, msgs, n, NULL);
+    if (err != HOP_OK)
+        return append_failed(ch, &run, err);
+    hop__disk_append_close_full(&ch->disk, &run);
+    pthread_mutex_lock(&ch->lock);
+    hop__disk_append_publish(&ch->disk, &run);
+    pthread_mutex_unlock(&ch->write_lock);
+    sent_unlock(ch, n);
+    return HOP_OK;
+}
+
+/* Append msgs[0..n) as one run, durably: HOP_OK means the records are
+ * written and reqs[0..n) queued for the sync that publishes them (their fn
+ * say how it went). Called with write_lock and ch->lock held; returns with
+ * both dropped. */
+static hop_err append_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop__sync_req *reqs)
+{
+    hop__disk_run run;
+    if (append_plan(ch, msgs, n, &run) != HOP_OK)
+        return HOP_FULL;
+    pthread_mutex_unlock(&ch->lock);
+    hop_err err = append_write(ch, &run, msgs, n, reqs);
+    if (err != HOP_OK)
+        return append_failed(ch, &run, err);
+    pthread_mutex_lock(&ch->lock);
+    hop__disk_append_stage(&ch->disk, &run);
+    pthread_mutex_unlock(&ch->lock);
+    bool start = hop__sync_enqueue(ch, reqs, n); /* in the order of the appends */
+    pthread_mutex_unlock(&ch->write_lock);
+    if (start)
+        hop__syncer_queue(ch);
+    return HOP_OK;
+}
+
 /* Append data to the newest queue file, starting a new file when there is
  * none or the last one is sealed. m, if not NULL, is the caller's data
- * already copied for memory: used if memory has room after all, else freed.
- * Durable (req not NULL): HOP_OK means the record is written and req is
- * queued for its sync, which calls req->fn. */
-static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__msg *m,
-                            hop__sync_req *req)
+ * already copied for memory: used if memory has room after all, else
+ * freed. */
+static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__msg *m)
 {
     pthread_mutex_lock(&ch->write_lock);
     pthread_mutex_lock(&ch->lock);
@@ -1047,17 +842,12 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
         }
         if (len)
             memcpy(m->data, data, len);
-        hop__membuf_push_tail(&ch->mem, m);
-        ch->sent_total++;
-        bool serve = hop__channel_announce(ch, 1);
-        pthread_mutex_unlock(&ch->lock);
         pthread_mutex_unlock(&ch->write_lock);
-        if (serve)
-            hop__channel_dispatch(ch);
+        hop__membuf_push_tail(&ch->mem, m);
+        sent_unlock(ch, 1);
         return HOP_OK;
     }
-    hop_buf one = {data, len};
-    hop_err err = append_records(ch, &one, 1, req);
+    hop_err err = append_published(ch, &(hop_buf){data, len}, 1);
     int saved = errno;
     hop__msg_free(m);
     errno = saved;
@@ -1076,7 +866,7 @@ static __attribute__((noinline)) hop_err send_slow(hop_channel *ch, const void *
     }
     if (ch->limits.max_disk_files > 0) {
         pthread_mutex_unlock(&ch->lock);
-        return send_to_disk(ch, data, len, m, NULL);
+        return send_to_disk(ch, data, len, m);
     }
     ch->rejected_full_total++;
     pthread_mutex_unlock(&ch->lock);
@@ -1148,7 +938,7 @@ static hop_err send_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop_
         pthread_mutex_unlock(&ch->lock);
         pthread_mutex_unlock(&ch->write_lock);
     } else {
-        err = append_records(ch, msgs, n, g->reqs);
+        err = append_durable(ch, msgs, n, g->reqs);
     }
     if (err != HOP_OK || fn) {
         if (err != HOP_OK) {
@@ -1219,7 +1009,7 @@ hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n)
     /* all to memory if all fit there: copies made first, outside the lock */
     hop__membuf copies;
     hop__membuf_init(&copies);
-    if (!atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) &&
+    if (!atomic_load_explicit(&ch->disk.busy, memory_order_relaxed) &&
         cost <= ch->limits.memory_bytes) {
         for (size_t i = 0; i < n; i++) {
             hop__msg *m = hop__msg_new(msgs[i].len);
@@ -1237,15 +1027,11 @@ hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n)
     if (ch->closed) {
         err = HOP_CLOSED;
     } else if (copies.count == n && memory_fits_bytes(ch, cost)) {
+        pthread_mutex_unlock(&ch->write_lock);
         hop__msg *m;
         while ((m = hop__membuf_pop_head(&copies)) != NULL)
             hop__membuf_push_tail(&ch->mem, m);
-        ch->sent_total += n;
-        bool serve = hop__channel_announce(ch, n);
-        pthread_mutex_unlock(&ch->lock);
-        pthread_mutex_unlock(&ch->write_lock);
-        if (serve)
-            hop__channel_dispatch(ch);
+        sent_unlock(ch, n);
         return HOP_OK;
     } else if (ch->limits.max_disk_files == 0) {
         ch->rejected_full_total++;
@@ -1258,7 +1044,7 @@ hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n)
         return err;
     }
     hop__membuf_release(&copies);
-    return append_records(ch, msgs, n, NULL);
+    return append_published(ch, msgs, n);
 }
 
 hop_err hop_send(hop_channel *ch, const void *data, size_t len)
@@ -1271,9 +1057,9 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len)
         return send_durable(ch, &(hop_buf){data, len}, 1, NULL, NULL);
 
     /* straight to disk when memory cannot take it: no copy made in vain */
-    if (atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) ||
+    if (atomic_load_explicit(&ch->disk.busy, memory_order_relaxed) ||
         hop__message_cost(len) > ch->limits.memory_bytes)
-        return send_to_disk(ch, data, len, NULL, NULL);
+        return send_to_disk(ch, data, len, NULL);
 
     hop__msg *m = hop__msg_new(len);
     if (m == NULL)
@@ -1284,11 +1070,7 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len)
     if (ch->closed || !memory_fits(ch, len))
         return send_slow(ch, data, len, m);
     hop__membuf_push_tail(&ch->mem, m);
-    ch->sent_total++;
-    bool serve = hop__channel_announce(ch, 1);
-    pthread_mutex_unlock(&ch->lock);
-    if (serve)
-        hop__channel_dispatch(ch);
+    sent_unlock(ch, 1);
     return HOP_OK;
 }
 
@@ -1301,17 +1083,17 @@ void hop_channel_stats(hop_channel *ch, hop_stats *s)
     pthread_mutex_lock(&ch->lock);
     s->memory_messages = ch->mem.count;
     s->memory_bytes = ch->mem.bytes;
-    s->disk_messages = ch->disk_records;
-    s->messages = ch->mem.count + ch->disk_records;
-    s->disk_bytes = (size_t)ch->disk_bytes;
-    s->disk_files = ch->disk_files;
+    s->disk_messages = ch->disk.records;
+    s->messages = ch->mem.count + ch->disk.records;
+    s->disk_bytes = (size_t)ch->disk.bytes;
+    s->disk_files = ch->disk.files;
     s->waiting_receivers = ch->blocked + ch->waiters;
     s->sent_total = ch->sent_total;
     s->received_total = ch->received_total;
     s->requeued_total = ch->requeued_total;
     s->rejected_full_total = ch->rejected_full_total;
     s->io_errors_total = ch->io_errors_total;
-    s->records_corrupt_total = ch->records_corrupt_total;
+    s->records_corrupt_total = ch->disk.records_corrupt;
     s->in_flight = ch->in_flight;
     s->held = ch->held;
     s->held_bytes = ch->held_bytes;

@@ -17,6 +17,7 @@
 #include "hopper/hopper.h"
 
 #include "array.h"
+#include "disk.h"
 #include "journal.h"
 #include "message.h"
 #include "queue_file.h"
@@ -48,8 +49,8 @@ typedef struct hop__flight {
  * called once with the outcome; the request may be freed by it. */
 typedef struct hop__sync_req {
     struct hop__sync_req *next;
-    hop__qfile *file;
-    uint64_t start, end; /* where its record begins, and the offset after it */
+    hop__disk_span span; /* where its record was appended */
+    bool kept;           /* its sync failed and its record could not be cut off */
     hop_sent_fn fn;
     void *arg;
 } hop__sync_req;
@@ -74,20 +75,18 @@ struct hop_channel {
      * cache lines as possible. */
     pthread_mutex_t lock;
     hop__membuf mem;
-    size_t disk_records; /* published records not yet read */
-    size_t disk_pending; /* sends writing a record (durable: or waiting for its sync) */
     hop_waiter *waiters_head;
     size_t blocked; /* threads waiting in hop_recv() */
     bool closed;
     bool dispatching; /* a dispatch() loop is running */
     uint64_t sent_total, received_total;
 
-    /* Read by every send, written rarely. */
+    /* Read by every send, written rarely: the limits, and the counts of
+     * the disk part that come first in it (and its busy hint). */
     hop_limits limits;
-    atomic_bool disk_busy; /* hint: disk part not empty, sends skip the memory try */
+    hop__disk disk; /* the queue files; its fields say which lock guards them */
 
     char name[HOP_NAME_MAX + 1];
-    int dirfd; /* the channel's directory, flock'ed; -1 when memory only */
 
     pthread_mutex_t write_lock;
     pthread_mutex_t read_lock;
@@ -95,20 +94,12 @@ struct hop_channel {
     pthread_cond_t readable; /* signalled when a message arrives */
     pthread_cond_t drained;  /* signalled when the last call leaves a closing channel */
 
-    hop__qfile *head, *tail; /* queue files, oldest first */
-    hop__qfile *write_file;  /* the file being appended to (the tail), or NULL */
-    size_t disk_files;       /* files in the list plus files being created */
-    uint64_t disk_bytes;     /* published bytes of the files in the list */
-    uint64_t next_seq;       /* guarded by write_lock */
-    hop__qreader reader;     /* guarded by read_lock */
-
     hop__flight *flights_head, *flights_tail; /* lock */
     size_t in_flight;                         /* lock: handed out, not consumed or given back */
     hop__flight *holds;                       /* lock: messages held with hop_hold() */
     uint32_t take_counter;                    /* lock: the last take_order given */
     size_t held, held_bytes;
 
-    hop__array zombies; /* read_lock: uint64_t seqs of consumed files that could not be removed */
 
     int journal_fd; /* journal_lock; -1 when there is none */
     uint64_t journal_size;
@@ -125,18 +116,12 @@ struct hop_channel {
     size_t inside; /* receive calls in progress, which close waits for */
 
     uint64_t requeued_total, rejected_full_total;
-    uint64_t io_errors_total, records_corrupt_total;
+    uint64_t io_errors_total;
     uint64_t recovered_total, syncs_total;
 };
 
 /* channel.c, for the others. Called with ch->lock held: */
 bool hop__channel_announce(hop_channel *ch, size_t count);
-void hop__channel_update_disk_busy(hop_channel *ch);
-/* Detach the files at the head that are finished and chain them on *done
- * for hop__channel_delete_files(). With ch->lock and ch->read_lock held. */
-void hop__channel_detach_finished(hop_channel *ch, hop__qfile **done);
-/* With ch->read_lock held, without ch->lock. */
-void hop__channel_delete_files(hop_channel *ch, hop__qfile *done);
 /* Hand available messages to armed waiters. Without locks. */
 void hop__channel_dispatch(hop_channel *ch);
 
@@ -145,10 +130,11 @@ void hop__channel_dispatch(hop_channel *ch);
 void hop__channel_abandon(hop_channel *ch);
 
 /* sync.c */
-/* Queue req, whose record was just appended: called with write_lock held,
- * in the order of the appends. Returns true if the channel must be handed
- * to the sync threads (hop__syncer_queue(), after write_lock is dropped). */
-bool hop__sync_enqueue(hop_channel *ch, hop__sync_req *req);
+/* Queue reqs[0..n), whose records were just appended: called with
+ * write_lock held, in the order of the appends. Returns true if the channel
+ * must be handed to the sync threads (hop__syncer_queue(), after write_lock
+ * is dropped). */
+bool hop__sync_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n);
 /* Sync and publish the queued records in rounds until none is left; on a
  * sync thread. */
 void hop__sync_run(hop_channel *ch);

@@ -55,8 +55,8 @@
  * every lock held, or single-threaded. */
 static hop_err journal_entries(hop_channel *ch, hop__jentry **out, size_t *n)
 {
-    size_t cap = ch->zombies.count;
-    for (hop__qfile *f = ch->head; f; f = f->next)
+    size_t cap = ch->disk.unremoved.count;
+    for (hop__qfile *f = ch->disk.head; f; f = f->next)
         cap += 1 + f->skips.count;
     for (hop__flight *fl = ch->flights_head; fl; fl = fl->next)
         cap++;
@@ -65,7 +65,7 @@ static hop_err journal_entries(hop_channel *ch, hop__jentry **out, size_t *n)
         return HOP_NOMEM;
     size_t k = 0;
     hop__flight *fl = ch->flights_head;
-    for (hop__qfile *f = ch->head; f; f = f->next) {
+    for (hop__qfile *f = ch->disk.head; f; f = f->next) {
         uint64_t low = f->read_off;
         for (hop__flight *x = fl; x && x->file == f; x = x->next) {
             if (!x->done) {
@@ -82,24 +82,12 @@ static hop_err journal_entries(hop_channel *ch, hop__jentry **out, size_t *n)
             if (skips[i].consumed && skips[i].off >= low)
                 e[k++] = (hop__jentry){HOP__J_DONE, f->seq, skips[i].off};
     }
-    const uint64_t *zombies = ch->zombies.items;
-    for (size_t i = 0; i < ch->zombies.count; i++)
-        e[k++] = (hop__jentry){HOP__J_START, zombies[i], UINT64_MAX};
+    const uint64_t *unremoved = ch->disk.unremoved.items;
+    for (size_t i = 0; i < ch->disk.unremoved.count; i++)
+        e[k++] = (hop__jentry){HOP__J_START, unremoved[i], UINT64_MAX};
     *out = e;
     *n = k;
     return HOP_OK;
-}
-
-/* Retry removing consumed files that could not be removed. With read_lock
- * held (or single-threaded). */
-static void retry_zombies(hop_channel *ch)
-{
-    uint64_t *zombies = ch->zombies.items;
-    size_t kept = 0;
-    for (size_t i = 0; i < ch->zombies.count; i++)
-        if (hop__qfile_unlink(ch->dirfd, zombies[i]) != 0 && errno != ENOENT)
-            zombies[kept++] = zombies[i];
-    ch->zombies.count = kept;
 }
 
 /* Replace the journal with entries (taken) and use the new one. With
@@ -108,7 +96,7 @@ static hop_err journal_replace(hop_channel *ch, hop__jentry *entries, size_t n)
 {
     int fd;
     uint64_t size;
-    hop_err err = hop__journal_rewrite(ch->dirfd, entries, n, &fd, &size);
+    hop_err err = hop__journal_rewrite(ch->disk.dirfd, entries, n, &fd, &size);
     int saved = errno;
     hop__free(entries);
     if (err == HOP_OK) {
@@ -124,7 +112,7 @@ static hop_err journal_replace(hop_channel *ch, hop__jentry *entries, size_t n)
 /* Rewrite the journal from the state. Single-threaded. */
 static hop_err journal_rewrite(hop_channel *ch)
 {
-    retry_zombies(ch);
+    hop__disk_retry_unremoved(&ch->disk);
     hop__jentry *entries;
     size_t n;
     hop_err err = journal_entries(ch, &entries, &n);
@@ -142,7 +130,7 @@ static void journal_rewrite_live(hop_channel *ch)
     pthread_mutex_lock(&ch->journal_lock);
     hop_err err = HOP_OK;
     if (ch->journal_size >= JOURNAL_REWRITE_BYTES) {
-        retry_zombies(ch);
+        hop__disk_retry_unremoved(&ch->disk);
         hop__jentry *entries = NULL;
         size_t n = 0;
         pthread_mutex_lock(&ch->lock);
@@ -211,7 +199,7 @@ typedef enum verdict {
  * *size, when FILE_OURS. */
 static verdict classify(hop_channel *ch, const char *name, uint64_t seq, int *fd, uint64_t *size)
 {
-    int rfd = hop__io_current->openat(ch->dirfd, name, O_RDONLY | O_NOFOLLOW, 0);
+    int rfd = hop__io_current->openat(ch->disk.dirfd, name, O_RDONLY | O_NOFOLLOW, 0);
     if (rfd < 0 && errno == ELOOP) {
         hop__log(HOP_LOG_WARN, ch->name, "%s is a symbolic link: left alone", name);
         return FILE_FOREIGN;
@@ -269,7 +257,7 @@ static int by_seq(const void *a, const void *b)
  * highest number seen, foreign files' too). */
 static hop_err list_files(hop_channel *ch, found **out, size_t *n, uint64_t *max_seq)
 {
-    int fd = dup(ch->dirfd);
+    int fd = dup(ch->disk.dirfd);
     if (fd < 0)
         return HOP_IO;
     DIR *d = fdopendir(fd);
@@ -294,7 +282,7 @@ static hop_err list_files(hop_channel *ch, found **out, size_t *n, uint64_t *max
         uint64_t size = 0;
         verdict v = classify(ch, e->d_name, seq, &rfd, &size);
         if (v == FILE_EMPTY) {
-            if (hop__qfile_unlink(ch->dirfd, seq) == 0)
+            if (hop__qfile_unlink(ch->disk.dirfd, seq) == 0)
                 hop__log(HOP_LOG_INFO, ch->name, "removed %s, cut short when it was created",
                          e->d_name);
             continue;
@@ -408,12 +396,12 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
         errno = saved;
         return err;
     }
-    ch->records_corrupt_total += fr.gaps;
+    ch->disk.records_corrupt += fr.gaps;
 
     if (fr.records == 0) {
         hop__array_release(&fr.skips);
         hop__io_current->close(fo->fd);
-        if (hop__qfile_unlink(ch->dirfd, fo->seq) != 0)
+        if (hop__qfile_unlink(ch->disk.dirfd, fo->seq) != 0)
             hop__log(HOP_LOG_WARN, ch->name,
                      "cannot remove consumed queue file %020" PRIu64 ".hq: %s", fo->seq,
                      strerror(errno));
@@ -422,7 +410,7 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     if (valid_end < fo->size) {
         char name[HOP__QFILE_NAME_SIZE];
         hop__qfile_name(fo->seq, name);
-        int wfd = hop__io_current->openat(ch->dirfd, name, O_WRONLY, 0);
+        int wfd = hop__io_current->openat(ch->disk.dirfd, name, O_WRONLY, 0);
         bool cut = wfd >= 0 && hop__io_current->ftruncate(wfd, (off_t)valid_end) == 0;
         int saved = errno;
         if (wfd >= 0)
@@ -448,42 +436,16 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     f->read_off = fr.first;
     f->sealed = true;
     f->skips = fr.skips;
-    if (ch->tail)
-        ch->tail->next = f;
-    else
-        ch->head = f;
-    ch->tail = f;
-    ch->disk_files++;
-    ch->disk_bytes += f->size;
-    ch->disk_records += f->records;
+    hop__disk_adopt(&ch->disk, f);
     ch->recovered_total += f->records;
     return HOP_OK;
 }
 
-/* Sends go on appending to the newest recovered file while it has room,
- * so that restarts do not leave a trail of small files behind. Its end is
- * the end of its last whole record (a torn tail was cut off). If it cannot
- * be opened for writing it stays sealed. */
-static void reopen_tail(hop_channel *ch)
-{
-    hop__qfile *f = ch->tail;
-    if (f == NULL || f->size >= ch->limits.file_bytes)
-        return;
-    char name[HOP__QFILE_NAME_SIZE];
-    hop__qfile_name(f->seq, name);
-    int fd = hop__io_current->openat(ch->dirfd, name, O_WRONLY, 0);
-    if (fd < 0)
-        return;
-    f->write_fd = fd;
-    f->sealed = false;
-    ch->write_file = f;
-}
-
 static hop_err recover(hop_channel *ch)
 {
-    hop__io_current->unlinkat(ch->dirfd, HOP__JOURNAL_TMP_NAME, 0); /* a rewrite cut short */
+    hop__io_current->unlinkat(ch->disk.dirfd, HOP__JOURNAL_TMP_NAME, 0); /* a rewrite cut short */
     hop__jstate js;
-    hop_err err = hop__journal_read(ch->dirfd, &js);
+    hop_err err = hop__journal_read(ch->disk.dirfd, &js);
     if (err != HOP_OK)
         return err;
     if (js.damaged || js.torn)
@@ -504,16 +466,15 @@ static hop_err recover(hop_channel *ch)
         hop__io_current->close(files[i].fd);
     hop__free(files);
     hop__journal_state_release(&js);
-    ch->next_seq = max_seq >= FIRST_SEQ ? max_seq + 1 : FIRST_SEQ;
+    ch->disk.next_seq = max_seq >= FIRST_SEQ ? max_seq + 1 : FIRST_SEQ;
     if (err != HOP_OK) {
         errno = saved;
         return err;
     }
-    if (ch->disk_records)
+    if (ch->disk.records)
         hop__log(HOP_LOG_INFO, ch->name, "recovered %zu message(s) in %zu queue file(s)",
-                 ch->disk_records, ch->disk_files);
-    reopen_tail(ch);
-    hop__channel_update_disk_busy(ch);
+                 ch->disk.records, ch->disk.files);
+    hop__disk_reopen_tail(&ch->disk);
     return journal_rewrite(ch);
 }
 
@@ -522,13 +483,13 @@ hop_err hop__persist_open(hop_channel *ch, const char *data_dir)
     int top = open_dir_at(AT_FDCWD, data_dir);
     if (top < 0)
         return HOP_IO;
-    ch->dirfd = open_dir_at(top, ch->name);
+    ch->disk.dirfd = open_dir_at(top, ch->name);
     int saved = errno;
     close(top);
     errno = saved;
-    if (ch->dirfd < 0)
+    if (ch->disk.dirfd < 0)
         return HOP_IO;
-    if (flock(ch->dirfd, LOCK_EX | LOCK_NB) != 0)
+    if (flock(ch->disk.dirfd, LOCK_EX | LOCK_NB) != 0)
         return HOP_IO;
     return recover(ch);
 }
@@ -541,11 +502,11 @@ hop_err hop__persist_open(hop_channel *ch, const char *data_dir)
 static hop_err spill(hop_channel *ch, size_t *written)
 {
     *written = 0;
-    uint64_t seq = ch->head ? ch->head->seq - 1 : ch->next_seq++;
+    uint64_t seq = ch->disk.head ? ch->disk.head->seq - 1 : ch->disk.next_seq++;
     hop__qfile *f = NULL;
     hop_err err = HOP_IO;
     for (int i = 0; i < SPILL_SEQ_TRIES && seq > 0; i++, seq--) {
-        err = hop__qfile_create(ch->dirfd, seq, &f);
+        err = hop__qfile_create(ch->disk.dirfd, seq, &f);
         if (err != HOP_IO || errno != EEXIST)
             break;
     }
@@ -560,7 +521,7 @@ static hop_err spill(hop_channel *ch, size_t *written)
             continue;
         hop__msg *m = NULL;
         uint64_t next;
-        hop__read_result res = hop__qreader_read(&ch->reader, ch->dirfd, fl->file, fl->off,
+        hop__read_result res = hop__qreader_read(&ch->disk.reader, ch->disk.dirfd, fl->file, fl->off,
                                                  fl->file->size, HOP_MAX_MESSAGE_BYTES, &m, &next);
         if (res != HOP__READ_OK) {
             /* it can no longer be read: it stays where it is */
@@ -581,11 +542,11 @@ static hop_err spill(hop_channel *ch, size_t *written)
     }
     if (err == HOP_OK && hop__io_current->fdatasync(f->write_fd) != 0)
         err = HOP_IO;
-    if (err == HOP_OK && hop__io_current->fsync(ch->dirfd) != 0)
+    if (err == HOP_OK && hop__io_current->fsync(ch->disk.dirfd) != 0)
         err = HOP_IO;
     int saved = errno;
     if (err != HOP_OK)
-        hop__qfile_unlink(ch->dirfd, f->seq);
+        hop__qfile_unlink(ch->disk.dirfd, f->seq);
     hop__qfile_free(f);
     errno = saved;
     return err;
@@ -668,7 +629,7 @@ hop_err hop_channel_remove(const char *data_dir, const char *name)
     /* Holding its lock: the journal (it says nothing now), then the
      * directory, which fails if anything else is in it. */
     int saved = 0;
-    if (hop__io_current->unlinkat(ch->dirfd, HOP__JOURNAL_NAME, 0) != 0 && errno != ENOENT) {
+    if (hop__io_current->unlinkat(ch->disk.dirfd, HOP__JOURNAL_NAME, 0) != 0 && errno != ENOENT) {
         saved = errno;
         err = HOP_IO;
     } else if (unlinkat(top, name, AT_REMOVEDIR) != 0) {

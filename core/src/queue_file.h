@@ -33,7 +33,8 @@ typedef struct hop__qfile {
     size_t records_read; /* reader: records consumed or skipped */
     bool sealed;         /* published: no record will be appended any more */
     uint64_t written;    /* writer: end of the bytes appended, >= size; beyond size they
-                            wait for their sync (durable) */
+                            wait for their publication (durable: their sync) */
+    size_t appended;     /* writer: records appended and not yet published or staged */
     bool dir_unsynced;   /* writer: created, its directory entry not synced yet */
     size_t unsynced;     /* published: records appended and waiting for their sync */
     size_t in_flight;    /* published: records handed out and not yet consumed */

@@ -29,7 +29,7 @@
  * order their records were appended, so a file's requests are adjacent. */
 #define FOR_EACH_FILE(batch, r)                                                                    \
     for (hop__sync_req *r = (batch); r; r = r->next)                                               \
-        if (r->next == NULL || r->next->file != r->file)
+        if (r->next == NULL || r->next->span.file != r->span.file)
 
 /* Tell the senders of batch how it went. Without locks: fn may free its
  * request, and may send again. */
@@ -49,100 +49,94 @@ static bool publish(hop_channel *ch, hop__sync_req *batch, int *fds, size_t max,
 {
     size_t n = 0;
     for (hop__sync_req *r = batch; r; r = r->next) {
-        hop__qfile *f = r->file;
-        ch->disk_bytes += r->end - f->size;
-        f->size = r->end;
-        f->records++;
-        f->unsynced--;
-        ch->disk_records++;
-        ch->disk_pending--;
+        hop__disk_publish_synced(&ch->disk, &r->span);
         ch->sent_total++;
         n++;
     }
     *nfds = 0;
     FOR_EACH_FILE(batch, r)
     {
-        hop__qfile *f = r->file;
-        if (f->sealed && f->unsynced == 0 && f->write_fd >= 0 && *nfds < max) {
-            fds[(*nfds)++] = f->write_fd;
-            f->write_fd = -1;
-        }
+        int fd = *nfds < max ? hop__disk_take_synced_fd(r->span.file) : -1;
+        if (fd >= 0)
+            fds[(*nfds)++] = fd;
     }
-    hop__channel_update_disk_busy(ch);
     return hop__channel_announce(ch, n);
 }
 
-/* A sync failed: fail every record not synced yet (batch and whatever was
- * queued since), cut them off their files and seal those files. A record
- * that cannot be cut off is whole and valid in its file: it is marked
- * consumed (a skip, and the journal), or a restart would bring back what
- * its sender was told was not stored. */
-static void fail_unsynced(hop_channel *ch, hop__sync_req *batch, int err_no)
+/* The requests queued behind batch (none is synced: the sync of batch
+ * failed first) join it, to fail with it. write_lock held. */
+static hop__sync_req *take_the_rest(hop_channel *ch, hop__sync_req *batch)
 {
-    pthread_mutex_lock(&ch->write_lock);
     pthread_mutex_lock(&ch->sync_lock);
     hop__sync_req *rest = ch->sync_head;
     ch->sync_head = ch->sync_tail = NULL;
     pthread_mutex_unlock(&ch->sync_lock);
-    if (batch) {
-        hop__sync_req *last = batch;
-        while (last->next)
-            last = last->next;
-        last->next = rest;
-    } else {
-        batch = rest;
-    }
-    /* Cut, under write_lock alone: the files' unpublished ends are the
-     * writers' (and nobody writes now). */
+    if (batch == NULL)
+        return rest;
+    hop__sync_req *last = batch;
+    while (last->next)
+        last = last->next;
+    last->next = rest;
+    return batch;
+}
+
+/* Cut the records of batch off their files; a request whose record could
+ * not be cut off is marked kept. Under write_lock alone: the files'
+ * unpublished ends are the writers' (and nobody writes now). */
+static void cut_refused(hop_channel *ch, hop__sync_req *batch)
+{
     hop__qfile *uncut = NULL;
     for (hop__sync_req *r = batch; r; r = r->next) {
-        hop__qfile *f = r->file;
-        if (f->written > f->size) {
-            uncut = NULL;
-            if (f->write_fd < 0 || hop__io_current->ftruncate(f->write_fd, (off_t)f->size) != 0) {
-                hop__log(HOP_LOG_ERROR, ch->name, "cannot cut refused records off: %s",
-                         strerror(errno));
-                uncut = f;
-            }
-            f->written = f->size;
-        }
-        r->start = r->file == uncut ? r->start : UINT64_MAX; /* UINT64_MAX: cut off */
+        hop__qfile *f = r->span.file;
+        if (f->written > f->size)
+            uncut = hop__disk_cut_unsynced(&ch->disk, f) ? NULL : f;
+        r->kept = f == uncut;
     }
-    pthread_mutex_lock(&ch->read_lock);
+}
+
+/* A record that could not be cut off is whole and valid in its file: mark
+ * it consumed (a skip for the reader, DONE in the journal), or a restart
+ * would bring back what its sender was told was not stored. read_lock held. */
+static void mark_kept_consumed(hop_channel *ch, hop__sync_req *batch)
+{
     pthread_mutex_lock(&ch->journal_lock);
     for (hop__sync_req *r = batch; r; r = r->next) {
-        if (r->start == UINT64_MAX)
+        if (!r->kept)
             continue;
+        hop__disk_span *s = &r->span;
         bool noted =
-            hop__qfile_add_skip(r->file, r->start, r->end, true) && ch->journal_fd >= 0 &&
+            hop__qfile_add_skip(s->file, s->start, s->end, true) && ch->journal_fd >= 0 &&
             hop__journal_append(ch->journal_fd, &ch->journal_size,
-                                &(hop__jentry){HOP__J_DONE, r->file->seq, r->start}) == HOP_OK;
+                                &(hop__jentry){HOP__J_DONE, s->file->seq, s->start}) == HOP_OK;
         if (!noted)
             hop__log(HOP_LOG_ERROR, ch->name,
                      "a refused record could not be marked consumed: it may come back after a "
                      "restart");
     }
     pthread_mutex_unlock(&ch->journal_lock);
+}
+
+/* A sync failed: fail every record not synced yet (batch and whatever was
+ * queued since), cut them off their files and seal those files. */
+static void fail_unsynced(hop_channel *ch, hop__sync_req *batch, int err_no)
+{
+    pthread_mutex_lock(&ch->write_lock);
+    batch = take_the_rest(ch, batch);
+    cut_refused(ch, batch);
+    pthread_mutex_lock(&ch->read_lock);
+    mark_kept_consumed(ch, batch);
     pthread_mutex_lock(&ch->lock);
     size_t failed = 0;
     for (hop__sync_req *r = batch; r; r = r->next) {
-        hop__qfile *f = r->file;
-        f->unsynced--;
-        if (!f->sealed) {
-            f->sealed = true;
-            if (ch->write_file == f)
-                ch->write_file = NULL;
-        }
-        ch->disk_pending--;
+        hop__disk_refuse(&ch->disk, r->span.file);
         ch->io_errors_total++;
         failed++;
     }
     /* a file of the failed ones that holds no record can go now */
     hop__qfile *done = NULL;
-    hop__channel_detach_finished(ch, &done);
-    hop__channel_update_disk_busy(ch);
+    hop__disk_detach_finished(&ch->disk, &done);
     pthread_mutex_unlock(&ch->lock);
-    hop__channel_delete_files(ch, done);
+    hop__disk_remove(&ch->disk, done);
     pthread_mutex_unlock(&ch->read_lock);
     pthread_mutex_unlock(&ch->write_lock);
     hop__log(HOP_LOG_ERROR, ch->name, "syncing queue file: %s; %zu message(s) refused",
@@ -150,15 +144,17 @@ static void fail_unsynced(hop_channel *ch, hop__sync_req *batch, int err_no)
     settle(batch, HOP_IO, err_no);
 }
 
-bool hop__sync_enqueue(hop_channel *ch, hop__sync_req *req)
+bool hop__sync_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n)
 {
-    req->next = NULL;
     pthread_mutex_lock(&ch->sync_lock);
-    if (ch->sync_tail)
-        ch->sync_tail->next = req;
-    else
-        ch->sync_head = req;
-    ch->sync_tail = req;
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].next = NULL;
+        if (ch->sync_tail)
+            ch->sync_tail->next = &reqs[i];
+        else
+            ch->sync_head = &reqs[i];
+        ch->sync_tail = &reqs[i];
+    }
     bool queue = ch->sync_state == HOP__SYNC_IDLE;
     if (queue)
         ch->sync_state = HOP__SYNC_QUEUED;
@@ -187,9 +183,9 @@ static bool sync_round(hop_channel *ch)
     pthread_mutex_unlock(&ch->sync_lock);
     bool dir = false;
     for (hop__sync_req *r = batch; r; r = r->next) {
-        if (r->file->dir_unsynced) {
+        if (r->span.file->dir_unsynced) {
             dir = true;
-            r->file->dir_unsynced = false;
+            r->span.file->dir_unsynced = false;
         }
     }
     pthread_mutex_unlock(&ch->write_lock);
@@ -200,7 +196,7 @@ static bool sync_round(hop_channel *ch)
     int err_no = 0;
     if (dir) {
         syncs++;
-        if (hop__io_current->fsync(ch->dirfd) != 0)
+        if (hop__io_current->fsync(ch->disk.dirfd) != 0)
             err_no = errno;
     }
     FOR_EACH_FILE(batch, r)
@@ -208,7 +204,7 @@ static bool sync_round(hop_channel *ch)
         if (err_no)
             break;
         syncs++;
-        if (hop__io_current->fdatasync(r->file->write_fd) != 0)
+        if (hop__io_current->fdatasync(r->span.file->write_fd) != 0)
             err_no = errno;
     }
     pthread_mutex_lock(&ch->lock);
