@@ -26,7 +26,9 @@
 #include "channel.h"
 
 #include "alloc.h"
+#include "flight.h"
 #include "io.h"
+#include "persist.h"
 #include "log.h"
 #include "record.h"
 
@@ -106,25 +108,6 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
     return HOP_OK;
 }
 
-/* Free a flight once nothing refers to it any more. */
-static void flights_release(hop_channel *ch)
-{
-    for (hop__flight *h = ch->holds; h; h = h->hold_next)
-        if (h->file == NULL)
-            h->ch = NULL; /* a message from memory, held: hop_free() frees its node */
-    ch->holds = NULL;
-    hop__flight *fl = ch->flights_head;
-    ch->flights_head = ch->flights_tail = NULL;
-    while (fl) {
-        hop__flight *next = fl->next;
-        if (fl->done || fl->in_memory || fl->dropped)
-            hop__free(fl); /* nothing refers to it (memory is freed next) */
-        else
-            fl->ch = NULL; /* a receiver holds its message: hop_free() frees it */
-        fl = next;
-    }
-}
-
 /* Close without writing anything (abandon) or as hop_channel_close() says. */
 static hop_err close_channel(hop_channel *ch, bool abandon)
 {
@@ -156,7 +139,7 @@ static hop_err close_channel(hop_channel *ch, bool abandon)
     if (ch->disk.dirfd >= 0 && !abandon)
         err = hop__persist_close(ch);
     int saved = errno;
-    flights_release(ch);
+    hop__flight_release_all(ch);
     hop__membuf_release(&ch->mem);
     if (ch->journal_fd >= 0)
         close(ch->journal_fd);
@@ -231,7 +214,7 @@ static hop_waiter *waiter_pop(hop_channel *ch)
 
 /* A message keeps the place in the channel's order it had when it was
  * first taken (take_order, counting from 1; 0: never taken), so that
- * messages given back at different times, in any order, line up again as
+ * messages requeued at different times, in any order, line up again as
  * they were. Wrap-around safe. */
 static inline bool taken_before(uint32_t a, uint32_t b)
 {
@@ -246,28 +229,24 @@ static inline void take_order_stamp(hop_channel *ch, hop__msg *m)
 }
 
 /* The oldest message in memory, removed; NULL if none. A message read from
- * disk and given back is in flight again. */
+ * disk and requeued is in flight again. */
 static inline hop__msg *memory_take(hop_channel *ch)
 {
     hop__msg *m = hop__membuf_pop_head(&ch->mem);
     if (m == NULL)
         return NULL;
     take_order_stamp(ch, m);
-    if (m->flight) {
-        m->flight->in_memory = false;
-        ch->in_flight++;
-    }
+    if (m->flight)
+        hop__flight_taken_again(ch, m->flight);
     return m;
 }
 
-/* m goes back to memory, at the head but behind the messages given back
+/* m is requeued to memory, at the head but behind the requeued messages
  * that were taken before it: in the order they first left. */
-static void memory_give_back(hop_channel *ch, hop__msg *m)
+static void memory_requeue(hop_channel *ch, hop__msg *m)
 {
-    if (m->flight) {
-        m->flight->in_memory = true;
-        ch->in_flight--;
-    }
+    if (m->flight)
+        hop__flight_requeued(ch, m->flight);
     hop__msg *prev = NULL;
     for (hop__msg *p = ch->mem.head;
          p && p->take_order != 0 && taken_before(p->take_order, m->take_order); p = p->next)
@@ -302,14 +281,7 @@ static hop_err take_reserve(hop_channel *ch, hop__flight *fl, hop__disk_read *rd
  * hop_free()s it. Called with ch->lock held. */
 static void take_commit(hop_channel *ch, hop__flight *fl, hop__disk_read *rd)
 {
-    *fl = (hop__flight){.ch = ch, .file = rd->file, .off = rd->off};
-    if (ch->flights_tail)
-        ch->flights_tail->next = fl;
-    else
-        ch->flights_head = fl;
-    ch->flights_tail = fl;
-    ch->in_flight++;
-    rd->msg->flight = fl;
+    hop__flight_start(ch, fl, rd->file, rd->off, rd->msg);
     take_order_stamp(ch, rd->msg);
 }
 
@@ -469,7 +441,7 @@ void hop__channel_dispatch(hop_channel *ch)
             break; /* nothing left, or a read error the next receiver meets again */
         hop_waiter *w = waiter_pop(ch);
         if (w == NULL) { /* the waiters were cancelled while the lock was dropped */
-            memory_give_back(ch, m);
+            memory_requeue(ch, m);
             break;
         }
         ch->received_total++;
@@ -566,77 +538,6 @@ bool hop_waiter_cancel(hop_waiter *w)
     return was_armed;
 }
 
-/* fl's message no longer counts against memory. Called with ch->lock held. */
-static void unhold(hop_channel *ch, hop__flight *fl)
-{
-    if (fl->hold_prev)
-        fl->hold_prev->hold_next = fl->hold_next;
-    else
-        ch->holds = fl->hold_next;
-    if (fl->hold_next)
-        fl->hold_next->hold_prev = fl->hold_prev;
-    fl->hold_prev = fl->hold_next = NULL;
-    fl->held = false;
-    ch->held--;
-    ch->held_bytes -= fl->held_cost;
-}
-
-hop_err hop_hold(hop_channel *ch, void *data)
-{
-    hop__msg *m = hop__msg_of(data);
-    if (ch == NULL || m == NULL || (m->flight && m->flight->ch != ch))
-        return HOP_INVALID;
-    hop__flight *node = m->flight ? NULL : hop__calloc(1, sizeof *node);
-    if (m->flight == NULL && node == NULL)
-        return HOP_NOMEM;
-    pthread_mutex_lock(&ch->lock);
-    if (ch->closed || (m->flight && m->flight->held)) {
-        pthread_mutex_unlock(&ch->lock);
-        hop__free(node);
-        return ch->closed ? HOP_CLOSED : HOP_INVALID;
-    }
-    if (node) {
-        node->ch = ch; /* file NULL: from memory */
-        m->flight = node;
-    }
-    size_t cost = hop__message_cost(m->len);
-    if (ch->held > 0 &&
-        (cost > ch->limits.memory_bytes || ch->held_bytes > ch->limits.memory_bytes - cost)) {
-        if (node)
-            m->flight = NULL;
-        pthread_mutex_unlock(&ch->lock);
-        hop__free(node);
-        return HOP_FULL;
-    }
-    hop__flight *fl = m->flight;
-    fl->held = true;
-    fl->held_cost = cost;
-    fl->hold_prev = NULL;
-    fl->hold_next = ch->holds;
-    if (ch->holds)
-        ch->holds->hold_prev = fl;
-    ch->holds = fl;
-    ch->held++;
-    ch->held_bytes += fl->held_cost;
-    pthread_mutex_unlock(&ch->lock);
-    return HOP_OK;
-}
-
-/* The hold of m ends (freed or given back); a node that only stood for
- * the hold goes. Called with ch->lock held, or with ch closed (NULL). */
-static void hold_end(hop_channel *ch, hop__msg *m)
-{
-    hop__flight *fl = m->flight;
-    if (fl == NULL || !fl->held)
-        return;
-    if (ch)
-        unhold(ch, fl);
-    if (fl->file == NULL) {
-        m->flight = NULL;
-        hop__free(fl);
-    }
-}
-
 hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
 {
     hop__msg *m = hop__msg_of(data);
@@ -647,71 +548,23 @@ hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
         return HOP_INVALID;
     }
     pthread_mutex_lock(&ch->lock);
-    hold_end(ch, m);
+    hop__hold_end(ch, m);
     if (ch->closed) {
-        if (m->flight) {
-            m->flight->dropped = true; /* close writes its record again */
-            ch->in_flight--;
-        }
+        if (m->flight)
+            hop__flight_drop(ch, m->flight); /* close writes its record again */
         pthread_mutex_unlock(&ch->lock);
         hop__msg_free(m);
         return HOP_CLOSED;
     }
-    /* judged now: once given back, m may be taken and freed at any time */
+    /* judged now: once requeued, m may be taken and freed at any time */
     hop_err err = len == m->len ? HOP_OK : HOP_INVALID;
-    memory_give_back(ch, m);
+    memory_requeue(ch, m);
     ch->requeued_total++;
     bool serve = hop__channel_announce(ch, 1);
     pthread_mutex_unlock(&ch->lock);
     if (serve)
         hop__channel_dispatch(ch);
     return err;
-}
-
-/* The record of fl is consumed: drop the consumed flights at the head of
- * the list, remove the files that are now finished, and write it down. */
-static void flight_done(hop__flight *fl)
-{
-    hop_channel *ch = fl->ch;
-    if (ch == NULL) { /* the channel was closed meanwhile */
-        hop__free(fl);
-        return;
-    }
-    hop__qfile *f = fl->file;
-    uint64_t seq = f->seq, off = fl->off;
-    hop__qfile *done = NULL;
-    pthread_mutex_lock(&ch->read_lock);
-    pthread_mutex_lock(&ch->lock);
-    fl->done = true;
-    ch->in_flight--;
-    while (ch->flights_head && ch->flights_head->done) {
-        hop__flight *first = ch->flights_head;
-        ch->flights_head = first->next;
-        if (ch->flights_head == NULL)
-            ch->flights_tail = NULL;
-        hop__free(first);
-    }
-    hop__disk_consumed(&ch->disk, f, &done);
-    pthread_mutex_unlock(&ch->lock);
-    hop__disk_remove(&ch->disk, done);
-    pthread_mutex_unlock(&ch->read_lock);
-    hop__persist_consumed(ch, seq, off);
-}
-
-void hop_free(void *data)
-{
-    hop__msg *m = hop__msg_of(data);
-    if (m && m->flight && m->flight->held) {
-        hop_channel *ch = m->flight->ch; /* NULL once closed */
-        if (ch)
-            pthread_mutex_lock(&ch->lock);
-        hold_end(ch, m);
-        if (ch)
-            pthread_mutex_unlock(&ch->lock);
-    }
-    if (m && m->flight)
-        flight_done(m->flight);
-    hop__msg_free(m);
 }
 
 /* ---- sending ---- */

@@ -25,6 +25,15 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+/* Where a record read from a queue file and handed out is (flight.c). */
+typedef enum hop__flight_state {
+    HOP__FLIGHT_OUT,      /* a receiver has its message */
+    HOP__FLIGHT_REQUEUED, /* requeued: its message waits in memory */
+    HOP__FLIGHT_DONE,     /* consumed: its receiver hop_free()d it */
+    HOP__FLIGHT_DROPPED,  /* requeued to a closing channel, which freed its message and
+                             writes its record again */
+} hop__flight_state;
+
 /* A record read from a queue file and handed out: it is consumed (and its
  * file may go) only when the receiver hop_free()s it. The channel keeps
  * these in the order they were read, which is file order; a consumed one
@@ -33,17 +42,18 @@
 typedef struct hop__flight {
     struct hop__flight *next; /* the next newer one */
     hop_channel *ch;          /* NULL once the channel closed: hop_free() only frees */
-    hop__qfile *file;         /* NULL: not a record but a message from memory, held */
-    uint64_t off;             /* the record's offset in file */
-    bool done;                /* consumed */
-    bool in_memory;           /* given back with hop_requeue(): its message waits in memory */
-    bool dropped;             /* given back to a closing channel: its message was freed */
-    bool spilled;             /* still held at close, and written again to the file of the close */
-    /* hop_hold(): the message counts against memory_bytes while held */
-    bool held;
-    size_t held_cost;
-    struct hop__flight *hold_prev, *hold_next; /* the channel's holds */
+    hop__qfile *file;
+    uint64_t off; /* the record's offset in file */
+    hop__flight_state state;
 } hop__flight;
+
+/* A message held with hop_hold(): it counts against memory_bytes until it
+ * is freed or requeued (flight.c). */
+typedef struct hop__hold {
+    struct hop__hold *prev, *next; /* the channel's holds */
+    hop_channel *ch;               /* NULL once the channel closed: hop_free() only frees */
+    size_t cost;                   /* what it counts */
+} hop__hold;
 
 /* A durable send waiting for the sync that covers its record. fn is
  * called once with the outcome; the request may be freed by it. */
@@ -96,10 +106,9 @@ struct hop_channel {
 
     hop__flight *flights_head, *flights_tail; /* lock */
     size_t in_flight;                         /* lock: handed out, not consumed or given back */
-    hop__flight *holds;                       /* lock: messages held with hop_hold() */
+    hop__hold *holds;                         /* lock: messages held with hop_hold() */
     uint32_t take_counter;                    /* lock: the last take_order given */
     size_t held, held_bytes;
-
 
     int journal_fd; /* journal_lock; -1 when there is none */
     uint64_t journal_size;
@@ -145,15 +154,5 @@ void hop__sync_quiesce(hop_channel *ch);
 hop_err hop__syncer_acquire(void);
 void hop__syncer_release(void);
 void hop__syncer_queue(hop_channel *ch);
-
-/* persist.c */
-/* At open: the directory, its lock, and the recovery of what it holds. */
-hop_err hop__persist_open(hop_channel *ch, const char *data_dir);
-/* Note that the record of f at off was consumed (an append to the
- * journal, which is rewritten when it has grown). Without locks. */
-void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
-/* At close, single-threaded: write what memory holds, rewrite the journal,
- * and let go of the in-flight records. */
-hop_err hop__persist_close(hop_channel *ch);
 
 #endif

@@ -21,7 +21,7 @@
  * only bring such a message twice, never lose it. The journal is rewritten
  * first, so no entry of an earlier file of that number is left to apply.
  */
-#include "channel.h"
+#include "persist.h"
 
 #include "alloc.h"
 #include "array.h"
@@ -68,14 +68,14 @@ static hop_err journal_entries(hop_channel *ch, hop__jentry **out, size_t *n)
     for (hop__qfile *f = ch->disk.head; f; f = f->next) {
         uint64_t low = f->read_off;
         for (hop__flight *x = fl; x && x->file == f; x = x->next) {
-            if (!x->done) {
+            if (x->state != HOP__FLIGHT_DONE) {
                 low = x->off;
                 break;
             }
         }
         e[k++] = (hop__jentry){HOP__J_START, f->seq, low};
         for (; fl && fl->file == f; fl = fl->next)
-            if (fl->done && fl->off >= low)
+            if (fl->state == HOP__FLIGHT_DONE && fl->off >= low)
                 e[k++] = (hop__jentry){HOP__J_DONE, f->seq, fl->off};
         const hop__skip *skips = f->skips.items;
         for (size_t i = 0; i < f->skips.count; i++)
@@ -496,46 +496,73 @@ hop_err hop__persist_open(hop_channel *ch, const char *data_dir)
 
 /* ---- close: what memory holds goes to disk ---- */
 
-/* Write the messages held in memory, and those read from disk that a
- * receiver still holds (as if given back: in front), to a new file below
- * the oldest. OUT: *written, how many. Single-threaded. */
-static hop_err spill(hop_channel *ch, size_t *written)
+/* True if fl's record is written again at close: a receiver still has its
+ * message, or it was requeued to the closing channel (and freed). */
+static bool written_again(const hop__flight *fl)
 {
-    *written = 0;
+    return fl->state == HOP__FLIGHT_OUT || fl->state == HOP__FLIGHT_DROPPED;
+}
+
+/* The file of the close: numbered just below the oldest, so that it is
+ * read first. OUT: *out. */
+static hop_err spill_create(hop_channel *ch, hop__qfile **out)
+{
     uint64_t seq = ch->disk.head ? ch->disk.head->seq - 1 : ch->disk.next_seq++;
-    hop__qfile *f = NULL;
     hop_err err = HOP_IO;
     for (int i = 0; i < SPILL_SEQ_TRIES && seq > 0; i++, seq--) {
-        err = hop__qfile_create(ch->disk.dirfd, seq, &f);
+        err = hop__qfile_create(ch->disk.dirfd, seq, out);
         if (err != HOP_IO || errno != EEXIST)
             break;
     }
-    if (err != HOP_OK)
-        return err;
+    return err;
+}
 
-    uint64_t end = 0;
-    bool torn = false;
-    /* held records first: they were older than anything in memory */
+/* Append the records receivers still have to f, read again from their
+ * files; the flights of those written go on *spilled (room reserved). One
+ * that cannot be read again stays where it is. OUT: *written counts them. */
+static hop_err spill_flights(hop_channel *ch, hop__qfile *f, hop__array *spilled, size_t *written)
+{
+    hop_err err = HOP_OK;
     for (hop__flight *fl = ch->flights_head; fl && err == HOP_OK; fl = fl->next) {
-        if (fl->done || fl->in_memory)
+        if (!written_again(fl))
             continue;
         hop__msg *m = NULL;
-        uint64_t next;
-        hop__read_result res = hop__qreader_read(&ch->disk.reader, ch->disk.dirfd, fl->file, fl->off,
-                                                 fl->file->size, HOP_MAX_MESSAGE_BYTES, &m, &next);
+        uint64_t next, end;
+        bool torn;
+        hop__read_result res =
+            hop__qreader_read(&ch->disk.reader, ch->disk.dirfd, fl->file, fl->off, fl->file->size,
+                              HOP_MAX_MESSAGE_BYTES, &m, &next);
         if (res != HOP__READ_OK) {
-            /* it can no longer be read: it stays where it is */
             hop__log(HOP_LOG_WARN, ch->name,
                      "a message held by a receiver at close could not be read again");
             continue;
         }
         err = hop__qfile_append(f, m->data, (uint32_t)m->len, &end, &torn);
         f->written = end;
-        fl->spilled = err == HOP_OK;
+        if (err == HOP_OK)
+            hop__array_push(spilled, &fl, sizeof fl);
         (*written)++;
         hop__msg_free(m);
     }
+    return err;
+}
+
+/* Write the records receivers still have (as if requeued: in front) and
+ * the messages in memory to a new file below the oldest, and sync it.
+ * OUT: *spilled, the flights written again (room for all reserved);
+ * *written, how many messages. Single-threaded. */
+static hop_err spill(hop_channel *ch, hop__array *spilled, size_t *written)
+{
+    *written = 0;
+    hop__qfile *f = NULL;
+    hop_err err = spill_create(ch, &f);
+    if (err != HOP_OK)
+        return err;
+    /* held records first: they were older than anything in memory */
+    err = spill_flights(ch, f, spilled, written);
     for (hop__msg *m = ch->mem.head; m && err == HOP_OK; m = m->next) {
+        uint64_t end;
+        bool torn;
         err = hop__qfile_append(f, m->data, (uint32_t)m->len, &end, &torn);
         f->written = end;
         (*written)++;
@@ -552,11 +579,31 @@ static hop_err spill(hop_channel *ch, size_t *written)
     return err;
 }
 
+/* The spilled records that repeat queue file records are consumed now,
+ * in the order of the flights: those written again, and those requeued
+ * (their messages were in memory). A failure here only makes them come
+ * twice. */
+static void journal_spilled(hop_channel *ch, const hop__array *spilled)
+{
+    hop__flight *const *again = spilled->items;
+    size_t k = 0;
+    for (hop__flight *fl = ch->flights_head; fl; fl = fl->next) {
+        bool repeated = fl->state == HOP__FLIGHT_REQUEUED;
+        if (k < spilled->count && again[k] == fl) {
+            repeated = true;
+            k++;
+        }
+        if (repeated)
+            hop__journal_append(ch->journal_fd, &ch->journal_size,
+                                &(hop__jentry){HOP__J_DONE, fl->file->seq, fl->off});
+    }
+}
+
 hop_err hop__persist_close(hop_channel *ch)
 {
     size_t held = 0;
     for (hop__flight *fl = ch->flights_head; fl; fl = fl->next)
-        held += !fl->done && !fl->in_memory;
+        held += written_again(fl);
     hop_err err = journal_rewrite(ch); /* before a file number is used again */
     if (err != HOP_OK) {
         int saved = errno;
@@ -567,30 +614,26 @@ hop_err hop__persist_close(hop_channel *ch)
     if (ch->mem.count == 0 && held == 0)
         return err;
 
+    hop__array spilled = {0};
     size_t written = 0;
-    hop_err spilled = err == HOP_OK ? spill(ch, &written) : err;
-    if (spilled != HOP_OK) {
+    if (err == HOP_OK)
+        err = hop__array_reserve(&spilled, held, sizeof(hop__flight *))
+                  ? spill(ch, &spilled, &written)
+                  : HOP_NOMEM;
+    if (err != HOP_OK) {
         int saved = errno;
-        for (hop__flight *fl = ch->flights_head; fl; fl = fl->next)
-            fl->spilled = false; /* their records stay unconsumed */
-        size_t lost = 0;
+        size_t lost = 0; /* records requeued or held stay unconsumed in their files */
         for (hop__msg *m = ch->mem.head; m; m = m->next)
             lost += m->flight == NULL;
         hop__log(HOP_LOG_ERROR, ch->name,
                  "cannot write %zu message(s) from memory at close: %s; %zu of them lost",
                  ch->mem.count + held, strerror(saved), lost);
+        hop__array_release(&spilled);
         errno = saved;
         return HOP_IO;
     }
-    /* the spilled records that repeat queue file records: those are
-     * consumed now (a failure here only makes them come twice) */
-    for (hop__flight *fl = ch->flights_head; fl; fl = fl->next)
-        if (!fl->done && (fl->spilled || fl->in_memory))
-            hop__journal_append(ch->journal_fd, &ch->journal_size,
-                                &(hop__jentry){HOP__J_DONE, fl->file->seq, fl->off});
-    for (hop__msg *m = ch->mem.head; m; m = m->next)
-        if (m->flight)
-            m->flight->done = true;
+    journal_spilled(ch, &spilled);
+    hop__array_release(&spilled);
     hop__log(HOP_LOG_INFO, ch->name, "%zu message(s) written to disk at close", written);
     return HOP_OK;
 }

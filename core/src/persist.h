@@ -1,0 +1,18 @@
+/* persist.h - what of a channel survives a restart (persist.c): the
+ * directory and its recovery at open, the journal of consumed records, and
+ * the messages in memory written to disk at close. */
+#ifndef HOP_PERSIST_H
+#define HOP_PERSIST_H
+
+#include "channel.h"
+
+/* At open: the directory, its lock, and the recovery of what it holds. */
+hop_err hop__persist_open(hop_channel *ch, const char *data_dir);
+/* Note that the record of f at off was consumed (an append to the
+ * journal, which is rewritten when it has grown). Without locks. */
+void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
+/* At close, single-threaded: write what memory holds, rewrite the journal,
+ * and let go of the in-flight records. */
+hop_err hop__persist_close(hop_channel *ch);
+
+#endif
