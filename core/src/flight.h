@@ -5,7 +5,7 @@
 #ifndef HOP_FLIGHT_H
 #define HOP_FLIGHT_H
 
-#include "channel.h"
+#include "channel_state.h"
 
 /* The record of file f at off was read into m and is handed out: fl (new,
  * taken) tracks it until it is consumed. ch->lock held. */

@@ -4,7 +4,7 @@
 #ifndef HOP_PERSIST_H
 #define HOP_PERSIST_H
 
-#include "channel.h"
+#include "channel_state.h"
 
 /* At open: the directory, its lock, and the recovery of what it holds. */
 hop_err hop__persist_open(hop_channel *ch, const char *data_dir);

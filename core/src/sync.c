@@ -16,11 +16,12 @@
  * success next time). So every record not yet synced fails, with HOP_IO,
  * and is cut off its file, which is sealed: later sends start a new file.
  */
-#include "channel.h"
+#include "channel_state.h"
 
 #include "io.h"
 #include "journal.h"
 #include "log.h"
+#include "recv.h"
 
 #include <errno.h>
 #include <string.h>
@@ -60,7 +61,7 @@ static bool publish(hop_channel *ch, hop__sync_req *batch, int *fds, size_t max,
         if (fd >= 0)
             fds[(*nfds)++] = fd;
     }
-    return hop__channel_announce(ch, n);
+    return hop__recv_announce(ch, n);
 }
 
 /* The requests queued behind batch (none is synced: the sync of batch
@@ -224,7 +225,7 @@ static bool sync_round(hop_channel *ch)
         hop__io_current->close(fds[i]);
     settle(batch, HOP_OK, 0);
     if (serve)
-        hop__channel_dispatch(ch);
+        hop__recv_dispatch(ch);
     return true;
 }
 

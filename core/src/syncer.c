@@ -3,7 +3,7 @@
  * channel own a thread, a few threads serve every durable channel that has
  * requests waiting, one channel each at a time, so syncs of different
  * channels overlap. They run while at least one durable channel is open. */
-#include "channel.h"
+#include "channel_state.h"
 
 #include <pthread.h>
 

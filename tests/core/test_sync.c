@@ -11,6 +11,7 @@
 
 #include "channel.h"
 #include "io.h"
+#include "queue_file.h"
 
 #include <errno.h>
 #include <fcntl.h>

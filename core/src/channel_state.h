@@ -1,0 +1,152 @@
+/* channel_state.h - the state of a channel, shared by the files that
+ * implement it: channel.c (open, close, stats), send.c, recv.c (receiving,
+ * waiters, requeue), flight.c (holds, consuming), sync.c (the group commit
+ * of durable sends) and persist.c (recovery at open, the journal, writing
+ * memory to disk at close). Its disk part is disk.c's (disk.h). A header
+ * of data only: the functions are declared next to their files. Private
+ * to the library.
+ *
+ * Locks, always taken in this order when nested:
+ *   write_lock    serialises appends to queue files (held during write I/O);
+ *   read_lock     serialises reads and removals of queue files;
+ *   journal_lock  serialises writes of the journal;
+ *   lock          guards everything else and is never held during file I/O.
+ * sync_lock (durable sends waiting for their sync) is taken inside
+ * write_lock or alone, never with another lock held inside it.
+ */
+#ifndef HOP_CHANNEL_STATE_H
+#define HOP_CHANNEL_STATE_H
+
+#include "hopper/hopper.h"
+
+#include "array.h"
+#include "disk.h"
+#include "journal.h"
+#include "message.h"
+#include "queue_file.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* Where a record read from a queue file and handed out is (flight.c). */
+typedef enum hop__flight_state {
+    HOP__FLIGHT_OUT,      /* a receiver has its message */
+    HOP__FLIGHT_REQUEUED, /* requeued: its message waits in memory */
+    HOP__FLIGHT_DONE,     /* consumed: its receiver hop_free()d it */
+    HOP__FLIGHT_DROPPED,  /* requeued to a closing channel, which freed its message and
+                             writes its record again */
+} hop__flight_state;
+
+/* A record read from a queue file and handed out: it is consumed (and its
+ * file may go) only when the receiver hop_free()s it. The channel keeps
+ * these in the order they were read, which is file order; a consumed one
+ * stays in the list while an older one is not, so that the journal can
+ * still name it (see persist.c). */
+typedef struct hop__flight {
+    struct hop__flight *next; /* the next newer one */
+    hop_channel *ch;          /* NULL once the channel closed: hop_free() only frees */
+    hop__qfile *file;
+    uint64_t off; /* the record's offset in file */
+    hop__flight_state state;
+} hop__flight;
+
+/* A message held with hop_hold(): it counts against memory_bytes until it
+ * is freed or requeued (flight.c). */
+typedef struct hop__hold {
+    struct hop__hold *prev, *next; /* the channel's holds */
+    hop_channel *ch;               /* NULL once the channel closed: hop_free() only frees */
+    size_t cost;                   /* what it counts */
+} hop__hold;
+
+/* A durable send waiting for the sync that covers its record. fn is
+ * called once with the outcome; the request may be freed by it. */
+typedef struct hop__sync_req {
+    struct hop__sync_req *next;
+    hop__disk_span span; /* where its record was appended */
+    bool kept;           /* its sync failed and its record could not be cut off */
+    hop_sent_fn fn;
+    void *arg;
+} hop__sync_req;
+
+typedef enum hop__sync_state {
+    HOP__SYNC_IDLE,    /* no request waits */
+    HOP__SYNC_QUEUED,  /* waiting for a sync thread */
+    HOP__SYNC_RUNNING, /* a sync thread works on it */
+} hop__sync_state;
+
+struct hop_waiter {
+    hop_ready_fn fn;
+    void *arg;
+    hop_channel *ch; /* the channel it was last armed on */
+    hop_waiter *prev, *next;
+    bool armed; /* guarded by ch->lock */
+};
+
+struct hop_channel {
+    /* Hot: every memory send and receive touches these, under `lock`. They
+     * sit together so a message crossing between two cores moves as few
+     * cache lines as possible. */
+    pthread_mutex_t lock;
+    hop__membuf mem;
+    hop_waiter *waiters_head;
+    size_t blocked; /* threads waiting in hop_recv() */
+    bool closed;
+    bool dispatching; /* a dispatch() loop is running */
+    uint64_t sent_total, received_total;
+
+    /* Read by every send, written rarely: the limits, and the counts of
+     * the disk part that come first in it (and its busy hint). */
+    hop_limits limits;
+    hop__disk disk; /* the queue files; its fields say which lock guards them */
+
+    char name[HOP_NAME_MAX + 1];
+
+    pthread_mutex_t write_lock;
+    pthread_mutex_t read_lock;
+    pthread_mutex_t journal_lock;
+    pthread_cond_t readable; /* signalled when a message arrives */
+    pthread_cond_t drained;  /* signalled when the last call leaves a closing channel */
+
+    hop__flight *flights_head, *flights_tail; /* lock */
+    size_t in_flight;                         /* lock: handed out, not consumed or requeued */
+    hop__hold *holds;                         /* lock: messages held with hop_hold() */
+    uint32_t take_counter;                    /* lock: the last take_order given */
+    size_t held, held_bytes;
+
+    int journal_fd; /* journal_lock; -1 when there is none */
+    uint64_t journal_size;
+
+    pthread_mutex_t sync_lock;
+    pthread_cond_t synced;                /* a request settled, or the state went idle */
+    hop__sync_req *sync_head, *sync_tail; /* sync_lock: durable sends awaiting a sync */
+    hop__sync_state sync_state;           /* sync_lock */
+    hop_channel *sync_next;               /* the sync threads' queue (syncer.c) */
+    bool syncer;                          /* durable: holds the sync threads */
+
+    hop_waiter *waiters_tail;
+    size_t waiters;
+    size_t inside; /* receive calls in progress, which close waits for */
+
+    uint64_t requeued_total, rejected_full_total;
+    uint64_t io_errors_total;
+    uint64_t recovered_total, syncs_total;
+};
+
+/* sync.c */
+/* Queue reqs[0..n), whose records were just appended: called with
+ * write_lock held, in the order of the appends. Returns true if the channel
+ * must be handed to the sync threads (hop__syncer_queue(), after write_lock
+ * is dropped). */
+bool hop__sync_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n);
+/* Sync and publish the queued records in rounds until none is left; on a
+ * sync thread. */
+void hop__sync_run(hop_channel *ch);
+/* Wait until no request of ch is waiting or being synced. */
+void hop__sync_quiesce(hop_channel *ch);
+
+/* syncer.c: the sync threads, running while a durable channel is open. */
+hop_err hop__syncer_acquire(void);
+void hop__syncer_release(void);
+void hop__syncer_queue(hop_channel *ch);
+
+#endif
