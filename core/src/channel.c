@@ -20,7 +20,7 @@
  *
  * A sender to memory takes only `lock`; a sender to disk reserves its place
  * under `lock`, writes under `write_lock` alone, then publishes under `lock`
- * (durable: after its sync, see sync.c). Readers never read past a file's
+ * (durable: after its sync, see group_commit.c). Readers never read past a file's
  * published size, so they never see a record being written or not synced.
  */
 #include "channel.h"
@@ -29,6 +29,7 @@
 #include "channel_state.h"
 #include "disk.h"
 #include "flight.h"
+#include "group_commit.h"
 #include "io.h"
 #include "persist.h"
 #include "recv.h"
@@ -58,11 +59,11 @@ static bool locks_init(hop_channel *ch)
     bool ok = pthread_mutex_init(&ch->write_lock, NULL) == 0;
     ok = ok && pthread_mutex_init(&ch->read_lock, NULL) == 0;
     ok = ok && pthread_mutex_init(&ch->journal_lock, NULL) == 0;
-    ok = ok && pthread_mutex_init(&ch->sync_lock, NULL) == 0;
+    ok = ok && pthread_mutex_init(&ch->commit.lock, NULL) == 0;
     ok = ok && pthread_mutex_init(&ch->lock, NULL) == 0;
     ok = ok && pthread_cond_init(&ch->readable, &attr) == 0;
     ok = ok && pthread_cond_init(&ch->drained, &attr) == 0;
-    ok = ok && pthread_cond_init(&ch->synced, &attr) == 0;
+    ok = ok && pthread_cond_init(&ch->commit.settled, &attr) == 0;
     pthread_condattr_destroy(&attr);
     return ok; /* glibc's init cannot fail for these attributes */
 }
@@ -92,12 +93,9 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
         hop__free(ch);
         return HOP_NOMEM;
     }
-    if (limits->durable) {
-        if (hop__syncer_acquire() != HOP_OK) {
-            hop__channel_abandon(ch);
-            return HOP_NOMEM;
-        }
-        ch->syncer = true;
+    if (limits->durable && hop__group_commit_open(ch, hop__recv_published) != HOP_OK) {
+        hop__channel_abandon(ch);
+        return HOP_NOMEM;
     }
     if (data_dir != NULL && data_dir[0] != '\0') {
         hop_err err = hop__persist_open(ch, data_dir);
@@ -118,10 +116,7 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
 static void shut(hop_channel *ch)
 {
     hop__recv_close(ch);
-    if (ch->syncer) {
-        hop__sync_quiesce(ch); /* every hop_send_async() callback has run */
-        hop__syncer_release();
-    }
+    hop__group_commit_close(ch); /* every hop_send_async() callback has run */
 }
 
 /* Free ch and what it holds in memory; its directory is left as it is. */
@@ -134,9 +129,9 @@ static void release(hop_channel *ch)
     hop__disk_release(&ch->disk);
     pthread_cond_destroy(&ch->readable);
     pthread_cond_destroy(&ch->drained);
-    pthread_cond_destroy(&ch->synced);
+    pthread_cond_destroy(&ch->commit.settled);
     pthread_mutex_destroy(&ch->lock);
-    pthread_mutex_destroy(&ch->sync_lock);
+    pthread_mutex_destroy(&ch->commit.lock);
     pthread_mutex_destroy(&ch->journal_lock);
     pthread_mutex_destroy(&ch->read_lock);
     pthread_mutex_destroy(&ch->write_lock);

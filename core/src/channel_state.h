@@ -1,8 +1,8 @@
 /* channel_state.h - the state of a channel, shared by the files that
  * implement it: channel.c (open, close, stats), send.c, recv.c (receiving,
- * waiters, requeue), flight.c (holds, consuming), sync.c (the group commit
- * of durable sends) and persist.c (recovery at open, the journal, writing
- * memory to disk at close). Its disk part is disk.c's (disk.h). A header
+ * waiters, requeue), flight.c (holds, consuming), group_commit.c (durable
+ * sends sharing syncs) and persist.c (recovery at open, the journal,
+ * writing memory to disk at close). Its disk part is disk.c's (disk.h). A header
  * of data only: the functions are declared next to their files. Private
  * to the library.
  *
@@ -11,7 +11,7 @@
  *   read_lock     serialises reads and removals of queue files;
  *   journal_lock  serialises writes of the journal;
  *   lock          guards everything else and is never held during file I/O.
- * sync_lock (durable sends waiting for their sync) is taken inside
+ * commit.lock (durable sends waiting for their sync) is taken inside
  * write_lock or alone, never with another lock held inside it.
  */
 #ifndef HOP_CHANNEL_STATE_H
@@ -58,21 +58,23 @@ typedef struct hop__hold {
     size_t cost;                   /* what it counts */
 } hop__hold;
 
-/* A durable send waiting for the sync that covers its record. fn is
- * called once with the outcome; the request may be freed by it. */
-typedef struct hop__sync_req {
-    struct hop__sync_req *next;
-    hop__disk_span span; /* where its record was appended */
-    bool kept;           /* its sync failed and its record could not be cut off */
-    hop_sent_fn fn;
-    void *arg;
-} hop__sync_req;
+/* Where the durable sends of a channel are (group_commit.c). */
+typedef enum hop__commit_state {
+    HOP__COMMIT_IDLE,    /* no request waits */
+    HOP__COMMIT_QUEUED,  /* waiting for a sync thread */
+    HOP__COMMIT_RUNNING, /* a sync thread works on it */
+} hop__commit_state;
 
-typedef enum hop__sync_state {
-    HOP__SYNC_IDLE,    /* no request waits */
-    HOP__SYNC_QUEUED,  /* waiting for a sync thread */
-    HOP__SYNC_RUNNING, /* a sync thread works on it */
-} hop__sync_state;
+/* The durable sends of a channel waiting for their sync (group_commit.c). */
+typedef struct hop__commit {
+    pthread_mutex_t lock;
+    pthread_cond_t settled;                       /* a request settled, or the state went idle */
+    struct hop__sync_req *head, *tail;            /* lock: requests awaiting a sync */
+    hop__commit_state state;                      /* lock */
+    hop_channel *next;                            /* the sync threads' queue (their lock) */
+    void (*published)(hop_channel *ch, size_t n); /* told of records published */
+    bool joined;                                  /* durable: the channel holds the sync threads */
+} hop__commit;
 
 struct hop_waiter {
     hop_ready_fn fn;
@@ -116,12 +118,7 @@ struct hop_channel {
     int journal_fd; /* journal_lock; -1 when there is none */
     uint64_t journal_size;
 
-    pthread_mutex_t sync_lock;
-    pthread_cond_t synced;                /* a request settled, or the state went idle */
-    hop__sync_req *sync_head, *sync_tail; /* sync_lock: durable sends awaiting a sync */
-    hop__sync_state sync_state;           /* sync_lock */
-    hop_channel *sync_next;               /* the sync threads' queue (syncer.c) */
-    bool syncer;                          /* durable: holds the sync threads */
+    hop__commit commit; /* durable sends waiting for their sync */
 
     hop_waiter *waiters_tail;
     size_t waiters;
@@ -131,22 +128,5 @@ struct hop_channel {
     uint64_t io_errors_total;
     uint64_t recovered_total, syncs_total;
 };
-
-/* sync.c */
-/* Queue reqs[0..n), whose records were just appended: called with
- * write_lock held, in the order of the appends. Returns true if the channel
- * must be handed to the sync threads (hop__syncer_queue(), after write_lock
- * is dropped). */
-bool hop__sync_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n);
-/* Sync and publish the queued records in rounds until none is left; on a
- * sync thread. */
-void hop__sync_run(hop_channel *ch);
-/* Wait until no request of ch is waiting or being synced. */
-void hop__sync_quiesce(hop_channel *ch);
-
-/* syncer.c: the sync threads, running while a durable channel is open. */
-hop_err hop__syncer_acquire(void);
-void hop__syncer_release(void);
-void hop__syncer_queue(hop_channel *ch);
 
 #endif

@@ -148,13 +148,32 @@ static void journal_rewrite_live(hop_channel *ch)
                  err == HOP_IO ? strerror(saved) : hop_strerror(err));
 }
 
+/* Append DONE(seq, off) to the journal. journal_lock held. */
+static hop_err note_done(hop_channel *ch, uint64_t seq, uint64_t off)
+{
+    if (ch->journal_fd < 0) {
+        errno = EBADF;
+        return HOP_IO;
+    }
+    hop__jentry e = {HOP__J_DONE, seq, off};
+    return hop__journal_append(ch->journal_fd, &ch->journal_size, &e);
+}
+
+hop_err hop__persist_note_consumed(hop_channel *ch, uint64_t seq, uint64_t off)
+{
+    pthread_mutex_lock(&ch->journal_lock);
+    hop_err err = note_done(ch, seq, off);
+    int saved = errno;
+    pthread_mutex_unlock(&ch->journal_lock);
+    errno = saved;
+    return err;
+}
+
 void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off)
 {
-    hop__jentry e = {HOP__J_DONE, seq, off};
     pthread_mutex_lock(&ch->journal_lock);
-    hop_err err =
-        ch->journal_fd >= 0 ? hop__journal_append(ch->journal_fd, &ch->journal_size, &e) : HOP_IO;
-    int saved = ch->journal_fd >= 0 ? errno : EBADF;
+    hop_err err = note_done(ch, seq, off);
+    int saved = errno;
     bool rewrite = err == HOP_OK && ch->journal_size >= JOURNAL_REWRITE_BYTES;
     pthread_mutex_unlock(&ch->journal_lock);
     if (err != HOP_OK) {

@@ -11,6 +11,12 @@ hop_err hop__persist_open(hop_channel *ch, const char *data_dir);
 /* Note that the record of f at off was consumed (an append to the
  * journal, which is rewritten when it has grown). Without locks. */
 void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
+/* Note now, in the journal, that the record of file seq at off is
+ * consumed: for a record that stays whole in its file although its sender
+ * was told it was not stored. Takes journal_lock (so may be called with
+ * write_lock or read_lock held, not lock). HOP_IO (errno set) if it could
+ * not be written, or there is no journal. */
+hop_err hop__persist_note_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
 /* At close, single-threaded: write what memory holds, rewrite the journal,
  * and let go of the in-flight records. */
 hop_err hop__persist_close(hop_channel *ch);

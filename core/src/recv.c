@@ -367,6 +367,15 @@ bool hop_waiter_cancel(hop_waiter *w)
 
 /* ---- requeue and close ---- */
 
+void hop__recv_published(hop_channel *ch, size_t n)
+{
+    pthread_mutex_lock(&ch->lock);
+    bool serve = hop__recv_announce(ch, n);
+    pthread_mutex_unlock(&ch->lock);
+    if (serve)
+        hop__recv_dispatch(ch);
+}
+
 hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
 {
     hop__msg *m = hop__msg_of(data);

@@ -24,6 +24,11 @@ static inline bool hop__recv_announce(hop_channel *ch, size_t count)
  * Without locks. */
 void hop__recv_dispatch(hop_channel *ch);
 
+/* Records of ch were published by its sync (n of them): wake receivers and
+ * serve armed waiters, as a send to memory does. The group commit's
+ * hop__published_fn. Without locks. */
+void hop__recv_published(hop_channel *ch, size_t n);
+
 /* Close ch to every call (sends too): blocked receivers return HOP_CLOSED,
  * receive calls still inside are waited for, and the armed waiters are
  * disarmed and called with HOP_CLOSED (without locks). Without locks. */

@@ -2,11 +2,13 @@
  * durable forms. A send goes to memory while the disk part is empty and
  * memory has room (the fast path: one allocation, one lock); otherwise
  * its record is appended to the queue files through disk.c and published
- * at once, or, durable, queued for the sync that publishes it (sync.c). */
+ * at once, or, durable, queued for the sync that publishes it
+ * (group_commit.c). */
 #include "channel_state.h"
 
 #include "alloc.h"
 #include "disk.h"
+#include "group_commit.h"
 #include "io.h"
 #include "log.h"
 #include "recv.h"
@@ -126,10 +128,10 @@ static hop_err append_durable(hop_channel *ch, const hop_buf *msgs, size_t n, ho
     pthread_mutex_lock(&ch->lock);
     hop__disk_append_stage(&ch->disk, &run);
     pthread_mutex_unlock(&ch->lock);
-    bool start = hop__sync_enqueue(ch, reqs, n); /* in the order of the appends */
+    bool start = hop__group_commit_enqueue(ch, reqs, n); /* in the order of the appends */
     pthread_mutex_unlock(&ch->write_lock);
     if (start)
-        hop__syncer_queue(ch);
+        hop__group_commit_start(ch);
     return HOP_OK;
 }
 
@@ -198,7 +200,7 @@ typedef struct send_group {
     int err_no;
     hop_sent_fn fn; /* hop_send_async(): told, then the group is freed */
     void *arg;
-    bool settled; /* blocking: under ch->sync_lock */
+    bool settled; /* blocking: hop__group_commit_notify() sets it */
     hop__sync_req reqs[];
 } send_group;
 
@@ -216,11 +218,7 @@ static void group_req_done(void *arg, hop_err err, int err_no)
         hop__free(g);
         return;
     }
-    hop_channel *ch = g->ch; /* g goes as soon as settled is seen */
-    pthread_mutex_lock(&ch->sync_lock);
-    g->settled = true;
-    pthread_cond_broadcast(&ch->synced);
-    pthread_mutex_unlock(&ch->sync_lock);
+    hop__group_commit_notify(g->ch, &g->settled); /* g goes as soon as it is seen */
 }
 
 static send_group *group_new(hop_channel *ch, size_t n, hop_sent_fn fn, void *arg)
@@ -261,10 +259,7 @@ static hop_err send_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop_
         }
         return err;
     }
-    pthread_mutex_lock(&ch->sync_lock);
-    while (!g->settled)
-        pthread_cond_wait(&ch->synced, &ch->sync_lock);
-    pthread_mutex_unlock(&ch->sync_lock);
+    hop__group_commit_wait(ch, &g->settled);
     err = g->err;
     int err_no = g->err_no;
     hop__free(g);
