@@ -32,6 +32,7 @@
 #include "group_commit.h"
 #include "io.h"
 #include "persist.h"
+#include "recover.h"
 #include "recv.h"
 
 #include <errno.h>
@@ -98,7 +99,7 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
         return HOP_NOMEM;
     }
     if (data_dir != NULL && data_dir[0] != '\0') {
-        hop_err err = hop__persist_open(ch, data_dir);
+        hop_err err = hop__recover_open(ch, data_dir);
         if (err != HOP_OK) {
             int saved = errno;
             hop__channel_abandon(ch);

@@ -1,13 +1,15 @@
 /* persist.h - what of a channel survives a restart (persist.c): the
- * directory and its recovery at open, the journal of consumed records, and
- * the messages in memory written to disk at close. */
+ * journal of consumed records, and the messages in memory written to disk
+ * at close. */
 #ifndef HOP_PERSIST_H
 #define HOP_PERSIST_H
 
 #include "channel_state.h"
 
-/* At open: the directory, its lock, and the recovery of what it holds. */
-hop_err hop__persist_open(hop_channel *ch, const char *data_dir);
+/* Rewrite the journal from the state of ch (retrying first to remove the
+ * files that could not be). At open and close, single-threaded. HOP_IO
+ * (errno set) or HOP_NOMEM: the old journal is as it was. */
+hop_err hop__persist_rewrite(hop_channel *ch);
 /* Note that the record of f at off was consumed (an append to the
  * journal, which is rewritten when it has grown). Without locks. */
 void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
