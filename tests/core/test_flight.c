@@ -1,6 +1,8 @@
 /* test_flight.c - tests of core/src/flight.c through the public API:
- * holds counting against memory_bytes. (Records in flight and their
- * consumption across restarts are in test_persist.c and test_faults.c.)
+ * holds counting against memory_bytes, holds of records read from disk
+ * and of messages from memory, and both outliving a close. (Records in
+ * flight and their consumption across restarts are also in
+ * test_persist.c and test_faults.c.)
  * Each test runs in its own temp dir; the channel is <dir>/ch. */
 #include "expect.h"
 
@@ -73,11 +75,83 @@ static void test_hold_counts_against_memory(void **state)
     hop_channel_close(ch);
 }
 
+/* A record read from a queue file can be held too (the hold has a node of
+ * its own beside the flight), not on another channel. Still held at close,
+ * it is written again, not consumed: it comes back after the reopen, once.
+ * hop_free() after the close only frees it. */
+static void test_hold_of_a_record_across_close(void **state)
+{
+    tu_dir *d = *state;
+    hop_limits l = tu_limits(0, 1 << 20, 4, 1000); /* everything on disk */
+    hop_channel *ch = tu_open(d, l);
+    hop_channel *other = NULL;
+    assert_int_equal(hop_channel_open(d->data, "other", &l, &other), HOP_OK);
+    assert_int_equal(send_id(ch, 1, 100), HOP_OK);
+    assert_int_equal(send_id(ch, 2, 100), HOP_OK);
+    void *a, *b;
+    size_t len;
+    assert_int_equal(hop_recv(ch, 0, &a, &len), HOP_OK);
+    assert_int_equal(hop_recv(ch, 0, &b, &len), HOP_OK);
+    assert_int_equal(hop_hold(other, a), HOP_INVALID); /* not its record */
+    assert_int_equal(hop_hold(ch, a), HOP_OK);
+    assert_int_equal(hop_hold(ch, a), HOP_INVALID);
+    hop_stats s = tu_stats(ch);
+    assert_int_equal(s.held, 1);
+    assert_int_equal(s.held_bytes, hop_message_cost(100));
+    assert_int_equal(s.in_flight, 2);
+    hop_free(b); /* consumed */
+    s = tu_stats(ch);
+    assert_int_equal(s.in_flight, 1);
+    assert_int_equal(s.held, 1);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_int_equal(hop_channel_close(other), HOP_OK);
+    assert_int_equal(tu_id_of(a, len), 1);
+    hop_free(a); /* after the close: frees the hold and the flight (ASan checks) */
+
+    ch = tu_open(d, l);
+    void *x;
+    assert_int_equal(hop_recv(ch, 0, &x, &len), HOP_OK);
+    assert_int_equal(tu_id_of(x, len), 1);
+    hop_free(x);
+    assert_int_equal(hop_recv(ch, 0, &x, &len), HOP_TIMEOUT);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+}
+
+/* A message from memory held at close is the receiver's: the close does
+ * not write it (memory-only), and hop_free() after it frees the hold. A
+ * requeued one counts no more; its hold ended. */
+static void test_hold_of_a_message_across_close(void **state)
+{
+    (void)state;
+    hop_limits l = tu_limits(4 * hop_message_cost(100), 1 << 20, 0, 100);
+    hop_channel *ch = NULL;
+    assert_int_equal(hop_channel_open(NULL, "mem", &l, &ch), HOP_OK);
+    assert_int_equal(send_id(ch, 1, 100), HOP_OK);
+    assert_int_equal(send_id(ch, 2, 100), HOP_OK);
+    void *a, *b;
+    size_t len;
+    assert_int_equal(hop_recv(ch, 0, &a, &len), HOP_OK);
+    assert_int_equal(hop_recv(ch, 0, &b, &len), HOP_OK);
+    assert_int_equal(hop_hold(ch, a), HOP_OK);
+    assert_int_equal(hop_hold(ch, b), HOP_OK);
+    assert_int_equal(tu_stats(ch).held, 2);
+    assert_int_equal(hop_requeue(ch, b, len), HOP_OK);
+    hop_stats s = tu_stats(ch);
+    assert_int_equal(s.held, 1);
+    assert_int_equal(s.held_bytes, hop_message_cost(100));
+    assert_int_equal(s.memory_messages, 1);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_int_equal(tu_id_of(a, len), 1);
+    hop_free(a);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, tu_dir_setup, tu_dir_teardown)
     const struct CMUnitTest tests[] = {
         T(test_hold_counts_against_memory),
+        T(test_hold_of_a_record_across_close),
+        T(test_hold_of_a_message_across_close),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
