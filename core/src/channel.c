@@ -20,8 +20,9 @@
  *
  * A sender to memory takes only `lock`; a sender to disk reserves its place
  * under `lock`, writes under `write_lock` alone, then publishes under `lock`
- * (durable: after its sync, see group_commit.c). Readers never read past a file's
- * published size, so they never see a record being written or not synced.
+ * (durable: after its sync, see group_commit.c). Readers never read past a
+ * file's published size, so they never see a record being written or not
+ * synced.
  */
 #include "channel.h"
 
@@ -31,6 +32,7 @@
 #include "flight.h"
 #include "group_commit.h"
 #include "io.h"
+#include "journal.h"
 #include "persist.h"
 #include "recover.h"
 #include "recv.h"

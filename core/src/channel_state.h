@@ -1,16 +1,19 @@
 /* channel_state.h - the state of a channel, shared by the files that
  * implement it: channel.c (open, close, stats), send.c, recv.c (receiving,
  * waiters, requeue), flight.c (holds, consuming), group_commit.c (durable
- * sends sharing syncs) and persist.c (recovery at open, the journal,
- * writing memory to disk at close). Its disk part is disk.c's (disk.h). A header
- * of data only: the functions are declared next to their files. Private
- * to the library.
+ * sends sharing syncs), recover.c (the recovery at open) and persist.c
+ * (the journal, writing memory to disk at close). Its disk part is
+ * disk.c's (disk.h). Data only: each file declares its functions in its
+ * own header. Private to the library.
  *
  * Locks, always taken in this order when nested:
- *   write_lock    serialises appends to queue files (held during write I/O);
- *   read_lock     serialises reads and removals of queue files;
+ *   write_lock    serialises appends to queue files (held during write
+ *                 I/O; disk.h calls it the writer's lock);
+ *   read_lock     serialises reads and removals of queue files (the
+ *                 reader's lock);
  *   journal_lock  serialises writes of the journal;
- *   lock          guards everything else and is never held during file I/O.
+ *   lock          guards everything else and is never held during file
+ *                 I/O (the state lock).
  * commit.lock (durable sends waiting for their sync) is taken inside
  * write_lock or alone, never with another lock held inside it.
  */
@@ -19,11 +22,8 @@
 
 #include "hopper/hopper.h"
 
-#include "array.h"
 #include "disk.h"
-#include "journal.h"
 #include "message.h"
-#include "queue_file.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -96,8 +96,9 @@ struct hop_channel {
     bool dispatching; /* a dispatch() loop is running */
     uint64_t sent_total, received_total;
 
-    /* Read by every send, written rarely: the limits, and the counts of
-     * the disk part that come first in it (and its busy hint). */
+    /* Read by every send: the limits, and the counts that come first in the
+     * disk part (and its busy hint), which only sends and receives through
+     * disk write. */
     hop_limits limits;
     hop__disk disk; /* the queue files; its fields say which lock guards them */
 
@@ -113,7 +114,7 @@ struct hop_channel {
     size_t in_flight;                         /* lock: handed out, not consumed or requeued */
     hop__hold *holds;                         /* lock: messages held with hop_hold() */
     uint32_t take_counter;                    /* lock: the last take_order given */
-    size_t held, held_bytes;
+    size_t held, held_bytes;                  /* lock: the holds, and what they count */
 
     int journal_fd; /* journal_lock; -1 when there is none */
     uint64_t journal_size;

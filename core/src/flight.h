@@ -1,7 +1,7 @@
 /* flight.h - what a channel tracks of the messages receivers have: the
  * records read from queue files and not yet consumed (flights), and the
  * messages held against memory_bytes (holds). hop_hold() and hop_free()
- * are here. The structs are in channel.h. */
+ * are here. The structs are in channel_state.h. */
 #ifndef HOP_FLIGHT_H
 #define HOP_FLIGHT_H
 
