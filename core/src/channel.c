@@ -1,8 +1,8 @@
-/* channel.c - a hopper channel: the in-memory FIFO, the queue files that
- * take its overflow, the receivers waiting on it, and the rules that keep
- * all three in one strict order. The struct and the lock order are in
- * channel.h; durable syncing is in sync.c, everything that survives a
- * restart (recovery, the journal of consumed records, close) in persist.c.
+/* channel.c - a hopper channel's life: open (with the recovery of its
+ * directory, recover.c), close (what memory holds goes to disk,
+ * persist.c), its statistics, and removing an empty one. What happens in
+ * between is in send.c, recv.c and flight.c; the state they share, and the
+ * order of its locks, in channel_state.h.
  *
  * Order. The messages of a channel are, oldest first: those in memory, then
  * those in queue files (oldest file first). A send goes to memory only while
@@ -20,19 +20,27 @@
  *
  * A sender to memory takes only `lock`; a sender to disk reserves its place
  * under `lock`, writes under `write_lock` alone, then publishes under `lock`
- * (durable: after its sync, see sync.c). Readers never read past a file's
- * published size, so they never see a record being written or not synced.
+ * (durable: after its sync, see group_commit.c). Readers never read past a
+ * file's published size, so they never see a record being written or not
+ * synced.
  */
 #include "channel.h"
 
 #include "alloc.h"
+#include "channel_state.h"
+#include "disk.h"
+#include "flight.h"
+#include "group_commit.h"
 #include "io.h"
-#include "log.h"
-#include "record.h"
+#include "journal.h"
+#include "persist.h"
+#include "recover.h"
+#include "recv.h"
 
 #include <errno.h>
-#include <inttypes.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,7 +51,9 @@ const char *hop_channel_name(const hop_channel *ch)
 
 /* ---- opening and closing ---- */
 
-static bool sync_init(hop_channel *ch)
+/* The locks and conditions of ch; condition waits time out on the
+ * monotonic clock. */
+static bool locks_init(hop_channel *ch)
 {
     pthread_condattr_t attr;
     if (pthread_condattr_init(&attr) != 0)
@@ -52,11 +62,11 @@ static bool sync_init(hop_channel *ch)
     bool ok = pthread_mutex_init(&ch->write_lock, NULL) == 0;
     ok = ok && pthread_mutex_init(&ch->read_lock, NULL) == 0;
     ok = ok && pthread_mutex_init(&ch->journal_lock, NULL) == 0;
-    ok = ok && pthread_mutex_init(&ch->sync_lock, NULL) == 0;
+    ok = ok && pthread_mutex_init(&ch->commit.lock, NULL) == 0;
     ok = ok && pthread_mutex_init(&ch->lock, NULL) == 0;
     ok = ok && pthread_cond_init(&ch->readable, &attr) == 0;
     ok = ok && pthread_cond_init(&ch->drained, &attr) == 0;
-    ok = ok && pthread_cond_init(&ch->synced, &attr) == 0;
+    ok = ok && pthread_cond_init(&ch->commit.settled, &attr) == 0;
     pthread_condattr_destroy(&attr);
     return ok; /* glibc's init cannot fail for these attributes */
 }
@@ -79,24 +89,19 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
         return HOP_NOMEM;
     strcpy(ch->name, name);
     ch->limits = *limits;
-    ch->dirfd = -1;
     ch->journal_fd = -1;
     hop__membuf_init(&ch->mem);
-    hop__qreader_init(&ch->reader);
-    atomic_init(&ch->disk_busy, false);
-    if (!sync_init(ch)) {
+    hop__disk_init(&ch->disk, &ch->limits, ch->name);
+    if (!locks_init(ch)) {
         hop__free(ch);
         return HOP_NOMEM;
     }
-    if (limits->durable) {
-        if (hop__syncer_acquire() != HOP_OK) {
-            hop__channel_abandon(ch);
-            return HOP_NOMEM;
-        }
-        ch->syncer = true;
+    if (limits->durable && hop__group_commit_open(ch, hop__recv_published) != HOP_OK) {
+        hop__channel_abandon(ch);
+        return HOP_NOMEM;
     }
     if (data_dir != NULL && data_dir[0] != '\0') {
-        hop_err err = hop__persist_open(ch, data_dir);
+        hop_err err = hop__recover_open(ch, data_dir);
         if (err != HOP_OK) {
             int saved = errno;
             hop__channel_abandon(ch);
@@ -108,1197 +113,55 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
     return HOP_OK;
 }
 
-/* Free a flight once nothing refers to it any more. */
-static void flights_release(hop_channel *ch)
+/* Stop everything running on ch: it is closed to every call, blocked
+ * receivers and armed waiters are woken with HOP_CLOSED, receive calls
+ * still inside are waited for, and every durable send is settled. */
+static void shut(hop_channel *ch)
 {
-    for (hop__flight *h = ch->holds; h; h = h->hold_next)
-        if (h->file == NULL)
-            h->ch = NULL; /* a message from memory, held: hop_free() frees its node */
-    ch->holds = NULL;
-    hop__flight *fl = ch->flights_head;
-    ch->flights_head = ch->flights_tail = NULL;
-    while (fl) {
-        hop__flight *next = fl->next;
-        if (fl->done || fl->in_memory || fl->dropped)
-            hop__free(fl); /* nothing refers to it (memory is freed next) */
-        else
-            fl->ch = NULL; /* a receiver holds its message: hop_free() frees it */
-        fl = next;
-    }
+    hop__recv_close(ch);
+    hop__group_commit_close(ch); /* every hop_send_async() callback has run */
 }
 
-/* Close without writing anything (abandon) or as hop_channel_close() says. */
-static hop_err close_channel(hop_channel *ch, bool abandon)
+/* Free ch and what it holds in memory; its directory is left as it is. */
+static void release(hop_channel *ch)
 {
-    if (ch == NULL)
-        return HOP_OK;
-    pthread_mutex_lock(&ch->lock);
-    ch->closed = true;
-    pthread_cond_broadcast(&ch->readable);
-    hop_waiter *w = ch->waiters_head;
-    ch->waiters_head = ch->waiters_tail = NULL;
-    ch->waiters = 0;
-    for (hop_waiter *x = w; x; x = x->next)
-        x->armed = false;
-    while (ch->inside > 0)
-        pthread_cond_wait(&ch->drained, &ch->lock);
-    pthread_mutex_unlock(&ch->lock);
-
-    while (w) {
-        hop_waiter *next = w->next; /* w may be freed by its callback */
-        w->fn(w->arg, HOP_CLOSED, NULL, 0);
-        w = next;
-    }
-    if (ch->syncer) {
-        hop__sync_quiesce(ch); /* every hop_send_async() callback has run */
-        hop__syncer_release();
-    }
-
-    hop_err err = HOP_OK;
-    if (ch->dirfd >= 0 && !abandon)
-        err = hop__persist_close(ch);
-    int saved = errno;
-    flights_release(ch);
+    hop__flight_release_all(ch);
     hop__membuf_release(&ch->mem);
-    while (ch->head) {
-        hop__qfile *f = ch->head;
-        ch->head = f->next;
-        hop__qfile_free(f);
-    }
-    hop__qreader_release(&ch->reader);
     if (ch->journal_fd >= 0)
         close(ch->journal_fd);
-    if (ch->dirfd >= 0)
-        close(ch->dirfd); /* releases the flock */
-    hop__free(ch->zombies);
+    hop__disk_release(&ch->disk);
     pthread_cond_destroy(&ch->readable);
     pthread_cond_destroy(&ch->drained);
-    pthread_cond_destroy(&ch->synced);
+    pthread_cond_destroy(&ch->commit.settled);
     pthread_mutex_destroy(&ch->lock);
-    pthread_mutex_destroy(&ch->sync_lock);
+    pthread_mutex_destroy(&ch->commit.lock);
     pthread_mutex_destroy(&ch->journal_lock);
     pthread_mutex_destroy(&ch->read_lock);
     pthread_mutex_destroy(&ch->write_lock);
     hop__free(ch);
-    errno = saved;
-    return err;
 }
 
 hop_err hop_channel_close(hop_channel *ch)
 {
-    return close_channel(ch, false);
+    if (ch == NULL)
+        return HOP_OK;
+    shut(ch);
+    hop_err err = ch->disk.dirfd >= 0 ? hop__persist_close(ch) : HOP_OK;
+    int saved = errno;
+    release(ch);
+    errno = saved;
+    return err;
 }
 
 void hop__channel_abandon(hop_channel *ch)
 {
-    close_channel(ch, true);
-}
-
-/* ---- state helpers, all called with ch->lock held ---- */
-
-static bool disk_empty(const hop_channel *ch)
-{
-    return ch->disk_records == 0 && ch->disk_pending == 0;
-}
-
-void hop__channel_update_disk_busy(hop_channel *ch)
-{
-    atomic_store_explicit(&ch->disk_busy, !disk_empty(ch), memory_order_relaxed);
-}
-
-/* True if messages costing cost may go to memory now. Never for a durable
- * channel: its sends must reach a queue file (and its sync). */
-static bool memory_fits_bytes(const hop_channel *ch, size_t cost)
-{
-    size_t used = ch->mem.bytes + ch->held_bytes;
-    return !ch->limits.durable && disk_empty(ch) && cost <= ch->limits.memory_bytes &&
-           used <= ch->limits.memory_bytes - cost;
-}
-
-static bool memory_fits(const hop_channel *ch, size_t len)
-{
-    return memory_fits_bytes(ch, hop__message_cost(len));
-}
-
-/* count messages became available: wake blocked receivers. Returns true if
- * armed waiters need serving (by dispatch, after the lock is dropped). */
-bool hop__channel_announce(hop_channel *ch, size_t count)
-{
-    if (ch->blocked) {
-        if (count == 1)
-            pthread_cond_signal(&ch->readable);
-        else
-            pthread_cond_broadcast(&ch->readable);
-    }
-    return ch->waiters_head != NULL;
-}
-
-static hop_waiter *waiter_pop(hop_channel *ch)
-{
-    hop_waiter *w = ch->waiters_head;
-    if (w == NULL)
-        return NULL;
-    ch->waiters_head = w->next;
-    if (ch->waiters_head)
-        ch->waiters_head->prev = NULL;
-    else
-        ch->waiters_tail = NULL;
-    w->next = w->prev = NULL;
-    w->armed = false;
-    ch->waiters--;
-    return w;
-}
-
-/* No more appends to f. Its write descriptor goes to *fd_to_close, unless
- * fd_to_close is NULL (durable: the sync thread closes it once synced). */
-static void seal_locked(hop_channel *ch, hop__qfile *f, int *fd_to_close)
-{
-    f->sealed = true;
-    if (ch->write_file == f)
-        ch->write_file = NULL;
-    if (fd_to_close) {
-        *fd_to_close = f->write_fd;
-        f->write_fd = -1;
-    }
-}
-
-/* A message keeps the place in the channel's order it had when it was
- * first taken (take_order, counting from 1; 0: never taken), so that
- * messages given back at different times, in any order, line up again as
- * they were. Wrap-around safe. */
-static inline bool taken_before(uint32_t a, uint32_t b)
-{
-    return (int32_t)(a - b) < 0;
-}
-
-/* The oldest message in memory, removed; NULL if none. A message read from
- * disk and given back is in flight again. */
-static inline hop__msg *memory_take(hop_channel *ch)
-{
-    hop__msg *m = hop__membuf_pop_head(&ch->mem);
-    if (m == NULL)
-        return NULL;
-    if (m->take_order == 0 && (m->take_order = ++ch->take_counter) == 0)
-        m->take_order = ++ch->take_counter;
-    if (m->flight) {
-        m->flight->in_memory = false;
-        ch->in_flight++;
-    }
-    return m;
-}
-
-/* m goes back to memory, at the head but behind the messages given back
- * that were taken before it: in the order they first left. */
-static void memory_give_back(hop_channel *ch, hop__msg *m)
-{
-    if (m->flight) {
-        m->flight->in_memory = true;
-        ch->in_flight--;
-    }
-    hop__msg *prev = NULL;
-    for (hop__msg *p = ch->mem.head;
-         p && p->take_order != 0 && taken_before(p->take_order, m->take_order); p = p->next)
-        prev = p;
-    if (prev == NULL) {
-        hop__membuf_push_head(&ch->mem, m);
-    } else {
-        hop__membuf_insert_after(&ch->mem, prev, m);
-    }
-}
-
-/* ---- receiving ---- */
-
-/* Move f's read position over the ranges recovery said to skip. */
-static void skip_over(hop__qfile *f)
-{
-    while (f->skip_next < f->nskips && f->skips[f->skip_next].off <= f->read_off) {
-        if (f->skips[f->skip_next].off == f->read_off)
-            f->read_off = f->skips[f->skip_next].to;
-        f->skip_next++;
-    }
-}
-
-/* True if f has nothing left to read and never will (sealed, or the file
- * being appended to while nobody is writing: the disk part is then empty,
- * and sends go back to memory), and every record read from it is consumed. */
-static bool file_finished(const hop_channel *ch, const hop__qfile *f)
-{
-    return f->read_off == f->size && f->unsynced == 0 && f->in_flight == 0 &&
-           (f->sealed || (f == ch->write_file && ch->disk_pending == 0));
-}
-
-void hop__channel_detach_finished(hop_channel *ch, hop__qfile **done)
-{
-    while (ch->head && file_finished(ch, ch->head)) {
-        hop__qfile *f = ch->head;
-        if (ch->write_file == f)
-            ch->write_file = NULL; /* its write_fd is closed when it is freed */
-        ch->head = f->next;
-        if (ch->tail == f)
-            ch->tail = NULL;
-        /* Records the reader never reached: a corrupt record whose damaged
-         * length still pointed inside the file made it jump over them. They
-         * are skipped too, so count them as corrupt; left in disk_records
-         * they would keep the disk part "busy" with nothing in it. */
-        if (f->records_read < f->records) {
-            size_t missed = f->records - f->records_read;
-            hop__log(HOP_LOG_ERROR, ch->name,
-                     "queue file %020" PRIu64 ".hq: %zu record(s) skipped after a corrupt one",
-                     f->seq, missed);
-            ch->disk_records -= missed;
-            ch->records_corrupt_total += missed;
-        }
-        ch->disk_files--;
-        ch->disk_bytes -= f->size;
-        f->next = *done;
-        *done = f;
-    }
-}
-
-void hop__channel_delete_files(hop_channel *ch, hop__qfile *done)
-{
-    while (done) {
-        hop__qfile *next = done->next;
-        if (hop__qfile_unlink(ch->dirfd, done->seq) != 0) {
-            /* the journal must go on saying it is consumed (persist.c) */
-            hop__log(HOP_LOG_WARN, ch->name,
-                     "cannot remove finished queue file %020" PRIu64 ".hq: %s", done->seq,
-                     strerror(errno));
-            uint64_t *z = hop__malloc((ch->nzombies + 1) * sizeof *z);
-            if (z) {
-                if (ch->nzombies)
-                    memcpy(z, ch->zombies, ch->nzombies * sizeof *z);
-                z[ch->nzombies++] = done->seq;
-                hop__free(ch->zombies);
-                ch->zombies = z;
-            }
-        }
-        hop__qfile_free(done);
-        done = next;
-    }
-}
-
-/* Read the next disk record. Called and returns with ch->lock held, drops
- * it around the I/O. HOP_OK: OUT *out, in flight. HOP_TIMEOUT: nothing on
- * disk after all (another receiver took it). HOP_IO: a read failed (nothing
- * consumed) or a corrupt record was skipped. HOP_NOMEM. */
-static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
-{
-    pthread_mutex_unlock(&ch->lock);
-    hop__flight *fl = hop__calloc(1, sizeof *fl); /* before anything is consumed */
-    pthread_mutex_lock(&ch->read_lock);
-    pthread_mutex_lock(&ch->lock);
-    hop__qfile *done = NULL;
-    hop__channel_detach_finished(ch, &done);
-    hop__qfile *f = ch->head;
-    hop_err err = HOP_TIMEOUT;
-    int saved = 0;
-    /* Memory holds the oldest messages whenever it holds any. It may have
-     * filled while the lock was dropped (the disk ran empty and sends went
-     * to memory, then to disk again; or a requeue): reading the disk now
-     * would hand out a newer message first. take_next() pops memory. */
-    if (ch->mem.head != NULL || ch->disk_records == 0)
-        goto out;
-    if (fl == NULL) {
-        err = HOP_NOMEM;
-        goto out;
-    }
-    /* records are published in order: the first file with unread ones */
-    while (f && f->read_off == f->size)
-        f = f->next;
-    if (f == NULL)
-        goto out;
-
-    uint64_t off = f->read_off;
-    uint64_t avail = f->size;
-    size_t records = f->records;
-    pthread_mutex_unlock(&ch->lock);
-
-    hop__msg *m = NULL;
-    uint64_t next = 0;
-    hop__read_result res =
-        hop__qreader_read(&ch->reader, ch->dirfd, f, off, avail, HOP_MAX_MESSAGE_BYTES, &m, &next);
-    saved = errno;
-
-    pthread_mutex_lock(&ch->lock);
-    size_t consumed = 0;
-    switch (res) {
-    case HOP__READ_OK:
-        consumed = 1;
-        f->read_off = next;
-        *fl = (hop__flight){.ch = ch, .file = f, .off = off};
-        if (ch->flights_tail)
-            ch->flights_tail->next = fl;
-        else
-            ch->flights_head = fl;
-        ch->flights_tail = fl;
-        f->in_flight++;
-        ch->in_flight++;
-        m->flight = fl;
-        if ((m->take_order = ++ch->take_counter) == 0)
-            m->take_order = ++ch->take_counter;
-        fl = NULL;
-        *out = m;
-        err = HOP_OK;
-        break;
-    case HOP__READ_CORRUPT:
-        hop__log(HOP_LOG_ERROR, ch->name,
-                 "queue file %020" PRIu64 ".hq: corrupt record at offset %" PRIu64 " skipped",
-                 f->seq, off);
-        consumed = 1;
-        f->read_off = next;
-        ch->records_corrupt_total++;
-        err = HOP_IO;
-        saved = EIO;
-        break;
-    case HOP__READ_UNFRAMED:
-        /* after a damaged length the reader may have counted more "records"
-         * than were written: never subtract below zero */
-        consumed = records > f->records_read ? records - f->records_read : 0;
-        hop__log(HOP_LOG_ERROR, ch->name,
-                 "queue file %020" PRIu64 ".hq: no valid record at offset %" PRIu64
-                 ", %zu record(s) skipped",
-                 f->seq, off, consumed);
-        f->read_off = avail;
-        ch->records_corrupt_total += consumed;
-        err = HOP_IO;
-        saved = EIO;
-        break;
-    case HOP__READ_IO:
-        hop__log(HOP_LOG_ERROR, ch->name, "reading queue file %020" PRIu64 ".hq: %s", f->seq,
-                 strerror(saved));
-        ch->io_errors_total++;
-        err = HOP_IO;
-        break;
-    case HOP__READ_NOMEM:
-        err = HOP_NOMEM;
-        break;
-    }
-    skip_over(f);
-    f->records_read += consumed;
-    ch->disk_records -= consumed;
-    hop__channel_detach_finished(ch, &done);
-
-out:;
-    bool disk_idle = ch->disk_records == 0;
-    hop__channel_update_disk_busy(ch);
-    pthread_mutex_unlock(&ch->lock);
-    hop__free(fl);
-    hop__channel_delete_files(ch, done);
-    if (disk_idle)
-        hop__qreader_release(&ch->reader); /* no read-ahead memory while idle */
-    pthread_mutex_unlock(&ch->read_lock);
-    pthread_mutex_lock(&ch->lock);
-    errno = saved;
-    return err;
-}
-
-/* The oldest message. Called and returns with ch->lock held. HOP_TIMEOUT if
- * there is none; errors as take_from_disk(). */
-static hop_err take_next(hop_channel *ch, hop__msg **out)
-{
-    for (;;) {
-        hop__msg *m = memory_take(ch);
-        if (m) {
-            *out = m;
-            return HOP_OK;
-        }
-        if (ch->disk_records == 0)
-            return HOP_TIMEOUT;
-        hop_err err = take_from_disk(ch, out);
-        /* While the lock was dropped a requeue may have refilled memory, or
-         * a sender may have published a disk record: its announce did not
-         * count this caller as blocked, so look again rather than sleep (or
-         * arm a waiter) with a message on disk. */
-        if (err != HOP_TIMEOUT || (ch->mem.head == NULL && ch->disk_records == 0))
-            return err;
-    }
-}
-
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-/* Leave a receive call: the last one out of a closing channel lets close go on. */
-static void leave(hop_channel *ch)
-{
-    if (--ch->inside == 0 && ch->closed)
-        pthread_cond_signal(&ch->drained);
-}
-
-/* hop_recv() past its fast path: disk, waiting, closing. Called with
- * ch->lock held; returns without it. */
-static __attribute__((noinline)) hop_err recv_slow(hop_channel *ch, int timeout_ms, void **data,
-                                                   size_t *len)
-{
-    struct timespec deadline;
-    if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
-    ch->inside++;
-    hop_err err;
-    bool timed_out = false;
-    for (;;) {
-        if (ch->closed) {
-            err = HOP_CLOSED;
-            break;
-        }
-        hop__msg *m;
-        err = take_next(ch, &m);
-        if (err == HOP_OK) {
-            ch->received_total++;
-            *data = m->data;
-            *len = m->len;
-            break;
-        }
-        if (err != HOP_TIMEOUT || timeout_ms == 0 || timed_out)
-            break;
-        ch->blocked++;
-        if (timeout_ms < 0)
-            pthread_cond_wait(&ch->readable, &ch->lock);
-        else
-            timed_out = pthread_cond_timedwait(&ch->readable, &ch->lock, &deadline) == ETIMEDOUT;
-        ch->blocked--;
-    }
-    leave(ch);
-    pthread_mutex_unlock(&ch->lock);
-    return err;
-}
-
-hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
-{
-    if (ch == NULL || data == NULL || len == NULL || timeout_ms < -1)
-        return HOP_INVALID;
-    pthread_mutex_lock(&ch->lock);
-    hop__msg *m;
-    if (ch->closed || (m = memory_take(ch)) == NULL)
-        return recv_slow(ch, timeout_ms, data, len);
-    /* the common case, kept short: the oldest message is in memory */
-    ch->received_total++;
-    pthread_mutex_unlock(&ch->lock);
-    *data = m->data;
-    *len = m->len;
-    return HOP_OK;
-}
-
-void hop__channel_dispatch(hop_channel *ch)
-{
-    pthread_mutex_lock(&ch->lock);
-    /* One dispatcher at a time. Two would each take a message and then race
-     * for the oldest waiter; the loser, finding no waiter left, would put
-     * its older message back behind the newer one the winner handed out.
-     * The running loop looks again under the lock before it stops, so what
-     * arrives meanwhile is not left behind. (A callback that sends or
-     * requeues lands here too and returns at once.) */
-    if (ch->dispatching) {
-        pthread_mutex_unlock(&ch->lock);
+    if (ch == NULL)
         return;
-    }
-    ch->dispatching = true;
-    ch->inside++;
-    while (ch->waiters_head && !ch->closed) {
-        hop__msg *m;
-        uint64_t corrupt_before = ch->records_corrupt_total;
-        hop_err err = take_next(ch, &m);
-        if (err == HOP_IO && ch->records_corrupt_total != corrupt_before)
-            continue; /* a corrupt record was skipped: go on with the next */
-        if (err != HOP_OK)
-            break; /* nothing left, or a read error the next receiver meets again */
-        hop_waiter *w = waiter_pop(ch);
-        if (w == NULL) { /* the waiters were cancelled while the lock was dropped */
-            memory_give_back(ch, m);
-            break;
-        }
-        ch->received_total++;
-        pthread_mutex_unlock(&ch->lock);
-        w->fn(w->arg, HOP_OK, m->data, m->len);
-        pthread_mutex_lock(&ch->lock);
-    }
-    ch->dispatching = false;
-    leave(ch);
-    pthread_mutex_unlock(&ch->lock);
-}
-
-hop_err hop_waiter_new(hop_ready_fn fn, void *arg, hop_waiter **out)
-{
-    if (fn == NULL || out == NULL)
-        return HOP_INVALID;
-    hop_waiter *w = hop__calloc(1, sizeof *w);
-    if (w == NULL)
-        return HOP_NOMEM;
-    w->fn = fn;
-    w->arg = arg;
-    *out = w;
-    return HOP_OK;
-}
-
-void hop_waiter_free(hop_waiter *w)
-{
-    hop__free(w);
-}
-
-hop_err hop_recv_or_arm(hop_channel *ch, hop_waiter *w, void **data, size_t *len)
-{
-    if (ch == NULL || w == NULL || data == NULL || len == NULL)
-        return HOP_INVALID;
-    pthread_mutex_lock(&ch->lock);
-    hop_err err;
-    if (w->armed) {
-        err = HOP_INVALID;
-        goto out_unlock;
-    }
-    ch->inside++;
-    if (ch->closed) {
-        err = HOP_CLOSED;
-        goto out_leave;
-    }
-    hop__msg *m;
-    err = take_next(ch, &m);
-    if (err == HOP_OK) {
-        ch->received_total++;
-        *data = m->data;
-        *len = m->len;
-    } else if (err == HOP_TIMEOUT && !ch->closed) {
-        w->ch = ch;
-        w->armed = true;
-        w->next = NULL;
-        w->prev = ch->waiters_tail;
-        if (ch->waiters_tail)
-            ch->waiters_tail->next = w;
-        else
-            ch->waiters_head = w;
-        ch->waiters_tail = w;
-        ch->waiters++;
-    } else if (err == HOP_TIMEOUT) {
-        err = HOP_CLOSED;
-    }
-out_leave:
-    leave(ch);
-out_unlock:
-    pthread_mutex_unlock(&ch->lock);
-    return err;
-}
-
-bool hop_waiter_cancel(hop_waiter *w)
-{
-    if (w == NULL || w->ch == NULL)
-        return false;
-    hop_channel *ch = w->ch;
-    pthread_mutex_lock(&ch->lock);
-    bool was_armed = w->armed;
-    if (was_armed) {
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            ch->waiters_head = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
-        else
-            ch->waiters_tail = w->prev;
-        w->next = w->prev = NULL;
-        w->armed = false;
-        ch->waiters--;
-    }
-    pthread_mutex_unlock(&ch->lock);
-    return was_armed;
-}
-
-/* fl's message no longer counts against memory. Called with ch->lock held. */
-static void unhold(hop_channel *ch, hop__flight *fl)
-{
-    if (fl->hold_prev)
-        fl->hold_prev->hold_next = fl->hold_next;
-    else
-        ch->holds = fl->hold_next;
-    if (fl->hold_next)
-        fl->hold_next->hold_prev = fl->hold_prev;
-    fl->hold_prev = fl->hold_next = NULL;
-    fl->held = false;
-    ch->held--;
-    ch->held_bytes -= fl->held_cost;
-}
-
-hop_err hop_hold(hop_channel *ch, void *data)
-{
-    hop__msg *m = hop__msg_of(data);
-    if (ch == NULL || m == NULL || (m->flight && m->flight->ch != ch))
-        return HOP_INVALID;
-    hop__flight *node = m->flight ? NULL : hop__calloc(1, sizeof *node);
-    if (m->flight == NULL && node == NULL)
-        return HOP_NOMEM;
-    pthread_mutex_lock(&ch->lock);
-    if (ch->closed || (m->flight && m->flight->held)) {
-        pthread_mutex_unlock(&ch->lock);
-        hop__free(node);
-        return ch->closed ? HOP_CLOSED : HOP_INVALID;
-    }
-    if (node) {
-        node->ch = ch; /* file NULL: from memory */
-        m->flight = node;
-    }
-    size_t cost = hop__message_cost(m->len);
-    if (ch->held > 0 &&
-        (cost > ch->limits.memory_bytes || ch->held_bytes > ch->limits.memory_bytes - cost)) {
-        if (node)
-            m->flight = NULL;
-        pthread_mutex_unlock(&ch->lock);
-        hop__free(node);
-        return HOP_FULL;
-    }
-    hop__flight *fl = m->flight;
-    fl->held = true;
-    fl->held_cost = cost;
-    fl->hold_prev = NULL;
-    fl->hold_next = ch->holds;
-    if (ch->holds)
-        ch->holds->hold_prev = fl;
-    ch->holds = fl;
-    ch->held++;
-    ch->held_bytes += fl->held_cost;
-    pthread_mutex_unlock(&ch->lock);
-    return HOP_OK;
-}
-
-/* The hold of m ends (freed or given back); a node that only stood for
- * the hold goes. Called with ch->lock held, or with ch closed (NULL). */
-static void hold_end(hop_channel *ch, hop__msg *m)
-{
-    hop__flight *fl = m->flight;
-    if (fl == NULL || !fl->held)
-        return;
-    if (ch)
-        unhold(ch, fl);
-    if (fl->file == NULL) {
-        m->flight = NULL;
-        hop__free(fl);
-    }
-}
-
-hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
-{
-    hop__msg *m = hop__msg_of(data);
-    if (m == NULL)
-        return HOP_INVALID; /* not a message of ours: nothing we may free */
-    if (ch == NULL) {
-        hop__msg_free(m); /* its record, if any, stays unconsumed */
-        return HOP_INVALID;
-    }
-    pthread_mutex_lock(&ch->lock);
-    hold_end(ch, m);
-    if (ch->closed) {
-        if (m->flight) {
-            m->flight->dropped = true; /* close writes its record again */
-            ch->in_flight--;
-        }
-        pthread_mutex_unlock(&ch->lock);
-        hop__msg_free(m);
-        return HOP_CLOSED;
-    }
-    /* judged now: once given back, m may be taken and freed at any time */
-    hop_err err = len == m->len ? HOP_OK : HOP_INVALID;
-    memory_give_back(ch, m);
-    ch->requeued_total++;
-    bool serve = hop__channel_announce(ch, 1);
-    pthread_mutex_unlock(&ch->lock);
-    if (serve)
-        hop__channel_dispatch(ch);
-    return err;
-}
-
-/* The record of fl is consumed: drop the consumed flights at the head of
- * the list, remove the files that are now finished, and write it down. */
-static void flight_done(hop__flight *fl)
-{
-    hop_channel *ch = fl->ch;
-    if (ch == NULL) { /* the channel was closed meanwhile */
-        hop__free(fl);
-        return;
-    }
-    uint64_t seq = fl->file->seq, off = fl->off;
-    hop__qfile *done = NULL;
-    pthread_mutex_lock(&ch->read_lock);
-    pthread_mutex_lock(&ch->lock);
-    fl->done = true;
-    fl->file->in_flight--;
-    ch->in_flight--;
-    while (ch->flights_head && ch->flights_head->done) {
-        hop__flight *first = ch->flights_head;
-        ch->flights_head = first->next;
-        if (ch->flights_head == NULL)
-            ch->flights_tail = NULL;
-        hop__free(first);
-    }
-    hop__channel_detach_finished(ch, &done);
-    pthread_mutex_unlock(&ch->lock);
-    hop__channel_delete_files(ch, done);
-    pthread_mutex_unlock(&ch->read_lock);
-    hop__persist_consumed(ch, seq, off);
-}
-
-void hop_free(void *data)
-{
-    hop__msg *m = hop__msg_of(data);
-    if (m && m->flight && m->flight->held) {
-        hop_channel *ch = m->flight->ch; /* NULL once closed */
-        if (ch)
-            pthread_mutex_lock(&ch->lock);
-        hold_end(ch, m);
-        if (ch)
-            pthread_mutex_unlock(&ch->lock);
-    }
-    if (m && m->flight)
-        flight_done(m->flight);
-    hop__msg_free(m);
-}
-
-/* ---- sending ---- */
-
-/* Rollback of a run of appends that failed: the existing file is cut back
- * to where the run began, new files go. Called with write_lock held. */
-static void append_rollback(hop_channel *ch, hop__qfile *first, uint64_t first_end,
-                            hop__qfile **created, size_t ncreated, bool *torn)
-{
-    if (first && first->written > first_end) {
-        while (hop__io_current->ftruncate(first->write_fd, (off_t)first_end) != 0) {
-            if (errno != EINTR) {
-                *torn = true; /* junk after first_end: sealed by the caller */
-                break;
-            }
-        }
-        first->written = first_end;
-    }
-    for (size_t i = 0; i < ncreated; i++) {
-        hop__qfile_unlink(ch->dirfd, created[i]->seq);
-        hop__qfile_free(created[i]);
-    }
-}
-
-/* Append msgs[0..n) to the queue files as one run: in order, nothing else
- * between them, all or none; a new file is started whenever there is none
- * open. Called with write_lock and lock held; returns with both released.
- * reqs: durable, one request a message, queued for the sync that publishes
- * them (their fn say how it went); NULL: published here. */
-static hop_err append_records(hop_channel *ch, const hop_buf *msgs, size_t n, hop__sync_req *reqs)
-{
-    bool durable = reqs != NULL;
-    /* how many new files the run needs, as the appends below will go */
-    size_t new_files = 0;
-    bool open = ch->write_file != NULL;
-    uint64_t size = open ? ch->write_file->written : 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!open) {
-            new_files++;
-            size = HOP__FILE_HEADER_SIZE;
-            open = true;
-        }
-        size += HOP__RECORD_HEADER_SIZE + msgs[i].len;
-        open = size < ch->limits.file_bytes;
-    }
-    if (new_files > 0 && (ch->disk_files >= ch->limits.max_disk_files ||
-                          new_files > ch->limits.max_disk_files - ch->disk_files)) {
-        ch->rejected_full_total++;
-        pthread_mutex_unlock(&ch->lock);
-        pthread_mutex_unlock(&ch->write_lock);
-        return HOP_FULL;
-    }
-    ch->disk_files += new_files;
-    ch->disk_pending += n;
-    hop__channel_update_disk_busy(ch);
-    hop__qfile *first = ch->write_file;
-    pthread_mutex_unlock(&ch->lock);
-
-    /* the I/O, under write_lock alone */
-    hop__qfile *one[1] = {NULL};
-    hop__qfile **created = new_files <= 1 ? one : hop__malloc(new_files * sizeof *created);
-    int two[2];
-    int *fds = new_files <= 1 ? two : hop__malloc((new_files + 1) * sizeof *fds);
-    hop__qfile **file_of = n == 1 ? (hop__qfile *[1]){NULL} : hop__malloc(n * sizeof *file_of);
-    uint64_t *end_of = n == 1 ? (uint64_t[1]){0} : hop__malloc(n * sizeof *end_of);
-    hop_err err = created && fds && file_of && end_of ? HOP_OK : HOP_NOMEM;
-    uint64_t first_end = first ? first->written : 0;
-    size_t ncreated = 0;
-    bool torn = false;
-    hop__qfile *f = first;
-    for (size_t i = 0; i < n && err == HOP_OK; i++) {
-        if (f == NULL) {
-            err = hop__qfile_create(ch->dirfd, ch->next_seq, &f);
-            if (err != HOP_OK)
-                break;
-            ch->next_seq++;
-            created[ncreated++] = f;
-        }
-        uint64_t end;
-        bool cut_failed = false;
-        err = hop__qfile_append(f, msgs[i].data, (uint32_t)msgs[i].len, &end, &cut_failed);
-        torn = torn || cut_failed;
-        if (err != HOP_OK)
-            break;
-        f->written = end;
-        file_of[i] = f;
-        end_of[i] = end;
-        if (end >= ch->limits.file_bytes)
-            f = NULL;
-    }
     int saved = errno;
-    if (err != HOP_OK)
-        append_rollback(ch, first, first_end, created, ncreated, &torn);
-
-    bool queue = false, serve = false;
-    pthread_mutex_lock(&ch->lock);
-    if (err == HOP_OK) {
-        for (size_t k = 0; k < ncreated; k++) {
-            if (ch->tail)
-                ch->tail->next = created[k];
-            else
-                ch->head = created[k];
-            ch->tail = created[k];
-            ch->disk_bytes += created[k]->size; /* the file header */
-        }
-        for (size_t i = 0; i < n; i++) {
-            hop__qfile *g = file_of[i];
-            if (durable) {
-                g->unsynced++;
-                reqs[i].file = g;
-                reqs[i].start = end_of[i] - HOP__RECORD_HEADER_SIZE - msgs[i].len;
-                reqs[i].end = end_of[i];
-                continue;
-            }
-            ch->disk_bytes += end_of[i] - g->size;
-            g->size = end_of[i];
-            g->records++;
-            ch->disk_records++;
-            ch->sent_total++;
-            ch->disk_pending--;
-        }
-        /* every file of the run but the last is full; the last too, maybe
-         * (descriptors of sealed files are closed below) */
-        for (hop__qfile *g = first ? first : created[0]; g; g = g->next) {
-            if (g->written >= ch->limits.file_bytes && !g->sealed)
-                seal_locked(ch, g, NULL);
-            else if (!g->sealed)
-                ch->write_file = g;
-        }
-        serve = !durable && hop__channel_announce(ch, n);
-    } else {
-        ch->disk_pending -= n;
-        ch->disk_files -= new_files;
-        if (torn && first && !first->sealed)
-            seal_locked(ch, first, NULL); /* never append after junk */
-        if (err == HOP_IO)
-            ch->io_errors_total++;
-    }
-    /* Sealed files need their write descriptor no more (durable: until
-     * synced, the sync thread closes them). Taken now: once `lock` is
-     * dropped a reader may finish a sealed file and free it. */
-    size_t nfds = 0;
-    for (size_t k = err == HOP_OK ? 0 : ncreated; !durable && k <= ncreated; k++) {
-        hop__qfile *g = k == ncreated ? first : created[k]; /* created: freed on error */
-        if (g && g->sealed && g->write_fd >= 0) {
-            fds[nfds++] = g->write_fd;
-            g->write_fd = -1;
-        }
-    }
-    hop__channel_update_disk_busy(ch);
-    pthread_mutex_unlock(&ch->lock);
-    for (size_t i = 0; durable && err == HOP_OK && i < n; i++)
-        queue = hop__sync_enqueue(ch, &reqs[i]) || queue; /* in the order of the appends */
-    pthread_mutex_unlock(&ch->write_lock);
-    for (size_t i = 0; i < nfds; i++)
-        hop__io_current->close(fds[i]);
-    if (queue)
-        hop__syncer_queue(ch);
-    if (created != one)
-        hop__free(created);
-    if (fds != two)
-        hop__free(fds);
-    if (n != 1) {
-        hop__free(file_of);
-        hop__free(end_of);
-    }
-    if (err == HOP_IO)
-        hop__log(HOP_LOG_ERROR, ch->name, "writing queue file: %s", strerror(saved));
-    if (serve)
-        hop__channel_dispatch(ch);
+    shut(ch);
+    release(ch);
     errno = saved;
-    return err;
 }
-
-/* Append data to the newest queue file, starting a new file when there is
- * none or the last one is sealed. m, if not NULL, is the caller's data
- * already copied for memory: used if memory has room after all, else freed.
- * Durable (req not NULL): HOP_OK means the record is written and req is
- * queued for its sync, which calls req->fn. */
-static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__msg *m,
-                            hop__sync_req *req)
-{
-    pthread_mutex_lock(&ch->write_lock);
-    pthread_mutex_lock(&ch->lock);
-    if (ch->closed) {
-        pthread_mutex_unlock(&ch->lock);
-        pthread_mutex_unlock(&ch->write_lock);
-        hop__msg_free(m);
-        return HOP_CLOSED;
-    }
-    if (memory_fits(ch, len)) { /* receivers drained everything meanwhile */
-        if (m == NULL && (m = hop__msg_new(len)) == NULL) {
-            pthread_mutex_unlock(&ch->lock);
-            pthread_mutex_unlock(&ch->write_lock);
-            return HOP_NOMEM;
-        }
-        if (len)
-            memcpy(m->data, data, len);
-        hop__membuf_push_tail(&ch->mem, m);
-        ch->sent_total++;
-        bool serve = hop__channel_announce(ch, 1);
-        pthread_mutex_unlock(&ch->lock);
-        pthread_mutex_unlock(&ch->write_lock);
-        if (serve)
-            hop__channel_dispatch(ch);
-        return HOP_OK;
-    }
-    hop_buf one = {data, len};
-    hop_err err = append_records(ch, &one, 1, req);
-    int saved = errno;
-    hop__msg_free(m);
-    errno = saved;
-    return err;
-}
-
-/* hop_send() when memory has no room (or the channel is closed). Called
- * with ch->lock held; returns without it. Takes m. */
-static __attribute__((noinline)) hop_err send_slow(hop_channel *ch, const void *data, size_t len,
-                                                   hop__msg *m)
-{
-    if (ch->closed) {
-        pthread_mutex_unlock(&ch->lock);
-        hop__msg_free(m);
-        return HOP_CLOSED;
-    }
-    if (ch->limits.max_disk_files > 0) {
-        pthread_mutex_unlock(&ch->lock);
-        return send_to_disk(ch, data, len, m, NULL);
-    }
-    ch->rejected_full_total++;
-    pthread_mutex_unlock(&ch->lock);
-    hop__msg_free(m);
-    return HOP_FULL;
-}
-
-/* Durable sends of one call (hop_send(), hop_send_async(), a batch): one
- * sync request a message, settled together. Their requests were queued
- * together, so one sync round settles them all, on one thread, one after
- * another: `remaining` needs no lock. */
-typedef struct send_group {
-    hop_channel *ch;
-    size_t remaining;
-    hop_err err; /* the first failure, or HOP_OK */
-    int err_no;
-    hop_sent_fn fn; /* hop_send_async(): told, then the group is freed */
-    void *arg;
-    bool settled; /* blocking: under ch->sync_lock */
-    hop__sync_req reqs[];
-} send_group;
-
-static void group_req_done(void *arg, hop_err err, int err_no)
-{
-    send_group *g = arg;
-    if (err != HOP_OK && g->err == HOP_OK) {
-        g->err = err;
-        g->err_no = err_no;
-    }
-    if (--g->remaining > 0)
-        return;
-    if (g->fn) {
-        g->fn(g->arg, g->err, g->err_no);
-        hop__free(g);
-        return;
-    }
-    hop_channel *ch = g->ch; /* g goes as soon as settled is seen */
-    pthread_mutex_lock(&ch->sync_lock);
-    g->settled = true;
-    pthread_cond_broadcast(&ch->synced);
-    pthread_mutex_unlock(&ch->sync_lock);
-}
-
-static send_group *group_new(hop_channel *ch, size_t n, hop_sent_fn fn, void *arg)
-{
-    if (n > (SIZE_MAX - sizeof(send_group)) / sizeof(hop__sync_req))
-        return NULL;
-    send_group *g = hop__malloc(sizeof *g + n * sizeof g->reqs[0]);
-    if (g == NULL)
-        return NULL;
-    *g = (send_group){.ch = ch, .remaining = n, .err = HOP_OK, .fn = fn, .arg = arg};
-    for (size_t i = 0; i < n; i++)
-        g->reqs[i] = (hop__sync_req){.fn = group_req_done, .arg = g};
-    return g;
-}
-
-/* Append msgs durably as one run: with fn, return at once (fn says how it
- * went); without, wait for the sync. */
-static hop_err send_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop_sent_fn fn,
-                            void *arg)
-{
-    send_group *g = group_new(ch, n, fn, arg);
-    if (g == NULL)
-        return HOP_NOMEM;
-    pthread_mutex_lock(&ch->write_lock);
-    pthread_mutex_lock(&ch->lock);
-    hop_err err = ch->closed ? HOP_CLOSED : HOP_OK;
-    if (err != HOP_OK) {
-        pthread_mutex_unlock(&ch->lock);
-        pthread_mutex_unlock(&ch->write_lock);
-    } else {
-        err = append_records(ch, msgs, n, g->reqs);
-    }
-    if (err != HOP_OK || fn) {
-        if (err != HOP_OK) {
-            int saved = errno;
-            hop__free(g);
-            errno = saved;
-        }
-        return err;
-    }
-    pthread_mutex_lock(&ch->sync_lock);
-    while (!g->settled)
-        pthread_cond_wait(&ch->synced, &ch->sync_lock);
-    pthread_mutex_unlock(&ch->sync_lock);
-    err = g->err;
-    int err_no = g->err_no;
-    hop__free(g);
-    errno = err_no;
-    return err;
-}
-
-/* Check a batch: OUT *cost, what all of it counts in memory. */
-static hop_err batch_check(const hop_channel *ch, const hop_buf *msgs, size_t n, size_t *cost)
-{
-    *cost = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (msgs[i].data == NULL && msgs[i].len > 0)
-            return HOP_INVALID;
-        if (msgs[i].len > ch->limits.max_message_bytes)
-            return HOP_TOO_BIG;
-        size_t c = hop__message_cost(msgs[i].len);
-        *cost = *cost > SIZE_MAX - c ? SIZE_MAX : *cost + c;
-    }
-    return HOP_OK;
-}
-
-hop_err hop_send_async(hop_channel *ch, const void *data, size_t len, hop_sent_fn fn, void *arg)
-{
-    if (ch == NULL || fn == NULL || (data == NULL && len > 0) || !ch->limits.durable)
-        return HOP_INVALID;
-    if (len > ch->limits.max_message_bytes)
-        return HOP_TOO_BIG;
-    return send_durable(ch, &(hop_buf){data, len}, 1, fn, arg);
-}
-
-hop_err hop_send_batch_async(hop_channel *ch, const hop_buf *msgs, size_t n, hop_sent_fn fn,
-                             void *arg)
-{
-    size_t cost;
-    if (ch == NULL || fn == NULL || n == 0 || msgs == NULL || !ch->limits.durable)
-        return HOP_INVALID;
-    hop_err err = batch_check(ch, msgs, n, &cost);
-    return err == HOP_OK ? send_durable(ch, msgs, n, fn, arg) : err;
-}
-
-hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n)
-{
-    size_t cost;
-    if (ch == NULL || (msgs == NULL && n > 0))
-        return HOP_INVALID;
-    if (n == 0)
-        return HOP_OK;
-    hop_err err = batch_check(ch, msgs, n, &cost);
-    if (err != HOP_OK)
-        return err;
-    if (ch->limits.durable)
-        return send_durable(ch, msgs, n, NULL, NULL);
-
-    /* all to memory if all fit there: copies made first, outside the lock */
-    hop__membuf copies;
-    hop__membuf_init(&copies);
-    if (!atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) &&
-        cost <= ch->limits.memory_bytes) {
-        for (size_t i = 0; i < n; i++) {
-            hop__msg *m = hop__msg_new(msgs[i].len);
-            if (m == NULL) {
-                hop__membuf_release(&copies);
-                return HOP_NOMEM;
-            }
-            if (msgs[i].len)
-                memcpy(m->data, msgs[i].data, msgs[i].len);
-            hop__membuf_push_tail(&copies, m);
-        }
-    }
-    pthread_mutex_lock(&ch->write_lock);
-    pthread_mutex_lock(&ch->lock);
-    if (ch->closed) {
-        err = HOP_CLOSED;
-    } else if (copies.count == n && memory_fits_bytes(ch, cost)) {
-        hop__msg *m;
-        while ((m = hop__membuf_pop_head(&copies)) != NULL)
-            hop__membuf_push_tail(&ch->mem, m);
-        ch->sent_total += n;
-        bool serve = hop__channel_announce(ch, n);
-        pthread_mutex_unlock(&ch->lock);
-        pthread_mutex_unlock(&ch->write_lock);
-        if (serve)
-            hop__channel_dispatch(ch);
-        return HOP_OK;
-    } else if (ch->limits.max_disk_files == 0) {
-        ch->rejected_full_total++;
-        err = HOP_FULL;
-    }
-    if (err != HOP_OK) {
-        pthread_mutex_unlock(&ch->lock);
-        pthread_mutex_unlock(&ch->write_lock);
-        hop__membuf_release(&copies);
-        return err;
-    }
-    hop__membuf_release(&copies);
-    return append_records(ch, msgs, n, NULL);
-}
-
-hop_err hop_send(hop_channel *ch, const void *data, size_t len)
-{
-    if (ch == NULL || (data == NULL && len > 0))
-        return HOP_INVALID;
-    if (len > ch->limits.max_message_bytes)
-        return HOP_TOO_BIG;
-    if (ch->limits.durable)
-        return send_durable(ch, &(hop_buf){data, len}, 1, NULL, NULL);
-
-    /* straight to disk when memory cannot take it: no copy made in vain */
-    if (atomic_load_explicit(&ch->disk_busy, memory_order_relaxed) ||
-        hop__message_cost(len) > ch->limits.memory_bytes)
-        return send_to_disk(ch, data, len, NULL, NULL);
-
-    hop__msg *m = hop__msg_new(len);
-    if (m == NULL)
-        return HOP_NOMEM;
-    if (len)
-        memcpy(m->data, data, len);
-    pthread_mutex_lock(&ch->lock);
-    if (ch->closed || !memory_fits(ch, len))
-        return send_slow(ch, data, len, m);
-    hop__membuf_push_tail(&ch->mem, m);
-    ch->sent_total++;
-    bool serve = hop__channel_announce(ch, 1);
-    pthread_mutex_unlock(&ch->lock);
-    if (serve)
-        hop__channel_dispatch(ch);
-    return HOP_OK;
-}
-
-/* ---- statistics ---- */
 
 void hop_channel_stats(hop_channel *ch, hop_stats *s)
 {
@@ -1307,21 +170,66 @@ void hop_channel_stats(hop_channel *ch, hop_stats *s)
     pthread_mutex_lock(&ch->lock);
     s->memory_messages = ch->mem.count;
     s->memory_bytes = ch->mem.bytes;
-    s->disk_messages = ch->disk_records;
-    s->messages = ch->mem.count + ch->disk_records;
-    s->disk_bytes = (size_t)ch->disk_bytes;
-    s->disk_files = ch->disk_files;
+    s->disk_messages = ch->disk.records;
+    s->messages = ch->mem.count + ch->disk.records;
+    s->disk_bytes = (size_t)ch->disk.bytes;
+    s->disk_files = ch->disk.files;
     s->waiting_receivers = ch->blocked + ch->waiters;
     s->sent_total = ch->sent_total;
     s->received_total = ch->received_total;
     s->requeued_total = ch->requeued_total;
     s->rejected_full_total = ch->rejected_full_total;
     s->io_errors_total = ch->io_errors_total;
-    s->records_corrupt_total = ch->records_corrupt_total;
+    s->records_corrupt_total = ch->disk.records_corrupt;
     s->in_flight = ch->in_flight;
     s->held = ch->held;
     s->held_bytes = ch->held_bytes;
     s->recovered_total = ch->recovered_total;
     s->syncs_total = ch->syncs_total;
     pthread_mutex_unlock(&ch->lock);
+}
+
+hop_err hop_channel_remove(const char *data_dir, const char *name)
+{
+    if (data_dir == NULL || data_dir[0] == '\0' || !hop_name_valid(name))
+        return HOP_INVALID;
+    int top = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (top < 0)
+        return errno == ENOENT ? HOP_OK : HOP_IO;
+    struct stat st;
+    if (fstatat(top, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        int saved = errno;
+        close(top);
+        errno = saved;
+        return saved == ENOENT ? HOP_OK : HOP_IO;
+    }
+    hop_channel *ch;
+    hop_err err = hop_channel_open(data_dir, name, NULL, &ch);
+    if (err != HOP_OK) {
+        int saved = errno;
+        close(top);
+        errno = saved;
+        return err;
+    }
+    hop_stats s;
+    hop_channel_stats(ch, &s);
+    if (s.messages > 0) {
+        hop_channel_close(ch);
+        close(top);
+        return HOP_INVALID;
+    }
+    /* Holding its lock: the journal (it says nothing now), then the
+     * directory, which fails if anything else is in it. */
+    int saved = 0;
+    if (hop__io_current->unlinkat(ch->disk.dirfd, HOP__JOURNAL_NAME, 0) != 0 && errno != ENOENT) {
+        saved = errno;
+        err = HOP_IO;
+    } else if (unlinkat(top, name, AT_REMOVEDIR) != 0) {
+        saved = errno == EEXIST ? ENOTEMPTY : errno;
+        err = HOP_IO;
+    }
+    hop__channel_abandon(ch); /* nothing is left to write */
+    close(top);
+    errno = saved;
+    return err;
 }

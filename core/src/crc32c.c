@@ -5,6 +5,8 @@
  * checksum well below the cost of the write. */
 #include "crc32c.h"
 
+#include "endian.h"
+
 #include <pthread.h>
 #include <string.h>
 
@@ -32,10 +34,8 @@ uint32_t hop__crc32c_sw(uint32_t crc, const void *buf, size_t len)
     const unsigned char *p = buf;
     crc = ~crc;
     while (len >= 8) {
-        uint32_t lo = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                      (uint32_t)p[3] << 24;
-        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 |
-                      (uint32_t)p[7] << 24;
+        uint32_t lo = hop__le32_load(p);
+        uint32_t hi = hop__le32_load(p + 4);
         lo ^= crc;
         crc = table[7][lo & 0xFF] ^ table[6][(lo >> 8) & 0xFF] ^ table[5][(lo >> 16) & 0xFF] ^
               table[4][lo >> 24] ^ table[3][hi & 0xFF] ^ table[2][(hi >> 8) & 0xFF] ^

@@ -42,7 +42,9 @@
 #include "journal.h"
 
 #include "alloc.h"
+#include "array.h"
 #include "crc32c.h"
+#include "endian.h"
 #include "io.h"
 
 #include <errno.h>
@@ -55,53 +57,31 @@
 #define JOURNAL_VERSION 1
 #define ENTRY_MAGIC 0x44504F48u
 
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static void encode(unsigned char out[HOP__JOURNAL_ENTRY_SIZE], const hop__jentry *e)
 {
-    put32(out, ENTRY_MAGIC);
-    put32(out + 4, e->kind);
-    put64(out + 8, e->seq);
-    put64(out + 16, e->off);
-    put32(out + 24, 0);
-    put32(out + 28, hop__crc32c(0, out, 28));
+    hop__le32_store(out, ENTRY_MAGIC);
+    hop__le32_store(out + 4, e->kind);
+    hop__le64_store(out + 8, e->seq);
+    hop__le64_store(out + 16, e->off);
+    hop__le32_store(out + 24, 0);
+    hop__le32_store(out + 28, hop__crc32c(0, out, 28));
 }
 
 static bool decode(const unsigned char in[HOP__JOURNAL_ENTRY_SIZE], hop__jentry *e)
 {
-    if (get32(in) != ENTRY_MAGIC || get32(in + 28) != hop__crc32c(0, in, 28))
+    if (hop__le32_load(in) != ENTRY_MAGIC || hop__le32_load(in + 28) != hop__crc32c(0, in, 28))
         return false;
-    e->kind = get32(in + 4);
-    e->seq = get64(in + 8);
-    e->off = get64(in + 16);
+    e->kind = hop__le32_load(in + 4);
+    e->seq = hop__le64_load(in + 8);
+    e->off = hop__le64_load(in + 16);
     return e->kind == HOP__J_START || e->kind == HOP__J_DONE;
 }
 
 static void header_encode(unsigned char out[HOP__JOURNAL_HEADER_SIZE])
 {
     memcpy(out, JOURNAL_MAGIC, 4);
-    put32(out + 4, JOURNAL_VERSION);
-    put64(out + 8, 0);
+    hop__le32_store(out + 4, JOURNAL_VERSION);
+    hop__le64_store(out + 8, 0);
 }
 
 static int by_seq_off(const void *a, const void *b)
@@ -124,73 +104,52 @@ void hop__journal_state_release(hop__jstate *s)
 /* Read all of fd into a new buffer. OUT: *buf, *len. */
 static hop_err slurp(int fd, unsigned char **buf, size_t *len)
 {
-    size_t cap = 4096, n = 0;
-    unsigned char *b = hop__malloc(cap);
-    if (b == NULL)
-        return HOP_NOMEM;
+    hop__array b = {0};
     for (;;) {
-        if (n == cap) {
-            unsigned char *bigger = hop__malloc(cap * 2);
-            if (bigger == NULL) {
-                hop__free(b);
-                return HOP_NOMEM;
-            }
-            memcpy(bigger, b, n);
-            hop__free(b);
-            b = bigger;
-            cap *= 2;
+        if (b.count == b.cap && !hop__array_reserve(&b, 4096, 1)) {
+            hop__array_release(&b);
+            return HOP_NOMEM;
         }
-        ssize_t got = hop__io_current->pread(fd, b + n, cap - n, (off_t)n);
+        unsigned char *at = (unsigned char *)b.items + b.count;
+        ssize_t got = hop__io_current->pread(fd, at, b.cap - b.count, (off_t)b.count);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
             int saved = errno;
-            hop__free(b);
+            hop__array_release(&b);
             errno = saved;
             return HOP_IO;
         }
         if (got == 0)
             break;
-        n += (size_t)got;
+        b.count += (size_t)got;
     }
-    *buf = b;
-    *len = n;
+    *buf = b.items;
+    *len = b.count;
     return HOP_OK;
 }
 
-hop_err hop__journal_read(int dirfd, hop__jstate *out)
+/* True if buf[0..len) begins with the header of this journal version. */
+static bool header_valid(const unsigned char *buf, size_t len)
 {
-    memset(out, 0, sizeof *out);
-    int fd = hop__io_current->openat(dirfd, HOP__JOURNAL_NAME, O_RDONLY, 0);
-    if (fd < 0)
-        return errno == ENOENT ? HOP_OK : HOP_IO;
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    hop_err err = slurp(fd, &buf, &len);
-    int saved = errno;
-    hop__io_current->close(fd);
-    if (err != HOP_OK) {
-        errno = saved;
-        return err;
-    }
-    if (len < HOP__JOURNAL_HEADER_SIZE || memcmp(buf, JOURNAL_MAGIC, 4) != 0 ||
-        get32(buf + 4) != JOURNAL_VERSION) {
-        /* not a journal we can read: as if consumed entries were lost */
-        out->damaged = len > 0;
-        out->torn = len > 0 && len < HOP__JOURNAL_HEADER_SIZE;
-        hop__free(buf);
-        return HOP_OK;
-    }
+    return len >= HOP__JOURNAL_HEADER_SIZE && memcmp(buf, JOURNAL_MAGIC, 4) == 0 &&
+           hop__le32_load(buf + 4) == JOURNAL_VERSION;
+}
+
+/* Decode the entries of a whole journal buf[0..len) into out: every DONE
+ * entry, and the last START of each seq; damaged and torn ones counted.
+ * Unsorted. HOP_NOMEM leaves out empty. */
+static hop_err decode_entries(const unsigned char *buf, size_t len, hop__jstate *out)
+{
     size_t count = (len - HOP__JOURNAL_HEADER_SIZE) / HOP__JOURNAL_ENTRY_SIZE;
-    out->torn = (len - HOP__JOURNAL_HEADER_SIZE) % HOP__JOURNAL_ENTRY_SIZE != 0;
     hop__jentry *starts = hop__calloc(count ? count : 1, sizeof *starts);
     hop__jentry *done = hop__calloc(count ? count : 1, sizeof *done);
     if (starts == NULL || done == NULL) {
         hop__free(starts);
         hop__free(done);
-        hop__free(buf);
         return HOP_NOMEM;
     }
+    out->torn = (len - HOP__JOURNAL_HEADER_SIZE) % HOP__JOURNAL_ENTRY_SIZE != 0;
     size_t ns = 0, nd = 0;
     for (size_t i = 0; i < count; i++) {
         hop__jentry e;
@@ -210,18 +169,52 @@ hop_err hop__journal_read(int dirfd, hop__jstate *out)
         if (j == ns)
             ns++;
     }
-    hop__free(buf);
-    qsort(starts, ns, sizeof *starts, by_seq_off);
-    qsort(done, nd, sizeof *done, by_seq_off);
-    size_t unique = 0;
-    for (size_t i = 0; i < nd; i++)
-        if (unique == 0 || by_seq_off(&done[unique - 1], &done[i]) != 0)
-            done[unique++] = done[i];
     out->starts = starts;
     out->nstarts = ns;
     out->done = done;
-    out->ndone = unique;
+    out->ndone = nd;
     return HOP_OK;
+}
+
+/* Sort s's entries by (seq, off) and drop duplicate DONE entries. */
+static void sort_entries(hop__jstate *s)
+{
+    qsort(s->starts, s->nstarts, sizeof *s->starts, by_seq_off);
+    qsort(s->done, s->ndone, sizeof *s->done, by_seq_off);
+    size_t unique = 0;
+    for (size_t i = 0; i < s->ndone; i++)
+        if (unique == 0 || by_seq_off(&s->done[unique - 1], &s->done[i]) != 0)
+            s->done[unique++] = s->done[i];
+    s->ndone = unique;
+}
+
+hop_err hop__journal_read(int dirfd, hop__jstate *out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = hop__io_current->openat(dirfd, HOP__JOURNAL_NAME, O_RDONLY, 0);
+    if (fd < 0)
+        return errno == ENOENT ? HOP_OK : HOP_IO;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    hop_err err = slurp(fd, &buf, &len);
+    int saved = errno;
+    hop__io_current->close(fd);
+    if (err != HOP_OK) {
+        errno = saved;
+        return err;
+    }
+    if (!header_valid(buf, len)) {
+        /* not a journal we can read: as if consumed entries were lost */
+        out->damaged = len > 0;
+        out->torn = len > 0 && len < HOP__JOURNAL_HEADER_SIZE;
+        hop__free(buf);
+        return HOP_OK;
+    }
+    err = decode_entries(buf, len, out);
+    hop__free(buf);
+    if (err == HOP_OK)
+        sort_entries(out);
+    return err;
 }
 
 uint64_t hop__journal_start_of(const hop__jstate *s, uint64_t seq)

@@ -13,9 +13,13 @@
 #include <stdint.h>
 
 struct hop__flight;
+struct hop__hold;
 
 typedef struct hop__msg {
-    struct hop__msg *next;
+    union {
+        struct hop__msg *next;  /* while in a FIFO */
+        struct hop__hold *hold; /* while a receiver has it: its hop_hold(), or NULL */
+    };
     size_t len;
     uint32_t magic;             /* HOP__MSG_MAGIC while owned by a channel or a caller */
     uint32_t take_order;        /* its place when first taken from its channel, 0: never */

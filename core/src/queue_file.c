@@ -3,6 +3,7 @@
 #include "queue_file.h"
 
 #include "alloc.h"
+#include "endian.h"
 #include "io.h"
 #include "record.h"
 
@@ -100,19 +101,8 @@ hop_err hop__qfile_append(hop__qfile *f, const void *payload, uint32_t len, uint
 
 bool hop__qfile_add_skip(hop__qfile *f, uint64_t off, uint64_t to, bool consumed)
 {
-    /* the array grows to the next power of two when it is full */
-    size_t n = f->nskips;
-    if (n == 0 || (n & (n - 1)) == 0) {
-        hop__skip *s = hop__malloc((n ? 2 * n : 1) * sizeof *s);
-        if (s == NULL)
-            return false;
-        if (n)
-            memcpy(s, f->skips, n * sizeof *s);
-        hop__free(f->skips);
-        f->skips = s;
-    }
-    f->skips[f->nskips++] = (hop__skip){off, to, consumed};
-    return true;
+    hop__skip skip = {off, to, consumed};
+    return hop__array_push(&f->skips, &skip, sizeof skip);
 }
 
 void hop__qfile_free(hop__qfile *f)
@@ -123,7 +113,7 @@ void hop__qfile_free(hop__qfile *f)
         hop__io_current->close(f->write_fd);
     if (f->read_fd >= 0)
         hop__io_current->close(f->read_fd);
-    hop__free(f->skips);
+    hop__array_release(&f->skips);
     hop__free(f);
 }
 
@@ -314,7 +304,7 @@ static hop_err record_at(window *w, uint64_t off, size_t max_len, uint64_t *next
  * if there is none. Candidates are found by the record magic. */
 static hop_err resync(window *w, uint64_t from, size_t max_len, uint64_t *found)
 {
-    static const unsigned char magic[4] = {0x48, 0x4F, 0x50, 0x52}; /* "HOPR" */
+    const unsigned char first = HOP__RECORD_MAGIC & 0xFF; /* a quick test before the whole magic */
     uint64_t off = from;
     while (w->size - off >= HOP__RECORD_HEADER_SIZE) {
         size_t span = w->size - off < HOP__READ_BUFFER ? (size_t)(w->size - off) : HOP__READ_BUFFER;
@@ -323,7 +313,7 @@ static hop_err resync(window *w, uint64_t from, size_t max_len, uint64_t *found)
             return HOP_IO;
         const unsigned char *hit = NULL;
         for (size_t i = 0; i + 4 <= span; i++) {
-            if (p[i] == magic[0] && memcmp(p + i, magic, 4) == 0) {
+            if (p[i] == first && hop__le32_load(p + i) == HOP__RECORD_MAGIC) {
                 hit = p + i;
                 break;
             }

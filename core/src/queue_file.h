@@ -8,6 +8,8 @@
 #define HOP_QUEUE_FILE_H
 
 #include "hopper/hopper.h"
+
+#include "array.h"
 #include "message.h"
 
 #include <stdbool.h>
@@ -31,12 +33,14 @@ typedef struct hop__qfile {
     size_t records_read; /* reader: records consumed or skipped */
     bool sealed;         /* published: no record will be appended any more */
     uint64_t written;    /* writer: end of the bytes appended, >= size; beyond size they
-                            wait for their sync (durable) */
+                            wait for their publication (durable: their sync) */
+    size_t appended;     /* writer: records appended and not yet published or staged */
     bool dir_unsynced;   /* writer: created, its directory entry not synced yet */
     size_t unsynced;     /* published: records appended and waiting for their sync */
     size_t in_flight;    /* published: records handed out and not yet consumed */
-    hop__skip *skips;    /* reader: ranges to jump, by offset (recovered files only) */
-    size_t nskips, skip_next;
+    hop__array skips;    /* reader: hop__skip ranges to jump, by offset (found by the
+                            recovery, or durable records refused after their append) */
+    size_t skip_next;    /* reader: the first of skips not behind read_off */
 } hop__qfile;
 
 /* Name of queue file seq: 20 digits and ".hq". */

@@ -51,62 +51,49 @@
 #include "record.h"
 
 #include "crc32c.h"
+#include "endian.h"
 
 #include <string.h>
 
 #define FILE_MAGIC "HOPQ"
-#define RECORD_MAGIC 0x52504F48u
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 void hop__file_header_encode(unsigned char out[HOP__FILE_HEADER_SIZE], uint64_t seq)
 {
     memcpy(out, FILE_MAGIC, 4);
-    put32(out + 4, HOP__FORMAT_VERSION);
-    put32(out + 8, (uint32_t)seq);
-    put32(out + 12, (uint32_t)(seq >> 32));
+    hop__le32_store(out + 4, HOP__FORMAT_VERSION);
+    hop__le64_store(out + 8, seq);
 }
 
 bool hop__file_header_decode(const unsigned char in[HOP__FILE_HEADER_SIZE], uint64_t *seq)
 {
-    if (memcmp(in, FILE_MAGIC, 4) != 0 || get32(in + 4) != HOP__FORMAT_VERSION)
+    if (memcmp(in, FILE_MAGIC, 4) != 0 || hop__le32_load(in + 4) != HOP__FORMAT_VERSION)
         return false;
-    *seq = (uint64_t)get32(in + 8) | (uint64_t)get32(in + 12) << 32;
+    *seq = hop__le64_load(in + 8);
     return true;
 }
 
 bool hop__file_header_other_version(const unsigned char in[HOP__FILE_HEADER_SIZE])
 {
-    return memcmp(in, FILE_MAGIC, 4) == 0 && get32(in + 4) != HOP__FORMAT_VERSION;
+    return memcmp(in, FILE_MAGIC, 4) == 0 && hop__le32_load(in + 4) != HOP__FORMAT_VERSION;
 }
 
 void hop__record_header_encode(unsigned char out[HOP__RECORD_HEADER_SIZE], const void *payload,
                                uint32_t len)
 {
-    put32(out, RECORD_MAGIC);
-    put32(out + 4, len);
-    put32(out + 8, hop__crc32c(0, payload, len));
-    put32(out + 12, hop__crc32c(0, out, 12));
+    hop__le32_store(out, HOP__RECORD_MAGIC);
+    hop__le32_store(out + 4, len);
+    hop__le32_store(out + 8, hop__crc32c(0, payload, len));
+    hop__le32_store(out + 12, hop__crc32c(0, out, 12));
 }
 
 bool hop__record_header_decode(const unsigned char in[HOP__RECORD_HEADER_SIZE], uint32_t *len,
                                uint32_t *crc)
 {
-    if (get32(in) != RECORD_MAGIC || get32(in + 12) != hop__crc32c(0, in, 12))
+    if (hop__le32_load(in) != HOP__RECORD_MAGIC ||
+        hop__le32_load(in + 12) != hop__crc32c(0, in, 12))
         return false;
-    *len = get32(in + 4);
-    *crc = get32(in + 8);
+    *len = hop__le32_load(in + 4);
+    *crc = hop__le32_load(in + 8);
     return true;
 }
 

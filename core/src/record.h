@@ -10,6 +10,9 @@
 #define HOP__FILE_HEADER_SIZE 16
 #define HOP__RECORD_HEADER_SIZE 16
 #define HOP__FORMAT_VERSION 2
+/* The first 4 bytes of every record, little-endian ("HOPR" in file order):
+ * the recovery finds record starts by it (queue_file.c). */
+#define HOP__RECORD_MAGIC 0x52504F48u
 
 /* Write the header of queue file seq into out. */
 void hop__file_header_encode(unsigned char out[HOP__FILE_HEADER_SIZE], uint64_t seq);

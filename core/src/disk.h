@@ -1,0 +1,192 @@
+/* disk.h - the disk part of a channel: its queue files, oldest first, and
+ * the counts that say what they hold. The files of one channel are appended
+ * to, read and removed here; the byte format is record.c's, one file's I/O
+ * is queue_file.c's.
+ *
+ * The disk part knows nothing of the channel around it: it does not lock,
+ * wake receivers or schedule syncs. Each function says which of the
+ * channel's locks its caller holds:
+ *   state   the channel's `lock`, which guards the fields marked so;
+ *   writer  the channel's `write_lock`: one appender at a time;
+ *   reader  the channel's `read_lock`: one reader or remover at a time.
+ * And each returns what it did (records published, files finished, a
+ * descriptor to close), for the caller to act on: announce, dispatch, queue
+ * a sync, remove files once the state lock is dropped.
+ *
+ * An append is planned (room reserved), written (no lock but the writer's),
+ * then published (readable now), staged (durable: readable once synced), or
+ * on failure rolled back and cancelled. A read of the next record is
+ * reserved, read (no lock but the reader's), then committed. */
+#ifndef HOP_DISK_H
+#define HOP_DISK_H
+
+#include "hopper/hopper.h"
+
+#include "array.h"
+#include "message.h"
+#include "queue_file.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct hop__disk {
+    /* First, so that they share a cache line with the limits the channel
+     * puts just before: every memory send reads them (hop__disk_empty()). */
+    size_t records;   /* state: published records not read yet */
+    size_t pending;   /* state: records being appended (durable: or waiting for their sync) */
+    atomic_bool busy; /* records or pending, as a hint read without the lock */
+
+    const hop_limits *limits; /* the channel's (borrowed) */
+    const char *name;         /* the channel's, for log lines (borrowed) */
+    int dirfd;                /* the channel directory, flock'ed; -1 when memory only (owned) */
+
+    hop__qfile *head, *tail;  /* state: the files, oldest first */
+    hop__qfile *write_file;   /* state: the file being appended to (the tail), or NULL */
+    size_t files;             /* state: files in the list plus files being created */
+    uint64_t bytes;           /* state: published bytes of the files in the list */
+    uint64_t records_corrupt; /* state: records skipped as corrupt (hop_stats) */
+    uint64_t next_seq;        /* writer: the number of the next file */
+    hop__qreader reader;      /* reader */
+    hop__array unremoved;     /* reader: uint64_t numbers of consumed files that could not be
+                                 removed; the journal goes on naming them (persist.c) */
+} hop__disk;
+
+/* Where one record was appended: its file, its offset, the offset after it. */
+typedef struct hop__disk_span {
+    hop__qfile *file;
+    uint64_t start, end;
+} hop__disk_span;
+
+/* A run of appends, from hop__disk_append_plan() to its publication or
+ * cancellation: the caller's, on its stack. */
+typedef struct hop__disk_run {
+    size_t records;      /* records the run appends */
+    size_t new_files;    /* files it may start, reserved against max_disk_files */
+    hop__qfile *first;   /* the file it appends to first; NULL: it starts a new one */
+    uint64_t first_end;  /* where first ended before the run: a roll back cuts it there */
+    hop__qfile *current; /* the file the next record goes to; NULL: a new one */
+    hop__qfile *created, *created_tail; /* the files started, chained by next */
+    bool torn;                          /* first holds junk after first_end: it must be sealed */
+} hop__disk_run;
+
+/* A read of the next record, from reservation to commit: the caller's. */
+typedef struct hop__disk_read {
+    hop__qfile *file;
+    uint64_t off;            /* where the record begins */
+    uint64_t avail;          /* the file's published size when reserved */
+    size_t records;          /* the file's published records when reserved */
+    hop__read_result result; /* hop__disk_read_record() */
+    hop__msg *msg;           /* HOP__READ_OK: the message (new) */
+    uint64_t next;           /* the offset after the record */
+    int err_no;              /* errno of a failed read, EIO for a corrupt record */
+    hop__qfile *finished;    /* files found finished, for hop__disk_remove() */
+} hop__disk_read;
+
+/* ---- the whole ---- */
+
+/* An empty disk part for a channel with limits and name (both borrowed, they
+ * must outlive d), without a directory. */
+void hop__disk_init(hop__disk *d, const hop_limits *limits, const char *name);
+/* Free the list (the files stay on disk), the reader and close the
+ * directory, which releases its flock. */
+void hop__disk_release(hop__disk *d);
+
+/* True if nothing is on disk or on its way there: sends may go to memory.
+ * State lock held. */
+static inline bool hop__disk_empty(const hop__disk *d)
+{
+    return d->records == 0 && d->pending == 0;
+}
+
+/* Add f, a file found at open, at the end of the list; it is counted. */
+void hop__disk_adopt(hop__disk *d, hop__qfile *f);
+/* Sends go on appending to the newest file while it has room, rather than
+ * start a new one at every open. If it cannot be opened for writing it
+ * stays sealed. At open, single-threaded. */
+void hop__disk_reopen_tail(hop__disk *d);
+
+/* ---- finished files ---- */
+
+/* Take the files at the head that are finished (nothing left to read,
+ * nothing in flight or waiting for a sync, and sealed or empty at the
+ * tail) off the list and chain them on *finished. State and reader locks
+ * held. */
+void hop__disk_detach_finished(hop__disk *d, hop__qfile **finished);
+/* Remove and free the files of finished. One that cannot be removed is
+ * logged and remembered in unremoved. Reader lock held, state lock not. */
+void hop__disk_remove(hop__disk *d, hop__qfile *finished);
+/* Try again to remove the files in unremoved. Reader lock held. */
+void hop__disk_retry_unremoved(hop__disk *d);
+
+/* ---- appending ---- */
+
+/* Plan appending msgs[0..n) as one run: count the files it will start.
+ * HOP_OK: room for them is reserved (files and pending count them).
+ * HOP_FULL: they would pass max_disk_files; nothing changed. State lock
+ * held, and the writer's. OUT: *run. */
+hop_err hop__disk_append_plan(hop__disk *d, const hop_buf *msgs, size_t n, hop__disk_run *run);
+/* Append one record of the run, starting a new file when there is none to
+ * append to. Writer lock held alone. OUT: *span, where it went (may be
+ * NULL). HOP_IO (errno set) or HOP_NOMEM: the caller rolls the run back. */
+hop_err hop__disk_append_write(hop__disk *d, hop__disk_run *run, const void *data, size_t len,
+                               hop__disk_span *span);
+/* The run is written, not durable: the files it filled need their write
+ * descriptors no more; close them. Writer lock held alone (nobody frees a
+ * file of a run that is not published). */
+void hop__disk_append_close_full(hop__disk *d, hop__disk_run *run);
+/* The run is written: its new files join the list, its records are
+ * readable now, full files are sealed. State and writer locks held. */
+void hop__disk_append_publish(hop__disk *d, hop__disk_run *run);
+/* The run is written, durable: its new files join the list, full files are
+ * sealed, and its records stay unreadable (and pending) until their sync
+ * publishes them with hop__disk_publish_synced(). State and writer locks. */
+void hop__disk_append_stage(hop__disk *d, hop__disk_run *run);
+/* A write of the run failed: cut the file it began in back to where the run
+ * began, and remove the files it started. Writer lock held alone. */
+void hop__disk_append_roll_back(hop__disk *d, hop__disk_run *run);
+/* After the roll back: the room reserved is given up, and a file left with
+ * junk after its end is sealed. Returns a descriptor to close once the
+ * state lock is dropped, or -1. State and writer locks held. */
+int hop__disk_append_cancel(hop__disk *d, hop__disk_run *run);
+
+/* ---- durable records, after their sync ---- */
+
+/* The record at span is synced: it is readable now. State lock held. */
+void hop__disk_publish_synced(hop__disk *d, const hop__disk_span *span);
+/* The write descriptor of f if f needs it no more (sealed, every record
+ * synced), taken from f; else -1. Close it once the state lock is dropped.
+ * State lock held. */
+int hop__disk_take_synced_fd(hop__qfile *f);
+/* The sync of f failed: cut what f holds past its published size. False
+ * (logged) if it cannot be cut: those records stay whole in the file. Writer
+ * lock held alone. */
+bool hop__disk_cut_unsynced(hop__disk *d, hop__qfile *f);
+/* A record appended to f was refused (its sync failed): it is pending no
+ * more, and f, which can no longer be trusted, is sealed. State lock. */
+void hop__disk_refuse(hop__disk *d, hop__qfile *f);
+
+/* ---- reading ---- */
+
+/* Reserve the next unread record: OUT rd->file, off, avail, records.
+ * False if every published record was read. State and reader locks. */
+bool hop__disk_read_reserve(hop__disk *d, hop__disk_read *rd);
+/* Read the reserved record: OUT rd->result, msg, next, err_no. Reader lock
+ * held alone. */
+void hop__disk_read_record(hop__disk *d, hop__disk_read *rd);
+/* Account for the record read: the read position moves on, finished files
+ * are chained on rd->finished. HOP_OK: rd->msg is handed out (its file
+ * counts it in flight until hop__disk_consumed()). HOP_IO: a read error
+ * (nothing consumed, errno in rd->err_no) or a corrupt record, which is
+ * skipped, logged and counted. HOP_NOMEM: nothing consumed. State and
+ * reader locks held. */
+hop_err hop__disk_read_commit(hop__disk *d, hop__disk_read *rd);
+/* Free the read-ahead buffer while nothing is left to read (it is taken
+ * again when needed). Reader lock held. */
+void hop__disk_reader_release(hop__disk *d);
+/* A record of f handed out is consumed; f may be finished now: chained on
+ * *finished. State and reader locks held. */
+void hop__disk_consumed(hop__disk *d, hop__qfile *f, hop__qfile **finished);
+
+#endif

@@ -1,0 +1,32 @@
+/* persist.h - what of a channel survives a restart (persist.c): the
+ * journal of consumed records, and the messages in memory written to disk
+ * at close. */
+#ifndef HOP_PERSIST_H
+#define HOP_PERSIST_H
+
+#include "channel_state.h"
+
+/* Rewrite the journal from the state of ch (retrying first to remove the
+ * files that could not be). At open and close, single-threaded. HOP_IO
+ * (errno set) or HOP_NOMEM: the old journal is as it was. */
+hop_err hop__persist_rewrite(hop_channel *ch);
+/* Note that the record of file seq at off was consumed: an append to the
+ * journal, which is rewritten when it has grown. A failure is logged and
+ * counted (the record may come again after a restart). Without locks. */
+void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
+/* Note now, in the journal, that the record of file seq at off is
+ * consumed: for a record that stays whole in its file although its sender
+ * was told it was not stored. Takes journal_lock (so may be called with
+ * write_lock or read_lock held, not lock). HOP_IO (errno set) if it could
+ * not be written, or there is no journal. */
+hop_err hop__persist_note_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
+/* At close, single-threaded, with a directory: rewrite the journal, then
+ * write the records receivers still have and the messages in memory, in
+ * that order, to a synced file read before the others, and note the
+ * records it repeats as consumed. Failures are logged: a journal that
+ * cannot be rewritten is returned as is (HOP_IO or HOP_NOMEM) when nothing
+ * had to be written; messages that cannot be written make HOP_IO (errno
+ * set), and those only in memory are lost. */
+hop_err hop__persist_close(hop_channel *ch);
+
+#endif

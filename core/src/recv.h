@@ -1,0 +1,37 @@
+/* recv.h - receiving from a channel (recv.c): what the senders and the
+ * close need of it. hop_recv(), the waiters and hop_requeue() are in
+ * hopper.h. */
+#ifndef HOP_RECV_H
+#define HOP_RECV_H
+
+#include "channel_state.h"
+
+/* count messages became available: wake blocked receivers. Returns true if
+ * armed waiters need serving: hop__recv_dispatch() once every lock is
+ * dropped. ch->lock held. Inline: every send to memory calls it. */
+static inline bool hop__recv_announce(hop_channel *ch, size_t count)
+{
+    if (ch->blocked) {
+        if (count == 1)
+            pthread_cond_signal(&ch->readable);
+        else
+            pthread_cond_broadcast(&ch->readable);
+    }
+    return ch->waiters_head != NULL;
+}
+
+/* Hand available messages to armed waiters, one callback at a time.
+ * Without locks. */
+void hop__recv_dispatch(hop_channel *ch);
+
+/* Records of ch were published by its sync (n of them): wake receivers and
+ * serve armed waiters, as a send to memory does. The group commit's
+ * hop__published_fn. Without locks. */
+void hop__recv_published(hop_channel *ch, size_t n);
+
+/* Close ch to every call (sends too): blocked receivers return HOP_CLOSED,
+ * receive calls still inside are waited for, and the armed waiters are
+ * disarmed and called with HOP_CLOSED (without locks). Without locks. */
+void hop__recv_close(hop_channel *ch);
+
+#endif
