@@ -1,6 +1,7 @@
 /* errors.c - the one table of client-visible errors (see errors.h). */
 #include "errors.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,13 @@ api_error api_error_of_hop(hop_err err)
             return (api_error)i;
     }
     return API_INTERNAL;
+}
+
+api_error api_error_of_send(hop_err err, int err_no)
+{
+    if (err == HOP_IO && (err_no == ENOSPC || err_no == EDQUOT))
+        return API_STORAGE_FULL;
+    return api_error_of_hop(err);
 }
 
 unsigned int api_error_status(api_error err)

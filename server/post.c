@@ -299,11 +299,13 @@ static enum MHD_Result respond_refused(post_request *p, struct MHD_Connection *c
     return respond_queue(&p->base, conn, status, r);
 }
 
-/* The answer to a POST once the channel has said err. */
-static enum MHD_Result post_answer(post_request *p, struct MHD_Connection *conn, hop_err err)
+/* The answer to a POST once the channel has said err (err_no: the errno
+ * that came with HOP_IO). */
+static enum MHD_Result post_answer(post_request *p, struct MHD_Connection *conn, hop_err err,
+                                   int err_no)
 {
     registry_note_send(p->base.entry, err);
-    api_error api = api_error_of_hop(err);
+    api_error api = api_error_of_send(err, err_no);
     switch (err) {
     case HOP_OK:
         return respond_static(&p->base, conn, MHD_HTTP_ACCEPTED, "application/json",
@@ -311,7 +313,7 @@ static enum MHD_Result post_answer(post_request *p, struct MHD_Connection *conn,
     case HOP_TOO_BIG:
         fail_too_big(p);
         return respond_error(&p->base, conn, API_TOO_BIG);
-    default: /* HOP_IO is logged by the core */
+    default: /* HOP_IO is logged by the core; ENOSPC is a 507 storage_full */
         if (api_error_status(api) >= 500)
             return respond_refused(p, conn, api);
         return respond_error(&p->base, conn, api);
@@ -321,10 +323,10 @@ static enum MHD_Result post_answer(post_request *p, struct MHD_Connection *conn,
 /* hop_send_batch_async()'s callback, on a sync thread: the outcome is in. */
 static void on_synced(void *arg, hop_err err, int err_no)
 {
-    (void)err_no; /* the core logs it */
     post_request *p = arg;
     pthread_mutex_lock(&p->sync_lock);
     p->sent = err;
+    p->sent_errno = err_no;
     MHD_resume_connection(p->conn);
     pthread_mutex_unlock(&p->sync_lock);
 }
@@ -343,8 +345,9 @@ static enum MHD_Result send_durable(post_request *p, struct MHD_Connection *conn
         MHD_suspend_connection(conn);
         p->base.phase = REQUEST_SUSPENDED;
     }
+    int err_no = errno;
     pthread_mutex_unlock(&p->sync_lock);
-    return err == HOP_OK ? MHD_YES : post_answer(p, conn, err);
+    return err == HOP_OK ? MHD_YES : post_answer(p, conn, err, err_no);
 }
 
 /* Send msgs[0..n) as the options say: answered now, or once synced. */
@@ -354,9 +357,8 @@ static enum MHD_Result send_messages(post_request *p, struct MHD_Connection *con
     hop_channel *ch = p->base.entry->ch;
     if (p->base.server->options.durable)
         return send_durable(p, conn, msgs, n);
-    if (!p->batch)
-        return post_answer(p, conn, hop_send(ch, msgs[0].data, msgs[0].len));
-    return post_answer(p, conn, hop_send_batch(ch, msgs, n));
+    hop_err err = p->batch ? hop_send_batch(ch, msgs, n) : hop_send(ch, msgs[0].data, msgs[0].len);
+    return post_answer(p, conn, err, errno); /* errno says why, on HOP_IO */
 }
 
 static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
@@ -383,8 +385,9 @@ static enum MHD_Result post_resume(request *req, struct MHD_Connection *conn)
     post_request *p = post_of(req);
     pthread_mutex_lock(&p->sync_lock);
     hop_err err = p->sent;
+    int err_no = p->sent_errno;
     pthread_mutex_unlock(&p->sync_lock);
-    return post_answer(p, conn, err);
+    return post_answer(p, conn, err, err_no);
 }
 
 static void post_end(request *req, enum MHD_RequestTerminationCode toe)

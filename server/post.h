@@ -32,6 +32,7 @@ typedef struct post_request {
     /* --durable only (initialised by begin): the sync's outcome. */
     pthread_mutex_t sync_lock; /* guards sent; orders resume after suspend */
     hop_err sent;
+    int sent_errno; /* with sent: the errno of a failed sync */
     struct MHD_Connection *conn;
 } post_request;
 

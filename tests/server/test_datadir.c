@@ -441,6 +441,104 @@ static void test_full_disk_is_refused(void **state)
     assert_false(exists(marked, "hopper+probe"));
 }
 
+/* The file system fills up while hopper runs, partly by another process:
+ * every POST that finds no room is a 507 storage_full with its payload
+ * and Retry-After (not a 500), nothing accepted is lost or reordered, the
+ * channels take messages again once room is made, a SIGTERM exits 0, and
+ * a restart delivers every accepted message exactly once, in order. */
+static void test_full_file_system_is_a_507_that_loses_nothing(void **state)
+{
+    enum { CHANNELS = 3, TRIES = 1200, REFUSALS = 12, BODY = 8192 };
+    fixture *f = *state;
+    char mnt[300];
+    make_data_dir(mnt, sizeof mnt, f->dir, "mnt");
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m,mode=0700") != 0) {
+        fprintf(stderr, "cannot mount a tmpfs (%s): skipped\n", strerror(errno));
+        skip();
+    }
+    snprintf(f->mounted, sizeof f->mounted, "%s", mnt);
+    char data[400], filler[400];
+    make_data_dir(data, sizeof data, mnt, "data");
+    join(filler, sizeof filler, mnt, "filler");
+    /* memory 0: every message goes to a queue file; the files allowed
+     * (64 x 256 KiB a channel) are far more than the file system holds */
+    const char *args[] = {"--memory-bytes", "0", "--file-bytes", "256KiB", NULL};
+    hs_server s;
+    hs_start_in_ok(&s, data, args);
+
+    /* another process takes half of the file system */
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    static char page[64 << 10];
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(write(fd, page, sizeof page), (ssize_t)sizeof page);
+    close(fd);
+
+    static char body[BODY];
+    int accepted[CHANNELS] = {0}, refused = 0, i;
+    for (i = 0; i < TRIES && refused < REFUSALS; i++) {
+        int c = i % CHANNELS;
+        char path[64];
+        snprintf(path, sizeof path, "/channels/c%d", c);
+        memset(body, 'a' + c, sizeof body);
+        snprintf(body, sizeof body, "c%d-%05d", c, accepted[c]);
+        hs_reply r = {0};
+        assert_int_equal(hs_post(&s, path, body, sizeof body, "application/octet-stream", &r), 0);
+        if (r.status == 202) {
+            accepted[c]++;
+        } else {
+            char value[64];
+            assert_int_equal(r.status, 507);
+            assert_true(hs_header(&r, "Hopper-Error", value, sizeof value));
+            assert_string_equal(value, "storage_full");
+            assert_true(hs_header(&r, "Retry-After", value, sizeof value));
+            assert_int_equal(r.len, sizeof body);
+            assert_memory_equal(r.body, body, sizeof body);
+            refused++;
+        }
+        hs_reply_free(&r);
+    }
+    assert_int_equal(refused, REFUSALS); /* the file system did fill up */
+    int before = accepted[0] + accepted[1] + accepted[2];
+    assert_true(before > 100); /* about 2 MiB of 8 KiB messages went in first */
+
+    /* room again: every channel takes messages again */
+    assert_int_equal(unlink(filler), 0);
+    for (int c = 0; c < CHANNELS; c++) {
+        for (int k = 0; k < 4; k++) {
+            char path[64];
+            snprintf(path, sizeof path, "/channels/c%d", c);
+            memset(body, 'a' + c, sizeof body);
+            snprintf(body, sizeof body, "c%d-%05d", c, accepted[c]++);
+            hs_expect_post_bytes(&s, path + strlen("/channels/"), body, sizeof body,
+                                 "application/octet-stream", 202);
+        }
+    }
+    hs_stop_ok(&s); /* exit 0: nothing was lost */
+    hs_start_in_ok(&s, data, args);
+    for (int c = 0; c < CHANNELS; c++) {
+        char path[64];
+        snprintf(path, sizeof path, "/channels/c%d?wait=5", c);
+        for (int n = 0; n < accepted[c]; n++) {
+            memset(body, 'a' + c, sizeof body);
+            snprintf(body, sizeof body, "c%d-%05d", c, n);
+            hs_reply r = {0};
+            assert_int_equal(hs_get(&s, path, &r), 0);
+            assert_int_equal(r.status, 200);
+            assert_int_equal(r.len, sizeof body);
+            assert_memory_equal(r.body, body, sizeof body);
+            hs_reply_free(&r);
+        }
+        snprintf(path, sizeof path, "c%d", c);
+        hs_expect_nothing(&s, path, "0", NULL);
+    }
+    printf("tmpfs of 4 MiB, half taken by another file: %d POSTs accepted, %d refused with 507 "
+           "storage_full and their payload, %d more after room was made, all delivered once in "
+           "order after a restart\n",
+           before, refused, 4 * CHANNELS);
+    hs_stop_ok(&s);
+}
+
 int main(void)
 {
 #define T(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
@@ -454,6 +552,7 @@ int main(void)
         T(test_other_owner_is_refused),
         T(test_unwritable_dir_is_refused),
         T(test_full_disk_is_refused),
+        T(test_full_file_system_is_a_507_that_loses_nothing),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,6 +37,9 @@ typedef struct fault_case {
     char accepted[MAX_MESSAGES][256];
     int naccepted;
     int nrefused;
+    /* the Hopper-Error a refused POST must carry while the fault is on:
+     * "storage_full" (507) for a full file system, "io_error" (500) else */
+    const char *refusal;
 } fault_case;
 
 static void write_file(const char *path, const char *text)
@@ -120,8 +123,13 @@ static long post(fault_case *fc, const char *channel, const char *text)
         assert_string_equal(r.content_type, "text/plain");
         char code[64];
         assert_true(hs_header(&r, "Hopper-Error", code, sizeof code));
-        assert_true(strcmp(code, status == 507 ? "full" : "io_error") == 0 ||
-                    strcmp(code, "out_of_memory") == 0);
+        if (strcmp(code, "out_of_memory") != 0) {
+            assert_non_null(fc->refusal); /* no refusal but while a fault is on */
+            assert_string_equal(code, fc->refusal);
+            assert_int_equal(status, strcmp(code, "storage_full") == 0 ? 507 : 500);
+        }
+        if (status == 507)
+            assert_true(hs_header(&r, "Retry-After", code, sizeof code));
         fc->nrefused++;
     }
     hs_reply_free(&r);
@@ -176,11 +184,12 @@ static void finish(fault_case *fc)
 
 /* A fault while messages are appended to a queue file (memory 0: every
  * message goes to disk): refused, then the channel goes on. */
-static void write_fault(const char *control, const char *const *args)
+static void write_fault(const char *control, const char *refusal, const char *const *args)
 {
     fault_case fc;
     start_with_faults(&fc, args);
     post_many(&fc, "w", "before", 8, 40);
+    fc.refusal = refusal;
     write_file(fc.control, control);
     post_until_refused(&fc, "w", "during", 40);
     assert_true(injected(&fc) > 0);
@@ -200,13 +209,13 @@ static const char *const disk_only[] = {"--memory-bytes", "0", NULL};
 static void test_disk_full_while_writing(void **state)
 {
     (void)state;
-    write_fault("pwritev ENOSPC -1\n", disk_only);
+    write_fault("pwritev ENOSPC -1\n", "storage_full", disk_only);
 }
 
 static void test_io_error_while_writing(void **state)
 {
     (void)state;
-    write_fault("pwritev EIO -1\n", disk_only);
+    write_fault("pwritev EIO -1\n", "io_error", disk_only);
 }
 
 /* The write fails (ENOSPC: the record may be partly written) and so does
@@ -215,7 +224,7 @@ static void test_io_error_while_writing(void **state)
 static void test_io_error_while_writing_and_cutting(void **state)
 {
     (void)state;
-    write_fault("pwritev ENOSPC 1\nftruncate EIO -1\n", disk_only);
+    write_fault("pwritev ENOSPC 1\nftruncate EIO -1\n", "storage_full", disk_only);
 }
 
 /* Half a record reaches the file before the disk is full: it is cut off
@@ -223,13 +232,13 @@ static void test_io_error_while_writing_and_cutting(void **state)
 static void test_disk_full_in_the_middle_of_a_record(void **state)
 {
     (void)state;
-    write_fault("pwritev PARTIAL -1\n", disk_only);
+    write_fault("pwritev PARTIAL -1\n", "storage_full", disk_only);
 }
 
 static void test_disk_full_in_the_middle_and_cut_fails(void **state)
 {
     (void)state;
-    write_fault("pwritev PARTIAL 1\nftruncate EIO -1\n", disk_only);
+    write_fault("pwritev PARTIAL 1\nftruncate EIO -1\n", "storage_full", disk_only);
 }
 
 /* --durable: the sync fails, the POST is refused with its payload, the
@@ -238,17 +247,27 @@ static void test_io_error_while_syncing(void **state)
 {
     (void)state;
     const char *args[] = {"--durable", NULL};
-    write_fault("fdatasync EIO -1\n", args);
+    write_fault("fdatasync EIO -1\n", "io_error", args);
+}
+
+/* --durable: the sync finds the file system full (as NFS or a thin volume
+ * may say at sync time): a 507 storage_full with the payload, not a 500. */
+static void test_disk_full_while_syncing(void **state)
+{
+    (void)state;
+    const char *args[] = {"--durable", NULL};
+    write_fault("fdatasync ENOSPC -1\n", "storage_full", args);
 }
 
 /* Rotation: a new queue file cannot be created (too many open files, or a
  * full disk) when the current one is full. */
-static void rotate_fault(const char *control)
+static void rotate_fault(const char *control, const char *refusal)
 {
     fault_case fc;
     const char *args[] = {"--memory-bytes", "0", "--file-bytes", "1KiB", NULL};
     start_with_faults(&fc, args);
     post_many(&fc, "r", "before", 12, 200); /* about 3 files */
+    fc.refusal = refusal;
     write_file(fc.control, control);
     post_until_refused(&fc, "r", "during", 200);
     assert_true(injected(&fc) > 0);
@@ -266,13 +285,13 @@ static void rotate_fault(const char *control)
 static void test_too_many_open_files_at_rotation(void **state)
 {
     (void)state;
-    rotate_fault("openat EMFILE -1\n");
+    rotate_fault("openat EMFILE -1\n", "io_error");
 }
 
 static void test_disk_full_at_rotation(void **state)
 {
     (void)state;
-    rotate_fault("openat ENOSPC -1\n");
+    rotate_fault("openat ENOSPC -1\n", "storage_full");
 }
 
 /* Delete: consumed files cannot be removed. Consuming goes on; after a
@@ -353,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_disk_full_in_the_middle_of_a_record),
         cmocka_unit_test(test_disk_full_in_the_middle_and_cut_fails),
         cmocka_unit_test(test_io_error_while_syncing),
+        cmocka_unit_test(test_disk_full_while_syncing),
         cmocka_unit_test(test_too_many_open_files_at_rotation),
         cmocka_unit_test(test_disk_full_at_rotation),
         cmocka_unit_test(test_io_error_while_deleting),
