@@ -91,6 +91,7 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
     ch->limits = *limits;
     ch->journal_fd = -1;
     hop__membuf_init(&ch->mem);
+    ch->mem.budget = limits->budget;
     hop__disk_init(&ch->disk, &ch->limits, ch->name);
     if (!locks_init(ch)) {
         hop__free(ch);

@@ -56,6 +56,7 @@ typedef struct hop__hold {
     struct hop__hold *prev, *next; /* the channel's holds */
     hop_channel *ch;               /* NULL once the channel closed: hop_free() only frees */
     size_t cost;                   /* what it counts */
+    hop_budget *budget;            /* where cost is charged too, or NULL (borrowed) */
 } hop__hold;
 
 /* Where the durable sends of a channel are (group_commit.c). */

@@ -70,11 +70,13 @@ static void consume(hop__flight *fl)
 }
 
 /* True if a hold of cost more fits: the held messages may count up to
- * memory_bytes, and one is always allowed. ch->lock held. */
+ * memory_bytes, and one is always allowed; then the shared budget must give
+ * cost (it is charged: the caller holds the message). ch->lock held. */
 static bool hold_fits(const hop_channel *ch, size_t cost)
 {
-    return ch->held == 0 ||
-           (cost <= ch->limits.memory_bytes && ch->held_bytes <= ch->limits.memory_bytes - cost);
+    return (ch->held == 0 ||
+            (cost <= ch->limits.memory_bytes && ch->held_bytes <= ch->limits.memory_bytes - cost)) &&
+           hop__budget_reserve(ch->limits.budget, cost);
 }
 
 hop_err hop_hold(hop_channel *ch, void *data)
@@ -91,7 +93,8 @@ hop_err hop_hold(hop_channel *ch, void *data)
     if (err == HOP_OK && !hold_fits(ch, cost))
         err = HOP_FULL;
     if (err == HOP_OK) {
-        *h = (hop__hold){.prev = NULL, .next = ch->holds, .ch = ch, .cost = cost};
+        *h = (hop__hold){
+            .prev = NULL, .next = ch->holds, .ch = ch, .cost = cost, .budget = ch->limits.budget};
         if (ch->holds)
             ch->holds->prev = h;
         ch->holds = h;
@@ -118,6 +121,7 @@ void hop__hold_end(hop_channel *ch, hop__msg *m)
         h->next->prev = h->prev;
     ch->held--;
     ch->held_bytes -= h->cost;
+    hop__budget_release(h->budget, h->cost);
     m->hold = NULL;
     hop__free(h);
 }
@@ -127,6 +131,7 @@ static void hold_end_unlocked(hop__msg *m)
 {
     hop_channel *ch = m->hold->ch;
     if (ch == NULL) { /* closed: only the node is left */
+        hop__budget_release(m->hold->budget, m->hold->cost);
         hop__free(m->hold);
         m->hold = NULL;
         return;

@@ -14,6 +14,7 @@ void hop_limits_default(hop_limits *limits)
     limits->max_disk_files = 64;
     limits->max_message_bytes = 1 * MIB;
     limits->durable = false;
+    limits->budget = NULL;
 }
 
 size_t hop_message_cost(size_t len)

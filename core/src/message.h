@@ -8,6 +8,7 @@
 #define HOP_MESSAGE_H
 
 #include "alloc.h"
+#include "budget.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -60,11 +61,15 @@ static inline void hop__msg_free(hop__msg *m)
 }
 
 /* A FIFO of messages with their cost summed. Not locked: the channel's lock
- * guards it. */
+ * guards it. With a budget, what it holds is charged there too: a message
+ * pushed at the tail (a send) must have reserved its cost first
+ * (hop__budget_reserve()); one pushed back at the head is charged; one
+ * popped is released. */
 typedef struct hop__membuf {
     hop__msg *head, *tail;
     size_t count;
-    size_t bytes; /* sum of hop__message_cost() of the messages held */
+    size_t bytes;       /* sum of hop__message_cost() of the messages held */
+    hop_budget *budget; /* NULL, or the shared budget (borrowed) */
 } hop__membuf;
 
 /* The FIFO operations are inline: they sit on every send and receive. */
@@ -73,8 +78,10 @@ static inline void hop__membuf_init(hop__membuf *b)
     b->head = b->tail = NULL;
     b->count = 0;
     b->bytes = 0;
+    b->budget = NULL;
 }
 
+/* A new message, at the tail: its cost was reserved in the budget. */
 static inline void hop__membuf_push_tail(hop__membuf *b, hop__msg *m)
 {
     m->next = NULL;
@@ -87,6 +94,7 @@ static inline void hop__membuf_push_tail(hop__membuf *b, hop__msg *m)
     b->bytes += hop__message_cost(m->len);
 }
 
+/* A message coming back, after prev: charged to the budget. */
 static inline void hop__membuf_insert_after(hop__membuf *b, hop__msg *prev, hop__msg *m)
 {
     m->next = prev->next;
@@ -95,8 +103,10 @@ static inline void hop__membuf_insert_after(hop__membuf *b, hop__msg *prev, hop_
         b->tail = m;
     b->count++;
     b->bytes += hop__message_cost(m->len);
+    hop__budget_charge(b->budget, hop__message_cost(m->len));
 }
 
+/* A message coming back, at the head: charged to the budget. */
 static inline void hop__membuf_push_head(hop__membuf *b, hop__msg *m)
 {
     m->next = b->head;
@@ -105,6 +115,7 @@ static inline void hop__membuf_push_head(hop__membuf *b, hop__msg *m)
         b->tail = m;
     b->count++;
     b->bytes += hop__message_cost(m->len);
+    hop__budget_charge(b->budget, hop__message_cost(m->len));
 }
 
 /* The oldest message, removed; NULL if empty. */
@@ -119,6 +130,7 @@ static inline hop__msg *hop__membuf_pop_head(hop__membuf *b)
     m->next = NULL;
     b->count--;
     b->bytes -= hop__message_cost(m->len);
+    hop__budget_release(b->budget, hop__message_cost(m->len));
     return m;
 }
 

@@ -17,16 +17,18 @@
 #include <stdint.h>
 #include <string.h>
 
-/* True if messages costing cost may go to memory now. Never for a durable
- * channel: its sends must reach a queue file (and its sync). */
-static bool memory_fits_bytes(const hop_channel *ch, size_t cost)
+/* True if messages costing cost may go to memory now: the channel's memory
+ * has room and the shared budget (if any) gave it; the caller then pushes
+ * them (or gives the cost back to the budget). Never for a durable channel:
+ * its sends must reach a queue file (and its sync). ch->lock held. */
+static bool memory_fits_bytes(hop_channel *ch, size_t cost)
 {
     size_t used = ch->mem.bytes + ch->held_bytes;
     return !ch->limits.durable && hop__disk_empty(&ch->disk) && cost <= ch->limits.memory_bytes &&
-           used <= ch->limits.memory_bytes - cost;
+           used <= ch->limits.memory_bytes - cost && hop__budget_reserve(ch->mem.budget, cost);
 }
 
-static bool memory_fits(const hop_channel *ch, size_t len)
+static bool memory_fits(hop_channel *ch, size_t len)
 {
     return memory_fits_bytes(ch, hop__message_cost(len));
 }
@@ -151,6 +153,7 @@ static hop_err send_to_disk(hop_channel *ch, const void *data, size_t len, hop__
     }
     if (memory_fits(ch, len)) { /* receivers drained everything meanwhile */
         if (m == NULL && (m = hop__msg_new(len)) == NULL) {
+            hop__budget_release(ch->mem.budget, hop__message_cost(len));
             pthread_mutex_unlock(&ch->lock);
             pthread_mutex_unlock(&ch->write_lock);
             return HOP_NOMEM;

@@ -15,6 +15,7 @@ static void test_defaults(void **state)
     hop_limits_default(&l);
     assert_int_equal(l.memory_bytes, 64 * MIB);
     assert_int_equal(l.file_bytes, 64 * MIB);
+    assert_null(l.budget); /* no shared budget: the channel behaves as on its own */
     assert_int_equal(l.max_disk_files, 64);
     assert_int_equal(l.max_message_bytes, 1 * MIB);
     assert_int_equal(hop_limits_check(&l), HOP_OK);

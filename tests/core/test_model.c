@@ -48,6 +48,12 @@ typedef struct run {
     uint64_t next_id, sent, received, requeued, full; /* since the last open */
     uint64_t reopens, crashes;
     unsigned char *buf;
+    /* A third of the seeds share a memory budget with a neighbour channel
+     * (memory only) that takes and gives back room between the operations;
+     * its own generator, so the operations of the seed stay the same. */
+    hop_budget *budget;
+    hop_channel *neighbour;
+    tu_rng brng;
 } run;
 
 /* HOPPER_MODEL_TRACE=1 prints every operation (best with HOPPER_SEED). */
@@ -117,6 +123,7 @@ static void op_send(run *r, tu_rng *rng)
     uint64_t id = r->next_id++;
     tu_fill_id(r->buf, len, id);
     hop_stats pre = tu_stats(r->ch);
+    size_t budget_pre = hop_budget_used(r->budget);
     hop_err err = hop_send(r->ch, r->buf, len);
     hop_stats post = tu_stats(r->ch);
     if (trace)
@@ -126,8 +133,9 @@ static void op_send(run *r, tu_rng *rng)
                       post.memory_bytes, post.disk_messages, post.disk_files, post.disk_bytes);
     size_t cost = hop_message_cost(len);
     const hop_limits *l = &r->limits;
-    bool memory_fits =
-        !l->durable && pre.disk_messages == 0 && pre.memory_bytes + cost <= l->memory_bytes;
+    bool budget_fits = r->budget == NULL || budget_pre + cost <= hop_budget_limit(r->budget);
+    bool memory_fits = !l->durable && pre.disk_messages == 0 &&
+                       pre.memory_bytes + cost <= l->memory_bytes && budget_fits;
 
     if (len > l->max_message_bytes) {
         CHECK(r, err == HOP_TOO_BIG);
@@ -238,6 +246,59 @@ static void op_stats(run *r)
         total += sizes[i];
     }
     CHECK(r, total == s.disk_bytes);
+    if (r->budget) { /* the budget counts exactly what the two channels hold */
+        hop_stats ns = tu_stats(r->neighbour);
+        CHECK(r, hop_budget_used(r->budget) ==
+                     s.memory_bytes + s.held_bytes + ns.memory_bytes + ns.held_bytes);
+    }
+}
+
+/* The neighbour sharing the budget sends or takes one message. */
+static void op_neighbour(run *r)
+{
+    r->what = "neighbour";
+    if (tu_range(&r->brng, 0, 1) == 0) {
+        unsigned char small[64];
+        size_t len = (size_t)tu_range(&r->brng, 8, sizeof small);
+        tu_fill_id(small, len, 0);
+        size_t before = hop_budget_used(r->budget);
+        hop_err err = hop_send(r->neighbour, small, len);
+        /* its own memory is the budget's size: only the budget can refuse */
+        bool fits = before + hop_message_cost(len) <= hop_budget_limit(r->budget);
+        CHECK(r, err == (fits ? HOP_OK : HOP_FULL));
+        CHECK(r, hop_budget_used(r->budget) == before + (fits ? hop_message_cost(len) : 0));
+    } else {
+        void *data;
+        size_t len;
+        if (hop_recv(r->neighbour, 0, &data, &len) == HOP_OK)
+            hop_free(data);
+    }
+}
+
+/* For a third of the seeds (not durable): a budget shared with a memory-only
+ * neighbour channel, of at least one largest message. */
+static void budget_open(run *r, uint64_t seed)
+{
+    r->brng = (tu_rng){seed * 0xD1B54A32D192ED03ull + 1};
+    if (r->limits.durable || seed % 3 != 0)
+        return;
+    size_t biggest = hop_message_cost(r->limits.max_message_bytes);
+    size_t limit = (size_t)tu_range(&r->brng, biggest, 3 * biggest + 8 * hop_message_cost(64));
+    CHECK(r, hop_budget_new(limit, &r->budget) == HOP_OK);
+    hop_limits n = {.memory_bytes = limit, .max_message_bytes = 64, .budget = r->budget};
+    if (n.memory_bytes < hop_message_cost(64))
+        n.memory_bytes = hop_message_cost(64);
+    CHECK(r, hop_channel_open(NULL, "neighbour", &n, &r->neighbour) == HOP_OK);
+    r->limits.budget = r->budget;
+}
+
+static void budget_close(run *r)
+{
+    if (r->budget == NULL)
+        return;
+    CHECK(r, hop_channel_close(r->neighbour) == HOP_OK);
+    CHECK(r, hop_budget_used(r->budget) == 0); /* both closed: nothing counted */
+    hop_budget_free(r->budget);
 }
 
 /* Close (or crash) and open again with the same limits. */
@@ -316,7 +377,7 @@ static void drain_and_check(run *r)
 
 static hop_limits random_limits(tu_rng *rng)
 {
-    hop_limits l;
+    hop_limits l = {0}; /* budget NULL, as every field not set below */
     uint64_t kind = tu_range(rng, 0, 99);
     if (kind < 10)
         l.max_message_bytes = (size_t)tu_range(rng, 1, 16);
@@ -357,9 +418,12 @@ static void run_seed(const char *data_dir, uint64_t seed, int ops)
     snprintf(r->name, sizeof r->name, "s%llu", (unsigned long long)seed);
     r->data_dir = data_dir;
     tu_join(r->chan_dir, data_dir, r->name);
+    budget_open(r, seed);
     CHECK(r, hop_channel_open(data_dir, r->name, &r->limits, &r->ch) == HOP_OK);
 
     for (r->op = 0; r->op < ops; r->op++) {
+        if (r->budget && tu_range(&r->brng, 0, 2) == 0)
+            op_neighbour(r);
         uint64_t pick = tu_range(&rng, 0, 99);
         if (pick < 46)
             op_send(r, &rng);
@@ -377,6 +441,7 @@ static void run_seed(const char *data_dir, uint64_t seed, int ops)
     op_stats(r);
     drain_and_check(r);
     hop_channel_close(r->ch);
+    budget_close(r);
     tu_rmtree(r->chan_dir);
     free(r->buf);
     free(r->m.e);

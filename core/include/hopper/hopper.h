@@ -77,6 +77,9 @@ const char *hop_strerror(hop_err err);
 /* The enum name without prefix, e.g. "FULL" ("UNKNOWN" outside the enum). */
 const char *hop_err_name(hop_err err);
 
+/* A memory budget that several channels share (see hop_budget_new()). */
+typedef struct hop_budget hop_budget;
+
 /* Limits of one channel. */
 typedef struct hop_limits {
     size_t memory_bytes;      /* bytes of messages, bookkeeping included, held in RAM */
@@ -88,7 +91,29 @@ typedef struct hop_limits {
                                  before hop_send() returns HOP_OK; concurrent senders share
                                  syncs. memory_bytes is then unused: receivers read the
                                  files. Needs max_disk_files > 0. */
+    hop_budget *budget;       /* NULL, or a budget shared with other channels (borrowed: it
+                                 must outlive the channel and the messages it held) */
 } hop_limits;
+
+/* A memory budget: RAM that the messages of every channel opened with it
+ * (limits.budget) may hold together, counted as memory_bytes counts
+ * (hop_message_cost()). Each channel's own memory_bytes stays a cap inside
+ * it. A send that finds the budget used up goes to the channel's queue
+ * files, in order, as when the channel's own memory is full (a channel
+ * with max_disk_files 0 answers HOP_FULL), and hop_hold() answers HOP_FULL.
+ * Counted: messages in a channel's memory and messages held with
+ * hop_hold(); not counted: messages a receiver took and did not hold, and
+ * read-ahead buffers. A message given back with hop_requeue() is counted
+ * again even past the limit: the budget is passed at most by the cost of
+ * the messages receivers had taken out, never by new sends.
+ * hop_budget_new(): HOP_INVALID if memory_bytes is 0 or out is NULL,
+ * HOP_NOMEM. Free it only once no channel opened with it is open and no
+ * message held from one is left. */
+hop_err hop_budget_new(size_t memory_bytes, hop_budget **out);
+void hop_budget_free(hop_budget *budget);
+/* Bytes counted now, and the limit (0 for NULL). */
+size_t hop_budget_used(const hop_budget *budget);
+size_t hop_budget_limit(const hop_budget *budget);
 
 /* Largest value max_message_bytes may take (1 GiB). */
 #define HOP_MAX_MESSAGE_BYTES ((size_t)1 << 30)
@@ -98,7 +123,8 @@ typedef struct hop_limits {
 size_t hop_message_cost(size_t len);
 
 /* Fill *limits with the defaults: 64 MiB memory, 64 MiB files, 64 files,
- * 1 MiB messages, not durable. */
+ * 1 MiB messages, not durable, no shared budget. Start from these (or from
+ * a zeroed struct): a field left unset, budget above all, is garbage. */
 void hop_limits_default(hop_limits *limits);
 
 /* HOP_OK if the limits can make a channel, else HOP_INVALID: file_bytes is 0

@@ -1,0 +1,56 @@
+/* budget.h - a memory budget shared by channels (hop_budget of hopper.h):
+ * the bytes that messages of all channels opened on it may hold in RAM
+ * together, counted as hop__message_cost() like a channel's own
+ * memory_bytes.
+ *
+ * What counts: messages in a channel's memory FIFO, and messages held with
+ * hop_hold(). A send reserves its cost (hop__budget_reserve(), which never
+ * passes the limit) before it goes to memory; a message taken from memory
+ * releases it. A message that comes back (hop_requeue()) is charged again
+ * whatever the budget says: its bytes were in RAM all along, so the budget
+ * may be passed by what receivers had taken out, never by new sends. The
+ * operations are lock-free: the channels sharing a budget share no lock. */
+#ifndef HOP_BUDGET_H
+#define HOP_BUDGET_H
+
+#include "hopper/hopper.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct hop_budget {
+    _Atomic size_t used; /* bytes charged now */
+    size_t limit;        /* what reservations may take in all */
+};
+
+/* Take cost from b if it fits under the limit: true (charged), or false
+ * (nothing changed). A NULL budget takes everything. */
+static inline bool hop__budget_reserve(hop_budget *b, size_t cost)
+{
+    if (b == NULL)
+        return true;
+    size_t used = atomic_load_explicit(&b->used, memory_order_relaxed);
+    do {
+        if (cost > b->limit || used > b->limit - cost)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&b->used, &used, used + cost,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+/* Charge cost to b even past its limit: a message back in memory. */
+static inline void hop__budget_charge(hop_budget *b, size_t cost)
+{
+    if (b)
+        atomic_fetch_add_explicit(&b->used, cost, memory_order_relaxed);
+}
+
+/* Give back cost, charged before. */
+static inline void hop__budget_release(hop_budget *b, size_t cost)
+{
+    if (b)
+        atomic_fetch_sub_explicit(&b->used, cost, memory_order_relaxed);
+}
+
+#endif
