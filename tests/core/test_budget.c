@@ -32,6 +32,31 @@ static hop_channel *open_on(const tu_dir *d, const char *name, hop_limits l)
     return ch;
 }
 
+/* Channels a and b on a new budget of messages messages of LEN bytes, each
+ * with max_disk_files files. */
+typedef struct pair {
+    hop_budget *budget;
+    hop_channel *a, *b;
+} pair;
+
+static pair open_pair(const tu_dir *d, size_t messages, size_t max_disk_files)
+{
+    pair p;
+    assert_int_equal(hop_budget_new(messages * cost(), &p.budget), HOP_OK);
+    p.a = open_on(d, "a", shared(p.budget, max_disk_files));
+    p.b = open_on(d, "b", shared(p.budget, max_disk_files));
+    return p;
+}
+
+/* Close both: the budget must then count nothing; free it. */
+static void close_pair(pair *p)
+{
+    assert_int_equal(hop_channel_close(p->a), HOP_OK);
+    assert_int_equal(hop_channel_close(p->b), HOP_OK);
+    assert_int_equal(hop_budget_used(p->budget), 0); /* closing freed memory */
+    hop_budget_free(p->budget);
+}
+
 static void test_new_and_free(void **state)
 {
     (void)state;
@@ -53,10 +78,9 @@ static void test_new_and_free(void **state)
 static void test_sends_past_the_budget_go_to_disk_in_order(void **state)
 {
     const tu_dir *d = *state;
-    hop_budget *budget;
-    assert_int_equal(hop_budget_new(5 * cost(), &budget), HOP_OK);
-    hop_channel *a = open_on(d, "a", shared(budget, 4));
-    hop_channel *b = open_on(d, "b", shared(budget, 4));
+    pair p = open_pair(d, 5, 4);
+    hop_budget *budget = p.budget;
+    hop_channel *a = p.a, *b = p.b;
     expect ea, eb;
     expect_init(&ea, 64);
     expect_init(&eb, 64);
@@ -85,9 +109,7 @@ static void test_sends_past_the_budget_go_to_disk_in_order(void **state)
     recv_all_expected(b, &eb);
     assert_int_equal(hop_budget_used(budget), 0);
 
-    assert_int_equal(hop_channel_close(a), HOP_OK);
-    assert_int_equal(hop_channel_close(b), HOP_OK);
-    hop_budget_free(budget);
+    close_pair(&p);
     expect_free(&ea);
     expect_free(&eb);
 }
@@ -97,10 +119,9 @@ static void test_sends_past_the_budget_go_to_disk_in_order(void **state)
 static void test_memory_only_channel_is_full_at_the_budget(void **state)
 {
     const tu_dir *d = *state;
-    hop_budget *budget;
-    assert_int_equal(hop_budget_new(3 * cost(), &budget), HOP_OK);
-    hop_channel *a = open_on(d, "a", shared(budget, 0));
-    hop_channel *b = open_on(d, "b", shared(budget, 0));
+    pair p = open_pair(d, 3, 0);
+    hop_budget *budget = p.budget;
+    hop_channel *a = p.a, *b = p.b;
     for (uint64_t i = 0; i < 3; i++)
         assert_int_equal(send_id(a, i, LEN), HOP_OK);
     assert_int_equal(send_id(b, 9, LEN), HOP_FULL);
@@ -120,10 +141,7 @@ static void test_memory_only_channel_is_full_at_the_budget(void **state)
     hop_free(m);
     assert_int_equal(send_id(b, 9, LEN), HOP_OK);
     assert_int_equal(hop_budget_used(budget), 3 * cost());
-    assert_int_equal(hop_channel_close(a), HOP_OK);
-    assert_int_equal(hop_channel_close(b), HOP_OK);
-    assert_int_equal(hop_budget_used(budget), 0); /* closing freed memory */
-    hop_budget_free(budget);
+    close_pair(&p);
 }
 
 /* A message taken out and requeued is counted again even past the limit:
@@ -131,10 +149,9 @@ static void test_memory_only_channel_is_full_at_the_budget(void **state)
 static void test_requeue_may_pass_the_limit_by_what_was_out(void **state)
 {
     const tu_dir *d = *state;
-    hop_budget *budget;
-    assert_int_equal(hop_budget_new(2 * cost(), &budget), HOP_OK);
-    hop_channel *a = open_on(d, "a", shared(budget, 0));
-    hop_channel *b = open_on(d, "b", shared(budget, 0));
+    pair p = open_pair(d, 2, 0);
+    hop_budget *budget = p.budget;
+    hop_channel *a = p.a, *b = p.b;
     assert_int_equal(send_id(a, 1, LEN), HOP_OK);
     assert_int_equal(send_id(a, 2, LEN), HOP_OK);
     void *m;
@@ -149,10 +166,7 @@ static void test_requeue_may_pass_the_limit_by_what_was_out(void **state)
     assert_int_equal(hop_recv(a, 0, &m, &len), HOP_OK);
     assert_int_equal(tu_id_of(m, len), 1); /* back at the head */
     hop_free(m);
-    assert_int_equal(hop_channel_close(a), HOP_OK);
-    assert_int_equal(hop_channel_close(b), HOP_OK);
-    assert_int_equal(hop_budget_used(budget), 0);
-    hop_budget_free(budget);
+    close_pair(&p);
 }
 
 /* A hold takes from the budget (HOP_FULL when it cannot) and gives it back
@@ -160,10 +174,9 @@ static void test_requeue_may_pass_the_limit_by_what_was_out(void **state)
 static void test_holds_take_from_the_budget(void **state)
 {
     const tu_dir *d = *state;
-    hop_budget *budget;
-    assert_int_equal(hop_budget_new(2 * cost(), &budget), HOP_OK);
-    hop_channel *a = open_on(d, "a", shared(budget, 0));
-    hop_channel *b = open_on(d, "b", shared(budget, 0));
+    pair p = open_pair(d, 2, 0);
+    hop_budget *budget = p.budget;
+    hop_channel *a = p.a, *b = p.b;
     assert_int_equal(send_id(a, 1, LEN), HOP_OK);
     void *m;
     size_t len;
