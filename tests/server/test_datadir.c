@@ -404,16 +404,26 @@ static void test_unwritable_dir_is_refused(void **state)
     assert_false(exists(data, "hopper.lock"));
 }
 
-static void test_full_disk_is_refused(void **state)
+/* Mount a tmpfs of size (a mount option, "16k") at f->dir/mnt, to be
+ * unmounted by the teardown; the test is skipped where mounting is not
+ * allowed. OUT: mnt. */
+static void mount_tmpfs(fixture *f, const char *size, char *mnt, size_t mnt_size)
 {
-    fixture *f = *state;
-    char mnt[300];
-    make_data_dir(mnt, sizeof mnt, f->dir, "mnt");
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=16k,mode=0700") != 0) {
+    char options[64];
+    snprintf(options, sizeof options, "size=%s,mode=0700", size);
+    make_data_dir(mnt, mnt_size, f->dir, "mnt");
+    if (mount("tmpfs", mnt, "tmpfs", 0, options) != 0) {
         fprintf(stderr, "cannot mount a tmpfs (%s): skipped\n", strerror(errno));
         skip();
     }
     snprintf(f->mounted, sizeof f->mounted, "%s", mnt);
+}
+
+static void test_full_disk_is_refused(void **state)
+{
+    fixture *f = *state;
+    char mnt[300];
+    mount_tmpfs(f, "16k", mnt, sizeof mnt);
     char data[400], marked[400];
     make_data_dir(data, sizeof data, mnt, "data");
     make_data_dir(marked, sizeof marked, mnt, "marked");
@@ -441,6 +451,13 @@ static void test_full_disk_is_refused(void **state)
     assert_false(exists(marked, "hopper+probe"));
 }
 
+/* Message n of channel c: its name and number, then the channel's letter. */
+static void make_body(char *body, size_t len, int c, int n)
+{
+    memset(body, 'a' + c, len);
+    snprintf(body, len, "c%d-%05d", c, n);
+}
+
 /* The file system fills up while hopper runs, partly by another process:
  * every POST that finds no room is a 507 storage_full with its payload
  * and Retry-After (not a 500), nothing accepted is lost or reordered, the
@@ -451,12 +468,7 @@ static void test_full_file_system_is_a_507_that_loses_nothing(void **state)
     enum { CHANNELS = 3, TRIES = 1200, REFUSALS = 12, BODY = 8192 };
     fixture *f = *state;
     char mnt[300];
-    make_data_dir(mnt, sizeof mnt, f->dir, "mnt");
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m,mode=0700") != 0) {
-        fprintf(stderr, "cannot mount a tmpfs (%s): skipped\n", strerror(errno));
-        skip();
-    }
-    snprintf(f->mounted, sizeof f->mounted, "%s", mnt);
+    mount_tmpfs(f, "4m", mnt, sizeof mnt);
     char data[400], filler[400];
     make_data_dir(data, sizeof data, mnt, "data");
     join(filler, sizeof filler, mnt, "filler");
@@ -480,8 +492,7 @@ static void test_full_file_system_is_a_507_that_loses_nothing(void **state)
         int c = i % CHANNELS;
         char path[64];
         snprintf(path, sizeof path, "/channels/c%d", c);
-        memset(body, 'a' + c, sizeof body);
-        snprintf(body, sizeof body, "c%d-%05d", c, accepted[c]);
+        make_body(body, sizeof body, c, accepted[c]);
         hs_reply r = {0};
         assert_int_equal(hs_post(&s, path, body, sizeof body, "application/octet-stream", &r), 0);
         if (r.status == 202) {
@@ -508,8 +519,7 @@ static void test_full_file_system_is_a_507_that_loses_nothing(void **state)
         for (int k = 0; k < 4; k++) {
             char path[64];
             snprintf(path, sizeof path, "/channels/c%d", c);
-            memset(body, 'a' + c, sizeof body);
-            snprintf(body, sizeof body, "c%d-%05d", c, accepted[c]++);
+            make_body(body, sizeof body, c, accepted[c]++);
             hs_expect_post_bytes(&s, path + strlen("/channels/"), body, sizeof body,
                                  "application/octet-stream", 202);
         }
@@ -520,8 +530,7 @@ static void test_full_file_system_is_a_507_that_loses_nothing(void **state)
         char path[64];
         snprintf(path, sizeof path, "/channels/c%d?wait=5", c);
         for (int n = 0; n < accepted[c]; n++) {
-            memset(body, 'a' + c, sizeof body);
-            snprintf(body, sizeof body, "c%d-%05d", c, n);
+            make_body(body, sizeof body, c, n);
             hs_reply r = {0};
             assert_int_equal(hs_get(&s, path, &r), 0);
             assert_int_equal(r.status, 200);
