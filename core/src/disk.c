@@ -160,6 +160,11 @@ void hop__disk_retry_unremoved(hop__disk *d)
     d->unremoved.count = kept;
 }
 
+bool hop__disk_keep_unremoved(hop__disk *d, uint64_t seq)
+{
+    return hop__array_push(&d->unremoved, &seq, sizeof seq);
+}
+
 /* ---- appending ---- */
 
 hop_err hop__disk_append_plan(hop__disk *d, const hop_buf *msgs, size_t n, hop__disk_run *run)

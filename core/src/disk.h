@@ -119,6 +119,10 @@ void hop__disk_detach_finished(hop__disk *d, hop__qfile **finished);
 void hop__disk_remove(hop__disk *d, hop__qfile *finished);
 /* Try again to remove the files in unremoved. Reader lock held. */
 void hop__disk_retry_unremoved(hop__disk *d);
+/* Remember file seq, found consumed at open and not removable, in
+ * unremoved, so that the journal goes on saying so. False if out of memory
+ * (nothing changed). At open, single-threaded. */
+bool hop__disk_keep_unremoved(hop__disk *d, uint64_t seq);
 
 /* ---- appending ---- */
 

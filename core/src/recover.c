@@ -7,9 +7,10 @@
  * records neither consumed nor damaged are the channel's messages, read in
  * file number order. New sends go on appending to the newest file while it
  * has room; the others are sealed. Files that are fully consumed are
- * removed; anything else in the directory (other names, other format
- * versions) is left alone and logged. Then the journal is rewritten to
- * match (persist.c).
+ * removed (one that cannot be stays named consumed in the journal);
+ * anything else in the directory (other names, other format versions) is
+ * left alone and logged. Then the journal is rewritten to match
+ * (persist.c).
  */
 #include "recover.h"
 
@@ -317,10 +318,14 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     if (err == HOP_OK) {
         ch->disk.records_corrupt += fr.gaps;
         if (fr.records == 0) {
-            if (hop__qfile_unlink(ch->disk.dirfd, fo->seq) != 0)
+            if (hop__qfile_unlink(ch->disk.dirfd, fo->seq) != 0) {
+                /* the journal must go on saying it is consumed (persist.c) */
                 hop__log(HOP_LOG_WARN, ch->name,
                          "cannot remove consumed queue file %020" PRIu64 ".hq: %s", fo->seq,
                          strerror(errno));
+                if (!hop__disk_keep_unremoved(&ch->disk, fo->seq))
+                    err = HOP_NOMEM;
+            }
         } else {
             if (valid_end < fo->size)
                 cut_torn_tail(ch, fo->seq, fo->size, valid_end);

@@ -581,6 +581,33 @@ static void test_unlink_failure(void **state)
     hop_channel_close(ch);
 }
 
+/* A consumed file that cannot be removed at open either: the journal
+ * must go on saying it is consumed, so the open after that (which can
+ * remove it) delivers none of it again. */
+static void test_unlink_failure_at_open(void **state)
+{
+    tu_dir *d = *state;
+    hop_limits l = tu_limits(0, 1, SIZE_MAX, 1000); /* one record a file */
+    hop_channel *ch = tu_open(d, l);
+    expect e = {0};
+    tally t = {0};
+    for (uint64_t id = 0; id < 3; id++)
+        send_checked(ch, &e, &t, id, 50);
+    arm(OP_UNLINKAT, 1, EACCES, -1, false);
+    recv_checked(ch, &e, &t); /* its file stays */
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    ch = tu_open(d, l); /* cannot remove it either */
+    uint64_t seqs[8];
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 3);
+    assert_int_equal(tu_stats(ch).messages, 2);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    disarm_all();
+    ch = tu_open(d, l);
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 2);
+    drain_clean(d, ch, &e); /* 1 and 2, not 0 again */
+    hop_channel_close(ch);
+}
+
 /* Out of memory at every allocation the workload makes. */
 static void test_malloc_failure_anywhere(void **state)
 {
@@ -847,6 +874,7 @@ int main(void)
         T(test_torn_write_seals_file),
         T(test_torn_write_with_one_file),
         T(test_unlink_failure),
+        T(test_unlink_failure_at_open),
         T(test_malloc_failure_anywhere),
         T(test_malloc_failure_in_constructors),
         T(test_journal_append_fails),
