@@ -269,8 +269,9 @@ static hop_err frame_file(hop_channel *ch, const hop__jstate *js, const found *f
 }
 
 /* Cut what follows the last whole record of file seq, at valid_end: a
- * record torn by a crash while it was appended. Logged either way. */
-static void cut_torn_tail(hop_channel *ch, uint64_t seq, uint64_t size, uint64_t valid_end)
+ * record torn by a crash while it was appended. Logged either way; false
+ * if it could not be cut. */
+static bool cut_torn_tail(hop_channel *ch, uint64_t seq, uint64_t size, uint64_t valid_end)
 {
     char name[HOP__QFILE_NAME_SIZE];
     hop__qfile_name(seq, name);
@@ -283,11 +284,14 @@ static void cut_torn_tail(hop_channel *ch, uint64_t seq, uint64_t size, uint64_t
              "queue file %s: torn tail of %" PRIu64 " byte(s) at offset %" PRIu64 " %s%s", name,
              size - valid_end, valid_end,
              cut ? "cut off" : "left (cannot cut: ", cut ? "" : strerror(saved));
+    return cut;
 }
 
-/* The file framed as fr, whose records end at valid_end, joins the
- * channel, sealed; its skips are taken. */
-static hop_err adopt(hop_channel *ch, const found *fo, framing *fr, uint64_t valid_end)
+/* The file framed as fr, whose records end at valid_end (followed by
+ * junk bytes of a torn tail that could not be cut), joins the channel,
+ * sealed; its skips are taken. */
+static hop_err adopt(hop_channel *ch, const found *fo, framing *fr, uint64_t valid_end,
+                     uint64_t junk)
 {
     hop__qfile *f = hop__calloc(1, sizeof *f);
     if (f == NULL)
@@ -296,6 +300,7 @@ static hop_err adopt(hop_channel *ch, const found *fo, framing *fr, uint64_t val
     f->write_fd = -1;
     f->read_fd = -1; /* the reader opens it when it gets there */
     f->size = f->written = valid_end;
+    f->junk = junk;
     f->records = fr->records;
     f->read_off = fr->first;
     f->sealed = true;
@@ -323,13 +328,14 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
                 hop__log(HOP_LOG_WARN, ch->name,
                          "cannot remove consumed queue file %020" PRIu64 ".hq: %s", fo->seq,
                          strerror(errno));
-                if (!hop__disk_keep_unremoved(&ch->disk, fo->seq))
+                if (!hop__disk_keep_unremoved(&ch->disk, fo->seq, fo->size))
                     err = HOP_NOMEM;
             }
         } else {
-            if (valid_end < fo->size)
-                cut_torn_tail(ch, fo->seq, fo->size, valid_end);
-            err = adopt(ch, fo, &fr, valid_end);
+            bool torn = valid_end < fo->size;
+            if (torn && cut_torn_tail(ch, fo->seq, fo->size, valid_end))
+                torn = false;
+            err = adopt(ch, fo, &fr, valid_end, torn ? fo->size - valid_end : 0);
         }
         saved = errno;
     }

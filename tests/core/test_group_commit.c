@@ -4,8 +4,9 @@
  * succeeds only once the queue file holding its record is synced, no
  * receiver or waiter sees a record before that, concurrent senders share
  * syncs, and a failed sync fails every send it covers, seals their file,
- * and leaves nothing a restart could bring back. Each test runs in its own
- * temp dir; the channel is <dir>/ch. */
+ * and leaves nothing a restart could bring back (and a budget counting
+ * the file as big as it is on disk). Each test runs in its own temp dir;
+ * the channel is <dir>/ch. */
 #include "sync_hook.h"
 
 #include "channel.h"
@@ -406,7 +407,11 @@ static void test_failed_sync_fails_its_batch(void **state)
 {
     const tu_dir *d = *state;
     const size_t rec = TU_RECORD_SIZE(FAIL_LEN);
-    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
+    hop_budget *budget;
+    assert_int_equal(hop_budget_new(1 << 20, &budget), HOP_OK);
+    hop_limits l = durable_limits(1 << 20);
+    l.budget = budget;
+    hop_channel *ch = tu_open(d, l);
     for (uint64_t id = 0; id < 3; id++)
         send_ok(ch, id, FAIL_LEN);
     hook_reset();
@@ -436,10 +441,11 @@ static void test_failed_sync_fails_its_batch(void **state)
     assert_int_equal(st.io_errors_total, 3);
     assert_int_equal(st.sent_total, 4);
     assert_int_equal(st.disk_messages, 4);
-    /* the failed records are cut off the file */
+    /* the failed records are cut off the file, and given back */
     assert_int_equal(qfiles(d, seqs, sizes), 1);
     assert_true(sizes[0] == TU_FILE_HEADER + 4 * rec);
     assert_true(st.disk_bytes == sizes[0]);
+    assert_int_equal(hop_budget_disk_used(budget), tu_dir_bytes(d->chan));
 
     /* the file is sealed: the next send starts a new one */
     send_ok(ch, 200, FAIL_LEN);
@@ -461,6 +467,8 @@ static void test_failed_sync_fails_its_batch(void **state)
     recv_exactly(ch, want, COUNT(want), FAIL_LEN);
     assert_int_equal(tu_stats(ch).records_corrupt_total, 0);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_int_equal(hop_budget_disk_used(budget), 0);
+    hop_budget_free(budget);
 }
 
 /* The sync itself fails while more sends queue behind it: the failed one
@@ -612,7 +620,11 @@ static void test_failed_directory_sync_after_full_file(void **state)
 static void test_refused_record_stays_refused_after_restart(void **state)
 {
     const tu_dir *d = *state;
-    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
+    hop_budget *budget;
+    assert_int_equal(hop_budget_new(1 << 20, &budget), HOP_OK);
+    hop_limits l = durable_limits(1 << 20);
+    l.budget = budget;
+    hop_channel *ch = tu_open(d, l);
     send_ok(ch, 0, FAIL_LEN);
     send_ok(ch, 1, FAIL_LEN);
     hook_reset();
@@ -622,13 +634,19 @@ static void test_refused_record_stays_refused_after_restart(void **state)
     assert_int_equal(send_id(ch, 100, FAIL_LEN), HOP_IO);
     assert_int_equal(errno, EIO);
     assert_true(tu_log_contains("cannot cut refused records off"));
+    assert_int_equal(hop_budget_disk_used(budget), tu_dir_bytes(d->chan)); /* kept: counted */
     send_ok(ch, 200, FAIL_LEN);
+    assert_int_equal(hop_budget_disk_used(budget), tu_dir_bytes(d->chan));
     hop__channel_abandon(ch);
+    assert_int_equal(hop_budget_disk_used(budget), 0);
 
-    ch = tu_open(d, durable_limits(1 << 20));
+    ch = tu_open(d, l);
+    assert_int_equal(hop_budget_disk_used(budget), tu_dir_bytes(d->chan));
     const uint64_t want[] = {0, 1, 200};
     recv_exactly(ch, want, COUNT(want), FAIL_LEN); /* fails: 0, 1, 100, 200 */
+    assert_int_equal(hop_budget_disk_used(budget), tu_dir_bytes(d->chan));
     assert_int_equal(hop_channel_close(ch), HOP_OK);
+    hop_budget_free(budget);
 }
 
 int main(void)
