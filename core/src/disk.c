@@ -471,13 +471,18 @@ void hop__disk_read_record(hop__disk *d, hop__disk_read *rd)
     rd->err_no = errno;
 }
 
-/* Move f's read position over the ranges recovery said to skip. */
+/* Move f's read position over the ranges to skip. One may end past the
+ * published size: a refused durable record that could not be cut off, at
+ * the end of its sealed file. The read stops at the size, where the file
+ * ends for readers (past it, it would read beyond what was published). */
 static void skip_over(hop__qfile *f)
 {
     const hop__skip *skips = f->skips.items;
     while (f->skip_next < f->skips.count && skips[f->skip_next].off <= f->read_off) {
-        if (skips[f->skip_next].off == f->read_off)
-            f->read_off = skips[f->skip_next].to;
+        if (skips[f->skip_next].off == f->read_off) {
+            uint64_t to = skips[f->skip_next].to;
+            f->read_off = to < f->size ? to : f->size;
+        }
         f->skip_next++;
     }
 }
