@@ -30,14 +30,16 @@ void hop__disk_init(hop__disk *d, const hop_limits *limits, const char *name)
 {
     memset(d, 0, sizeof *d);
     atomic_init(&d->busy, false);
+    atomic_init(&d->counted, 0);
     d->limits = limits;
     d->name = name;
     d->dirfd = -1;
-    hop__qreader_init(&d->reader);
+    hop__qreader_init(&d->reader, limits->budget);
 }
 
 void hop__disk_release(hop__disk *d)
 {
+    hop__budget_disk_release(d->limits->budget, atomic_exchange(&d->counted, 0));
     while (d->head) {
         hop__qfile *f = d->head;
         d->head = f->next;
@@ -49,6 +51,36 @@ void hop__disk_release(hop__disk *d)
     if (d->dirfd >= 0)
         close(d->dirfd); /* releases the flock */
     d->dirfd = -1;
+}
+
+/* ---- the budget's disk side ---- */
+
+void hop__disk_count(hop__disk *d, uint64_t bytes)
+{
+    hop__budget_disk_charge(d->limits->budget, bytes);
+    atomic_fetch_add_explicit(&d->counted, bytes, memory_order_relaxed);
+}
+
+void hop__disk_uncount(hop__disk *d, uint64_t bytes)
+{
+    hop__budget_disk_release(d->limits->budget, bytes);
+    atomic_fetch_sub_explicit(&d->counted, bytes, memory_order_relaxed);
+}
+
+/* Count bytes if they fit under the budget's disk limit: true, or false
+ * (nothing changed). */
+static bool reserve(hop__disk *d, uint64_t bytes)
+{
+    if (!hop__budget_disk_reserve(d->limits->budget, bytes))
+        return false;
+    atomic_fetch_add_explicit(&d->counted, bytes, memory_order_relaxed);
+    return true;
+}
+
+/* What f takes on disk: its records, and junk past them. */
+static uint64_t on_disk(const hop__qfile *f)
+{
+    return f->written + f->junk;
 }
 
 static void append_to_list(hop__disk *d, hop__qfile *f)
@@ -68,13 +100,14 @@ void hop__disk_adopt(hop__disk *d, hop__qfile *f)
     d->bytes += f->size;
     d->records += f->records;
     update_busy(d);
+    hop__disk_count(d, on_disk(f));
 }
 
 void hop__disk_reopen_tail(hop__disk *d)
 {
     hop__qfile *f = d->tail;
-    if (f == NULL || f->size >= d->limits->file_bytes)
-        return;
+    if (f == NULL || f->size >= d->limits->file_bytes || f->junk > 0)
+        return; /* never append after junk */
     char name[HOP__QFILE_NAME_SIZE];
     hop__qfile_name(f->seq, name);
     int fd = hop__io_current->openat(d->dirfd, name, O_WRONLY, 0);
@@ -138,12 +171,15 @@ void hop__disk_remove(hop__disk *d, hop__qfile *done)
 {
     while (done) {
         hop__qfile *next = done->next;
-        if (hop__qfile_unlink(d->dirfd, done->seq) != 0) {
+        if (hop__qfile_unlink(d->dirfd, done->seq) == 0) {
+            hop__disk_uncount(d, on_disk(done));
+        } else {
             /* the journal must go on saying it is consumed (persist.c) */
             hop__log(HOP_LOG_WARN, d->name,
                      "cannot remove finished queue file %020" PRIu64 ".hq: %s", done->seq,
                      strerror(errno));
-            hop__array_push(&d->unremoved, &done->seq, sizeof done->seq);
+            hop__unremoved u = {done->seq, on_disk(done)};
+            hop__array_push(&d->unremoved, &u, sizeof u);
         }
         hop__qfile_free(done);
         done = next;
@@ -152,33 +188,50 @@ void hop__disk_remove(hop__disk *d, hop__qfile *done)
 
 void hop__disk_retry_unremoved(hop__disk *d)
 {
-    uint64_t *seqs = d->unremoved.items;
+    hop__unremoved *files = d->unremoved.items;
     size_t kept = 0;
-    for (size_t i = 0; i < d->unremoved.count; i++)
-        if (hop__qfile_unlink(d->dirfd, seqs[i]) != 0 && errno != ENOENT)
-            seqs[kept++] = seqs[i];
+    for (size_t i = 0; i < d->unremoved.count; i++) {
+        if (hop__qfile_unlink(d->dirfd, files[i].seq) != 0 && errno != ENOENT)
+            files[kept++] = files[i];
+        else
+            hop__disk_uncount(d, files[i].bytes);
+    }
     d->unremoved.count = kept;
+}
+
+bool hop__disk_keep_unremoved(hop__disk *d, uint64_t seq, uint64_t bytes)
+{
+    hop__unremoved u = {seq, bytes};
+    if (!hop__array_push(&d->unremoved, &u, sizeof u))
+        return false;
+    hop__disk_count(d, bytes);
+    return true;
 }
 
 /* ---- appending ---- */
 
 hop_err hop__disk_append_plan(hop__disk *d, const hop_buf *msgs, size_t n, hop__disk_run *run)
 {
-    /* how many new files the run needs, as the appends will go */
+    /* how many new files the run needs, as the appends will go, and the
+     * bytes it writes (each new file's header too) */
     size_t new_files = 0;
     bool open = d->write_file != NULL;
-    uint64_t size = open ? d->write_file->written : 0;
+    uint64_t size = open ? d->write_file->written : 0, bytes = 0;
     for (size_t i = 0; i < n; i++) {
         if (!open) {
             new_files++;
             size = HOP__FILE_HEADER_SIZE;
+            bytes += HOP__FILE_HEADER_SIZE;
         }
         size += HOP__RECORD_HEADER_SIZE + msgs[i].len;
+        bytes += HOP__RECORD_HEADER_SIZE + msgs[i].len;
         open = size < d->limits->file_bytes;
     }
     size_t max = d->limits->max_disk_files;
     if (new_files > 0 && (d->files >= max || new_files > max - d->files))
-        return HOP_FULL;
+        return HOP_FULL; /* the channel's own bound first: the budget is shared */
+    if (!reserve(d, bytes))
+        return HOP_NOSPACE;
     d->files += new_files;
     d->pending += n;
     update_busy(d);
@@ -189,6 +242,7 @@ hop_err hop__disk_append_plan(hop__disk *d, const hop_buf *msgs, size_t n, hop__
         .first = first,
         .first_end = first ? first->written : 0,
         .current = first,
+        .bytes = bytes,
     };
     return HOP_OK;
 }
@@ -300,6 +354,7 @@ void hop__disk_append_stage(hop__disk *d, hop__disk_run *run)
 void hop__disk_append_roll_back(hop__disk *d, hop__disk_run *run)
 {
     hop__qfile *first = run->first;
+    uint64_t kept = 0; /* bytes of the run that stay on disk */
     if (first && first->written > run->first_end) {
         while (hop__io_current->ftruncate(first->write_fd, (off_t)run->first_end) != 0) {
             if (errno != EINTR) {
@@ -311,12 +366,22 @@ void hop__disk_append_roll_back(hop__disk *d, hop__disk_run *run)
     }
     if (first)
         first->appended = 0;
+    if (first && run->torn) {
+        hop__qfile_measure_junk(first);
+        kept += first->junk;
+    }
     for (hop__qfile *f = run->created, *next; f; f = next) {
         next = f->next;
-        hop__qfile_unlink(d->dirfd, f->seq);
+        if (hop__qfile_unlink(d->dirfd, f->seq) != 0) {
+            hop__qfile_measure_junk(f);
+            kept += on_disk(f); /* counted until the channel closes */
+        }
         hop__qfile_free(f);
     }
     run->created = run->created_tail = NULL;
+    hop__disk_uncount(d, run->bytes);
+    hop__disk_count(d, kept);
+    run->bytes = 0;
 }
 
 int hop__disk_append_cancel(hop__disk *d, hop__disk_run *run)
@@ -361,9 +426,13 @@ int hop__disk_take_synced_fd(hop__qfile *f)
 bool hop__disk_cut_unsynced(hop__disk *d, hop__qfile *f)
 {
     bool cut = f->write_fd >= 0 && hop__io_current->ftruncate(f->write_fd, (off_t)f->size) == 0;
-    if (!cut)
-        hop__log(HOP_LOG_ERROR, d->name, "cannot cut refused records off: %s", strerror(errno));
+    uint64_t before = on_disk(f);
     f->written = f->size;
+    f->junk = cut ? 0 : before - f->size;
+    if (cut)
+        hop__disk_uncount(d, before - f->size);
+    else
+        hop__log(HOP_LOG_ERROR, d->name, "cannot cut refused records off: %s", strerror(errno));
     return cut;
 }
 
@@ -402,13 +471,18 @@ void hop__disk_read_record(hop__disk *d, hop__disk_read *rd)
     rd->err_no = errno;
 }
 
-/* Move f's read position over the ranges recovery said to skip. */
+/* Move f's read position over the ranges to skip. One may end past the
+ * published size: a refused durable record that could not be cut off, at
+ * the end of its sealed file. The read stops at the size, where the file
+ * ends for readers (past it, it would read beyond what was published). */
 static void skip_over(hop__qfile *f)
 {
     const hop__skip *skips = f->skips.items;
     while (f->skip_next < f->skips.count && skips[f->skip_next].off <= f->read_off) {
-        if (skips[f->skip_next].off == f->read_off)
-            f->read_off = skips[f->skip_next].to;
+        if (skips[f->skip_next].off == f->read_off) {
+            uint64_t to = skips[f->skip_next].to;
+            f->read_off = to < f->size ? to : f->size;
+        }
         f->skip_next++;
     }
 }

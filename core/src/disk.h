@@ -16,7 +16,14 @@
  * An append is planned (room reserved), written (no lock but the writer's),
  * then published (readable now), staged (durable: readable once synced), or
  * on failure rolled back and cancelled. A read of the next record is
- * reserved, read (no lock but the reader's), then committed. */
+ * reserved, read (no lock but the reader's), then committed.
+ *
+ * The bytes the files take on disk are counted on the disk side of the
+ * channel's budget (limits->budget, if any): a plan reserves what its run
+ * will write, a roll back or a cut gives back what it took off again, a
+ * removed file gives back its size, recovery counts what it adopts, and
+ * the journal (persist.c) counts through hop__disk_count(). The disk part
+ * keeps the sum, and gives it all back when it is released. */
 #ifndef HOP_DISK_H
 #define HOP_DISK_H
 
@@ -49,9 +56,17 @@ typedef struct hop__disk {
     uint64_t records_corrupt; /* state: records skipped as corrupt (hop_stats) */
     uint64_t next_seq;        /* writer: the number of the next file */
     hop__qreader reader;      /* reader */
-    hop__array unremoved;     /* reader: uint64_t numbers of consumed files that could not be
+    hop__array unremoved;     /* reader: hop__unremoved, consumed files that could not be
                                  removed; the journal goes on naming them (persist.c) */
+    _Atomic uint64_t counted; /* any lock: bytes of the channel's files and journal counted on
+                                 the budget's disk side */
 } hop__disk;
+
+/* A consumed file that could not be removed: it stays counted. */
+typedef struct hop__unremoved {
+    uint64_t seq;
+    uint64_t bytes; /* what it takes on disk */
+} hop__unremoved;
 
 /* Where one record was appended: its file, its offset, the offset after it. */
 typedef struct hop__disk_span {
@@ -69,6 +84,7 @@ typedef struct hop__disk_run {
     hop__qfile *current; /* the file the next record goes to; NULL: a new one */
     hop__qfile *created, *created_tail; /* the files started, chained by next */
     bool torn;                          /* first holds junk after first_end: it must be sealed */
+    uint64_t bytes;                     /* what it reserved on the budget's disk side */
 } hop__disk_run;
 
 /* A read of the next record, from reservation to commit: the caller's. */
@@ -90,8 +106,16 @@ typedef struct hop__disk_read {
  * must outlive d), without a directory. */
 void hop__disk_init(hop__disk *d, const hop_limits *limits, const char *name);
 /* Free the list (the files stay on disk), the reader and close the
- * directory, which releases its flock. */
+ * directory, which releases its flock. Everything counted on the budget's
+ * disk side is given back: the files count only while the channel is
+ * open. */
 void hop__disk_release(hop__disk *d);
+
+/* Count bytes more, or fewer, on the budget's disk side for the channel,
+ * whatever its limit: the journal's growth and rewrites, the file written
+ * at close. Any lock. */
+void hop__disk_count(hop__disk *d, uint64_t bytes);
+void hop__disk_uncount(hop__disk *d, uint64_t bytes);
 
 /* True if nothing is on disk or on its way there: sends may go to memory.
  * State lock held. */
@@ -100,11 +124,12 @@ static inline bool hop__disk_empty(const hop__disk *d)
     return d->records == 0 && d->pending == 0;
 }
 
-/* Add f, a file found at open, at the end of the list; it is counted. */
+/* Add f, a file found at open, at the end of the list; it is counted, and
+ * its bytes (written and junk) on the budget's disk side. */
 void hop__disk_adopt(hop__disk *d, hop__qfile *f);
 /* Sends go on appending to the newest file while it has room, rather than
- * start a new one at every open. If it cannot be opened for writing it
- * stays sealed. At open, single-threaded. */
+ * start a new one at every open. If it cannot be opened for writing, or
+ * holds junk, it stays sealed. At open, single-threaded. */
 void hop__disk_reopen_tail(hop__disk *d);
 
 /* ---- finished files ---- */
@@ -114,18 +139,25 @@ void hop__disk_reopen_tail(hop__disk *d);
  * tail) off the list and chain them on *finished. State and reader locks
  * held. */
 void hop__disk_detach_finished(hop__disk *d, hop__qfile **finished);
-/* Remove and free the files of finished. One that cannot be removed is
- * logged and remembered in unremoved. Reader lock held, state lock not. */
+/* Remove and free the files of finished, giving back their bytes. One
+ * that cannot be removed is logged and remembered in unremoved, and stays
+ * counted. Reader lock held, state lock not. */
 void hop__disk_remove(hop__disk *d, hop__qfile *finished);
 /* Try again to remove the files in unremoved. Reader lock held. */
 void hop__disk_retry_unremoved(hop__disk *d);
+/* Remember file seq of bytes, found consumed at open and not removable,
+ * in unremoved, so that the journal goes on saying so; it is counted.
+ * False if out of memory (nothing changed). At open, single-threaded. */
+bool hop__disk_keep_unremoved(hop__disk *d, uint64_t seq, uint64_t bytes);
 
 /* ---- appending ---- */
 
-/* Plan appending msgs[0..n) as one run: count the files it will start.
- * HOP_OK: room for them is reserved (files and pending count them).
- * HOP_FULL: they would pass max_disk_files; nothing changed. State lock
- * held, and the writer's. OUT: *run. */
+/* Plan appending msgs[0..n) as one run: count the files it will start and
+ * the bytes it will write. HOP_OK: room for them is reserved (files and
+ * pending count them, the budget's disk side the bytes). HOP_FULL: they
+ * would pass max_disk_files; HOP_NOSPACE: the bytes do not fit on the
+ * budget's disk side; nothing changed either way. State lock held, and
+ * the writer's. OUT: *run. */
 hop_err hop__disk_append_plan(hop__disk *d, const hop_buf *msgs, size_t n, hop__disk_run *run);
 /* Append one record of the run, starting a new file when there is none to
  * append to. Writer lock held alone. OUT: *span, where it went (may be
@@ -144,7 +176,8 @@ void hop__disk_append_publish(hop__disk *d, hop__disk_run *run);
  * publishes them with hop__disk_publish_synced(). State and writer locks. */
 void hop__disk_append_stage(hop__disk *d, hop__disk_run *run);
 /* A write of the run failed: cut the file it began in back to where the run
- * began, and remove the files it started. Writer lock held alone. */
+ * began, and remove the files it started; what they do not take on disk
+ * any more is given back to the budget. Writer lock held alone. */
 void hop__disk_append_roll_back(hop__disk *d, hop__disk_run *run);
 /* After the roll back: the room reserved is given up, and a file left with
  * junk after its end is sealed. Returns a descriptor to close once the
@@ -159,9 +192,10 @@ void hop__disk_publish_synced(hop__disk *d, const hop__disk_span *span);
  * synced), taken from f; else -1. Close it once the state lock is dropped.
  * State lock held. */
 int hop__disk_take_synced_fd(hop__qfile *f);
-/* The sync of f failed: cut what f holds past its published size. False
- * (logged) if it cannot be cut: those records stay whole in the file. Writer
- * lock held alone. */
+/* The sync of f failed: cut what f holds past its published size, giving
+ * it back to the budget. False (logged) if it cannot be cut: those records
+ * stay whole in the file, as junk that stays counted. Writer lock held
+ * alone. */
 bool hop__disk_cut_unsynced(hop__disk *d, hop__qfile *f);
 /* A record appended to f was refused (its sync failed): it is pending no
  * more, and f, which can no longer be trusted, is sealed. State lock. */

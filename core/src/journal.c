@@ -282,8 +282,17 @@ hop_err hop__journal_append(int fd, uint64_t *size, const hop__jentry *e)
 {
     unsigned char buf[HOP__JOURNAL_ENTRY_SIZE];
     encode(buf, e);
-    if (!write_at(fd, buf, sizeof buf, *size))
-        return HOP_IO; /* a partial entry is overwritten by the next append */
-    *size += sizeof buf;
-    return HOP_OK;
+    struct iovec iov = {buf, sizeof buf};
+    size_t done = hop__pwrite_all(fd, &iov, 1, *size, sizeof buf);
+    if (done == sizeof buf) {
+        *size += sizeof buf;
+        return HOP_OK;
+    }
+    /* cut a partial entry off, so the file is as long as the budget counts
+     * it; if that fails too, the next append overwrites it */
+    int saved = errno;
+    if (done > 0)
+        hop__io_current->ftruncate(fd, (off_t)*size);
+    errno = saved;
+    return HOP_IO;
 }

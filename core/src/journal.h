@@ -53,7 +53,8 @@ hop_err hop__journal_rewrite(int dirfd, const hop__jentry *entries, size_t n, in
                              uint64_t *size);
 
 /* Append e to the journal fd whose length is *size; *size grows on HOP_OK.
- * HOP_IO: errno set; a partial entry is ignored by the reader. */
+ * HOP_IO: errno set; a partial entry is cut off again (if that fails, it
+ * is ignored by the reader and overwritten by the next append). */
 hop_err hop__journal_append(int fd, uint64_t *size, const hop__jentry *e);
 
 #endif

@@ -9,6 +9,15 @@
  * order beyond, START of the whole file for files that could not be
  * removed.
  *
+ * Budget. The journal's size is counted on the disk side of the channel's
+ * budget (disk.h) whatever its limit, since recording consumption must
+ * never fail for the budget: journals may pass the limit by what appends
+ * add between rewrites, at most JOURNAL_REWRITE_BYTES a channel while
+ * rewrites succeed. The temporary file of a rewrite is not counted: it
+ * exists only inside the rewrite. What a close writes from memory is
+ * counted too, whatever the limit (the server keeps disk in reserve for
+ * it), and given back with the rest when the channel is released.
+ *
  * Close. The messages in memory are older than anything on disk, so they
  * go to a new file numbered just below the oldest one (a new channel
  * numbers its first file 2^62, leaving room below), which is synced before
@@ -30,7 +39,10 @@
 #include <errno.h>
 #include <string.h>
 
-/* The journal is rewritten once appends have made it this long. */
+/* The journal is rewritten once appends have made it this long: 8192
+ * records consumed from disk. It is also what a journal may pass the
+ * budget's disk side by; a smaller value would bound that tighter, at the
+ * price of a rewrite (a write, two syncs, a rename) that much more often. */
 #define JOURNAL_REWRITE_BYTES (256 * 1024)
 /* Numbers below the oldest file tried for the file written at close. */
 #define SPILL_SEQ_TRIES 16
@@ -71,9 +83,9 @@ static hop_err journal_entries(hop_channel *ch, hop__jentry **out, size_t *n)
             if (skips[i].consumed && skips[i].off >= low)
                 e[k++] = (hop__jentry){HOP__J_DONE, f->seq, skips[i].off};
     }
-    const uint64_t *unremoved = ch->disk.unremoved.items;
+    const hop__unremoved *unremoved = ch->disk.unremoved.items;
     for (size_t i = 0; i < ch->disk.unremoved.count; i++)
-        e[k++] = (hop__jentry){HOP__J_START, unremoved[i], UINT64_MAX};
+        e[k++] = (hop__jentry){HOP__J_START, unremoved[i].seq, UINT64_MAX};
     *out = e;
     *n = k;
     return HOP_OK;
@@ -91,6 +103,8 @@ static hop_err journal_replace(hop_channel *ch, hop__jentry *entries, size_t n)
     if (err == HOP_OK) {
         if (ch->journal_fd >= 0)
             hop__io_current->close(ch->journal_fd);
+        hop__disk_count(&ch->disk, size);
+        hop__disk_uncount(&ch->disk, ch->journal_size); /* the old one is gone */
         ch->journal_fd = fd;
         ch->journal_size = size;
     }
@@ -136,7 +150,8 @@ static void journal_rewrite_live(hop_channel *ch)
                  err == HOP_IO ? strerror(saved) : hop_strerror(err));
 }
 
-/* Append DONE(seq, off) to the journal. journal_lock held. */
+/* Append DONE(seq, off) to the journal, counted. journal_lock held, or
+ * single-threaded. */
 static hop_err note_done(hop_channel *ch, uint64_t seq, uint64_t off)
 {
     if (ch->journal_fd < 0) {
@@ -144,7 +159,10 @@ static hop_err note_done(hop_channel *ch, uint64_t seq, uint64_t off)
         return HOP_IO;
     }
     hop__jentry e = {HOP__J_DONE, seq, off};
-    return hop__journal_append(ch->journal_fd, &ch->journal_size, &e);
+    uint64_t before = ch->journal_size;
+    hop_err err = hop__journal_append(ch->journal_fd, &ch->journal_size, &e);
+    hop__disk_count(&ch->disk, ch->journal_size - before);
+    return err;
 }
 
 hop_err hop__persist_note_consumed(hop_channel *ch, uint64_t seq, uint64_t off)
@@ -256,7 +274,9 @@ static hop_err spill(hop_channel *ch, hop__array *spilled, size_t *written)
     if (err == HOP_OK && hop__io_current->fsync(ch->disk.dirfd) != 0)
         err = HOP_IO;
     int saved = errno;
-    if (err != HOP_OK)
+    if (err == HOP_OK)
+        hop__disk_count(&ch->disk, f->written); /* whatever the limit */
+    else
         hop__qfile_unlink(ch->disk.dirfd, f->seq);
     hop__qfile_free(f);
     errno = saved;
@@ -278,8 +298,7 @@ static void journal_spilled(hop_channel *ch, const hop__array *spilled)
             k++;
         }
         if (repeated)
-            hop__journal_append(ch->journal_fd, &ch->journal_size,
-                                &(hop__jentry){HOP__J_DONE, fl->file->seq, fl->off});
+            note_done(ch, fl->file->seq, fl->off);
     }
 }
 

@@ -3,6 +3,7 @@
 #include "queue_file.h"
 
 #include "alloc.h"
+#include "budget.h"
 #include "endian.h"
 #include "io.h"
 #include "record.h"
@@ -12,6 +13,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void hop__qfile_name(uint64_t seq, char out[HOP__QFILE_NAME_SIZE])
 {
@@ -124,15 +126,26 @@ int hop__qfile_unlink(int dirfd, uint64_t seq)
     return hop__io_current->unlinkat(dirfd, name, 0);
 }
 
-void hop__qreader_init(hop__qreader *r)
+void hop__qfile_measure_junk(hop__qfile *f)
+{
+    struct stat st;
+    f->junk = 0;
+    if (f->write_fd >= 0 && fstat(f->write_fd, &st) == 0 && (uint64_t)st.st_size > f->written)
+        f->junk = (uint64_t)st.st_size - f->written;
+}
+
+void hop__qreader_init(hop__qreader *r, hop_budget *budget)
 {
     memset(r, 0, sizeof *r);
+    r->budget = budget;
 }
 
 void hop__qreader_release(hop__qreader *r)
 {
+    if (r->buf)
+        hop__budget_release(r->budget, r->cap);
     hop__free(r->buf);
-    hop__qreader_init(r);
+    hop__qreader_init(r, r->budget);
 }
 
 /* Read exactly n bytes at off into dst. Returns false (errno set) on error
@@ -156,6 +169,25 @@ static bool read_exact(int fd, void *dst, size_t n, uint64_t off)
     return true;
 }
 
+/* Allocate the buffer, counted in the budget: the full size if it has
+ * room, else the small one whatever it says. False if out of memory
+ * (nothing counted). */
+static bool buffer_take(hop__qreader *r)
+{
+    size_t cap = HOP__READ_BUFFER;
+    if (!hop__budget_reserve(r->budget, cap)) {
+        cap = HOP__READ_BUFFER_SMALL;
+        hop__budget_charge(r->budget, cap);
+    }
+    r->buf = hop__malloc(cap);
+    if (r->buf == NULL) {
+        hop__budget_release(r->budget, cap);
+        return false;
+    }
+    r->cap = cap;
+    return true;
+}
+
 /* Make the buffer hold [off, off + need) of file f, reading as far ahead as
  * avail allows. need <= r->cap. */
 static hop__read_result fill(hop__qreader *r, hop__qfile *f, uint64_t off, size_t need,
@@ -163,12 +195,8 @@ static hop__read_result fill(hop__qreader *r, hop__qfile *f, uint64_t off, size_
 {
     if (r->buf && r->seq == f->seq && off >= r->off && off + need <= r->off + r->len)
         return HOP__READ_OK;
-    if (r->buf == NULL) {
-        r->buf = hop__malloc(HOP__READ_BUFFER);
-        if (r->buf == NULL)
-            return HOP__READ_NOMEM;
-        r->cap = HOP__READ_BUFFER;
-    }
+    if (r->buf == NULL && !buffer_take(r))
+        return HOP__READ_NOMEM;
     uint64_t want = avail - off < r->cap ? avail - off : r->cap;
     r->len = 0;
     if (!read_exact(f->read_fd, r->buf, (size_t)want, off))

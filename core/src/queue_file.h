@@ -34,6 +34,9 @@ typedef struct hop__qfile {
     bool sealed;         /* published: no record will be appended any more */
     uint64_t written;    /* writer: end of the bytes appended, >= size; beyond size they
                             wait for their publication (durable: their sync) */
+    uint64_t junk;       /* writer: bytes on disk past written that no record owns (a cut
+                            that failed; the file is sealed); the budget counts written +
+                            junk (disk.c) */
     size_t appended;     /* writer: records appended and not yet published or staged */
     bool dir_unsynced;   /* writer: created, its directory entry not synced yet */
     size_t unsynced;     /* published: records appended and waiting for their sync */
@@ -70,20 +73,32 @@ void hop__qfile_free(hop__qfile *f);
 /* Remove queue file seq from dirfd; errors are returned, not logged. */
 int hop__qfile_unlink(int dirfd, uint64_t seq);
 
+/* What f takes on disk past written, from its size (fstat: a failed write
+ * or cut left an unknown part behind): set as f->junk. Writer lock. */
+void hop__qfile_measure_junk(hop__qfile *f);
+
 /* The reader's read-ahead buffer, so small records cost one system call per
- * buffer, not two per record. */
+ * buffer, not two per record. It counts on the memory side of the
+ * channel's budget: HOP__READ_BUFFER if that has room, else a buffer of
+ * HOP__READ_BUFFER_SMALL counted anyway, so that reading goes on (records
+ * too big for it are read straight into their message). */
 typedef struct hop__qreader {
     unsigned char *buf;
     size_t cap;
-    uint64_t seq; /* file the buffer holds bytes of */
-    uint64_t off; /* file offset of buf[0] */
-    size_t len;   /* valid bytes in buf */
+    uint64_t seq;       /* file the buffer holds bytes of */
+    uint64_t off;       /* file offset of buf[0] */
+    size_t len;         /* valid bytes in buf */
+    hop_budget *budget; /* where cap is counted while buf is held, or NULL (borrowed) */
 } hop__qreader;
 
 #define HOP__READ_BUFFER (64 * 1024)
+#define HOP__READ_BUFFER_SMALL 512
 
-void hop__qreader_init(hop__qreader *r);
-/* Free the buffer (it is allocated again when needed). */
+/* An empty reader whose buffer will count in budget (NULL: none; borrowed,
+ * it must outlive the reader). */
+void hop__qreader_init(hop__qreader *r, hop_budget *budget);
+/* Free the buffer and give back what it counted (it is allocated again
+ * when needed). */
 void hop__qreader_release(hop__qreader *r);
 
 typedef enum hop__read_result {

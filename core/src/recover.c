@@ -7,9 +7,10 @@
  * records neither consumed nor damaged are the channel's messages, read in
  * file number order. New sends go on appending to the newest file while it
  * has room; the others are sealed. Files that are fully consumed are
- * removed; anything else in the directory (other names, other format
- * versions) is left alone and logged. Then the journal is rewritten to
- * match (persist.c).
+ * removed (one that cannot be stays named consumed in the journal);
+ * anything else in the directory (other names, other format versions) is
+ * left alone and logged. Then the journal is rewritten to match
+ * (persist.c).
  */
 #include "recover.h"
 
@@ -268,8 +269,9 @@ static hop_err frame_file(hop_channel *ch, const hop__jstate *js, const found *f
 }
 
 /* Cut what follows the last whole record of file seq, at valid_end: a
- * record torn by a crash while it was appended. Logged either way. */
-static void cut_torn_tail(hop_channel *ch, uint64_t seq, uint64_t size, uint64_t valid_end)
+ * record torn by a crash while it was appended. Logged either way; false
+ * if it could not be cut. */
+static bool cut_torn_tail(hop_channel *ch, uint64_t seq, uint64_t size, uint64_t valid_end)
 {
     char name[HOP__QFILE_NAME_SIZE];
     hop__qfile_name(seq, name);
@@ -282,11 +284,14 @@ static void cut_torn_tail(hop_channel *ch, uint64_t seq, uint64_t size, uint64_t
              "queue file %s: torn tail of %" PRIu64 " byte(s) at offset %" PRIu64 " %s%s", name,
              size - valid_end, valid_end,
              cut ? "cut off" : "left (cannot cut: ", cut ? "" : strerror(saved));
+    return cut;
 }
 
-/* The file framed as fr, whose records end at valid_end, joins the
- * channel, sealed; its skips are taken. */
-static hop_err adopt(hop_channel *ch, const found *fo, framing *fr, uint64_t valid_end)
+/* The file framed as fr, whose records end at valid_end (followed by
+ * junk bytes of a torn tail that could not be cut), joins the channel,
+ * sealed; its skips are taken. */
+static hop_err adopt(hop_channel *ch, const found *fo, framing *fr, uint64_t valid_end,
+                     uint64_t junk)
 {
     hop__qfile *f = hop__calloc(1, sizeof *f);
     if (f == NULL)
@@ -295,6 +300,7 @@ static hop_err adopt(hop_channel *ch, const found *fo, framing *fr, uint64_t val
     f->write_fd = -1;
     f->read_fd = -1; /* the reader opens it when it gets there */
     f->size = f->written = valid_end;
+    f->junk = junk;
     f->records = fr->records;
     f->read_off = fr->first;
     f->sealed = true;
@@ -317,14 +323,19 @@ static hop_err recover_file(hop_channel *ch, const hop__jstate *js, found *fo)
     if (err == HOP_OK) {
         ch->disk.records_corrupt += fr.gaps;
         if (fr.records == 0) {
-            if (hop__qfile_unlink(ch->disk.dirfd, fo->seq) != 0)
+            if (hop__qfile_unlink(ch->disk.dirfd, fo->seq) != 0) {
+                /* the journal must go on saying it is consumed (persist.c) */
                 hop__log(HOP_LOG_WARN, ch->name,
                          "cannot remove consumed queue file %020" PRIu64 ".hq: %s", fo->seq,
                          strerror(errno));
+                if (!hop__disk_keep_unremoved(&ch->disk, fo->seq, fo->size))
+                    err = HOP_NOMEM;
+            }
         } else {
-            if (valid_end < fo->size)
-                cut_torn_tail(ch, fo->seq, fo->size, valid_end);
-            err = adopt(ch, fo, &fr, valid_end);
+            bool torn = valid_end < fo->size;
+            if (torn && cut_torn_tail(ch, fo->seq, fo->size, valid_end))
+                torn = false;
+            err = adopt(ch, fo, &fr, valid_end, torn ? fo->size - valid_end : 0);
         }
         saved = errno;
     }

@@ -45,12 +45,13 @@ static inline void sent_unlock(hop_channel *ch, size_t n)
 }
 
 /* Plan a run of appends. Called with write_lock and ch->lock held; on
- * HOP_FULL returns with both dropped. */
+ * HOP_FULL or HOP_NOSPACE returns with both dropped. */
 static hop_err append_plan(hop_channel *ch, const hop_buf *msgs, size_t n, hop__disk_run *run)
 {
     hop_err err = hop__disk_append_plan(&ch->disk, msgs, n, run);
     if (err != HOP_OK) {
-        ch->rejected_full_total++;
+        if (err == HOP_FULL)
+            ch->rejected_full_total++;
         pthread_mutex_unlock(&ch->lock);
         pthread_mutex_unlock(&ch->write_lock);
     }
@@ -100,10 +101,11 @@ static hop_err append_failed(hop_channel *ch, hop__disk_run *run, hop_err err)
 static hop_err append_published(hop_channel *ch, const hop_buf *msgs, size_t n)
 {
     hop__disk_run run;
-    if (append_plan(ch, msgs, n, &run) != HOP_OK)
-        return HOP_FULL;
+    hop_err err = append_plan(ch, msgs, n, &run);
+    if (err != HOP_OK)
+        return err;
     pthread_mutex_unlock(&ch->lock);
-    hop_err err = append_write(ch, &run, msgs, n, NULL);
+    err = append_write(ch, &run, msgs, n, NULL);
     if (err != HOP_OK)
         return append_failed(ch, &run, err);
     hop__disk_append_close_full(&ch->disk, &run);
@@ -121,10 +123,11 @@ static hop_err append_published(hop_channel *ch, const hop_buf *msgs, size_t n)
 static hop_err append_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop__sync_req *reqs)
 {
     hop__disk_run run;
-    if (append_plan(ch, msgs, n, &run) != HOP_OK)
-        return HOP_FULL;
+    hop_err err = append_plan(ch, msgs, n, &run);
+    if (err != HOP_OK)
+        return err;
     pthread_mutex_unlock(&ch->lock);
-    hop_err err = append_write(ch, &run, msgs, n, reqs);
+    err = append_write(ch, &run, msgs, n, reqs);
     if (err != HOP_OK)
         return append_failed(ch, &run, err);
     pthread_mutex_lock(&ch->lock);

@@ -4,13 +4,16 @@
  * io.h and alloc.h. Every failing call must return its error with nothing
  * stored or consumed, the caller's buffer intact, and the channel usable:
  * every message accepted before and after comes back intact and in order,
- * and no partial record is ever read. Most tests sweep the fault over every
- * call of its kind that a workload makes. */
+ * and no partial record is ever read. The channels count on a budget whose
+ * disk side must match the bytes on disk again after every failure (junk
+ * a failed cut left behind included). Most tests sweep the fault over
+ * every call of its kind that a workload makes. */
 #include "test_util.h"
 
 #include "alloc.h"
 #include "channel.h"
 #include "io.h"
+#include "queue_file.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -242,10 +245,16 @@ static void arm_malloc(int nth)
     hop__alloc_set_malloc(fake_malloc);
 }
 
+/* The budget of the channels of a test: room for everything in memory,
+ * no disk bound; only its counts are checked. */
+static hop_budget *budget;
+
 static int fault_setup(void **state)
 {
     disarm_all();
     hop__io_set(&fake_io);
+    if (hop_budget_new((size_t)1 << 30, &budget) != HOP_OK)
+        return -1;
     return tu_dir_setup(state);
 }
 
@@ -254,7 +263,23 @@ static int fault_teardown(void **state)
     disarm_all();
     hop__io_set(NULL);
     hop__alloc_set_malloc(NULL);
+    hop_budget_free(budget);
+    budget = NULL;
     return tu_dir_teardown(state);
+}
+
+/* Limits with the test's budget. */
+static hop_limits on_budget(hop_limits l)
+{
+    l.budget = budget;
+    return l;
+}
+
+/* The budget's disk side counts what the channel directory holds now (the
+ * channel is open), or nothing (it is closed). */
+static void assert_disk_counted(const tu_dir *d, bool open)
+{
+    assert_int_equal(hop_budget_disk_used(budget), open ? tu_dir_bytes(d->chan) : 0);
 }
 
 /* ---- the workload and its checks ---- */
@@ -409,8 +434,8 @@ static void drain_clean(const tu_dir *d, hop_channel *ch, expect *e)
 static hop_limits workload_limits(void)
 {
     /* 3 small messages in memory, files of about 4 records */
-    return tu_limits(3 * hop_message_cost(100), TU_FILE_HEADER + 4 * TU_RECORD_SIZE(150), SIZE_MAX,
-                     100000);
+    return on_budget(tu_limits(3 * hop_message_cost(100), TU_FILE_HEADER + 4 * TU_RECORD_SIZE(150),
+                               SIZE_MAX, 100000));
 }
 
 /* How many calls of o a clean run of the workload makes. */
@@ -448,8 +473,11 @@ static void sweep(const tu_dir *d, op o, int err, bool short_first, int ftruncat
             fail_msg("%s, call %d: %d calls failed, expected 1", what, nth, t.io);
         hop_stats s = tu_stats(ch);
         assert_int_equal(s.io_errors_total, 1);
+        assert_disk_counted(d, true);
         drain_clean(d, ch, &e);
+        assert_disk_counted(d, true);
         hop_channel_close(ch);
+        assert_disk_counted(d, false);
     }
     print_message("%s: %d positions\n", what, calls);
 }
@@ -505,7 +533,7 @@ static void test_short_read_then_eio_anywhere(void **state)
 static void test_torn_write_seals_file(void **state)
 {
     tu_dir *d = *state;
-    hop_channel *ch = tu_open(d, tu_limits(0, 100000, SIZE_MAX, 1000));
+    hop_channel *ch = tu_open(d, on_budget(tu_limits(0, 100000, SIZE_MAX, 1000)));
     expect e = {0};
     tally t = {.expected_errno = EIO};
     send_checked(ch, &e, &t, 1, 100); /* file 1 */
@@ -519,10 +547,12 @@ static void test_torn_write_seals_file(void **state)
     uint64_t published = TU_FILE_HEADER + TU_RECORD_SIZE(100);
     assert_true(sizes[0] > published); /* the junk is there */
     assert_true(tu_stats(ch).disk_bytes == published);
+    assert_disk_counted(d, true);     /* and counted */
     send_checked(ch, &e, &t, 3, 100); /* a new file, not after the junk */
     assert_int_equal(tu_list_qfiles(d->chan, seqs, sizes, 4), 2);
     assert_true(sizes[1] == published);
     drain_clean(d, ch, &e);
+    assert_disk_counted(d, true); /* the file with junk went, and its count */
     hop_channel_close(ch);
 }
 
@@ -553,20 +583,32 @@ static void test_torn_write_with_one_file(void **state)
     hop_channel_close(ch);
 }
 
+/* A channel of one record a file: three messages sent, then the first
+ * received while removing files fails (fails times, -1: until disarmed).
+ * OUT: *l, its limits; *e, what it holds. */
+static hop_channel *first_file_not_removed(const tu_dir *d, int fails, hop_limits *l, expect *e)
+{
+    *l = on_budget(tu_limits(0, 1, SIZE_MAX, 1000));
+    hop_channel *ch = tu_open(d, *l);
+    tally t = {0};
+    for (uint64_t id = 0; id < 3; id++)
+        send_checked(ch, e, &t, id, 50);
+    arm(OP_UNLINKAT, 1, EACCES, fails, false);
+    recv_checked(ch, e, &t);
+    assert_int_equal(t.io + t.nomem + t.full, 0);
+    return ch;
+}
+
 /* A drained file that cannot be deleted: receiving goes on, the failure is
  * logged, and the next open removes the file as stale. */
 static void test_unlink_failure(void **state)
 {
     tu_dir *d = *state;
-    hop_limits l = tu_limits(0, 1, SIZE_MAX, 1000); /* one record a file */
-    hop_channel *ch = tu_open(d, l);
+    hop_limits l;
     expect e = {0};
     tally t = {0};
-    for (uint64_t id = 0; id < 3; id++)
-        send_checked(ch, &e, &t, id, 50);
-    arm(OP_UNLINKAT, 1, EACCES, 1, false);
-    recv_checked(ch, &e, &t);
-    assert_int_equal(t.io, 0);
+    hop_channel *ch = first_file_not_removed(d, 1, &l, &e);
+    assert_disk_counted(d, true); /* the file left over stays counted */
     assert_true(tu_log_contains("cannot remove finished queue file"));
     uint64_t seqs[8];
     assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 3); /* 1 left over + 2 */
@@ -575,10 +617,94 @@ static void test_unlink_failure(void **state)
     while (e.head < e.tail)
         recv_checked(ch, &e, &t);
     assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 1);
+    assert_disk_counted(d, true);
     hop_channel_close(ch);
+    assert_disk_counted(d, false);
     ch = tu_open(d, l);
     assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 0);
+    assert_disk_counted(d, true);
     hop_channel_close(ch);
+}
+
+/* A consumed file that cannot be removed at open either: the journal
+ * must go on saying it is consumed, so the open after that (which can
+ * remove it) delivers none of it again. */
+static void test_unlink_failure_at_open(void **state)
+{
+    tu_dir *d = *state;
+    hop_limits l;
+    expect e = {0};
+    hop_channel *ch = first_file_not_removed(d, -1, &l, &e);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    ch = tu_open(d, l); /* cannot remove it either */
+    uint64_t seqs[8];
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 3);
+    assert_int_equal(tu_stats(ch).messages, 2);
+    assert_disk_counted(d, true); /* counted: it is on disk */
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    disarm_all();
+    ch = tu_open(d, l);
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 2);
+    drain_clean(d, ch, &e); /* 1 and 2, not 0 again */
+    hop_channel_close(ch);
+}
+
+/* A consumed file that cannot be removed, at open either, stays counted
+ * while consumption goes on; the journal's live rewrite (after 8192
+ * records) removes it at last and gives its bytes back. */
+static void test_unremoved_file_goes_at_a_journal_rewrite(void **state)
+{
+    tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, on_budget(tu_limits(0, 1, SIZE_MAX, 1000))); /* a file each */
+    expect e = {0};
+    tally t = {0};
+    send_checked(ch, &e, &t, 0, 50);
+    arm(OP_UNLINKAT, 1, EACCES, -1, false);
+    recv_checked(ch, &e, &t);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    ch = tu_open(d, on_budget(tu_limits(0, 1 << 20, SIZE_MAX, 1000)));
+    disarm_all();
+    uint64_t seqs[8];
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 1);
+    assert_disk_counted(d, true);
+    for (uint64_t id = 1; id <= 8300; id++) {
+        unsigned char buf[16];
+        void *m;
+        size_t len;
+        tu_fill_id(buf, sizeof buf, id);
+        assert_int_equal(hop_send(ch, buf, sizeof buf), HOP_OK);
+        assert_int_equal(hop_recv(ch, 0, &m, &len), HOP_OK);
+        assert_int_equal(tu_id_of(m, len), id);
+        hop_free(m);
+    }
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 0);
+    assert_disk_counted(d, true);
+    hop_channel_close(ch);
+}
+
+/* A batch fails after starting new files, and they cannot be removed
+ * either: they stay on disk, counted, until the channel closes. */
+static void test_rolled_back_files_not_removable(void **state)
+{
+    tu_dir *d = *state;
+    static unsigned char bufs[3][60];
+    hop_buf msgs[3];
+    for (size_t i = 0; i < 3; i++) {
+        tu_fill_id(bufs[i], sizeof bufs[i], i);
+        msgs[i] = (hop_buf){bufs[i], sizeof bufs[i]};
+    }
+    hop_channel *ch = tu_open(d, on_budget(tu_limits(0, 1, 16, 1000))); /* a file each */
+    /* writes: header 1, record 0, header 2, record 1 fails */
+    arm(OP_PWRITEV, 4, ENOSPC, 1, false);
+    arm(OP_UNLINKAT, 1, EACCES, -1, false);
+    assert_int_equal(hop_send_batch(ch, msgs, 3), HOP_IO);
+    assert_int_equal(tu_stats(ch).messages, 0);
+    uint64_t seqs[8];
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 8), 2);
+    assert_disk_counted(d, true);
+    disarm_all();
+    hop_channel_close(ch);
+    assert_disk_counted(d, false);
 }
 
 /* Out of memory at every allocation the workload makes. */
@@ -608,8 +734,11 @@ static void test_malloc_failure_anywhere(void **state)
             fail_msg("malloc %d: not reached", nth);
         if (t.nomem != 1 || t.io != 0)
             fail_msg("malloc %d: %d NOMEM, %d IO; expected one NOMEM", nth, t.nomem, t.io);
+        assert_disk_counted(d, true);
         drain_clean(d, ch, &e);
         hop_channel_close(ch);
+        assert_disk_counted(d, false);
+        assert_int_equal(hop_budget_used(budget), 0);
     }
     print_message("malloc: %d positions\n", calls);
 }
@@ -739,6 +868,40 @@ static void test_recovery_read_fails(void **state)
     hop_channel_close(ch);
 }
 
+/* A torn tail that recovery cannot cut off (ftruncate fails): the junk
+ * stays on disk, counted, and goes with its file once drained. */
+static void test_torn_tail_not_cut_at_open(void **state)
+{
+    tu_dir *d = *state;
+    hop_limits l = on_budget(tu_limits(0, 1 << 20, 8, 1000));
+    hop_channel *ch = tu_open(d, l);
+    expect e = {0};
+    send_range(ch, &e, 0, 3);
+    hop__channel_abandon(ch);
+    uint64_t seqs[4], sizes[4];
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, sizes, 4), 1);
+    char name[HOP__QFILE_NAME_SIZE], path[PATH_MAX];
+    hop__qfile_name(seqs[0], name);
+    tu_join(path, d->chan, name);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "torn", 4), 4); /* half a record header */
+    close(fd);
+    arm(OP_FTRUNCATE, 1, EIO, -1, false);
+    ch = tu_open(d, l);
+    disarm_all();
+    assert_true(tu_log_contains("cannot cut"));
+    assert_int_equal(tu_stats(ch).messages, 3);
+    assert_disk_counted(d, true);
+    tally t = {0};
+    send_checked(ch, &e, &t, 3, 40); /* not after the junk: a new file */
+    assert_int_equal(tu_list_qfiles(d->chan, seqs, NULL, 4), 2);
+    assert_disk_counted(d, true);
+    drain_clean(d, ch, &e);
+    assert_disk_counted(d, true);
+    hop_channel_close(ch);
+}
+
 /* Writing memory to disk at close fails (full disk while writing, or the
  * sync fails): close says HOP_IO and logs what was lost; what was on disk,
  * and a message read from disk and given back, are still there. */
@@ -746,7 +909,7 @@ static void test_close_cannot_write_memory(void **state)
 {
     tu_dir *d = *state;
     static const op ops[] = {OP_CREATE, OP_PWRITEV, OP_FDATASYNC, OP_FSYNC};
-    hop_limits l = tu_limits(3 * hop_message_cost(40), 1 << 20, 8, 1000);
+    hop_limits l = on_budget(tu_limits(3 * hop_message_cost(40), 1 << 20, 8, 1000));
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
         hop_channel *ch = tu_open(d, l);
         expect e = {0};
@@ -766,8 +929,11 @@ static void test_close_cannot_write_memory(void **state)
         assert_int_equal(hop_channel_close(ch), HOP_IO);
         assert_int_equal(errno, ENOSPC);
         assert_true(tu_log_contains("at close"));
+        assert_disk_counted(d, false);
+        assert_int_equal(hop_budget_used(budget), 0);
         disarm_all();
         ch = tu_open(d, l);
+        assert_disk_counted(d, true);
         drain_clean(d, ch, &e); /* 3, 4, 5, 6, 7: nothing was only in memory */
         hop_channel_close(ch);
     }
@@ -798,7 +964,7 @@ static void test_batch_write_fails_anywhere(void **state)
         tu_fill_id(bufs[i], sizeof bufs[i], 100 + i);
         msgs[i] = (hop_buf){bufs[i], sizeof bufs[i]};
     }
-    hop_limits l = tu_limits(0, TU_FILE_HEADER + 3 * TU_RECORD_SIZE(60), 16, 1000);
+    hop_limits l = on_budget(tu_limits(0, TU_FILE_HEADER + 3 * TU_RECORD_SIZE(60), 16, 1000));
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
         for (int nth = 1;; nth++) {
             hop_channel *ch = tu_open(d, l);
@@ -825,8 +991,10 @@ static void test_batch_write_fails_anywhere(void **state)
             assert_int_equal(after.disk_files, before.disk_files);
             assert_true(after.disk_bytes == before.disk_bytes);
             assert_true(bytes_on_disk(d) == before.disk_bytes); /* cut back */
+            assert_disk_counted(d, true);
             drain_clean(d, ch, &e);
             hop_channel_close(ch);
+            assert_disk_counted(d, false);
             tu_rmtree(d->chan);
         }
     }
@@ -847,11 +1015,15 @@ int main(void)
         T(test_torn_write_seals_file),
         T(test_torn_write_with_one_file),
         T(test_unlink_failure),
+        T(test_unlink_failure_at_open),
+        T(test_unremoved_file_goes_at_a_journal_rewrite),
+        T(test_rolled_back_files_not_removable),
         T(test_malloc_failure_anywhere),
         T(test_malloc_failure_in_constructors),
         T(test_journal_append_fails),
         T(test_journal_fails_at_open),
         T(test_recovery_read_fails),
+        T(test_torn_tail_not_cut_at_open),
         T(test_close_cannot_write_memory),
         T(test_batch_write_fails_anywhere),
     };

@@ -205,6 +205,14 @@ static ssize_t fail_pwritev(int fd, const struct iovec *iov, int n, off_t off)
     return hop__io_system.pwritev(fd, iov, n, off);
 }
 
+static int fail_ftruncate(int fd, off_t len)
+{
+    (void)fd;
+    (void)len;
+    errno = EIO;
+    return -1;
+}
+
 /* Writes the first half of the first call's bytes, fails every call after. */
 static ssize_t half_then_fail_pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
@@ -803,9 +811,10 @@ static void test_rewrite_returns_journal_for_appending(void **state)
 /* ---- appending ---- */
 
 /* A failed append: HOP_IO with errno, *size unchanged; whatever part of the
- * entry reached the file reads as a torn tail, and the next append
- * overwrites it. */
-static void append_fails_then_recovers(const tu_dir *d, bool partial)
+ * entry reached the file is cut off again, so the file is as long as
+ * *size says (the budget counts that); if the cut fails too, the part
+ * reads as a torn tail, and the next append overwrites it. */
+static void append_fails_then_recovers(const tu_dir *d, bool partial, bool cut_fails)
 {
     int dirfd = open_dir(d);
     char path[PATH_MAX];
@@ -820,6 +829,8 @@ static void append_fails_then_recovers(const tu_dir *d, bool partial)
 
     hook();
     hooked.pwritev = partial ? half_then_fail_pwritev : fail_pwritev;
+    if (cut_fails)
+        hooked.ftruncate = fail_ftruncate;
     hook_errno = ENOSPC;
     const hop__jentry lost = DONE(1, 80);
     errno = 0;
@@ -829,8 +840,9 @@ static void append_fails_then_recovers(const tu_dir *d, bool partial)
     hop__io_set(NULL);
 
     /* what a reader sees now: only the whole entries */
-    assert_true(file_size(path) == good + (partial ? 16 : 0));
-    assert_journal(dirfd, e, 1, &first, 1, 0, partial);
+    bool left = partial && cut_fails;
+    assert_true(file_size(path) == good + (left ? 16 : 0));
+    assert_journal(dirfd, e, 1, &first, 1, 0, left);
 
     const hop__jentry next = DONE(1, 120);
     assert_int_equal(hop__journal_append(fd, &size, &next), HOP_OK);
@@ -844,12 +856,17 @@ static void append_fails_then_recovers(const tu_dir *d, bool partial)
 
 static void test_append_failure_leaves_size(void **state)
 {
-    append_fails_then_recovers(*state, false);
+    append_fails_then_recovers(*state, false, false);
+}
+
+static void test_partial_append_is_cut_off(void **state)
+{
+    append_fails_then_recovers(*state, true, false);
 }
 
 static void test_partial_append_is_overwritten(void **state)
 {
-    append_fails_then_recovers(*state, true);
+    append_fails_then_recovers(*state, true, true);
 }
 
 int main(void)
@@ -879,6 +896,7 @@ int main(void)
         T(test_rewrite_completes_short_writes),
         T(test_rewrite_returns_journal_for_appending),
         T(test_append_failure_leaves_size),
+        T(test_partial_append_is_cut_off),
         T(test_partial_append_is_overwritten),
     };
 #undef T

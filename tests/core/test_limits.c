@@ -83,7 +83,7 @@ static void test_error_names_and_texts(void **state)
 #undef ROW
     };
     size_t n = sizeof all / sizeof all[0];
-    assert_int_equal(n, 8);
+    assert_int_equal(n, 9);
     assert_int_equal(HOP_OK, 0);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(all[i].err, i); /* dense, in list order */
@@ -94,8 +94,12 @@ static void test_error_names_and_texts(void **state)
     }
     assert_string_equal(hop_err_name(HOP_FULL), "FULL");
     assert_string_equal(hop_err_name(HOP_CLOSED), "CLOSED");
+    assert_int_equal(HOP_CLOSED, 7); /* appended codes keep the numbers before them */
+    assert_int_equal(HOP_NOSPACE, 8);
+    assert_string_equal(hop_err_name(HOP_NOSPACE), "NOSPACE");
+    assert_string_equal(hop_strerror(HOP_NOSPACE), "the disk budget is used up");
     assert_string_equal(hop_strerror(HOP_OK), "success");
-    static const int outside[] = {8, 9, 100, -1, 0x7fffffff};
+    static const int outside[] = {9, 10, 100, -1, 0x7fffffff};
     for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
         assert_string_equal(hop_strerror((hop_err)outside[i]), "unknown error");
         assert_string_equal(hop_err_name((hop_err)outside[i]), "UNKNOWN");

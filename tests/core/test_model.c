@@ -4,6 +4,9 @@
  * them durable), each result checked against a plain FIFO. A crash keeps
  * what is on disk and loses what was only in memory; a message read from
  * disk and held by the receiver at a crash or a close comes back first.
+ * A third of the seeds share a budget with a neighbour channel: what it
+ * counts, memory and disk, is checked after every operation, and half of
+ * them bound its disk side, so that sends meet HOP_NOSPACE.
  *
  * Seeds 1..HOPPER_MODEL_SEEDS (default 1000) run HOPPER_MODEL_OPS (default
  * 300) operations each; HOPPER_SEED=<n> replays seed n alone. A failure
@@ -12,6 +15,7 @@
 
 #include "channel.h"
 #include "io.h"
+#include "queue_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,9 +52,9 @@ typedef struct run {
     uint64_t next_id, sent, received, requeued, full; /* since the last open */
     uint64_t reopens, crashes;
     unsigned char *buf;
-    /* A third of the seeds share a memory budget with a neighbour channel
-     * (memory only) that takes and gives back room between the operations;
-     * its own generator, so the operations of the seed stay the same. */
+    /* A third of the seeds share a budget with a neighbour channel (memory
+     * only) that takes and gives back room between the operations; its own
+     * generator, so the operations of the seed stay the same. */
     hop_budget *budget;
     hop_channel *neighbour;
     tu_rng brng;
@@ -58,6 +62,8 @@ typedef struct run {
 
 /* HOPPER_MODEL_TRACE=1 prints every operation (best with HOPPER_SEED). */
 static bool trace;
+/* Sends refused with HOP_NOSPACE over all seeds: the run must meet some. */
+static uint64_t nospace_total;
 
 #define CHECK(r, cond)                                                                             \
     do {                                                                                           \
@@ -116,6 +122,27 @@ static size_t random_len(run *r, tu_rng *rng)
     return max + 1; /* too big */
 }
 
+/* True if the budget's disk side surely has room for a record of len
+ * bytes, in a new file even: no limit, or used bytes were disk_pre. */
+static bool disk_room(const run *r, uint64_t disk_pre, size_t len)
+{
+    uint64_t limit = hop_budget_disk_limit(r->budget);
+    return limit == 0 || disk_pre + TU_RECORD_SIZE(len) + TU_FILE_HEADER <= limit;
+}
+
+/* After a send: the disk side counted exactly what the queue files grew
+ * by (grew; nothing if the send did not go there, or was refused), and a
+ * send stored there stayed under the limit (so one whose record did not
+ * fit even without a new file was refused). */
+static void check_send_disk(run *r, bool to_disk, uint64_t disk_pre, uint64_t grew)
+{
+    if (r->budget == NULL)
+        return;
+    uint64_t used = hop_budget_disk_used(r->budget), limit = hop_budget_disk_limit(r->budget);
+    CHECK(r, used == disk_pre + (to_disk ? grew : 0));
+    CHECK(r, !to_disk || limit == 0 || used <= limit);
+}
+
 static void op_send(run *r, tu_rng *rng)
 {
     size_t len = random_len(r, rng);
@@ -124,6 +151,7 @@ static void op_send(run *r, tu_rng *rng)
     tu_fill_id(r->buf, len, id);
     hop_stats pre = tu_stats(r->ch);
     size_t budget_pre = hop_budget_used(r->budget);
+    uint64_t disk_pre = hop_budget_disk_used(r->budget);
     hop_err err = hop_send(r->ch, r->buf, len);
     hop_stats post = tu_stats(r->ch);
     if (trace)
@@ -145,12 +173,15 @@ static void op_send(run *r, tu_rng *rng)
         CHECK(r, post.memory_bytes == pre.memory_bytes + cost);
         CHECK(r, post.disk_bytes == pre.disk_bytes);
     } else if (pre.disk_files < l->max_disk_files) {
-        CHECK(r, err == HOP_OK); /* a file can always be started */
+        /* a file can always be started, if the budget's disk side has room */
+        CHECK(r, err == HOP_OK || (err == HOP_NOSPACE && !disk_room(r, disk_pre, len)));
     } else {
         /* every allowed file exists (recovered ones may be more): only the
          * newest one, if it is still open, takes it */
-        CHECK(r, err == HOP_OK || err == HOP_FULL);
+        CHECK(r, err == HOP_OK || err == HOP_FULL ||
+                     (err == HOP_NOSPACE && !disk_room(r, disk_pre, len)));
     }
+    check_send_disk(r, err == HOP_OK && !memory_fits, disk_pre, post.disk_bytes - pre.disk_bytes);
     if (err == HOP_OK && !memory_fits) {
         uint64_t grew = post.disk_bytes - pre.disk_bytes;
         CHECK(r, post.disk_messages == pre.disk_messages + 1);
@@ -173,6 +204,7 @@ static void op_send(run *r, tu_rng *rng)
         CHECK(r, memcmp(r->buf, r->buf + len + 1, len) == 0);
         if (err == HOP_FULL)
             r->full++;
+        nospace_total += err == HOP_NOSPACE;
     }
 }
 
@@ -246,11 +278,26 @@ static void op_stats(run *r)
         total += sizes[i];
     }
     CHECK(r, total == s.disk_bytes);
-    if (r->budget) { /* the budget counts exactly what the two channels hold */
-        hop_stats ns = tu_stats(r->neighbour);
-        CHECK(r, hop_budget_used(r->budget) ==
-                     s.memory_bytes + s.held_bytes + ns.memory_bytes + ns.held_bytes);
-    }
+}
+
+/* The budget counts exactly what the two channels hold: on the memory
+ * side their messages, and the read-ahead buffer of the channel while it
+ * has records to read (full size, or the small one when the budget had no
+ * room for that); on the disk side every file in the channel's directory,
+ * queue files and journal (the neighbour has none). After every
+ * operation. */
+static void check_budget(run *r)
+{
+    if (r->budget == NULL)
+        return;
+    hop_stats s = tu_stats(r->ch), ns = tu_stats(r->neighbour);
+    size_t messages = s.memory_bytes + s.held_bytes + ns.memory_bytes + ns.held_bytes;
+    size_t used = hop_budget_used(r->budget);
+    CHECK(r, used >= messages);
+    size_t read_ahead = used - messages;
+    CHECK(r, read_ahead == 0 || (s.disk_messages > 0 && (read_ahead == HOP__READ_BUFFER ||
+                                                         read_ahead == HOP__READ_BUFFER_SMALL)));
+    CHECK(r, hop_budget_disk_used(r->budget) == tu_dir_bytes(r->chan_dir));
 }
 
 /* The neighbour sharing the budget sends or takes one message. */
@@ -275,16 +322,23 @@ static void op_neighbour(run *r)
     }
 }
 
-/* For a third of the seeds (not durable): a budget shared with a memory-only
- * neighbour channel, of at least one largest message. */
+/* For a third of the seeds: a budget shared with a memory-only neighbour
+ * channel, of at least one largest message; for half of them its disk
+ * side is bounded too, to a few largest records (the journal counts
+ * there too). */
 static void budget_open(run *r, uint64_t seed)
 {
     r->brng = (tu_rng){seed * 0xD1B54A32D192ED03ull + 1};
-    if (r->limits.durable || seed % 3 != 0)
+    if (seed % 3 != 0)
         return;
     size_t biggest = hop_message_cost(r->limits.max_message_bytes);
     size_t limit = (size_t)tu_range(&r->brng, biggest, 3 * biggest + 8 * hop_message_cost(64));
     CHECK(r, hop_budget_new(limit, &r->budget) == HOP_OK);
+    if (tu_range(&r->brng, 0, 1) == 0) {
+        uint64_t record = TU_RECORD_SIZE(r->limits.max_message_bytes);
+        uint64_t disk = tu_range(&r->brng, record + TU_FILE_HEADER, 8 * record + 512);
+        CHECK(r, hop_budget_set_disk(r->budget, disk) == HOP_OK);
+    }
     hop_limits n = {.memory_bytes = limit, .max_message_bytes = 64, .budget = r->budget};
     if (n.memory_bytes < hop_message_cost(64))
         n.memory_bytes = hop_message_cost(64);
@@ -298,6 +352,7 @@ static void budget_close(run *r)
         return;
     CHECK(r, hop_channel_close(r->neighbour) == HOP_OK);
     CHECK(r, hop_budget_used(r->budget) == 0); /* both closed: nothing counted */
+    CHECK(r, hop_budget_disk_used(r->budget) == 0);
     hop_budget_free(r->budget);
 }
 
@@ -437,6 +492,7 @@ static void run_seed(const char *data_dir, uint64_t seed, int ops)
             op_reopen(r, false);
         else
             op_reopen(r, true);
+        check_budget(r);
     }
     op_stats(r);
     drain_and_check(r);
@@ -483,7 +539,10 @@ static void test_random_sequences_match_fifo_model(void **state)
     int64_t t0 = tu_now_ms();
     for (long seed = 1; seed <= seeds; seed++)
         run_seed(d->data, (uint64_t)seed, ops);
-    print_message("%ld seeds x %d ops in %lld ms\n", seeds, ops, (long long)(tu_now_ms() - t0));
+    print_message("%ld seeds x %d ops in %lld ms, %llu sends refused for the disk budget\n", seeds,
+                  ops, (long long)(tu_now_ms() - t0), (unsigned long long)nospace_total);
+    if (seeds >= 100)
+        assert_true(nospace_total > 0);
     hop__io_set(NULL);
 }
 

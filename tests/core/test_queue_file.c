@@ -203,10 +203,11 @@ static void check_msg(hop__msg *m, size_t len, uint64_t key)
 }
 
 /* Records bigger and smaller than the 64 KiB read buffer, and records that
- * straddle its edge, all come back byte for byte. */
-static void test_append_and_read_back(void **state)
+ * straddle its edge, all come back byte for byte through a reader whose
+ * buffer counts in budget (NULL: none); OUT: *counted, what the budget
+ * counted for it while the reader held it. */
+static void append_and_read_back(fixture *fx, hop_budget *budget, size_t *counted)
 {
-    fixture *fx = *state;
     static const size_t lens[] = {
         0,
         1,
@@ -241,8 +242,9 @@ static void test_append_and_read_back(void **state)
     }
     free(buf);
 
+    size_t before = hop_budget_used(budget);
     hop__qreader r;
-    hop__qreader_init(&r);
+    hop__qreader_init(&r, budget);
     for (int i = 0; i < N; i++) {
         hop__msg *m = read_next(&r, fx, f, f->size);
         assert_true(f->read_off == ends[i]);
@@ -254,8 +256,33 @@ static void test_append_and_read_back(void **state)
     uint64_t next;
     assert_int_equal(hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size + 4, 1000, &m, &next),
                      HOP__READ_UNFRAMED);
+    *counted = hop_budget_used(budget) - before;
     hop__qreader_release(&r);
+    assert_int_equal(hop_budget_used(budget), before); /* given back */
     hop__qfile_free(f);
+    assert_int_equal(hop__qfile_unlink(fx->dirfd, 1), 0);
+}
+
+static void test_append_and_read_back(void **state)
+{
+    size_t counted;
+    append_and_read_back(*state, NULL, &counted);
+}
+
+/* The buffer counts in the budget: the full one when it has room, else
+ * the small one, counted anyway, through which everything reads the same. */
+static void test_reader_buffer_counts_in_its_budget(void **state)
+{
+    hop_budget *b;
+    size_t counted;
+    assert_int_equal(hop_budget_new(HOP__READ_BUFFER, &b), HOP_OK);
+    append_and_read_back(*state, b, &counted);
+    assert_int_equal(counted, HOP__READ_BUFFER);
+    hop_budget_charge(b, 1); /* no room for the full one now */
+    append_and_read_back(*state, b, &counted);
+    hop_budget_release(b, 1);
+    assert_int_equal(counted, HOP__READ_BUFFER_SMALL);
+    hop_budget_free(b);
 }
 
 /* Records placed against the edge of the read buffer: a header that ends
@@ -285,7 +312,7 @@ static void test_records_at_buffer_edge(void **state)
         tu_fill(buf, 33, i * 10 + 2);
         append(f, buf, 33);
         hop__qreader r;
-        hop__qreader_init(&r);
+        hop__qreader_init(&r, NULL);
         for (int k = 0; k < 2; k++)
             check_msg(read_next(&r, fx, f, f->size), layouts[i][k], i * 10 + (uint64_t)k);
         check_msg(read_next(&r, fx, f, f->size), 33, i * 10 + 2);
@@ -303,7 +330,7 @@ static void test_many_small_records_interleaved(void **state)
     hop__qfile *f;
     assert_int_equal(hop__qfile_create(fx->dirfd, 2, &f), HOP_OK);
     hop__qreader r;
-    hop__qreader_init(&r);
+    hop__qreader_init(&r, NULL);
     tu_rng rng = {5};
     unsigned char buf[300];
     uint64_t written = 0, read = 0;
@@ -335,7 +362,7 @@ static void test_reader_across_files(void **state)
 {
     fixture *fx = *state;
     hop__qreader r;
-    hop__qreader_init(&r);
+    hop__qreader_init(&r, NULL);
     unsigned char buf[64];
     for (uint64_t seq = 1; seq <= 5; seq++) {
         hop__qfile *f;
@@ -383,7 +410,7 @@ static void test_corrupt_payload(void **state)
     tu_flip_byte(path, starts[3] + HOP__RECORD_HEADER_SIZE + 77777, 0x80);
 
     hop__qreader r;
-    hop__qreader_init(&r);
+    hop__qreader_init(&r, NULL);
     check_msg(read_next(&r, fx, f, f->size), lens[0], 0);
     for (int i = 1; i < 5; i++) {
         hop__msg *m = (hop__msg *)(uintptr_t)1;
@@ -420,7 +447,7 @@ static void test_corrupt_crc_and_length(void **state)
     tu_flip_byte(path, starts[0] + HOP__RECORD_HEADER_SIZE + 5, 0x10); /* payload */
     tu_flip_byte(path, starts[1] + 4, 0x01);                           /* length 40 -> 41 */
     hop__qreader r;
-    hop__qreader_init(&r);
+    hop__qreader_init(&r, NULL);
     hop__msg *m = NULL;
     uint64_t next;
     assert_int_equal(hop__qreader_read(&r, fx->dirfd, f, f->read_off, f->size, 1000, &m, &next),
@@ -445,7 +472,7 @@ static void test_unframed(void **state)
     uint64_t starts[3];
     hop__qfile *f = write_records(fx, 5, lens, 3, starts);
     hop__qreader r;
-    hop__qreader_init(&r);
+    hop__qreader_init(&r, NULL);
     hop__msg *m = NULL;
     uint64_t next = 4242;
 
@@ -489,7 +516,7 @@ static void test_read_errors(void **state)
     uint64_t starts[2];
     hop__qfile *f = write_records(fx, 6, lens, 2, starts);
     hop__qreader r;
-    hop__qreader_init(&r);
+    hop__qreader_init(&r, NULL);
     hop__msg *m = NULL;
     uint64_t next;
 
@@ -528,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_parse_rejects_others),
         cmocka_unit_test_setup_teardown(test_create_writes_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_and_read_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_buffer_counts_in_its_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_at_buffer_edge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_small_records_interleaved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_across_files, setup, teardown),

@@ -113,6 +113,21 @@ int tu_count_entries(const char *dir)
     return count_entries(dir, is_entry);
 }
 
+uint64_t tu_dir_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    uint64_t total = 0;
+    struct dirent *e;
+    struct stat st;
+    while ((e = readdir(d)) != NULL)
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            total += (uint64_t)st.st_size;
+    closedir(d);
+    return total;
+}
+
 bool tu_exists(const char *path)
 {
     struct stat st;

@@ -30,6 +30,10 @@ int tu_list_qfiles(const char *dir, uint64_t *seqs, uint64_t *sizes, int max);
 int tu_count_qfiles(const char *dir);
 /* Entries of dir other than "." and "..". -1 if dir cannot be read. */
 int tu_count_entries(const char *dir);
+/* Bytes of the regular files directly in dir (their st_size), what the
+ * disk side of a budget counts for a channel directory; 0 if dir cannot be
+ * read. */
+uint64_t tu_dir_bytes(const char *dir);
 /* True if path exists. */
 bool tu_exists(const char *path);
 /* Write len bytes of data to path (created or truncated). */

@@ -12,7 +12,8 @@
  *     the receiver gives it back with hop_requeue().
  *   - When memory is full and a new queue file would exceed
  *     hop_limits.max_disk_files, hop_send() returns HOP_FULL and leaves the
- *     caller's buffer untouched.
+ *     caller's buffer untouched; when the disk side of a shared budget
+ *     (hop_budget_set_disk()) has no room for the record, HOP_NOSPACE.
  *
  * Threads: every function may be called from any thread, at the same time,
  * on the same channel, except hop_channel_close(), which must be the last
@@ -64,7 +65,8 @@ extern "C" {
     X(INVALID, "invalid argument")                                                                 \
     X(IO, "input/output error")                                                                    \
     X(NOMEM, "out of memory")                                                                      \
-    X(CLOSED, "channel is closed")
+    X(CLOSED, "channel is closed")                                                                 \
+    X(NOSPACE, "the disk budget is used up")
 
 typedef enum hop_err {
 #define HOP__ERR_ENUM(name, text) HOP_##name,
@@ -77,7 +79,8 @@ const char *hop_strerror(hop_err err);
 /* The enum name without prefix, e.g. "FULL" ("UNKNOWN" outside the enum). */
 const char *hop_err_name(hop_err err);
 
-/* A memory budget that several channels share (see hop_budget_new()). */
+/* A budget of memory and disk that several channels share (see
+ * hop_budget_new() and hop_budget_set_disk()). */
 typedef struct hop_budget hop_budget;
 
 /* Limits of one channel. */
@@ -101,11 +104,15 @@ typedef struct hop_limits {
  * it. A send that finds the budget used up goes to the channel's queue
  * files, in order, as when the channel's own memory is full (a channel
  * with max_disk_files 0 answers HOP_FULL), and hop_hold() answers HOP_FULL.
- * Counted: messages in a channel's memory and messages held with
- * hop_hold(); not counted: messages a receiver took and did not hold, and
- * read-ahead buffers. A message given back with hop_requeue() is counted
- * again even past the limit: the budget is passed at most by the cost of
- * the messages receivers had taken out, never by new sends.
+ * Counted: messages in a channel's memory, messages held with hop_hold(),
+ * the read-ahead buffer of a channel reading its queue files (64 KiB if
+ * the budget has room for it, else 512 bytes counted anyway, so reading
+ * goes on), and what the application counts with hop_budget_charge() and
+ * hop_budget_reserve(); not counted: messages a receiver took and did not
+ * hold. A message given back with hop_requeue() is counted again even past
+ * the limit: the budget is passed at most by the cost of the messages
+ * receivers had taken out, the small read buffers and the application's
+ * charges, never by new sends.
  * hop_budget_new(): HOP_INVALID if memory_bytes is 0 or out is NULL,
  * HOP_NOMEM. Free it only once no channel opened with it is open and no
  * message held from one is left. */
@@ -114,6 +121,45 @@ void hop_budget_free(hop_budget *budget);
 /* Bytes counted now, and the limit (0 for NULL). */
 size_t hop_budget_used(const hop_budget *budget);
 size_t hop_budget_limit(const hop_budget *budget);
+
+/* RAM the application holds for the channels' sake (a request body being
+ * received, a message being sent to a client), counted against the memory
+ * side. hop_budget_charge() always counts bytes, even past the limit;
+ * hop_budget_reserve() counts them only if they fit under it (true) and
+ * else changes nothing (false); hop_budget_release() gives back bytes
+ * charged or reserved before. A NULL budget counts nothing (reserve says
+ * true). */
+void hop_budget_charge(hop_budget *budget, size_t bytes);
+bool hop_budget_reserve(hop_budget *budget, size_t bytes);
+void hop_budget_release(hop_budget *budget, size_t bytes);
+
+/* The disk side: the bytes that the queue files and journals of every
+ * channel opened with budget take on disk, together (their sizes, st_size;
+ * files a channel does not know are not counted). It counts whenever a
+ * channel has a budget, and bounds them once disk_bytes is set (0 = no
+ * bound, the default). Call before opening channels on it. HOP_INVALID if
+ * budget is NULL.
+ *   - A send that goes to queue files reserves the bytes it adds (record
+ *     headers and payloads, the header of a new file) before it writes;
+ *     if they do not fit it fails with HOP_NOSPACE and stores nothing (a
+ *     batch: none of it). HOP_FULL, the channel's own max_disk_files,
+ *     comes first when both apply. A send to memory does not count here.
+ *   - A queue file gives back its size when it is removed, once consumed
+ *     (one that cannot be removed stays counted); a failed write gives
+ *     back what it cut off again.
+ *   - Counted whatever the limit, so that consuming never fails for the
+ *     budget: the journal of consumed records (so the disk side may be
+ *     passed by what journals grow between their rewrites: at most 256 KiB
+ *     a channel while rewrites succeed), what hop_channel_open() recovers,
+ *     and what hop_channel_close() writes from memory.
+ *   - A channel counts its files only while it is open: hop_channel_close()
+ *     gives back everything it counted (its files stay on disk), and the
+ *     next open counts them again. */
+hop_err hop_budget_set_disk(hop_budget *budget, uint64_t disk_bytes);
+/* Bytes counted now on the disk side (0 for NULL). */
+uint64_t hop_budget_disk_used(const hop_budget *budget);
+/* The disk bound (0 for NULL or no bound). */
+uint64_t hop_budget_disk_limit(const hop_budget *budget);
 
 /* Largest value max_message_bytes may take (1 GiB). */
 #define HOP_MAX_MESSAGE_BYTES ((size_t)1 << 30)
@@ -153,7 +199,9 @@ typedef struct hop_channel hop_channel;
  * sends go on appending to the newest recovered file while it has room.
  * limits is copied; NULL means hop_limits_default(). Limits may differ from
  * the earlier open's: recovered files count against max_disk_files, and
- * sends are refused as full until enough of them are drained.
+ * sends are refused as full until enough of them are drained; with a
+ * budget, they and the journal are counted on its disk side, even past its
+ * bound.
  * OUT: *out, the new channel, on HOP_OK; untouched otherwise.
  * Errors: HOP_INVALID (bad name, limits or NULL out), HOP_IO (errno says
  * why: EACCES, ENOSPC, EWOULDBLOCK, ...; nothing was changed on disk unless
@@ -170,7 +218,9 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
  * close only frees memory). HOP_OK, or HOP_IO (errno set, logged) if the
  * messages in memory could not be written: they are lost. Memory-only
  * channels (no data_dir) discard what they hold. The channel is freed
- * either way. NULL is a no-op returning HOP_OK. */
+ * either way, and gives back all it counted in its budget, the bytes of
+ * its files too (they stay on disk; the next open counts them again).
+ * NULL is a no-op returning HOP_OK. */
 hop_err hop_channel_close(hop_channel *ch);
 
 /* Remove the directory of channel name under data_dir if the channel holds
@@ -187,9 +237,10 @@ const char *hop_channel_name(const hop_channel *ch);
 
 /* Append a copy of data[0..len) to the channel. data may be NULL if len is 0.
  * Errors: HOP_TOO_BIG (len > max_message_bytes), HOP_FULL (memory and disk
- * files exhausted), HOP_IO (writing the queue file failed; nothing was
- * stored), HOP_NOMEM, HOP_CLOSED, HOP_INVALID. On any error nothing was
- * stored and data is untouched. */
+ * files exhausted), HOP_NOSPACE (memory full and the budget's disk side
+ * has no room for the record), HOP_IO (writing the queue file failed;
+ * nothing was stored), HOP_NOMEM, HOP_CLOSED, HOP_INVALID. On any error
+ * nothing was stored and data is untouched. */
 hop_err hop_send(hop_channel *ch, const void *data, size_t len);
 
 /* A message to send: data[0..len). */
@@ -202,8 +253,8 @@ typedef struct hop_buf {
  * (no other send lands between them), or none is. They go to memory when
  * all of them fit there (and nothing is on disk), else all to queue files.
  * Durable channels: HOP_OK once all are synced. Errors as hop_send(), for
- * the whole batch: HOP_TOO_BIG if any is too big, HOP_FULL if they do not
- * all fit; on any error nothing was stored. n 0 is HOP_OK. */
+ * the whole batch: HOP_TOO_BIG if any is too big, HOP_FULL or HOP_NOSPACE
+ * if they do not all fit; on any error nothing was stored. n 0 is HOP_OK. */
 hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n);
 
 /* A durable send that does not block the caller: an event loop sends and
@@ -215,8 +266,8 @@ hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n);
  * without channel locks held and may call any hopper function except
  * closing that channel; close waits until every fn of its channel ran.
  * HOP_OK: fn will be called. Errors (fn is not called), as hop_send():
- * HOP_TOO_BIG, HOP_FULL, HOP_IO, HOP_NOMEM, HOP_CLOSED, HOP_INVALID (also
- * when the channel is not durable or fn is NULL). */
+ * HOP_TOO_BIG, HOP_FULL, HOP_NOSPACE, HOP_IO, HOP_NOMEM, HOP_CLOSED,
+ * HOP_INVALID (also when the channel is not durable or fn is NULL). */
 typedef void (*hop_sent_fn)(void *arg, hop_err err, int err_no);
 hop_err hop_send_async(hop_channel *ch, const void *data, size_t len, hop_sent_fn fn, void *arg);
 
