@@ -1,6 +1,7 @@
 /* batch.c - a batch body into its messages (see batch.h). */
 #include "batch.h"
 
+#include "budget.h"
 #include "delivery.h"
 #include "envelope.h"
 #include "keep_headers.h"
@@ -105,6 +106,8 @@ bool batch_build(request *req, const unsigned char *body, size_t len, const char
         goto out_free;
     }
     write_messages(req, parts, count, hs, out);
+    out->charged = total;
+    budget_charge(total); /* the store is a second copy of the body, until batch_free() */
     ok = true;
 out_free:
     free(parts);
@@ -114,6 +117,7 @@ out_free:
 
 void batch_free(batch *b)
 {
+    budget_release(b->charged);
     free(b->msgs);
     free(b->store);
     *b = (batch){0};

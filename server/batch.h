@@ -16,6 +16,7 @@ typedef struct batch {
     hop_buf *msgs; /* count messages, pointing into store; new */
     size_t count;
     unsigned char *store; /* new */
+    size_t charged;       /* bytes of store charged to the budget (budget.h) */
 } batch;
 
 /* Split body[0..len) (borrowed), a multipart/mixed body with boundary,

@@ -2,6 +2,8 @@
  * datadir.h). Everything here runs once, at start, before any thread. */
 #include "datadir.h"
 
+#include "reserve.h"
+
 #include "hopper/hopper.h"
 #include "log.h"
 
@@ -172,8 +174,9 @@ static bool scan_entries(int dirfd, scan *s)
         if (is_file && strcmp(name, DATADIR_LOCK_NAME) == 0)
             s->has_lock = true;
         else if ((is_file && strcmp(name, PROBE_NAME) == 0) ||
+                 (is_file && strcmp(name, RESERVE_NAME) == 0) ||
                  (is_dir && strcmp(name, LOST_AND_FOUND) == 0))
-            continue; /* a probe left by a crash; the file system's own */
+            continue; /* a probe left by a crash, our reserve; the file system's own */
         else if (is_dir && hop_name_valid(name) && !datadir_name_reserved(name))
             ok = name_list_add(&s->channels, name);
         else

@@ -2,6 +2,7 @@
  * delivery.h). */
 #include "delivery.h"
 
+#include "budget.h"
 #include "envelope.h"
 #include "giveback.h"
 #include "log.h"
@@ -109,8 +110,9 @@ static struct MHD_Response *plain_response(const outgoing *o, bool copy)
     return r;
 }
 
-/* A multipart response of o[0..n): the body is built (a copy). */
-static struct MHD_Response *multipart_response(const outgoing *o, size_t n)
+/* A multipart response of o[0..n): the body is built (a copy). OUT: *copied,
+ * its size. */
+static struct MHD_Response *multipart_response(const outgoing *o, size_t n, size_t *copied)
 {
     multipart_outgoing_part *parts = calloc(n, sizeof *parts);
     if (parts == NULL)
@@ -122,6 +124,7 @@ static struct MHD_Response *multipart_response(const outgoing *o, size_t n)
     multipart_choose_boundary(parts, n, multipart_seed(), boundary);
     multipart_content_type(boundary, type);
     size_t size = multipart_body_size(parts, n, boundary);
+    *copied = size;
     unsigned char *body = malloc(size ? size : 1);
     struct MHD_Response *r = NULL;
     if (body) {
@@ -159,9 +162,12 @@ static void revoke_leases(delivery *d, size_t granted, size_t k)
     }
 }
 
-/* Forget d's arrays (on failure: nothing is delivered). */
+/* Forget d's arrays (on failure: nothing is delivered) and give back to
+ * the budget what its response took. */
 static void forget(delivery *d)
 {
+    budget_release(d->charged);
+    d->charged = 0;
     free(d->msgs);
     free(d->lens);
     free(d->receipts);
@@ -171,30 +177,18 @@ static void forget(delivery *d)
     d->count = 0;
 }
 
-struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n,
-                                      api_error *err)
+/* Prepare the messages of msgs[0..n) that can go out into o and d, in
+ * order; damaged ones are logged and dropped. Returns how many. */
+static size_t prepare_all(delivery *d, outgoing *o, void **msgs, size_t *lens, size_t n)
 {
-    registry_entry *e = d->entry;
     bool leased = d->lease_ms > 0;
-    outgoing *o = calloc(n, sizeof *o);
-    d->msgs = malloc(n * sizeof *d->msgs);
-    d->lens = malloc(n * sizeof *d->lens);
-    d->receipts = leased ? malloc(n * sizeof *d->receipts) : NULL;
-    *err = API_NOMEM;
-    if (o == NULL || d->msgs == NULL || d->lens == NULL || (leased && d->receipts == NULL)) {
-        free(o);
-        forget(d);
-        give_back_all_unsent(e, msgs, lens, n);
-        return NULL;
-    }
-    /* the messages that can go out, in order; damaged ones are dropped */
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (leased)
             lease_new_receipt(d->receipts[k]);
         if (!prepare(&o[k], msgs[i], lens[i], leased ? d->receipts[k] : NULL)) {
             log_error("channel %s: dropped a stored message with a malformed envelope",
-                      hop_channel_name(e->ch));
+                      hop_channel_name(d->entry->ch));
             hop_free(msgs[i]);
             continue;
         }
@@ -202,31 +196,88 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
         d->lens[k] = lens[i];
         k++;
     }
-    struct MHD_Response *r = NULL;
-    if (k > 0)
-        r = d->multipart ? multipart_response(o, k) : plain_response(&o[0], leased);
+    return k;
+}
+
+/* The response of o[0..k), d's messages. OUT: *copied, the bytes of
+ * message it copied. NULL if out of memory. */
+static struct MHD_Response *response_of(const delivery *d, const outgoing *o, size_t k,
+                                        size_t *copied)
+{
+    bool leased = d->lease_ms > 0;
+    *copied = 0;
+    if (d->multipart)
+        return multipart_response(o, k, copied);
+    /* a leased message may be freed by its lease before the response is
+     * sent: the response copies it */
+    if (leased)
+        *copied = o[0].env.body_len;
+    return plain_response(&o[0], leased);
+}
+
+/* Grant the leases of d's k held messages: false (all revoked, given back
+ * unsent, *err set) if one cannot be. */
+static bool grant_leases(delivery *d, size_t k, api_error *err)
+{
+    for (size_t i = 0; i < k; i++) {
+        api_error granted =
+            lease_grant(d->entry, d->msgs[i], d->lens[i], d->lease_ms, d->receipts[i]);
+        if (granted != API_OK) {
+            revoke_leases(d, i, k); /* cannot lease them all: none is */
+            *err = granted;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Charge the budget with the RAM d's response takes until it is over: the
+ * copies it made, and the messages it points into (not leased: leased ones
+ * count as held already). */
+static void charge(delivery *d, size_t copied)
+{
+    d->charged = copied;
+    for (size_t i = 0; d->lease_ms == 0 && i < d->count; i++)
+        d->charged += hop_message_cost(d->lens[i]);
+    budget_charge(d->charged);
+}
+
+struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n,
+                                      api_error *err)
+{
+    bool leased = d->lease_ms > 0;
+    outgoing *o = calloc(n, sizeof *o);
+    d->msgs = malloc(n * sizeof *d->msgs);
+    d->lens = malloc(n * sizeof *d->lens);
+    d->receipts = leased ? malloc(n * sizeof *d->receipts) : NULL;
+    d->charged = 0;
+    *err = API_NOMEM;
+    if (o == NULL || d->msgs == NULL || d->lens == NULL || (leased && d->receipts == NULL)) {
+        free(o);
+        forget(d);
+        give_back_all_unsent(d->entry, msgs, lens, n);
+        return NULL;
+    }
+    size_t k = prepare_all(d, o, msgs, lens, n);
+    size_t copied = 0;
+    struct MHD_Response *r = k > 0 ? response_of(d, o, k, &copied) : NULL;
     free(o);
     if (r == NULL) {
-        give_back_all_unsent(e, d->msgs, d->lens, k);
         if (k == 0)
             *err = API_INTERNAL; /* all of them damaged, and dropped */
+        give_back_all_unsent(d->entry, d->msgs, d->lens, k);
         forget(d);
         return NULL;
     }
     /* The response holds copies (or, not leased, points into messages kept
      * until the end): the leases may begin. */
-    for (size_t i = 0; leased && i < k; i++) {
-        api_error granted = lease_grant(e, d->msgs[i], d->lens[i], d->lease_ms, d->receipts[i]);
-        if (granted == API_OK)
-            continue;
-        /* cannot lease them all: none is, the response is not sent */
-        revoke_leases(d, i, k);
+    if (leased && !grant_leases(d, k, err)) {
         MHD_destroy_response(r);
         forget(d);
-        *err = granted;
         return NULL;
     }
     d->count = k;
+    charge(d, copied);
     *err = API_OK;
     return r;
 }

@@ -36,14 +36,14 @@ typedef struct delivery {
     void **msgs;           /* not leased: the messages, until the end */
     size_t *lens;
     char (*receipts)[LEASE_RECEIPT_LEN + 1]; /* leased: their receipts */
+    size_t charged; /* bytes charged to the budget (budget.h) until the end */
 } delivery;
 
 /* The 200 response for msgs[0..n) (n >= 1, just taken from d->entry's
- * channel, in order): d takes them. NULL if it cannot be made, OUT *err
- * says why (API_NOMEM; API_LEASE_LIMIT: the channel's leased messages fill
- * its memory): the messages went back to their channel unsent. A
- * message whose stored form is damaged is logged and dropped (API_INTERNAL
- * if that leaves none). */
+ * channel, in order; for a lease, held with lease_hold()): d takes them.
+ * NULL if it cannot be made, OUT *err says why (API_NOMEM): the messages
+ * went back to their channel unsent. A message whose stored form is
+ * damaged is logged and dropped (API_INTERNAL if that leaves none). */
 struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, size_t n,
                                       api_error *err);
 

@@ -51,6 +51,8 @@ static const request_handler *handler_of(route_kind kind)
     switch (kind) {
     case ROUTE_HEALTHZ:
         return &healthz_handler;
+    case ROUTE_READYZ:
+        return &readyz_handler;
     case ROUTE_STATUS:
         return &status_handler;
     case ROUTE_METRICS:

@@ -37,7 +37,7 @@ api_error api_error_of_hop(hop_err err)
 
 api_error api_error_of_send(hop_err err, int err_no)
 {
-    if (err == HOP_IO && (err_no == ENOSPC || err_no == EDQUOT))
+    if (err == HOP_NOSPACE || (err == HOP_IO && (err_no == ENOSPC || err_no == EDQUOT)))
         return API_STORAGE_FULL;
     return api_error_of_hop(err);
 }

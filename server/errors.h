@@ -39,8 +39,9 @@
       "this path does not support that method")                                                    \
     X(TOO_BIG, HOP_TOO_BIG, 413, "too_big", "the message is larger than --max-message-bytes")      \
     X(FULL, HOP_FULL, 507, "full", "the channel's memory and disk files are full")                 \
-    X(STORAGE_FULL, NO_HOP_ERR, 507, "storage_full",                                               \
-      "the file system is full (ENOSPC or a quota): the message could not be stored")             \
+    X(STORAGE_FULL, HOP_NOSPACE, 507, "storage_full",                                              \
+      "the server's --disk-limit is used up, or the file system is full: the message could not "   \
+      "be stored")                                                                                 \
     X(IO, HOP_IO, 500, "io_error", "an input/output error occurred; see the server log")           \
     X(NOMEM, HOP_NOMEM, 503, "out_of_memory", "the server is out of memory")                       \
     X(CLOSED, HOP_CLOSED, 503, "shutting_down", "the server is shutting down")                     \
@@ -61,9 +62,10 @@ typedef enum api_error {
  * errors the table does not list (HOP_TIMEOUT is not an error to clients). */
 api_error api_error_of_hop(hop_err err);
 
-/* The api_error of a send that returned err with errno err_no: HOP_IO
- * because the file system is full (ENOSPC, EDQUOT) is API_STORAGE_FULL, a
- * 507 the client may retry; any other I/O error stays API_IO. */
+/* The api_error of a send that returned err with errno err_no: HOP_NOSPACE
+ * (the disk budget is used up) and HOP_IO because the file system is full
+ * (ENOSPC, EDQUOT) are API_STORAGE_FULL, a 507 the client may retry; any
+ * other I/O error stays API_IO. */
 api_error api_error_of_send(hop_err err, int err_no);
 
 unsigned int api_error_status(api_error err);

@@ -26,12 +26,20 @@ static void get_begin(request *req, struct MHD_Connection *conn)
 }
 
 /* Take the messages of e's channel that are ready now into msgs[n..max)
- * (lens alike). Returns how many msgs holds then. */
-static size_t take_ready(registry_entry *e, void **msgs, size_t *lens, size_t n, size_t max)
+ * (lens alike); for a lease, only as many as can be held (lease_hold():
+ * the channel's memory and the server's budget count them), so that a
+ * batch gets fewer messages rather than more than the budget. Returns how
+ * many msgs holds then. */
+static size_t take_ready(registry_entry *e, void **msgs, size_t *lens, size_t n, size_t max,
+                         bool leased)
 {
     unsigned failed = 0; /* for the whole batch */
     while (n < max) {
         hop_err err = hop_recv(e->ch, 0, &msgs[n], &lens[n]);
+        if (err == HOP_OK && leased && lease_hold(e, msgs[n]) != API_OK) {
+            giveback_unsent(e, msgs[n], lens[n]); /* back at the head, in order */
+            break;
+        }
         if (err == HOP_OK)
             n++;
         else if (!skip_corrupt(err, &failed))
@@ -55,9 +63,16 @@ static enum MHD_Result respond_messages(get_request *g, struct MHD_Connection *c
         giveback_unsent(req->entry, msg, len);
         return respond_error(req, conn, API_NOMEM);
     }
+    api_error held = g->lease_ms ? lease_hold(req->entry, msg) : API_OK;
+    if (held != API_OK) {
+        free(msgs);
+        free(lens);
+        giveback_unsent(req->entry, msg, len);
+        return respond_error(req, conn, held);
+    }
     msgs[0] = msg;
     lens[0] = len;
-    size_t n = take_ready(req->entry, msgs, lens, 1, max);
+    size_t n = take_ready(req->entry, msgs, lens, 1, max, g->lease_ms > 0);
     g->dlv.entry = req->entry;
     g->dlv.lease_ms = g->lease_ms;
     g->dlv.multipart = g->max > 0;

@@ -1,5 +1,7 @@
 /* info.h - the paths that describe the server, GET or HEAD:
- *   /healthz  "ok" while the server runs
+ *   /healthz  "ok" while the server runs (liveness)
+ *   /readyz   200 while it takes messages; 503 with the reason while it
+ *             stops or the disk budget or file system is full (readiness)
  *   /status   JSON: limits and every channel's numbers (status.h)
  *   /metrics  the same in the Prometheus text format */
 #ifndef HOPPER_SERVER_INFO_H
@@ -8,6 +10,7 @@
 #include "request.h"
 
 extern const request_handler healthz_handler;
+extern const request_handler readyz_handler;
 extern const request_handler status_handler;
 extern const request_handler metrics_handler;
 

@@ -164,16 +164,19 @@ static lease *take(registry_entry *e, const char *receipt, api_error *err)
     return l;
 }
 
+api_error lease_hold(registry_entry *e, void *msg)
+{
+    hop_err held = hop_hold(e->ch, msg);
+    if (held == HOP_OK)
+        return API_OK;
+    return held == HOP_CLOSED ? API_CLOSED : held == HOP_FULL ? API_LEASE_LIMIT : API_NOMEM;
+}
+
 api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, const char *receipt)
 {
     lease *l = calloc(1, sizeof *l);
     if (l == NULL)
         return API_NOMEM;
-    hop_err held = hop_hold(e->ch, msg);
-    if (held != HOP_OK) {
-        free(l);
-        return held == HOP_CLOSED ? API_CLOSED : held == HOP_FULL ? API_LEASE_LIMIT : API_NOMEM;
-    }
     l->entry = e;
     l->msg = msg;
     l->len = len;

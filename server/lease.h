@@ -48,11 +48,18 @@ void lease_close(void);
  * OUT: receipt (NUL-terminated). */
 void lease_new_receipt(char receipt[LEASE_RECEIPT_LEN + 1]);
 
-/* Put msg (len bytes, just taken from e's channel, now the caller's) under
- * a lease of ms milliseconds and receipt (from lease_new_receipt): the
- * table takes it. API_OK, or an error, and msg is still the caller's:
- * API_NOMEM, API_CLOSED, API_LEASE_LIMIT (the channel's leased messages
- * fill its memory), API_INTERNAL (the receipt is taken). */
+/* Hold msg (just taken from e's channel) for a lease: from now on it counts
+ * against the channel's memory and the server's budget, as if it were
+ * still in the channel. API_OK, or API_LEASE_LIMIT (the channel's leased
+ * messages fill its memory, or the budget is used up), API_CLOSED,
+ * API_NOMEM; msg is then as it was. A held message given back (requeued)
+ * is no longer held. */
+api_error lease_hold(registry_entry *e, void *msg);
+
+/* Put msg (len bytes, held with lease_hold(), the caller's) under a lease
+ * of ms milliseconds and receipt (from lease_new_receipt): the table takes
+ * it. API_OK, or an error, and msg is still the caller's (held): API_NOMEM,
+ * API_INTERNAL (the receipt is taken). */
 api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, const char *receipt);
 
 /* Take back a lease just granted, as if it never was (no return counted):

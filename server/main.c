@@ -2,13 +2,15 @@
  * registry with the channels the data directory holds, the timer of waits
  * and leases, HTTP daemon; then wait for SIGTERM or SIGINT and stop
  * gracefully: HTTP first (messages of unfinished GETs go back to their
- * channels), then the timer and the leases, then the channels (their
- * messages are written to disk), then the data dir lock.
+ * channels), then the timer and the leases, then the reserve file (its room
+ * is for what comes next), then the channels (their messages are written
+ * to disk), then the budget and the data dir lock.
  *
  * Exit codes: 0 after a clean stop or --help, 1 when the server cannot
- * start (data directory, a channel in it, listen address) or when a stop
- * could not write the messages in memory to disk (they are lost, and the
- * log says how many), 2 for a bad flag or value. */
+ * start (data directory, no room for the reserve, a channel in it, listen
+ * address) or when a stop could not write the messages in memory to disk
+ * (they are lost, and the log says how many), 2 for a bad flag or value. */
+#include "budget.h"
 #include "datadir.h"
 #include "hopper/hopper.h"
 #include "http.h"
@@ -17,10 +19,12 @@
 #include "longpoll.h"
 #include "options.h"
 #include "registry.h"
+#include "reserve.h"
 #include "status.h"
 #include "timer.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <signal.h>
 
@@ -53,11 +57,13 @@ static void pin_mmap_threshold(void)
 
 static void log_starting(const server_options *o)
 {
-    log_info("hopper %s starting: data-dir %s, memory-bytes %zu, file-bytes %zu, max-disk-files "
-             "%zu, max-message-bytes %zu, max-channels %zu, max-wait %g, threads %u, durable %s",
-             HOP_VERSION, o->data_dir, o->memory_bytes, o->file_bytes, o->max_disk_files,
-             o->max_message_bytes, o->max_channels, o->max_wait, o->threads,
-             o->durable ? "yes" : "no");
+    log_info("hopper %s starting: data-dir %s, memory-limit %zu, disk-limit %" PRIu64 " (%" PRIu64
+             " of it the reserve for a clean stop), memory-bytes %zu, file-bytes "
+             "%zu, max-disk-files %zu, max-message-bytes %zu, max-channels %zu, max-wait %g, "
+             "threads %u, durable %s",
+             HOP_VERSION, o->data_dir, o->memory_limit, o->disk_limit, options_reserve_bytes(o),
+             o->memory_bytes, o->file_bytes, o->max_disk_files, o->max_message_bytes,
+             o->max_channels, o->max_wait, o->threads, o->durable ? "yes" : "no");
 }
 
 /* Block the stop signals before any thread starts, so every thread
@@ -79,9 +85,12 @@ static void wait_for_stop(const sigset_t *stop_signals)
 {
     int sig;
     const struct timespec trim_interval = {.tv_sec = TRIM_INTERVAL_S};
-    while ((sig = sigtimedwait(stop_signals, NULL, &trim_interval)) < 0)
-        if (errno == EAGAIN)
+    while ((sig = sigtimedwait(stop_signals, NULL, &trim_interval)) < 0) {
+        if (errno == EAGAIN) {
             malloc_trim(0);
+            budget_log_tick();
+        }
+    }
     log_info("stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
@@ -93,6 +102,25 @@ static void stop_http(void)
     longpoll_stop_waiting();
     http_drain(SHUTDOWN_DRAIN_MS);
     http_stop();
+}
+
+/* The budget, and the registry whose channels are opened on it. False
+ * (logged) if out of memory; nothing is left open then. */
+static bool open_budget_and_registry(const server_options *o)
+{
+    if (!budget_open(o, o->data_dir)) {
+        log_error("out of memory");
+        return false;
+    }
+    hop_limits limits;
+    options_core_limits(o, &limits);
+    limits.budget = budget_get();
+    if (!registry_open(o->data_dir, &limits, o->max_channels)) {
+        log_error("out of memory");
+        budget_close();
+        return false;
+    }
+    return true;
 }
 
 /* Open the registry with the channels the data directory holds. False
@@ -125,12 +153,10 @@ int main(int argc, char **argv)
 
     int status = 1;
     size_t lost = 0;
-    hop_limits limits;
-    options_core_limits(&o, &limits);
-    if (!registry_open(o.data_dir, &limits, o.max_channels)) {
-        log_error("out of memory");
+    if (!reserve_open(o.data_dir, options_reserve_bytes(&o)))
         goto out_datadir;
-    }
+    if (!open_budget_and_registry(&o))
+        goto out_reserve;
     if (!recover_channels())
         goto out_registry;
     if (!timer_start()) {
@@ -148,7 +174,11 @@ out_timer:
     timer_stop();  /* no wait or lease ends by its deadline from here on */
     lease_close(); /* leased messages back to their channels, before these close */
 out_registry:
+    reserve_release(); /* the room for what memory holds, just before it is written */
     lost = registry_close();
+    budget_close();
+out_reserve:
+    reserve_release();
 out_datadir:
     datadir_close();
     if (lost > 0) {

@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -46,10 +47,16 @@ typedef struct option_spec {
 #define MAX_THREADS 1024
 #define MAX_CHANNELS_LIMIT 1000000
 #define MAX_CONNECTIONS_LIMIT 1000000
+/* The default --memory-bytes is this fraction of --memory-limit: one busy
+ * channel cannot take all the RAM from the others, and four busy ones can
+ * still use all of it. */
+#define MEMORY_BYTES_SHARE 4
 
 enum {
     OPT_LISTEN,
     OPT_DATA_DIR,
+    OPT_MEMORY_LIMIT,
+    OPT_DISK_LIMIT,
     OPT_MEMORY_BYTES,
     OPT_FILE_BYTES,
     OPT_MAX_DISK_FILES,
@@ -71,8 +78,17 @@ static const option_spec specs[OPT_COUNT] = {
                     "address to listen on; [IPv6]:PORT for IPv6; port 0 picks a free port"},
     [OPT_DATA_DIR] = {"data-dir", "DIR", "./hopper-data", KIND_PATH, 0, 0,
                       "directory of the channels' queue files, created if missing"},
-    [OPT_MEMORY_BYTES] = {"memory-bytes", "SIZE", "64MiB", KIND_SIZE, 0, SIZE_MAX,
-                          "bytes of messages each channel holds in memory"},
+    [OPT_MEMORY_LIMIT] = {"memory-limit", "SIZE", "256MiB", KIND_SIZE, 1, SIZE_MAX,
+                          "RAM that messages of all channels together may take, leased ones, "
+                          "ones being sent and request bodies included; past it sends go to "
+                          "queue files"},
+    [OPT_DISK_LIMIT] = {"disk-limit", "SIZE", "1GiB", KIND_SIZE, 1, UINT64_MAX,
+                        "disk that all channels' queue files and journals may take, with the "
+                        "reserve kept for a clean stop (--memory-limit + 8KiB per channel); "
+                        "past it sends are 507"},
+    [OPT_MEMORY_BYTES] = {"memory-bytes", "SIZE", NULL, KIND_SIZE, 0, SIZE_MAX,
+                          "bytes of messages one channel may hold in memory, a cap inside "
+                          "--memory-limit"},
     [OPT_FILE_BYTES] = {"file-bytes", "SIZE", "64MiB", KIND_SIZE, 1, SIZE_MAX,
                         "size at which a queue file is sealed and a new one begun"},
     [OPT_MAX_DISK_FILES] = {"max-disk-files", "N", "64", KIND_COUNT, 0, SIZE_MAX,
@@ -116,7 +132,7 @@ static const char *const help_text_tail =
     "\n"
     "  POST /channels/NAME          store a message (202; 507 when full)\n"
     "  GET  /channels/NAME?wait=S   take the oldest message (200), or 204 after S seconds\n"
-    "  GET  /status, /metrics, /healthz\n";
+    "  GET  /status, /metrics, /healthz, /readyz\n";
 
 /* "max-wait" -> "HOPPER_MAX_WAIT" */
 static void env_name(const char *flag, char *out, size_t size)
@@ -130,6 +146,8 @@ static void env_name(const char *flag, char *out, size_t size)
 /* What --help says a flag's default is. */
 static const char *default_text(const option_spec *s)
 {
+    if (s == &specs[OPT_MEMORY_BYTES])
+        return "a quarter of --memory-limit";
     if (s->def == NULL)
         return "the number of CPUs";
     return s->def[0] ? s->def : "none";
@@ -329,6 +347,12 @@ static const char *store_value(size_t i, const char *text, const parsed_value *v
     case OPT_DATA_DIR:
         out->data_dir = text;
         break;
+    case OPT_MEMORY_LIMIT:
+        out->memory_limit = (size_t)v->number;
+        break;
+    case OPT_DISK_LIMIT:
+        out->disk_limit = v->number;
+        break;
     case OPT_MEMORY_BYTES:
         out->memory_bytes = (size_t)v->number;
         break;
@@ -396,6 +420,23 @@ static unsigned cpu_count(void)
     return n > MAX_THREADS ? MAX_THREADS : (unsigned)n;
 }
 
+/* The defaults that follow from other options or the machine; an option
+ * comes after those its default is computed from. */
+static void computed_default(size_t i, server_options *out)
+{
+    if (i == OPT_THREADS)
+        out->threads = cpu_count();
+    else if (i == OPT_MEMORY_BYTES)
+        out->memory_bytes = out->memory_limit / MEMORY_BYTES_SHARE;
+}
+
+uint64_t options_reserve_bytes(const server_options *o)
+{
+    /* durable: memory holds nothing that is not in a queue file already */
+    uint64_t memory = o->durable ? 0 : o->memory_limit;
+    return memory + (uint64_t)o->max_channels * OPTIONS_RESERVE_PER_CHANNEL;
+}
+
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Print "hopper: <message>" and the hint; main exits 2. */
@@ -418,6 +459,29 @@ void options_core_limits(const server_options *o, hop_limits *out)
                         .durable = o->durable};
 }
 
+/* The budget's arithmetic (see --help): a channel's share within the
+ * whole, and a disk limit that holds the reserve and one queue file. */
+static bool budget_consistent(const server_options *o)
+{
+    if (o->memory_bytes > o->memory_limit) {
+        usage_error("--memory-bytes %zu is more than --memory-limit %zu: a channel's share of "
+                    "memory cannot be larger than all of it",
+                    o->memory_bytes, o->memory_limit);
+        return false;
+    }
+    uint64_t reserve = options_reserve_bytes(o);
+    if (o->disk_limit < reserve + o->file_bytes) {
+        usage_error("--disk-limit %" PRIu64 " cannot hold the reserve for a clean stop (%" PRIu64
+                    " bytes: --memory-limit %zu%s + %u per --max-channels %zu) and one "
+                    "--file-bytes %zu: give --disk-limit %" PRIu64 " or more",
+                    o->disk_limit, reserve, o->durable ? (size_t)0 : o->memory_limit,
+                    o->durable ? " (0: --durable)" : "", OPTIONS_RESERVE_PER_CHANNEL,
+                    o->max_channels, o->file_bytes, reserve + o->file_bytes);
+        return false;
+    }
+    return true;
+}
+
 /* Checks across options, once all are known. */
 static bool options_consistent(const server_options *o)
 {
@@ -437,7 +501,7 @@ static bool options_consistent(const server_options *o)
                 hop_message_cost(o->max_message_bytes + ENVELOPE_ALLOWANCE));
         return false;
     }
-    return true;
+    return budget_consistent(o);
 }
 
 /* The option named by arg ("--flag" or "--flag=value"), or OPT_COUNT if
@@ -514,7 +578,7 @@ options_result options_parse(int argc, char **argv, server_options *out)
         if (text == NULL && (text = getenv(env)) != NULL)
             snprintf(source, sizeof source, "%s", env);
         if (text == NULL && s->def == NULL) {
-            out->threads = cpu_count(); /* the one computed default */
+            computed_default(i, out);
             continue;
         }
         if (text == NULL)

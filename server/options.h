@@ -16,6 +16,8 @@ typedef struct server_options {
     struct sockaddr_storage listen_addr; /* listen, resolved */
     socklen_t listen_addr_len;
     const char *data_dir; /* borrowed from argv, environ or the defaults table */
+    size_t memory_limit;  /* all channels together (hop_budget) */
+    uint64_t disk_limit;  /* queue files and journals of all channels, and the reserve */
     size_t memory_bytes;  /* per channel */
     size_t file_bytes;
     size_t max_disk_files; /* per channel; 0 = memory only */
@@ -46,6 +48,17 @@ options_result options_parse(int argc, char **argv, server_options *out);
 /* The limits every channel gets from o: the server's, with room for the
  * envelope (envelope.h) in max_message_bytes. OUT: *out. */
 void options_core_limits(const server_options *o, hop_limits *out);
+
+/* Room on disk set aside for each channel by the reserve, on top of what
+ * memory may hold: a stop writes one new queue file per channel (a block
+ * at least) and rewrites its journal next to the old one. */
+#define OPTIONS_RESERVE_PER_CHANNEL (8 * 1024)
+
+/* The bytes set aside on disk for a clean stop (reserve.h): what memory may
+ * hold (--memory-limit; nothing when --durable keeps every message in a
+ * file anyway) plus OPTIONS_RESERVE_PER_CHANNEL per --max-channels. A
+ * stop writes memory to disk even with --max-disk-files 0. */
+uint64_t options_reserve_bytes(const server_options *o);
 
 /* Parse a number of seconds, decimal with an optional fraction or exponent,
  * from the whole of text: 0 <= value <= max, finite. False for anything else

@@ -5,6 +5,7 @@
 #include "post.h"
 
 #include "batch.h"
+#include "budget.h"
 #include "delivery.h"
 #include "envelope.h"
 #include "keep_headers.h"
@@ -217,6 +218,7 @@ static bool begin_envelope(post_request *p, const stored_headers *st, size_t fir
         request_fail(&p->base, API_NOMEM, NULL);
         return false;
     }
+    budget_charge(p->cap); /* RAM the channels' memory yields to, until post_end() */
     envelope_write_prefix(p->buf, st->headers, st->count);
     return true;
 }
@@ -270,6 +272,7 @@ static void post_upload(request *req, const char *data, size_t size)
             request_fail(req, API_NOMEM, NULL);
             return;
         }
+        budget_charge(cap - p->cap);
         p->buf = buf;
         p->cap = cap;
     }
@@ -304,8 +307,8 @@ static enum MHD_Result respond_refused(post_request *p, struct MHD_Connection *c
 static enum MHD_Result post_answer(post_request *p, struct MHD_Connection *conn, hop_err err,
                                    int err_no)
 {
-    registry_note_send(p->base.entry, err);
     api_error api = api_error_of_send(err, err_no);
+    registry_note_send(p->base.entry, api);
     switch (err) {
     case HOP_OK:
         return respond_static(&p->base, conn, MHD_HTTP_ACCEPTED, "application/json",
@@ -396,6 +399,8 @@ static void post_end(request *req, enum MHD_RequestTerminationCode toe)
     post_request *p = post_of(req);
     if (req->server->options.durable)
         pthread_mutex_destroy(&p->sync_lock);
+    if (p->buf)
+        budget_release(p->cap);
     free(p->buf);
     free(p->content_type);
 }

@@ -3,6 +3,7 @@
  * lock; creation takes it exclusively and checks again. */
 #include "registry.h"
 
+#include "budget.h"
 #include "hash.h"
 #include "log.h"
 
@@ -121,6 +122,7 @@ static hop_err add_channel(const char *name, registry_entry **out)
         return err;
     }
     atomic_init(&e->too_big_total, 0);
+    atomic_init(&e->storage_full_total, 0);
     atomic_init(&e->refusing, false);
     atomic_init(&e->lease_expired_total, 0);
     atomic_init(&e->dead_lettered_total, 0);
@@ -260,13 +262,16 @@ size_t registry_list(registry_entry ***out)
     return n;
 }
 
-void registry_note_send(registry_entry *e, hop_err err)
+void registry_note_send(registry_entry *e, api_error api)
 {
     const char *name = hop_channel_name(e->ch);
-    if (err == HOP_FULL) {
+    if (api == API_STORAGE_FULL) {
+        atomic_fetch_add(&e->storage_full_total, 1);
+        budget_note_refused(); /* the log says so once a minute, for all channels */
+    } else if (api == API_FULL) {
         if (!atomic_exchange(&e->refusing, true))
             log_warn("channel %s full: refusing messages with 507 until it drains", name);
-    } else if (err == HOP_OK) {
+    } else if (api == API_OK) {
         /* cheap load first: the exchange would make every send write the line */
         if (atomic_load(&e->refusing) && atomic_exchange(&e->refusing, false))
             log_info("channel %s accepting messages again", name);

@@ -12,9 +12,10 @@
 #include <stdint.h>
 
 typedef struct registry_entry {
-    hop_channel *ch;                    /* owned by the registry */
-    atomic_uint_fast64_t too_big_total; /* POSTs refused with 413 (the core never sees them) */
-    atomic_bool refusing;               /* the last send was refused as full */
+    hop_channel *ch;                         /* owned by the registry */
+    atomic_uint_fast64_t too_big_total;      /* POSTs refused with 413 (the core never sees them) */
+    atomic_uint_fast64_t storage_full_total; /* POSTs refused with 507 storage_full */
+    atomic_bool refusing;                    /* the last send was refused as full */
     atomic_uint_fast64_t lease_expired_total; /* leases that ended by their deadline */
     atomic_uint_fast64_t dead_lettered_total; /* messages moved to <name>.dead */
     struct registry_entry *next;              /* hash bucket chain */
@@ -56,8 +57,9 @@ registry_entry *registry_find(const char *name);
  * count; 0 with *out NULL when empty or out of memory. */
 size_t registry_list(registry_entry ***out);
 
-/* Record the outcome of a send on e: logs once when the channel starts
- * refusing messages as full, and once when it accepts again. */
-void registry_note_send(registry_entry *e, hop_err err);
+/* Record the outcome of a send on e (api: what the client is told): logs
+ * once when the channel starts refusing messages as full, and once when it
+ * accepts again; counts refusals for want of disk (budget.h). */
+void registry_note_send(registry_entry *e, api_error api);
 
 #endif

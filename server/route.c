@@ -22,6 +22,7 @@ static const struct {
     resource methods;
 } info_paths[] = {
     {"/healthz", {{[METHOD_GET] = ROUTE_HEALTHZ, [METHOD_HEAD] = ROUTE_HEALTHZ}, "GET, HEAD"}},
+    {"/readyz", {{[METHOD_GET] = ROUTE_READYZ, [METHOD_HEAD] = ROUTE_READYZ}, "GET, HEAD"}},
     {"/status", {{[METHOD_GET] = ROUTE_STATUS, [METHOD_HEAD] = ROUTE_STATUS}, "GET, HEAD"}},
     {"/metrics", {{[METHOD_GET] = ROUTE_METRICS, [METHOD_HEAD] = ROUTE_METRICS}, "GET, HEAD"}},
 };

@@ -3,7 +3,7 @@
  * directory, so that it reads (and can be tested) on its own.
  *
  * The routes:
- *   GET, HEAD  /healthz, /status, /metrics
+ *   GET, HEAD  /healthz, /readyz, /status, /metrics
  *   GET, POST  /channels/NAME
  *   DELETE     /channels/NAME/messages/RECEIPT           (ROUTE_ACK)
  *   POST       /channels/NAME/messages/RECEIPT/extend
@@ -37,6 +37,7 @@ typedef enum route_method {
 typedef enum route_kind {
     ROUTE_ERROR = 0, /* no route: answer route.error */
     ROUTE_HEALTHZ,
+    ROUTE_READYZ,
     ROUTE_STATUS,
     ROUTE_METRICS,
     ROUTE_POST,    /* POST /channels/NAME */

@@ -2,6 +2,7 @@
  * hop_stats, read at the moment of the request. */
 #include "status.h"
 
+#include "budget.h"
 #include "hopper/hopper.h"
 #include "registry.h"
 
@@ -36,8 +37,8 @@ typedef struct sample {
     uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers, in_flight, leased,
         held_bytes, lease_expired_total, dead_lettered_total;
     uint64_t sent_total, received_total, requeued_total, rejected_full_total,
-        rejected_too_big_total, io_errors_total, records_corrupt_total, recovered_total,
-        syncs_total;
+        rejected_too_big_total, rejected_storage_full_total, io_errors_total, records_corrupt_total,
+        recovered_total, syncs_total;
 } sample;
 
 static void sample_of(registry_entry *e, sample *s)
@@ -60,6 +61,7 @@ static void sample_of(registry_entry *e, sample *s)
     s->requeued_total = st.requeued_total;
     s->rejected_full_total = st.rejected_full_total;
     s->rejected_too_big_total = atomic_load(&e->too_big_total);
+    s->rejected_storage_full_total = atomic_load(&e->storage_full_total);
     s->io_errors_total = st.io_errors_total;
     s->records_corrupt_total = st.records_corrupt_total;
     s->recovered_total = st.recovered_total;
@@ -91,6 +93,8 @@ static json_t *json_u64(uint64_t v)
 static json_t *limits_json(void)
 {
     json_t *o = json_object();
+    json_object_set_new(o, "memory_limit", json_u64(limits.memory_limit));
+    json_object_set_new(o, "disk_limit", json_u64(limits.disk_limit));
     json_object_set_new(o, "memory_bytes", json_u64(limits.memory_bytes));
     json_object_set_new(o, "file_bytes", json_u64(limits.file_bytes));
     json_object_set_new(o, "max_disk_files", json_u64(limits.max_disk_files));
@@ -110,6 +114,20 @@ static json_t *limits_json(void)
     return o;
 }
 
+static json_t *budget_json(void)
+{
+    budget_numbers b;
+    budget_read(&b);
+    json_t *o = json_object();
+    json_object_set_new(o, "memory_bytes", json_u64(b.memory_bytes));
+    json_object_set_new(o, "memory_limit_bytes", json_u64(b.memory_limit));
+    json_object_set_new(o, "disk_bytes", json_u64(b.disk_bytes));
+    json_object_set_new(o, "disk_reserved_bytes", json_u64(b.disk_reserved));
+    json_object_set_new(o, "disk_limit_bytes", json_u64(b.disk_limit));
+    json_object_set_new(o, "filesystem_free_bytes", json_u64(b.fs_free_bytes));
+    return o;
+}
+
 static json_t *channel_json(const sample *s)
 {
     json_t *o = json_object();
@@ -122,6 +140,7 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "requeued_total", json_u64(s->requeued_total));
     json_object_set_new(o, "rejected_full_total", json_u64(s->rejected_full_total));
     json_object_set_new(o, "rejected_too_big_total", json_u64(s->rejected_too_big_total));
+    json_object_set_new(o, "rejected_storage_full_total", json_u64(s->rejected_storage_full_total));
     json_object_set_new(o, "io_errors_total", json_u64(s->io_errors_total));
     json_object_set_new(o, "records_corrupt_total", json_u64(s->records_corrupt_total));
     json_object_set_new(o, "waiting_receivers", json_u64(s->waiting_receivers));
@@ -143,6 +162,7 @@ char *status_json(void)
     json_object_set_new(doc, "version", json_string(HOP_VERSION));
     json_object_set_new(doc, "uptime_seconds", json_real(uptime_seconds()));
     json_object_set_new(doc, "limits", limits_json());
+    json_object_set_new(doc, "budget", budget_json());
     json_t *channels = json_object();
     for (size_t i = 0; i < n; i++)
         json_object_set_new(channels, s[i].name, channel_json(&s[i]));
@@ -233,6 +253,35 @@ static uint64_t field(const sample *s, size_t offset)
     return *(const uint64_t *)((const char *)s + offset);
 }
 
+/* The server-wide budget: one gauge each, no labels. */
+static void put_budget(FILE *out)
+{
+    budget_numbers b;
+    budget_read(&b);
+    const struct {
+        const char *name, *help;
+        uint64_t value;
+    } gauges[] = {
+        {"hopper_memory_bytes",
+         "RAM counted against --memory-limit: messages of all channels, leased ones and ones "
+         "being sent, request bodies.",
+         b.memory_bytes},
+        {"hopper_memory_limit_bytes", "--memory-limit.", b.memory_limit},
+        {"hopper_disk_bytes", "Bytes of the queue files and journals of all channels.",
+         b.disk_bytes},
+        {"hopper_disk_reserved_bytes", "Bytes of the reserve file kept for a clean stop.",
+         b.disk_reserved},
+        {"hopper_disk_limit_bytes", "--disk-limit: queue files, journals and the reserve.",
+         b.disk_limit},
+        {"hopper_filesystem_free_bytes", "Bytes free on the data directory's file system.",
+         b.fs_free_bytes},
+    };
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
+        put_header(out, gauges[i].name, "gauge", gauges[i].help);
+        fprintf(out, "%s %" PRIu64 "\n", gauges[i].name, gauges[i].value);
+    }
+}
+
 char *status_metrics(size_t *len)
 {
     char *text = NULL;
@@ -246,6 +295,7 @@ char *status_metrics(size_t *len)
     fprintf(out, "hopper_uptime_seconds %.3f\n", uptime_seconds());
     put_header(out, "hopper_channels", "gauge", "Channels that exist.");
     fprintf(out, "hopper_channels %zu\n", n);
+    put_budget(out);
 
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
         put_header(out, families[f].name, families[f].type, families[f].help);
@@ -257,11 +307,13 @@ char *status_metrics(size_t *len)
     }
 
     put_header(out, "hopper_messages_rejected_total", "counter",
-               "POSTs refused: reason=\"full\" (507) or \"too_big\" (413).");
+               "POSTs refused: reason=\"full\" (507: the channel's files), \"storage_full\" "
+               "(507: --disk-limit or the file system) or \"too_big\" (413).");
     for (size_t i = 0; i < n; i++) {
-        static const char *const reasons[] = {"full", "too_big"};
-        const uint64_t values[] = {s[i].rejected_full_total, s[i].rejected_too_big_total};
-        for (size_t r = 0; r < 2; r++) {
+        static const char *const reasons[] = {"full", "storage_full", "too_big"};
+        const uint64_t values[] = {s[i].rejected_full_total, s[i].rejected_storage_full_total,
+                                   s[i].rejected_too_big_total};
+        for (size_t r = 0; r < 3; r++) {
             fputs("hopper_messages_rejected_total{channel=\"", out);
             put_label(out, s[i].name);
             fprintf(out, "\",reason=\"%s\"} %" PRIu64 "\n", reasons[r], values[r]);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -289,6 +290,18 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
+int hs_mount_tmpfs(const char *dir, const char *name, const char *size, char *mnt, size_t mnt_size)
+{
+    char options[64];
+    snprintf(options, sizeof options, "size=%s,mode=0700", size);
+    snprintf(mnt, mnt_size, "%s/%s", dir, name);
+    if (mkdir(mnt, 0700) != 0 || mount("tmpfs", mnt, "tmpfs", 0, options) != 0) {
+        fprintf(stderr, "cannot mount a tmpfs at %s (%s): skipped\n", mnt, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 void hs_remove_tree(const char *dir)
 {
     if (dir[0])
@@ -504,6 +517,9 @@ int hs_dir_setup(void **state)
 
 int hs_dir_teardown(void **state)
 {
+    char mnt[300];
+    snprintf(mnt, sizeof mnt, "%s/" HS_TMPFS_NAME, (const char *)*state);
+    umount2(mnt, MNT_DETACH); /* a tmpfs of hs_mount_tmpfs() if any, first */
     hs_remove_tree(*state);
     free(*state);
     return 0;

@@ -148,9 +148,18 @@ long long hs_status_value(const hs_server *s, const char *channel, const char *f
  * timeout_ms. Returns the last value seen (value on success). */
 long long hs_await_status_value(const hs_server *s, const char *channel, const char *field,
                                 long long value, int timeout_ms);
-/* The value of the /metrics sample name{channel="<channel>"}; -1 if
- * absent. */
+/* The value of the /metrics sample name{channel="<channel>"} (channel
+ * NULL: the sample without labels); -1 if absent. */
 long long hs_metric_value(const hs_server *s, const char *name, const char *channel);
+/* GET /status: budget.<field> as an integer; -1 if absent. */
+long long hs_budget_value(const hs_server *s, const char *field);
+
+/* Mount a tmpfs of size (a mount option, "16k") at dir/name, a new
+ * directory. 0, or -1 where mounting is not allowed (said on stderr: the
+ * caller skips). OUT: mnt. Unmount with umount2(mnt, MNT_DETACH);
+ * hs_dir_teardown() unmounts <dir>/HS_TMPFS_NAME. */
+#define HS_TMPFS_NAME "mnt"
+int hs_mount_tmpfs(const char *dir, const char *name, const char *size, char *mnt, size_t mnt_size);
 
 /* A TCP socket connected to the server; -1 on failure. */
 int hs_connect(const hs_server *s);
@@ -199,7 +208,8 @@ double hs_now(void);
 long hs_proc_status_kib(pid_t pid, const char *field);
 
 /* cmocka setup and teardown: *state is a new directory (a char[256] path)
- * for servers started with hs_start_in(), removed with all in it after. */
+ * for servers started with hs_start_in(), removed with all in it after
+ * (a tmpfs mounted at <dir>/HS_TMPFS_NAME unmounted first). */
 int hs_dir_setup(void **state);
 int hs_dir_teardown(void **state);
 

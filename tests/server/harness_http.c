@@ -297,6 +297,21 @@ long long hs_status_value(const hs_server *s, const char *channel, const char *f
     return value;
 }
 
+long long hs_budget_value(const hs_server *s, const char *field)
+{
+    hs_reply r;
+    long long value = -1;
+    if (hs_get(s, "/status", &r) == 0 && r.status == 200) {
+        json_t *doc = json_loadb((const char *)r.body, r.len, 0, NULL);
+        json_t *v = json_object_get(json_object_get(doc, "budget"), field);
+        if (json_is_integer(v))
+            value = json_integer_value(v);
+        json_decref(doc);
+    }
+    hs_reply_free(&r);
+    return value;
+}
+
 long long hs_await_status_value(const hs_server *s, const char *channel, const char *field,
                                 long long value, int timeout_ms)
 {
@@ -313,7 +328,10 @@ long long hs_metric_value(const hs_server *s, const char *name, const char *chan
     long long value = -1;
     if (hs_get(s, "/metrics", &r) == 0 && r.status == 200) {
         char key[300];
-        snprintf(key, sizeof key, "\n%s{channel=\"%s\"} ", name, channel);
+        if (channel)
+            snprintf(key, sizeof key, "\n%s{channel=\"%s\"} ", name, channel);
+        else
+            snprintf(key, sizeof key, "\n%s ", name);
         const char *at = strstr((const char *)r.body, key);
         value = at ? strtoll(at + strlen(key), NULL, 10) : -1;
     }

@@ -409,13 +409,8 @@ static void test_unwritable_dir_is_refused(void **state)
  * allowed. OUT: mnt. */
 static void mount_tmpfs(fixture *f, const char *size, char *mnt, size_t mnt_size)
 {
-    char options[64];
-    snprintf(options, sizeof options, "size=%s,mode=0700", size);
-    make_data_dir(mnt, mnt_size, f->dir, "mnt");
-    if (mount("tmpfs", mnt, "tmpfs", 0, options) != 0) {
-        fprintf(stderr, "cannot mount a tmpfs (%s): skipped\n", strerror(errno));
+    if (hs_mount_tmpfs(f->dir, "mnt", size, mnt, mnt_size) != 0)
         skip();
-    }
     snprintf(f->mounted, sizeof f->mounted, "%s", mnt);
 }
 
@@ -473,8 +468,17 @@ static void test_full_file_system_is_a_507_that_loses_nothing(void **state)
     make_data_dir(data, sizeof data, mnt, "data");
     join(filler, sizeof filler, mnt, "filler");
     /* memory 0: every message goes to a queue file; the files allowed
-     * (64 x 256 KiB a channel) are far more than the file system holds */
-    const char *args[] = {"--memory-bytes", "0", "--file-bytes", "256KiB", NULL};
+     * (64 x 256 KiB a channel) are far more than the file system holds;
+     * the reserve for a stop is small (256 KiB + 4 x 8 KiB) */
+    const char *args[] = {"--memory-bytes",
+                          "0",
+                          "--file-bytes",
+                          "256KiB",
+                          "--memory-limit",
+                          "256KiB",
+                          "--max-channels",
+                          "4",
+                          NULL};
     hs_server s;
     hs_start_in_ok(&s, data, args);
 

@@ -25,7 +25,7 @@ static int dir_entries(const char *dir)
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            strcmp(e->d_name, "hopper.lock") != 0)
+            strcmp(e->d_name, "hopper.lock") != 0 && strcmp(e->d_name, "hopper+reserve") != 0)
             n++;
     }
     if (d)

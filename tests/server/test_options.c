@@ -48,7 +48,7 @@ static void test_bad_flags(void **state)
 {
     (void)state;
     static const struct {
-        const char *args[6];
+        const char *args[10];
         const char *message;
     } cases[] = {
         {{"--bogus", NULL}, "unknown flag '--bogus'"},
@@ -83,6 +83,16 @@ static void test_bad_flags(void **state)
         {{"--max-disk-files", "0", "--memory-bytes", "1KiB", NULL}, "cannot hold one message"},
         {{"--durable=yes", NULL}, "--durable takes no value"},
         {{"--durable", "--max-disk-files", "0", NULL}, "--max-disk-files 0 allows none"},
+        {{"--memory-limit", "0", NULL}, "--memory-limit: '0' is out of range"},
+        {{"--memory-limit", "1MiB", "--memory-bytes", "2MiB", NULL},
+         "--memory-bytes 2097152 is more than --memory-limit 1048576"},
+        /* reserve 8 MiB + 16 x 8 KiB, and a file of 4 MiB */
+        {{"--memory-limit", "8MiB", "--max-channels", "16", "--file-bytes", "4MiB", "--disk-limit",
+          "12MiB", NULL},
+         "give --disk-limit 12713984 or more"},
+        {{"--durable", "--max-channels", "16", "--file-bytes", "4MiB", "--disk-limit", "4MiB",
+          NULL},
+         "(0: --durable) + 8192 per --max-channels 16"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         expect_run(cases[i].args, NULL, 2, cases[i].message);
@@ -165,11 +175,22 @@ static void test_sizes_and_counts(void **state)
     hs_expect_post_bytes(&s, "k", body, 1025, NULL, 413);
     hs_stop_ok(&s);
 
-    const char *giga[] = {"--memory-bytes", "1G", "--file-bytes", "2GiB", "--max-message-bytes",
-                          "1MiB",           NULL};
+    const char *giga[] = {"--memory-limit",
+                          "1G",
+                          "--disk-limit",
+                          "4GiB",
+                          "--memory-bytes",
+                          "1G",
+                          "--file-bytes",
+                          "2GiB",
+                          "--max-message-bytes",
+                          "1MiB",
+                          NULL};
     hs_start_ok(&s, giga);
     l = get_limits(&s);
     assert_int_equal(limit(l, "memory_bytes"), 1LL << 30);
+    assert_int_equal(limit(l, "memory_limit"), 1LL << 30);
+    assert_int_equal(limit(l, "disk_limit"), 4LL << 30);
     assert_int_equal(limit(l, "file_bytes"), 2LL << 30);
     assert_int_equal(limit(l, "max_message_bytes"), 1 << 20);
     json_decref(l);
@@ -196,6 +217,32 @@ static void test_env_config_and_flag_wins(void **state)
     hs_expect_post_bytes(&s, "e", "0123456789ABCDE", 15, NULL, 202);
     l = get_limits(&s);
     assert_int_equal(limit(l, "max_message_bytes"), 20);
+    json_decref(l);
+    hs_stop_ok(&s);
+}
+
+/* The budget's defaults: --memory-limit 256MiB, --disk-limit 1GiB, and a
+ * channel's --memory-bytes a quarter of --memory-limit, whichever way the
+ * limit is given; the start log line says them and the reserve. */
+static void test_budget_defaults(void **state)
+{
+    (void)state;
+    hs_server s;
+    hs_start_ok(&s, NULL);
+    json_t *l = get_limits(&s);
+    assert_int_equal(limit(l, "memory_limit"), 256LL << 20);
+    assert_int_equal(limit(l, "memory_bytes"), 64LL << 20);
+    assert_int_equal(limit(l, "disk_limit"), 1LL << 30);
+    json_decref(l);
+    /* reserve: 256 MiB + 1024 channels x 8 KiB */
+    assert_true(hs_log_wait(&s, "disk-limit 1073741824 (276824064 of it the reserve", 0));
+    hs_stop_ok(&s);
+
+    const char *env[] = {"HOPPER_MEMORY_LIMIT=40MiB", NULL};
+    hs_start_env_ok(&s, NULL, env);
+    l = get_limits(&s);
+    assert_int_equal(limit(l, "memory_limit"), 40LL << 20);
+    assert_int_equal(limit(l, "memory_bytes"), 10LL << 20);
     json_decref(l);
     hs_stop_ok(&s);
 }
@@ -325,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_bad_env),
         cmocka_unit_test(test_sizes_and_counts),
         cmocka_unit_test(test_env_config_and_flag_wins),
+        cmocka_unit_test(test_budget_defaults),
         cmocka_unit_test(test_durable),
         cmocka_unit_test(test_data_dir),
         cmocka_unit_test(test_port_in_use),
