@@ -79,13 +79,11 @@ static const option_spec specs[OPT_COUNT] = {
     [OPT_DATA_DIR] = {"data-dir", "DIR", "./hopper-data", KIND_PATH, 0, 0,
                       "directory of the channels' queue files, created if missing"},
     [OPT_MEMORY_LIMIT] = {"memory-limit", "SIZE", "256MiB", KIND_SIZE, 1, SIZE_MAX,
-                          "RAM that messages of all channels together may take, leased ones, "
-                          "ones being sent and request bodies included; past it sends go to "
-                          "queue files"},
+                          "RAM of all channels' messages, leased and outgoing ones and request "
+                          "bodies included; past it, sends go to queue files"},
     [OPT_DISK_LIMIT] = {"disk-limit", "SIZE", "1GiB", KIND_SIZE, 1, UINT64_MAX,
-                        "disk that all channels' queue files and journals may take, with the "
-                        "reserve kept for a clean stop (--memory-limit + 8KiB per channel); "
-                        "past it sends are 507"},
+                        "disk of all channels' queue files and journals, and of the reserve for "
+                        "a clean stop (--memory-limit + 8KiB per --max-channels); past it, 507"},
     [OPT_MEMORY_BYTES] = {"memory-bytes", "SIZE", NULL, KIND_SIZE, 0, SIZE_MAX,
                           "bytes of messages one channel may hold in memory, a cap inside "
                           "--memory-limit"},
