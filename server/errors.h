@@ -35,6 +35,8 @@
       "no lease of this channel has that receipt")                                                 \
     X(LEASE_ENDED, NO_HOP_ERR, 410, "lease_ended",                                                 \
       "the lease ended: acknowledged, released, or expired (the message was given back)")          \
+    X(FORWARDED, NO_HOP_ERR, 409, "forwarded",                                                     \
+      "this channel is forwarded to a URL (--forward): read NAME.dead instead")                    \
     X(METHOD_NOT_ALLOWED, NO_HOP_ERR, 405, "method_not_allowed",                                   \
       "this path does not support that method")                                                    \
     X(TOO_BIG, HOP_TOO_BIG, 413, "too_big", "the message is larger than --max-message-bytes")      \

@@ -3,6 +3,8 @@
  * answered from the resumption, the messages settled at the end. */
 #include "get.h"
 
+#include "forward.h"
+
 #include "giveback.h"
 #include "query.h"
 #include "respond.h"
@@ -22,6 +24,10 @@ static void get_begin(request *req, struct MHD_Connection *conn)
     if (!query_wait(req, conn, &g->wait_ms) || !query_max(req, conn, &g->max) ||
         !query_lease(req, conn, &g->lease_ms))
         return;
+    if (forward_is_forwarded(req->route.name)) {
+        request_fail(req, API_FORWARDED, NULL); /* its messages are the forwarder's */
+        return;
+    }
     request_open_channel(req);
 }
 

@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Back to the head of e's channel (hop_requeue), logged if the core
@@ -30,9 +31,11 @@ static uint32_t count_return(void *msg, size_t len)
     return returns;
 }
 
-/* msg goes to <name>.dead: true if it went (msg is then consumed from its
- * channel), false if it stays the caller's. */
-static bool dead_letter(registry_entry *e, void *msg, size_t len, uint32_t handed_out)
+/* stored (the bytes NAME.dead keeps) goes to <name>.dead, and msg, its
+ * original, is consumed from e's channel: true; false if it cannot (why
+ * logged, with what), and msg stays the caller's. */
+static bool dead_letter(registry_entry *e, void *msg, const void *stored, size_t len,
+                        const char *what)
 {
     const char *name = hop_channel_name(e->ch);
     size_t n = strlen(name), suffix = strlen(GIVEBACK_DEAD_SUFFIX);
@@ -40,25 +43,53 @@ static bool dead_letter(registry_entry *e, void *msg, size_t len, uint32_t hande
     if (n >= suffix && strcmp(name + n - suffix, GIVEBACK_DEAD_SUFFIX) == 0)
         return false; /* a dead-letter channel itself: its messages stay */
     if (n + suffix > HOP_NAME_MAX) {
-        log_warn("channel %s: a message handed out %u times stays: the name leaves no room for "
-                 "%s",
-                 name, handed_out, GIVEBACK_DEAD_SUFFIX);
+        log_warn("channel %s: a message %s stays: the name leaves no room for %s", name, what,
+                 GIVEBACK_DEAD_SUFFIX);
         return false;
     }
     snprintf(dead, sizeof dead, "%s%s", name, GIVEBACK_DEAD_SUFFIX);
     registry_entry *d = NULL;
     api_error found = registry_get(dead, &d);
-    hop_err err = found == API_OK ? hop_send(d->ch, msg, len) : HOP_INVALID;
+    hop_err err = found == API_OK ? hop_send(d->ch, stored, len) : HOP_INVALID;
     if (err != HOP_OK) {
-        log_error("channel %s: a message handed out %u times could not go to %s (%s); it goes "
-                  "back to its channel",
-                  name, handed_out, dead,
+        log_error("channel %s: a message %s could not go to %s (%s); it stays", name, what, dead,
                   found != API_OK ? api_error_code(found) : hop_strerror(err));
         return false;
     }
     atomic_fetch_add(&e->dead_lettered_total, 1);
     hop_free(msg); /* consumed from its channel: it lives on in the dead one */
     return true;
+}
+
+/* The envelope of msg with one more header, reason, after the others: a new
+ * buffer (free()), or NULL (damaged envelope, out of memory, too many
+ * headers). OUT: *out_len. */
+static unsigned char *with_reason(const void *msg, size_t len, const char *reason, size_t *out_len)
+{
+    envelope env;
+    if (!envelope_decode(msg, len, &env) || env.header_count >= ENVELOPE_MAX_HEADERS)
+        return NULL;
+    env.headers[env.header_count++] = (envelope_header){
+        GIVEBACK_DEAD_REASON_HEADER, strlen(GIVEBACK_DEAD_REASON_HEADER), reason, strlen(reason)};
+    size_t prefix = envelope_prefix_size(env.headers, env.header_count);
+    unsigned char *out = malloc(prefix + env.body_len);
+    if (out == NULL)
+        return NULL;
+    envelope_write_prefix(out, env.headers, env.header_count, env.id, env.received_ms);
+    memcpy(out + prefix, env.body, env.body_len);
+    *out_len = prefix + env.body_len;
+    return out;
+}
+
+bool giveback_dead(registry_entry *e, void *msg, size_t len, const char *reason)
+{
+    size_t stored_len = 0;
+    unsigned char *stored = with_reason(msg, len, reason, &stored_len);
+    /* without room for the reason, the message goes as it was */
+    bool moved = dead_letter(e, msg, stored ? stored : msg, stored ? stored_len : len,
+                             "refused by its forwarding target");
+    free(stored);
+    return moved;
 }
 
 void giveback_unsent(registry_entry *e, void *msg, size_t len)
@@ -70,7 +101,8 @@ void giveback_unconsumed(registry_entry *e, void *msg, size_t len, size_t max_de
 {
     uint32_t returns = count_return(msg, len);
     /* handed out `returns` times now, each one ending without consumption */
-    if (max_deliveries > 0 && returns >= max_deliveries && dead_letter(e, msg, len, returns))
+    if (max_deliveries > 0 && returns >= max_deliveries &&
+        dead_letter(e, msg, msg, len, "handed out --max-deliveries times"))
         return;
     to_head(e, msg, len);
 }

@@ -11,6 +11,9 @@
  *                        expired. Its count of hand-outs (the envelope's
  *                        returns) grows by one; past --max-deliveries it
  *                        moves to NAME.dead, else back to the head.
+ *   giveback_dead        a forwarded message its receiver refused for good
+ *                        or that ran out of attempts: to NAME.dead at once,
+ *                        with a Hopper-Dead-Reason header saying why.
  *   giveback_at_stop     a leased message when the server stops: counted
  *                        as unconsumed, but always back to its own channel,
  *                        whose stop writes it to disk; a dead-letter move
@@ -26,6 +29,7 @@
 
 #include "registry.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The suffix of a channel's dead-letter channel: NAME.dead. */
@@ -38,5 +42,12 @@ void giveback_unsent(registry_entry *e, void *msg, size_t len);
 void giveback_unconsumed(registry_entry *e, void *msg, size_t len, size_t max_deliveries);
 
 void giveback_at_stop(registry_entry *e, void *msg, size_t len);
+
+#define GIVEBACK_DEAD_REASON_HEADER "Hopper-Dead-Reason"
+
+/* reason: the header's value (a status or error, the attempts, when). True
+ * if msg went to NAME.dead (consumed from e's channel); false if it could
+ * not (logged): it stays the caller's. */
+bool giveback_dead(registry_entry *e, void *msg, size_t len, const char *reason);
 
 #endif

@@ -12,6 +12,7 @@
  * (they are lost, and the log says how many), 2 for a bad flag or value. */
 #include "budget.h"
 #include "datadir.h"
+#include "forward.h"
 #include "hopper/hopper.h"
 #include "http.h"
 #include "lease.h"
@@ -104,6 +105,16 @@ static void stop_http(void)
     http_stop();
 }
 
+/* The stop of HTTP and of forwarding, side by side: forwarding attempts in
+ * flight get the same SHUTDOWN_DRAIN_MS as requests, from the signal on. */
+static void stop_traffic(void)
+{
+    uint64_t deadline = forward_now_ms() + SHUTDOWN_DRAIN_MS;
+    forward_stop_taking();
+    stop_http();
+    forward_stop(deadline); /* messages of attempts cut off go back to their channels */
+}
+
 /* The budget, and the registry whose channels are opened on it. False
  * (logged) if out of memory; nothing is left open then. */
 static bool open_budget_and_registry(const server_options *o)
@@ -157,6 +168,8 @@ int main(int argc, char **argv)
         goto out_datadir;
     if (!open_budget_and_registry(&o))
         goto out_reserve;
+    if (!forward_start(&o))
+        goto out_registry;
     if (!recover_channels())
         goto out_registry;
     if (!timer_start()) {
@@ -168,12 +181,13 @@ int main(int argc, char **argv)
     if (!http_start(&o))
         goto out_timer;
     wait_for_stop(&stop_signals);
-    stop_http();
+    stop_traffic();
     status = 0;
 out_timer:
     timer_stop();  /* no wait or lease ends by its deadline from here on */
     lease_close(); /* leased messages back to their channels, before these close */
 out_registry:
+    forward_stop(0);   /* if HTTP never started */
     reserve_release(); /* the room for what memory holds, just before it is written */
     lost = registry_close();
     budget_close();

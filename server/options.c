@@ -4,6 +4,7 @@
 #include "options.h"
 
 #include "envelope.h"
+#include "forward_rules.h"
 #include "hopper/hopper.h"
 
 #include <ctype.h>
@@ -19,13 +20,14 @@
 #include <unistd.h>
 
 typedef enum option_kind {
-    KIND_ADDRESS, /* HOST:PORT or [IPv6]:PORT */
-    KIND_PATH,    /* any non-empty text */
-    KIND_SIZE,    /* bytes, or with K/KiB/M/MiB/G/GiB (powers of 1024) */
-    KIND_COUNT,   /* a plain non-negative integer */
-    KIND_SECONDS, /* options_parse_seconds() */
-    KIND_FLAG,    /* no value on the command line; BOOLEAN_WORDS in the environment */
-    KIND_HEADERS, /* keep_headers_parse(); may be empty */
+    KIND_ADDRESS,  /* HOST:PORT or [IPv6]:PORT */
+    KIND_PATH,     /* any non-empty text */
+    KIND_SIZE,     /* bytes, or with K/KiB/M/MiB/G/GiB (powers of 1024) */
+    KIND_COUNT,    /* a plain non-negative integer */
+    KIND_SECONDS,  /* options_parse_seconds() */
+    KIND_FLAG,     /* no value on the command line; BOOLEAN_WORDS in the environment */
+    KIND_HEADERS,  /* keep_headers_parse(); may be empty */
+    KIND_FORWARDS, /* forward_rules_add(); the flag may be given again, adding entries */
 } option_kind;
 
 /* What a KIND_FLAG's environment variable may say. */
@@ -70,6 +72,14 @@ enum {
     OPT_MAX_DELIVERIES,
     OPT_MAX_CONNECTIONS,
     OPT_IDLE_TIMEOUT,
+    OPT_FORWARD,
+    OPT_FORWARD_TIMEOUT,
+    OPT_FORWARD_MAX_ATTEMPTS,
+    OPT_FORWARD_RETRY_MIN,
+    OPT_FORWARD_RETRY_MAX,
+    OPT_FORWARD_CONCURRENCY,
+    OPT_FORWARD_SECRET,
+    OPT_FORWARD_CA,
     OPT_COUNT
 };
 
@@ -114,6 +124,25 @@ static const option_spec specs[OPT_COUNT] = {
     [OPT_IDLE_TIMEOUT] = {"idle-timeout", "SECONDS", "60", KIND_SECONDS, 1, MAX_WAIT_LIMIT,
                           "a connection that sends nothing for this long, in a request or "
                           "between two, is closed (a waiting GET is not idle)"},
+    [OPT_FORWARD] = {"forward", "NAME=URL", NULL, KIND_FORWARDS, 0, 0,
+                     "POST every message of channel NAME (or of NAME*, a prefix) to URL; "
+                     "again for more"},
+    [OPT_FORWARD_TIMEOUT] = {"forward-timeout", "SECONDS", "30", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
+                             "a forwarding attempt without an answer this long is retried"},
+    [OPT_FORWARD_MAX_ATTEMPTS] = {"forward-max-attempts", "N", "10", KIND_COUNT, 1, UINT32_MAX,
+                                  "failed attempts after which a message goes to NAME.dead"},
+    [OPT_FORWARD_RETRY_MIN] = {"forward-retry-min", "SECONDS", "1", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
+                               "shortest backoff before a retry"},
+    [OPT_FORWARD_RETRY_MAX] = {"forward-retry-max", "SECONDS", "300", KIND_SECONDS, 0,
+                               MAX_WAIT_LIMIT, "longest backoff before a retry (Retry-After too)"},
+    [OPT_FORWARD_CONCURRENCY] = {"forward-concurrency", "N", "1", KIND_COUNT, 1,
+                                 FORWARD_MAX_CONCURRENCY,
+                                 "attempts in flight per forwarded channel; 1 keeps FIFO order"},
+    [OPT_FORWARD_SECRET] = {"forward-secret", "FILE", NULL, KIND_PATH, 0, 0,
+                            "sign forwarded requests (Standard Webhooks) with the key in FILE"},
+    [OPT_FORWARD_CA] = {"forward-ca", "FILE", NULL, KIND_PATH, 0, 0,
+                        "a CA certificate (PEM) trusted for https forwarding, besides the "
+                        "system's"},
 };
 
 static const char *const help_text_tail =
@@ -146,6 +175,8 @@ static const char *default_text(const option_spec *s)
 {
     if (s == &specs[OPT_MEMORY_BYTES])
         return "a quarter of --memory-limit";
+    if (s->def == NULL && s->kind != KIND_COUNT)
+        return "none";
     if (s->def == NULL)
         return "the number of CPUs";
     return s->def[0] ? s->def : "none";
@@ -162,10 +193,10 @@ static void print_usage(FILE *out)
         snprintf(left, sizeof left, "--%s%s%s", s->flag, s->value_name ? " " : "",
                  s->value_name ? s->value_name : "");
         env_name(s->flag, env, sizeof env);
-        fprintf(out, "  %-26s %s\n  %-26s default %s; env %s\n", left, s->help, "", default_text(s),
+        fprintf(out, "  %-28s %s\n  %-28s default %s; env %s\n", left, s->help, "", default_text(s),
                 env);
     }
-    fprintf(out, "  %-26s print this help and exit\n", "--help");
+    fprintf(out, "  %-28s print this help and exit\n", "--help");
     fputs(help_text_tail, out);
 }
 
@@ -329,8 +360,47 @@ static const char *parse_kind(const option_spec *s, const char *text, server_opt
             return detail;
         return NULL;
     }
+    case KIND_FORWARDS: {
+        static char detail[FORWARD_URL_MAX + 256];
+        if (!forward_rules_add(&out->forward, text, detail, sizeof detail))
+            return detail;
+        return NULL;
+    }
     }
     return "is of an unknown kind";
+}
+
+/* Store v (parsed from text) as forwarding option i of out (the --forward
+ * list itself is parsed into out by parse_kind()). */
+static const char *store_forward_value(size_t i, const char *text, const parsed_value *v,
+                                       server_options *out)
+{
+    switch (i) {
+    case OPT_FORWARD_TIMEOUT:
+        if (v->seconds <= 0)
+            return "is not a number of seconds above 0";
+        out->forward_timeout = v->seconds;
+        break;
+    case OPT_FORWARD_MAX_ATTEMPTS:
+        out->forward_max_attempts = (size_t)v->number;
+        break;
+    case OPT_FORWARD_RETRY_MIN:
+        out->forward_retry_min = v->seconds;
+        break;
+    case OPT_FORWARD_RETRY_MAX:
+        out->forward_retry_max = v->seconds;
+        break;
+    case OPT_FORWARD_CONCURRENCY:
+        out->forward_concurrency = (size_t)v->number;
+        break;
+    case OPT_FORWARD_SECRET:
+        out->forward_secret = text;
+        break;
+    case OPT_FORWARD_CA:
+        out->forward_ca = text;
+        break;
+    }
+    return NULL;
 }
 
 /* Store v (parsed from text) as option i of out. NULL on success, else
@@ -391,6 +461,8 @@ static const char *store_value(size_t i, const char *text, const parsed_value *v
             return "is not a number of seconds from 1 to " MAX_WAIT_TEXT;
         out->idle_timeout = v->seconds;
         break;
+    default:
+        return store_forward_value(i, text, v, out);
     }
     return NULL;
 }
@@ -499,6 +571,11 @@ static bool options_consistent(const server_options *o)
                 hop_message_cost(o->max_message_bytes + ENVELOPE_ALLOWANCE));
         return false;
     }
+    if (o->forward_retry_min > o->forward_retry_max) {
+        usage_error("--forward-retry-min %g is more than --forward-retry-max %g",
+                    o->forward_retry_min, o->forward_retry_max);
+        return false;
+    }
     return budget_consistent(o);
 }
 
@@ -516,10 +593,21 @@ static size_t option_of(const char *arg, const char **eq)
     return i;
 }
 
+/* Add the entries of one --forward flag now: the flag may be repeated,
+ * and every one counts. False (printed) if they are bad. */
+static bool add_forward(const char *text, server_options *out)
+{
+    const char *why = parse_value(OPT_FORWARD, text, out);
+    if (why)
+        usage_error("--forward: %s", why);
+    return why == NULL;
+}
+
 /* Read the command line into given[] (the text of each flag given, NULL
  * for the others; borrowed from argv). OPTIONS_HELP or OPTIONS_ERROR when
  * that is the outcome (printed), else OPTIONS_OK. */
-static options_result read_command_line(int argc, char **argv, const char *given[OPT_COUNT])
+static options_result read_command_line(int argc, char **argv, const char *given[OPT_COUNT],
+                                        server_options *out)
 {
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
@@ -554,6 +642,8 @@ static options_result read_command_line(int argc, char **argv, const char *given
             usage_error("--%s needs a value (%s)", specs[i].flag, specs[i].value_name);
             return OPTIONS_ERROR;
         }
+        if (specs[i].kind == KIND_FORWARDS && !add_forward(given[i], out))
+            return OPTIONS_ERROR;
     }
     return OPTIONS_OK;
 }
@@ -562,7 +652,7 @@ options_result options_parse(int argc, char **argv, server_options *out)
 {
     const char *given[OPT_COUNT] = {0};
     memset(out, 0, sizeof *out);
-    options_result read = read_command_line(argc, argv, given);
+    options_result read = read_command_line(argc, argv, given, out);
     if (read != OPTIONS_OK)
         return read;
 
@@ -575,6 +665,8 @@ options_result options_parse(int argc, char **argv, server_options *out)
         snprintf(source, sizeof source, "--%s", s->flag);
         if (text == NULL && (text = getenv(env)) != NULL)
             snprintf(source, sizeof source, "%s", env);
+        if (s->kind == KIND_FORWARDS && given[i])
+            continue; /* parsed as the command line was read */
         if (text == NULL && s->def == NULL) {
             computed_default(i, out);
             continue;

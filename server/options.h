@@ -4,6 +4,7 @@
 #define HOPPER_SERVER_OPTIONS_H
 
 #include "hopper/hopper.h"
+#include "forward_rules.h"
 #include "keep_headers.h"
 
 #include <stdbool.h>
@@ -33,7 +34,19 @@ typedef struct server_options {
     /* --keep-headers: the request headers a POST stores with its message
      * besides Content-Type; items point into argv or environ */
     keep_headers keep_headers;
+    /* forwarding (forward.h) */
+    forward_rules forward;       /* --forward entries; items point into argv or environ */
+    double forward_timeout;      /* seconds an attempt may take */
+    size_t forward_max_attempts; /* failed attempts before NAME.dead */
+    double forward_retry_min;    /* seconds of backoff, at least */
+    double forward_retry_max;    /* and at most */
+    size_t forward_concurrency;  /* attempts in flight per channel */
+    const char *forward_secret;  /* a key file to sign with, or NULL */
+    const char *forward_ca;      /* a CA file to trust too, or NULL */
 } server_options;
+
+/* Most attempts in flight --forward-concurrency allows per channel. */
+#define FORWARD_MAX_CONCURRENCY 64
 
 typedef enum options_result {
     OPTIONS_OK,    /* *out is filled in */

@@ -4,6 +4,7 @@
 #include "registry.h"
 
 #include "budget.h"
+#include "forward.h"
 #include "hash.h"
 #include "log.h"
 
@@ -189,6 +190,7 @@ bool registry_recover(const char *const *names, size_t count)
         }
         log_info("channel %s recovered: %" PRIu64 " message(s), %zu file(s)", names[i],
                  st.recovered_total, st.disk_files);
+        forward_attach(e);
         messages += st.recovered_total;
         if (reg.count > reg.max_channels) {
             log_error("%s holds more than --max-channels %zu channels with messages: raise "
@@ -213,6 +215,7 @@ api_error registry_get(const char *name, registry_entry **out)
     }
 
     api_error result = API_OK;
+    bool created = false;
     pthread_rwlock_wrlock(&reg.lock);
     e = lookup(name); /* another request may have created it meanwhile */
     if (e)
@@ -229,8 +232,11 @@ api_error registry_get(const char *name, registry_entry **out)
         goto out_unlock;
     }
     log_info("channel %s created (%zu of at most %zu)", name, reg.count, reg.max_channels);
+    created = true;
 out_unlock:
     pthread_rwlock_unlock(&reg.lock);
+    if (created)
+        forward_attach(e); /* outside the lock: forwarding reads channels */
     if (result == API_OK)
         *out = e;
     return result;

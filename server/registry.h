@@ -18,6 +18,7 @@ typedef struct registry_entry {
     atomic_bool refusing;                    /* the last send was refused as full */
     atomic_uint_fast64_t lease_expired_total; /* leases that ended by their deadline */
     atomic_uint_fast64_t dead_lettered_total; /* messages moved to <name>.dead */
+    struct forwarder *forwarder;              /* forward.h's, or NULL: not forwarded */
     struct registry_entry *next;              /* hash bucket chain */
 } registry_entry;
 

@@ -3,6 +3,7 @@
 #include "status.h"
 
 #include "budget.h"
+#include "forward.h"
 #include "hopper/hopper.h"
 #include "registry.h"
 
@@ -39,6 +40,8 @@ typedef struct sample {
     uint64_t sent_total, received_total, requeued_total, rejected_full_total,
         rejected_too_big_total, rejected_storage_full_total, io_errors_total, records_corrupt_total,
         recovered_total, syncs_total;
+    bool forwarded;
+    forward_status forward; /* if forwarded */
 } sample;
 
 static void sample_of(registry_entry *e, sample *s)
@@ -66,6 +69,7 @@ static void sample_of(registry_entry *e, sample *s)
     s->records_corrupt_total = st.records_corrupt_total;
     s->recovered_total = st.recovered_total;
     s->syncs_total = st.syncs_total;
+    s->forwarded = forward_describe(e, &s->forward);
 }
 
 /* All channels, sorted by name. OUT: *count. NULL (count 0) if none. */
@@ -128,6 +132,20 @@ static json_t *budget_json(void)
     return o;
 }
 
+static json_t *forward_json(const forward_status *f)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "target", json_string(f->target));
+    json_object_set_new(o, "state", json_string(f->state));
+    json_object_set_new(o, "last_status", json_u64((uint64_t)f->last_status));
+    json_object_set_new(o, "last_error", json_string(f->last_error));
+    json_object_set_new(o, "attempts_total",
+                        json_u64(f->attempts_ok + f->attempts_retry + f->attempts_dead));
+    json_object_set_new(o, "consecutive_failures", json_u64(f->consecutive_failures));
+    json_object_set_new(o, "next_attempt_seconds", json_real(f->next_attempt_seconds));
+    return o;
+}
+
 static json_t *channel_json(const sample *s)
 {
     json_t *o = json_object();
@@ -151,6 +169,8 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "dead_lettered_total", json_u64(s->dead_lettered_total));
     json_object_set_new(o, "recovered", json_u64(s->recovered_total));
     json_object_set_new(o, "syncs_total", json_u64(s->syncs_total));
+    if (s->forwarded)
+        json_object_set_new(o, "forward", forward_json(&s->forward));
     return o;
 }
 
@@ -282,6 +302,50 @@ static void put_budget(FILE *out)
     }
 }
 
+/* One forwarded channel's duration histogram. */
+static void put_histogram(FILE *out, const sample *s)
+{
+    const forward_status *f = &s->forward;
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b <= FORWARD_BUCKETS; b++) {
+        cumulative += f->buckets[b];
+        fputs("hopper_forward_duration_seconds_bucket{channel=\"", out);
+        put_label(out, s->name);
+        if (b < FORWARD_BUCKETS)
+            fprintf(out, "\",le=\"%g\"} %" PRIu64 "\n", forward_buckets[b], cumulative);
+        else
+            fprintf(out, "\",le=\"+Inf\"} %" PRIu64 "\n", cumulative);
+    }
+    fputs("hopper_forward_duration_seconds_sum{channel=\"", out);
+    put_label(out, s->name);
+    fprintf(out, "\"} %.6f\nhopper_forward_duration_seconds_count{channel=\"", f->duration_sum);
+    put_label(out, s->name);
+    fprintf(out, "\"} %" PRIu64 "\n", cumulative);
+}
+
+/* Forwarded channels: attempts by outcome, and how long attempts took. */
+static void put_forward(FILE *out, const sample *s, size_t n)
+{
+    put_header(out, "hopper_forward_attempts_total", "counter",
+               "Forwarding attempts: outcome=\"ok\" (2xx, consumed), \"retry\" (to be tried "
+               "again) or \"dead\" (moved to NAME.dead).");
+    for (size_t i = 0; i < n; i++) {
+        static const char *const outcomes[] = {"ok", "retry", "dead"};
+        const forward_status *f = &s[i].forward;
+        const uint64_t values[] = {f->attempts_ok, f->attempts_retry, f->attempts_dead};
+        for (size_t k = 0; s[i].forwarded && k < 3; k++) {
+            fputs("hopper_forward_attempts_total{channel=\"", out);
+            put_label(out, s[i].name);
+            fprintf(out, "\",outcome=\"%s\"} %" PRIu64 "\n", outcomes[k], values[k]);
+        }
+    }
+    put_header(out, "hopper_forward_duration_seconds", "histogram",
+               "Seconds a forwarding attempt took, to its answer or its failure.");
+    for (size_t i = 0; i < n; i++)
+        if (s[i].forwarded)
+            put_histogram(out, &s[i]);
+}
+
 char *status_metrics(size_t *len)
 {
     char *text = NULL;
@@ -319,6 +383,7 @@ char *status_metrics(size_t *len)
             fprintf(out, "\",reason=\"%s\"} %" PRIu64 "\n", reasons[r], values[r]);
         }
     }
+    put_forward(out, s, n);
     free(s);
     if (fclose(out) != 0) {
         free(text);

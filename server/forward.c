@@ -1,0 +1,549 @@
+/* forward.c - the forwarding engine (see forward.h): forwarders, their
+ * slots, the thread and its libcurl multi handle. The HTTP request of an
+ * attempt is forward_request.c's. */
+#include "forward.h"
+
+#include "budget.h"
+#include "envelope.h"
+#include "forward_request.h"
+#include "giveback.h"
+#include "log.h"
+
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* The longest the thread sleeps without a reason to wake: a bound on how
+ * late a stop or a lost wake-up is noticed. */
+#define IDLE_MS 1000
+/* Consecutive failures from which a channel is "failing", not "retrying". */
+#define FAILING_AFTER 3
+/* Wait after a channel could not be read (an I/O error), before trying again. */
+#define READ_RETRY_S 1.0
+
+typedef struct forwarder forwarder;
+
+/* A slot: at most one message, from its take to its end. */
+typedef struct slot {
+    forwarder *fw;
+    void *msg; /* NULL: empty */
+    size_t len;
+    uint64_t taken;    /* the forwarder's count of takes when it was taken: the order */
+    double not_before; /* backoff: no attempt before this (monotonic seconds) */
+    double started;
+    bool in_flight;
+    forward_request req;
+} slot;
+
+struct forwarder {
+    registry_entry *entry;
+    char url[FORWARD_URL_MAX + 1];
+    forward_target target;
+    hop_waiter *waiter;
+    forwarder *next;
+    uint64_t takes;
+    double read_again; /* after a read error: not before this */
+    /* F.lock: what the waiter delivers, and what /status reads */
+    void *inbox;
+    size_t inbox_len;
+    bool armed;
+    forward_status st;
+    slot slots[FORWARD_MAX_CONCURRENCY];
+};
+
+static struct {
+    const server_options *o;
+    forward_signer signer;
+    CURLM *multi;
+    pthread_t thread;
+    atomic_bool started;
+    pthread_mutex_t lock;
+    forwarder *all; /* lock: every forwarder, newest first */
+    atomic_bool stop_taking, stop;
+    uint64_t deadline_ms; /* lock: when the stop cuts attempts off */
+} F = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+const double forward_buckets[FORWARD_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                 0.5,   1,    2.5,   5,    10,  30};
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+uint64_t forward_now_ms(void)
+{
+    return (uint64_t)(now_s() * 1000);
+}
+
+static double random_unit(void)
+{
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != sizeof r)
+        r = (uint32_t)rand();
+    return (double)r / 4294967296.0;
+}
+
+/* ---- attaching channels ---- */
+
+bool forward_is_forwarded(const char *name)
+{
+    return F.o && forward_rules_match(&F.o->forward, name) != NULL;
+}
+
+/* The URL without user:password@, for /status and the log (cut to size). */
+static void strip_credentials(const char *url, char *out, size_t size)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    const char *at = strchr(host, '@');
+    const char *slash = strchr(host, '/');
+    bool creds = at && (slash == NULL || at < slash);
+    size_t scheme = (size_t)(host - url), n = 0;
+    const char *parts[2] = {url, creds ? at + 1 : host};
+    size_t lens[2] = {scheme, strlen(parts[1])};
+    for (int i = 0; i < 2; i++) {
+        size_t take = lens[i] < size - 1 - n ? lens[i] : size - 1 - n;
+        memcpy(out + n, parts[i], take);
+        n += take;
+    }
+    out[n] = '\0';
+}
+
+/* The waiter's callback, on whatever thread sent the message: it goes to
+ * the forwarder's inbox, and the thread is woken to start it. */
+static void on_ready(void *arg, hop_err err, void *data, size_t len)
+{
+    forwarder *fw = arg;
+    pthread_mutex_lock(&F.lock);
+    fw->armed = false;
+    if (err == HOP_OK) {
+        fw->inbox = data;
+        fw->inbox_len = len;
+    }
+    /* under the lock: once a stop has seen armed false, nothing here runs */
+    curl_multi_wakeup(F.multi);
+    pthread_mutex_unlock(&F.lock);
+}
+
+void forward_attach(registry_entry *e)
+{
+    const char *name = hop_channel_name(e->ch);
+    const forward_rule *rule =
+        atomic_load(&F.started) ? forward_rules_match(&F.o->forward, name) : NULL;
+    if (rule == NULL)
+        return;
+    forwarder *fw = calloc(1, sizeof *fw);
+    if (fw == NULL || hop_waiter_new(on_ready, fw, &fw->waiter) != HOP_OK) {
+        log_error("channel %s: out of memory: it is not forwarded", name);
+        free(fw);
+        return;
+    }
+    fw->entry = e;
+    snprintf(fw->url, sizeof fw->url, "%.*s", (int)rule->url_len, rule->url);
+    fw->target = (forward_target){fw->url, name, F.o->forward_timeout, F.o->forward_ca,
+                                  F.o->forward_secret ? &F.signer : NULL};
+    strip_credentials(fw->url, fw->st.target, sizeof fw->st.target);
+    fw->st.state = "ok";
+    for (size_t i = 0; i < F.o->forward_concurrency; i++)
+        fw->slots[i].fw = fw;
+    pthread_mutex_lock(&F.lock);
+    e->forwarder = fw;
+    fw->next = F.all;
+    F.all = fw;
+    pthread_mutex_unlock(&F.lock);
+    log_info("channel %s forwarded to %s", name, fw->st.target);
+    curl_multi_wakeup(F.multi);
+}
+
+/* ---- taking messages into slots ---- */
+
+/* A message for fw: the inbox's, or the channel's oldest now (else the
+ * waiter is armed). False if there is none now. */
+static bool take(forwarder *fw, void **msg, size_t *len)
+{
+    pthread_mutex_lock(&F.lock);
+    bool have = fw->inbox != NULL, wait = fw->armed;
+    if (have) {
+        *msg = fw->inbox;
+        *len = fw->inbox_len;
+        fw->inbox = NULL;
+    } else if (!wait) {
+        fw->armed = true; /* before arming: the callback may run at once */
+    }
+    pthread_mutex_unlock(&F.lock);
+    if (have || wait || now_s() < fw->read_again)
+        return have;
+    hop_err err = hop_recv_or_arm(fw->entry->ch, fw->waiter, msg, len);
+    if (err == HOP_TIMEOUT)
+        return false;
+    pthread_mutex_lock(&F.lock);
+    fw->armed = false;
+    pthread_mutex_unlock(&F.lock);
+    if (err != HOP_OK && err != HOP_CLOSED)
+        fw->read_again = now_s() + READ_RETRY_S; /* logged by the core */
+    return err == HOP_OK;
+}
+
+/* Fill fw's empty slots, oldest message first, unless stopping. */
+static void fill(forwarder *fw)
+{
+    for (size_t i = 0; i < F.o->forward_concurrency && !atomic_load(&F.stop_taking); i++) {
+        slot *s = &fw->slots[i];
+        if (s->msg)
+            continue;
+        if (!take(fw, &s->msg, &s->len))
+            return;
+        s->taken = ++fw->takes;
+        s->not_before = 0;
+        budget_charge(hop_message_cost(s->len)); /* in RAM until its end */
+    }
+}
+
+/* The slot's message is done with: its RAM leaves the budget. */
+static void empty(slot *s)
+{
+    budget_release(hop_message_cost(s->len));
+    s->msg = NULL;
+    s->len = 0;
+}
+
+/* ---- attempts ---- */
+
+/* The delivery count the next attempt of msg carries: 1 + failed ones. */
+static uint32_t next_count(const void *msg, size_t len)
+{
+    envelope env;
+    return envelope_decode(msg, len, &env) ? env.returns + 1 : 1;
+}
+
+/* What an attempt came to, for the counts and the log. */
+typedef enum outcome { OUTCOME_OK, OUTCOME_RETRY, OUTCOME_DEAD } outcome;
+
+static void note_outcome(forwarder *fw, long status, const char *error, const char *why,
+                         outcome how);
+
+/* Begin the attempt of s now. A damaged message is dropped (logged). */
+static void begin(slot *s)
+{
+    forwarder *fw = s->fw;
+    bool bad = false;
+    uint32_t count = next_count(s->msg, s->len);
+    if (!forward_request_begin(&s->req, &fw->target, s->msg, s->len, count, s, &bad)) {
+        if (bad) {
+            log_error("channel %s: dropped a stored message with a malformed envelope",
+                      fw->target.channel);
+            hop_free(s->msg);
+            empty(s);
+        } else {
+            s->not_before = now_s() + READ_RETRY_S; /* out of memory: later */
+        }
+        return;
+    }
+    curl_multi_add_handle(F.multi, s->req.easy);
+    s->in_flight = true;
+    s->started = now_s();
+}
+
+/* Start every attempt that may start now. Returns when the earliest
+ * backoff of fw ends (0: none). OUT: *wake_in, seconds until then (kept if
+ * sooner). */
+static double begin_ready(forwarder *fw, double now, double *wake_in)
+{
+    double next = 0;
+    for (size_t i = 0; i < F.o->forward_concurrency; i++) {
+        slot *s = &fw->slots[i];
+        if (s->msg == NULL || s->in_flight)
+            continue;
+        if (s->not_before <= now) {
+            begin(s);
+            continue;
+        }
+        if (next == 0 || s->not_before < next)
+            next = s->not_before;
+        if (s->not_before - now < *wake_in)
+            *wake_in = s->not_before - now;
+    }
+    return next;
+}
+
+/* Seconds to wait before the next attempt after `failed` failed ones;
+ * retry_after < 0 if the answer gave none. */
+static double backoff(uint32_t failed, double retry_after)
+{
+    double lo = F.o->forward_retry_min, hi = F.o->forward_retry_max;
+    if (retry_after >= 0)
+        return retry_after < lo ? lo : retry_after > hi ? hi : retry_after;
+    double cap = lo * (failed < 30 ? (double)(1u << failed) : 1e9);
+    if (cap > hi)
+        cap = hi;
+    if (cap < lo)
+        cap = lo;
+    return lo + random_unit() * (cap - lo);
+}
+
+/* Why an attempt failed, for Hopper-Dead-Reason and /status. */
+static void failure_text(long status, CURLcode code, char *out, size_t size)
+{
+    if (code == CURLE_OK)
+        snprintf(out, size, "%ld", status);
+    else if (code == CURLE_OPERATION_TIMEDOUT)
+        snprintf(out, size, "timeout");
+    else
+        snprintf(out, size, "%s", curl_easy_strerror(code));
+}
+
+/* The attempt of s failed (status 0: no answer). To NAME.dead if the
+ * receiver said never, or attempts ran out; else a backoff. */
+static void failed(slot *s, long status, CURLcode code, double retry_after)
+{
+    forwarder *fw = s->fw;
+    char why[96], reason[200], when[FORWARD_TIME_TEXT_SIZE];
+    failure_text(status, code, why, sizeof why);
+    uint32_t count = next_count(s->msg, s->len); /* this attempt's */
+    bool never =
+        code == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429;
+    const char *error = code == CURLE_OK ? NULL : why;
+    if (never || count >= F.o->forward_max_attempts) {
+        forward_time_text(envelope_now_ms(), when);
+        snprintf(reason, sizeof reason, "%s after %" PRIu32 " attempt(s), %s", why, count, when);
+        if (giveback_dead(fw->entry, s->msg, s->len, reason)) {
+            note_outcome(fw, status, error, why, OUTCOME_DEAD);
+            empty(s);
+            return;
+        }
+    }
+    note_outcome(fw, status, error, why, OUTCOME_RETRY);
+    envelope_set_returns(s->msg, s->len, count); /* the next attempt is count + 1 */
+    bool honoured = code == CURLE_OK && (status == 429 || status == 503);
+    s->not_before = now_s() + backoff(count, honoured ? retry_after : -1);
+}
+
+/* An attempt ended: consume, retry or move on. */
+static void finished(slot *s, CURLcode code)
+{
+    long status = 0;
+    curl_easy_getinfo(s->req.easy, CURLINFO_RESPONSE_CODE, &status);
+    double retry_after = s->req.retry_after, took = now_s() - s->started;
+    curl_multi_remove_handle(F.multi, s->req.easy);
+    forward_request_end(&s->req);
+    s->in_flight = false;
+    forwarder *fw = s->fw;
+    pthread_mutex_lock(&F.lock);
+    size_t b = 0;
+    while (b < FORWARD_BUCKETS && took > forward_buckets[b])
+        b++;
+    fw->st.buckets[b]++;
+    fw->st.duration_sum += took;
+    pthread_mutex_unlock(&F.lock);
+    if (code == CURLE_OK && status >= 200 && status < 300) {
+        note_outcome(fw, status, NULL, NULL, OUTCOME_OK);
+        hop_free(s->msg); /* consumed: the receiver has it */
+        empty(s);
+        return;
+    }
+    failed(s, status, code, retry_after);
+}
+
+/* Count an outcome; log when a channel starts failing and when it is ok
+ * again, never per attempt. why: the failure, for the log. */
+static void note_outcome(forwarder *fw, long status, const char *error, const char *why,
+                         outcome how)
+{
+    pthread_mutex_lock(&F.lock);
+    forward_status *st = &fw->st;
+    bool was_ok = strcmp(st->state, "ok") == 0;
+    uint64_t failures = st->consecutive_failures;
+    st->last_status = status;
+    snprintf(st->last_error, sizeof st->last_error, "%s", error ? error : "");
+    if (how == OUTCOME_OK) {
+        st->attempts_ok++;
+        st->consecutive_failures = 0;
+        st->state = "ok";
+    } else {
+        *(how == OUTCOME_DEAD ? &st->attempts_dead : &st->attempts_retry) += 1;
+        st->consecutive_failures++;
+        st->state = st->consecutive_failures >= FAILING_AFTER ? "failing" : "retrying";
+    }
+    pthread_mutex_unlock(&F.lock);
+    if (how == OUTCOME_OK && !was_ok)
+        log_info("channel %s: forwarding to %s recovered after %" PRIu64 " failed attempt(s)",
+                 fw->target.channel, st->target, failures);
+    else if (how != OUTCOME_OK && was_ok)
+        log_warn("channel %s: forwarding to %s failing (%s)", fw->target.channel, st->target,
+                 why);
+}
+
+/* ---- the thread ---- */
+
+/* Act on every attempt that ended. */
+static void reap(void)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(F.multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        slot *s = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+        finished(s, m->data.result);
+    }
+}
+
+/* One round over the forwarders: take, begin. Returns how long the thread
+ * may sleep, in ms. */
+static int round_trip(void)
+{
+    double now = now_s(), wake_in = IDLE_MS / 1000.0;
+    pthread_mutex_lock(&F.lock);
+    forwarder *list = F.all;
+    pthread_mutex_unlock(&F.lock);
+    for (forwarder *fw = list; fw; fw = fw->next) {
+        fill(fw);
+        double next = 0;
+        if (!atomic_load(&F.stop_taking))
+            next = begin_ready(fw, now, &wake_in);
+        pthread_mutex_lock(&F.lock);
+        fw->st.next_at = next;
+        pthread_mutex_unlock(&F.lock);
+    }
+    return (int)(wake_in * 1000) + 1;
+}
+
+static bool in_flight(void)
+{
+    pthread_mutex_lock(&F.lock);
+    forwarder *list = F.all; /* nodes are never unlinked while the thread runs */
+    pthread_mutex_unlock(&F.lock);
+    for (forwarder *fw = list; fw; fw = fw->next)
+        for (size_t i = 0; i < F.o->forward_concurrency; i++)
+            if (fw->slots[i].in_flight)
+                return true;
+    return false;
+}
+
+static void *run(void *arg)
+{
+    (void)arg;
+    int running = 0;
+    while (!atomic_load(&F.stop) || (in_flight() && forward_now_ms() < F.deadline_ms)) {
+        curl_multi_perform(F.multi, &running);
+        reap();
+        /* after the reaping: a slot it emptied takes the next message now,
+         * and a backoff it began sets how long to sleep */
+        int sleep_ms = round_trip();
+        curl_multi_perform(F.multi, &running);
+        curl_multi_poll(F.multi, NULL, 0, sleep_ms < IDLE_MS ? sleep_ms : IDLE_MS, NULL);
+    }
+    return NULL;
+}
+
+bool forward_start(const server_options *o)
+{
+    F.o = o;
+    if (o->forward.count == 0)
+        return true;
+    char why[512];
+    if (o->forward_secret && !forward_signer_load(o->forward_secret, &F.signer, why, sizeof why)) {
+        log_error("--forward-secret: %s", why);
+        return false;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+        (F.multi = curl_multi_init()) == NULL) {
+        log_error("cannot start forwarding: libcurl failed to initialise");
+        return false;
+    }
+    if (pthread_create(&F.thread, NULL, run, NULL) != 0) {
+        log_error("cannot start the forwarding thread");
+        curl_multi_cleanup(F.multi);
+        return false;
+    }
+    atomic_store(&F.started, true);
+    return true;
+}
+
+void forward_stop_taking(void)
+{
+    atomic_store(&F.stop_taking, true);
+    if (atomic_load(&F.started))
+        curl_multi_wakeup(F.multi);
+}
+
+/* Back to the head of its channel: every slot's message, newest first, and
+ * the inbox's before them (it was taken last). */
+static void give_back(forwarder *fw)
+{
+    if (!hop_waiter_cancel(fw->waiter)) {
+        /* not armed, or its callback is claimed: wait until it has run */
+        pthread_mutex_lock(&F.lock);
+        while (fw->armed) {
+            pthread_mutex_unlock(&F.lock);
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+            pthread_mutex_lock(&F.lock);
+        }
+        pthread_mutex_unlock(&F.lock);
+    }
+    if (fw->inbox)
+        giveback_unsent(fw->entry, fw->inbox, fw->inbox_len);
+    for (;;) {
+        slot *newest = NULL;
+        for (size_t i = 0; i < F.o->forward_concurrency; i++) {
+            slot *s = &fw->slots[i];
+            if (s->msg && (newest == NULL || s->taken > newest->taken))
+                newest = s;
+        }
+        if (newest == NULL)
+            break;
+        if (newest->in_flight) {
+            curl_multi_remove_handle(F.multi, newest->req.easy);
+            forward_request_end(&newest->req);
+            newest->in_flight = false;
+        }
+        giveback_unsent(fw->entry, newest->msg, newest->len);
+        budget_release(hop_message_cost(newest->len));
+        newest->msg = NULL;
+    }
+}
+
+void forward_stop(uint64_t deadline_ms)
+{
+    if (!atomic_load(&F.started))
+        return;
+    forward_stop_taking();
+    F.deadline_ms = deadline_ms;
+    atomic_store(&F.stop, true);
+    curl_multi_wakeup(F.multi);
+    pthread_join(F.thread, NULL);
+    atomic_store(&F.started, false);
+    for (forwarder *fw = F.all, *next; fw; fw = next) {
+        next = fw->next;
+        give_back(fw);
+        fw->entry->forwarder = NULL;
+        hop_waiter_free(fw->waiter);
+        free(fw);
+    }
+    F.all = NULL;
+    curl_multi_cleanup(F.multi);
+    curl_global_cleanup();
+}
+
+bool forward_describe(const registry_entry *e, forward_status *out)
+{
+    pthread_mutex_lock(&F.lock);
+    forwarder *fw = e->forwarder;
+    if (fw) {
+        *out = fw->st;
+        double left = out->next_at - now_s();
+        out->next_attempt_seconds = out->next_at > 0 && left > 0 ? left : 0;
+    }
+    pthread_mutex_unlock(&F.lock);
+    return fw != NULL;
+}

@@ -1,0 +1,49 @@
+/* forward_request.h - one forwarding attempt as an HTTP request: POST URL
+ * with the message's body, its Content-Type and kept headers byte for
+ * byte, hopper's Hopper-* headers and, with a key, the Standard Webhooks
+ * signature; and what the answer said (status, Retry-After). The
+ * engine that runs the requests is forward.c. */
+#ifndef HOPPER_SERVER_FORWARD_REQUEST_H
+#define HOPPER_SERVER_FORWARD_REQUEST_H
+
+#include "forward_sign.h"
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FORWARD_CHANNEL_HEADER "Hopper-Channel"
+#define FORWARD_RECEIVED_AT_HEADER "Hopper-Received-At"
+
+/* What the requests of a channel share. */
+typedef struct forward_target {
+    const char *url;              /* NUL-terminated */
+    const char *channel;          /* the channel's name */
+    double timeout;               /* seconds an attempt may take, connecting included */
+    const char *ca_file;          /* a CA to trust besides the system's, or NULL */
+    const forward_signer *signer; /* or NULL: unsigned */
+} forward_target;
+
+/* One request in progress. */
+typedef struct forward_request {
+    CURL *easy;
+    struct curl_slist *headers;
+    double retry_after; /* seconds the answer's Retry-After asked for; < 0: none */
+} forward_request;
+
+/* Make r the request that forwards msg[0..len) (a stored envelope,
+ * borrowed until forward_request_end()) as delivery number count. private
+ * goes to CURLINFO_PRIVATE. False if the envelope is damaged (*bad set) or
+ * out of memory (*bad clear); r is empty then. */
+bool forward_request_begin(forward_request *r, const forward_target *t, const void *msg, size_t len,
+                           uint32_t count, void *private, bool *bad);
+
+/* Free what r holds (the easy handle must be out of any multi handle). */
+void forward_request_end(forward_request *r);
+
+/* "2026-12-03T17:05:09.123Z" for ms since the epoch. OUT: out. */
+#define FORWARD_TIME_TEXT_SIZE 32
+void forward_time_text(uint64_t ms, char out[FORWARD_TIME_TEXT_SIZE]);
+
+#endif

@@ -1,0 +1,76 @@
+/* forward_sign.c - Standard Webhooks signatures (see forward_sign.h). */
+#include "forward_sign.h"
+
+#include <errno.h>
+#include <nettle/base64.h>
+#include <nettle/hmac.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SECRET_PREFIX "whsec_"
+
+/* Decode base64 text[0..len) into out (at most FORWARD_SIGN_KEY_MAX).
+ * Returns the bytes, or 0 if it is not base64 or too long. */
+static size_t decode_base64(const char *text, size_t len, unsigned char *out)
+{
+    if (BASE64_DECODE_LENGTH(len) > FORWARD_SIGN_KEY_MAX)
+        return 0;
+    struct base64_decode_ctx ctx;
+    base64_decode_init(&ctx);
+    size_t n = FORWARD_SIGN_KEY_MAX;
+    if (!base64_decode_update(&ctx, &n, out, len, text) || !base64_decode_final(&ctx))
+        return 0;
+    return n;
+}
+
+bool forward_signer_load(const char *path, forward_signer *out, char *why, size_t why_size)
+{
+    char text[2 * FORWARD_SIGN_KEY_MAX + 16];
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        snprintf(why, why_size, "cannot read %s: %s", path, strerror(errno));
+        return false;
+    }
+    size_t len = fread(text, 1, sizeof text, f);
+    bool too_long = len == sizeof text;
+    fclose(f);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
+    if (too_long || len == 0) {
+        snprintf(why, why_size, "%s: the key is %s", path, len == 0 ? "empty" : "too long");
+        return false;
+    }
+    size_t prefix = strlen(SECRET_PREFIX);
+    if (len > prefix && memcmp(text, SECRET_PREFIX, prefix) == 0) {
+        out->key_len = decode_base64(text + prefix, len - prefix, out->key);
+        if (out->key_len == 0) {
+            snprintf(why, why_size, "%s: what follows whsec_ is not base64", path);
+            return false;
+        }
+        return true;
+    }
+    if (len > FORWARD_SIGN_KEY_MAX) {
+        snprintf(why, why_size, "%s: the key is longer than %d bytes", path, FORWARD_SIGN_KEY_MAX);
+        return false;
+    }
+    memcpy(out->key, text, len);
+    out->key_len = len;
+    return true;
+}
+
+void forward_sign(const forward_signer *s, const char *id, long long timestamp, const void *body,
+                  size_t len, char out[FORWARD_SIGNATURE_SIZE])
+{
+    struct hmac_sha256_ctx ctx;
+    hmac_sha256_set_key(&ctx, s->key_len, s->key);
+    char stamp[32];
+    int n = snprintf(stamp, sizeof stamp, ".%lld.", timestamp);
+    hmac_sha256_update(&ctx, strlen(id), (const uint8_t *)id);
+    hmac_sha256_update(&ctx, (size_t)n, (const uint8_t *)stamp);
+    hmac_sha256_update(&ctx, len, body);
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    hmac_sha256_digest(&ctx, sizeof digest, digest);
+    memcpy(out, "v1,", 3);
+    base64_encode_raw(out + 3, sizeof digest, digest);
+    out[3 + BASE64_ENCODE_RAW_LENGTH(sizeof digest)] = '\0';
+}

@@ -1,0 +1,32 @@
+/* forward_sign.h - signing forwarded requests the Standard Webhooks way
+ * (https://www.standardwebhooks.com): webhook-id, webhook-timestamp and
+ * webhook-signature "v1,<base64 of HMAC-SHA256(key, id.timestamp.body)>",
+ * so that a receiver can check a request came from this hopper and was not
+ * replayed long after. HMAC-SHA256 and base64 are nettle's. */
+#ifndef HOPPER_SERVER_FORWARD_SIGN_H
+#define HOPPER_SERVER_FORWARD_SIGN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Longest key accepted, in bytes once decoded. */
+#define FORWARD_SIGN_KEY_MAX 256
+/* "v1," and the base64 of 32 bytes, and NUL. */
+#define FORWARD_SIGNATURE_SIZE (3 + 44 + 1)
+
+typedef struct forward_signer {
+    unsigned char key[FORWARD_SIGN_KEY_MAX];
+    size_t key_len;
+} forward_signer;
+
+/* Read the key from path: "whsec_<base64>" (the form Standard Webhooks
+ * libraries take) is decoded, anything else is the key's bytes; a trailing
+ * newline is dropped either way. True, or false with why[0..why_size). */
+bool forward_signer_load(const char *path, forward_signer *out, char *why, size_t why_size);
+
+/* The webhook-signature value for message id at timestamp (seconds since
+ * the epoch) of body[0..len). OUT: out. */
+void forward_sign(const forward_signer *s, const char *id, long long timestamp, const void *body,
+                  size_t len, char out[FORWARD_SIGNATURE_SIZE]);
+
+#endif
