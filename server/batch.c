@@ -58,16 +58,20 @@ static bool part_headers(request *req, const multipart_part *part, size_t i, env
 }
 
 /* Write the envelopes of parts[0..count) into out->store, one after the
- * other. hs is room for the headers of one part. */
+ * other: each with an id of its own, all accepted now. hs is room for the
+ * headers of one part. */
 static void write_messages(request *req, const multipart_part *parts, size_t count,
                            envelope_header *hs, batch *out)
 {
     unsigned char *p = out->store;
+    uint64_t received_ms = envelope_now_ms();
     for (size_t i = 0; i < count; i++) {
         size_t n;
         part_headers(req, &parts[i], i, hs, &n); /* checked already */
         size_t prefix = envelope_prefix_size(hs, n);
-        envelope_write_prefix(p, hs, n);
+        unsigned char id[ENVELOPE_ID_LEN];
+        envelope_new_id(id);
+        envelope_write_prefix(p, hs, n, id, received_ms);
         memcpy(p + prefix, parts[i].body, parts[i].body_len);
         out->msgs[i] = (hop_buf){p, prefix + parts[i].body_len};
         p += prefix + parts[i].body_len;

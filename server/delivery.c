@@ -14,8 +14,9 @@
 #include <string.h>
 #include <strings.h>
 
-/* Headers a part carries besides the stored ones: the count and a receipt. */
-#define EXTRA_HEADERS 2
+/* Headers a part carries besides the stored ones: the id, the count and a
+ * receipt. */
+#define EXTRA_HEADERS 3
 #define COUNT_TEXT_SIZE 12 /* a uint32 and NUL */
 
 /* One message as it goes out. */
@@ -23,6 +24,7 @@ typedef struct outgoing {
     envelope env;
     multipart_header headers[ENVELOPE_MAX_HEADERS + EXTRA_HEADERS];
     size_t header_count;
+    char id[ENVELOPE_ID_TEXT_SIZE];
     char count[COUNT_TEXT_SIZE];
 } outgoing;
 
@@ -33,8 +35,9 @@ static bool is_content_type(const envelope_header *h)
 }
 
 /* The headers msg goes out with: Content-Type first, the other stored ones
- * that can be sent (libmicrohttpd sends no empty value), the count of
- * hand-outs, the receipt. False if msg is not a valid envelope. */
+ * that can be sent (libmicrohttpd sends no empty value), the message's id,
+ * the count of hand-outs, the receipt. False if msg is not a valid
+ * envelope. */
 static bool prepare(outgoing *o, const void *msg, size_t len, const char *receipt)
 {
     if (!envelope_decode(msg, len, &o->env))
@@ -54,6 +57,9 @@ static bool prepare(outgoing *o, const void *msg, size_t len, const char *receip
         if (!is_content_type(h) && h->value_len > 0 && multipart_header_valid(&m))
             o->headers[o->header_count++] = m;
     }
+    envelope_id_text(&o->env, o->id);
+    o->headers[o->header_count++] = (multipart_header){MESSAGE_ID_HEADER, strlen(MESSAGE_ID_HEADER),
+                                                       o->id, ENVELOPE_ID_TEXT_SIZE - 1};
     snprintf(o->count, sizeof o->count, "%" PRIu32, o->env.returns + 1);
     o->headers[o->header_count++] = (multipart_header){
         DELIVERY_COUNT_HEADER, strlen(DELIVERY_COUNT_HEADER), o->count, strlen(o->count)};

@@ -2,7 +2,8 @@
  *
  * A GET takes one message (a plain response: its body, its Content-Type
  * and kept headers) or, with ?max=N, up to N (a multipart/mixed response,
- * one part per message with its own headers). Every message says how often
+ * one part per message with its own headers). Every message says its id
+ * (Hopper-Message-Id, envelope.h: the same on every delivery) and how often
  * it has been handed out (Hopper-Delivery-Count). With ?lease=L each is put
  * under a lease (lease.h) and says its receipt (Hopper-Receipt).
  *

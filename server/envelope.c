@@ -1,9 +1,15 @@
-/* envelope.c - encoding and strict decoding of stored messages; the byte
- * format is documented in envelope.h. */
+/* envelope.c - encoding and strict decoding of stored messages, and the
+ * ids and receive times they carry; the byte format is documented in
+ * envelope.h. */
 #include "envelope.h"
+
+#include "hash.h"
+#include "hex.h"
+#include "random.h"
 
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static unsigned char *put_u16(unsigned char *p, size_t v)
 {
@@ -19,6 +25,13 @@ static unsigned char *put_u32(unsigned char *p, size_t v)
     return p + 4;
 }
 
+static unsigned char *put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)((v >> (8 * i)) & 0xff);
+    return p + 8;
+}
+
 static uint16_t get_u16(const unsigned char *p)
 {
     return (uint16_t)(p[0] | (p[1] << 8));
@@ -29,6 +42,11 @@ static uint32_t get_u32(const unsigned char *p)
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
+static uint64_t get_u64(const unsigned char *p)
+{
+    return (uint64_t)get_u32(p) | ((uint64_t)get_u32(p + 4) << 32);
+}
+
 size_t envelope_prefix_size(const envelope_header *headers, size_t count)
 {
     size_t n = ENVELOPE_FIXED_BYTES;
@@ -37,11 +55,15 @@ size_t envelope_prefix_size(const envelope_header *headers, size_t count)
     return n;
 }
 
-void envelope_write_prefix(unsigned char *out, const envelope_header *headers, size_t count)
+void envelope_write_prefix(unsigned char *out, const envelope_header *headers, size_t count,
+                           const unsigned char id[ENVELOPE_ID_LEN], uint64_t received_ms)
 {
     unsigned char *p = out;
     *p++ = ENVELOPE_VERSION;
     p = put_u32(p, 0); /* returns: a new message has not been handed out */
+    memcpy(p, id, ENVELOPE_ID_LEN);
+    p += ENVELOPE_ID_LEN;
+    p = put_u64(p, received_ms);
     p = put_u16(p, count);
     for (size_t i = 0; i < count; i++) {
         p = put_u16(p, headers[i].name_len);
@@ -51,6 +73,18 @@ void envelope_write_prefix(unsigned char *out, const envelope_header *headers, s
         memcpy(p, headers[i].value, headers[i].value_len);
         p += headers[i].value_len;
     }
+}
+
+void envelope_new_id(unsigned char id[ENVELOPE_ID_LEN])
+{
+    random_bytes(id, ENVELOPE_ID_LEN);
+}
+
+uint64_t envelope_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
 }
 
 /* Decode the headers and the body that follow the fixed prefix: p[0..left)
@@ -93,21 +127,32 @@ static bool decode_headers(const unsigned char *p, size_t left, envelope *out)
     return true;
 }
 
-bool envelope_decode(const void *data, size_t len, envelope *out)
+/* envelope_decode() but for the id of versions 1 and 2, left zero:
+ * whether data[0..len) is valid, and what its fields are. */
+static bool decode_fields(const unsigned char *p, size_t len, envelope *out)
 {
-    const unsigned char *p = data;
     size_t count_at; /* where the u16 header count lies */
     if (p == NULL || len < 1)
         return false;
+    memset(out->id, 0, sizeof out->id);
+    out->received_ms = 0;
+    out->returns = 0;
     switch (p[0]) {
     case ENVELOPE_VERSION:
         if (len < ENVELOPE_FIXED_BYTES)
             return false;
         out->returns = get_u32(p + ENVELOPE_RETURNS_OFFSET);
+        memcpy(out->id, p + ENVELOPE_ID_OFFSET, ENVELOPE_ID_LEN);
+        out->received_ms = get_u64(p + ENVELOPE_RECEIVED_OFFSET);
+        count_at = ENVELOPE_COUNT_OFFSET;
+        break;
+    case ENVELOPE_VERSION_2:
+        if (len < ENVELOPE_V2_FIXED_BYTES)
+            return false;
+        out->returns = get_u32(p + ENVELOPE_RETURNS_OFFSET);
         count_at = ENVELOPE_RETURNS_OFFSET + 4;
         break;
     case ENVELOPE_VERSION_1:
-        out->returns = 0;
         count_at = 1;
         break;
     default:
@@ -117,13 +162,41 @@ bool envelope_decode(const void *data, size_t len, envelope *out)
     return decode_headers(p + count_at, len - count_at, out);
 }
 
+/* The id of a version 1 or 2 envelope p[0..len), derived from its bytes
+ * but the returns field (which changes as it comes back), as envelope.h
+ * says. OUT: id. */
+static void derive_id(const unsigned char *p, size_t len, unsigned char id[ENVELOPE_ID_LEN])
+{
+    size_t rest = p[0] == ENVELOPE_VERSION_2 ? ENVELOPE_RETURNS_OFFSET + 4 : 1;
+    uint64_t h[2] = {HASH_FNV1A_OFFSET, ENVELOPE_LEGACY_ID_BASIS};
+    for (int k = 0; k < 2; k++) {
+        h[k] = hash_bytes(h[k], p, 1); /* the version */
+        h[k] = hash_bytes(h[k], p + rest, len - rest);
+        put_u64(id + 8 * k, h[k]);
+    }
+}
+
+bool envelope_decode(const void *data, size_t len, envelope *out)
+{
+    if (!decode_fields(data, len, out))
+        return false;
+    if (out->version != ENVELOPE_VERSION)
+        derive_id(data, len, out->id);
+    return true;
+}
+
 bool envelope_set_returns(void *data, size_t len, uint32_t returns)
 {
     envelope e; /* only to check the whole envelope before writing into it */
-    if (!envelope_decode(data, len, &e) || e.version != ENVELOPE_VERSION)
+    if (!decode_fields(data, len, &e) || e.version == ENVELOPE_VERSION_1)
         return false;
     put_u32((unsigned char *)data + ENVELOPE_RETURNS_OFFSET, returns);
     return true;
+}
+
+void envelope_id_text(const envelope *e, char out[ENVELOPE_ID_TEXT_SIZE])
+{
+    hex_encode(e->id, ENVELOPE_ID_LEN, out);
 }
 
 const char *envelope_find(const envelope *e, const char *name, size_t *value_len)

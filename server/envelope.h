@@ -1,30 +1,49 @@
-/* envelope.h - the bytes a message is stored as: the HTTP headers hopper
- * keeps (Content-Type and those --keep-headers names) and a count of how
- * often the message came back, framed ahead of the body, so that the core
- * stores one opaque byte string per message.
+/* envelope.h - the bytes a message is stored as: its id, when hopper
+ * accepted it, a count of how often it came back, and the HTTP headers
+ * hopper keeps (Content-Type and those --keep-headers names), framed ahead
+ * of the body, so that the core stores one opaque byte string per message.
  *
- * Format, version 2 (all integers little-endian, never raw structs):
+ * Format, version 3 (all integers little-endian, never raw structs):
  *
- *   offset 0   u8   version, ENVELOPE_VERSION (0x02)
+ *   offset 0   u8   version, ENVELOPE_VERSION (0x03)
  *          1   u32  returns: how many times the message was handed out and
  *                   came back (lease expired or released, delivery
  *                   failed); 0 when written, rewritten in place
  *                   (envelope_set_returns) without touching anything else
- *          5   u16  header count N
- *          7   N times:  u16 name length, name bytes,
+ *          5   16 bytes  id: random (envelope_new_id), given when the
+ *                   message is accepted; the same on every delivery, after
+ *                   restarts and in NAME.dead (the bytes move as they are)
+ *         21   u64  received_at: when hopper accepted the message, in
+ *                   milliseconds since the Unix epoch (UTC)
+ *         29   u16  header count N
+ *         31   N times:  u16 name length, name bytes,
  *                        u32 value length, value bytes
  *          ..  the body, to the end of the message
  *
- * Version 1, written by hopper before returns existed and still decoded
- * (queue files outlive upgrades), is the same without the returns field:
- * u8 0x01, u16 N at offset 1, the headers from offset 3; it reads as
- * returns 0 and cannot be rewritten.
+ * Earlier versions are still decoded: queue files outlive upgrades.
+ *   Version 2 (hopper before message ids): u8 0x02, u32 returns at offset
+ *   1, u16 N at offset 5, the headers from offset 7. Its returns can be
+ *   rewritten as version 3's.
+ *   Version 1 (before returns): u8 0x01, u16 N at offset 1, the headers
+ *   from offset 3; it reads as returns 0 and cannot be rewritten.
+ * Both read as received_at 0 (unknown), and their id is derived from the
+ * bytes, so that it too stays the same on every delivery and after
+ * restarts: FNV-1a 64 (hash.h) of the message without its returns field
+ * (all of version 1; byte 0, then offset 5 to the end, of version 2),
+ * once from the standard offset basis and once from
+ * ENVELOPE_LEGACY_ID_BASIS, the two hashes in that order as 8 bytes
+ * little-endian each. Two stored messages with the same bytes (returns
+ * aside) therefore share an id: the same body and headers sent twice to a
+ * channel by a hopper of those versions. Never change this derivation:
+ * ids already handed out would change with it.
  *
- * Validity: the version byte is 0x01 or 0x02, N is at most
- * ENVELOPE_MAX_HEADERS, every length fits inside the message. Bump the
- * version when the layout of the prefix changes; storing other headers
- * needs no bump. Names and values are stored as the request had them;
- * their order is the request's. */
+ * Validity: the version byte is 0x01, 0x02 or 0x03, N is at most
+ * ENVELOPE_MAX_HEADERS, every length fits inside the message; the id and
+ * received_at take any value. Bump the version when the layout of the
+ * prefix changes, keep decoding the old one, and keep a data directory
+ * written by the release before as a test fixture (test_upgrade.c);
+ * storing other headers needs no bump. Names and values are stored as the
+ * request had them; their order is the request's. */
 #ifndef HOPPER_SERVER_ENVELOPE_H
 #define HOPPER_SERVER_ENVELOPE_H
 
@@ -32,14 +51,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ENVELOPE_VERSION 0x02
+#define ENVELOPE_VERSION 0x03
+#define ENVELOPE_VERSION_2 0x02
 #define ENVELOPE_VERSION_1 0x01
-/* Where the u32 returns field of a version 2 envelope lies. */
+/* Bytes of a message id, and of its text: 32 lowercase hex digits and NUL. */
+#define ENVELOPE_ID_LEN 16
+#define ENVELOPE_ID_TEXT_SIZE 33
+/* The response header that carries a message's id on GET. */
+#define MESSAGE_ID_HEADER "Hopper-Message-Id"
+/* Where the fields of version 3 lie; the u32 returns field lies at the
+ * same offset in version 2. */
 #define ENVELOPE_RETURNS_OFFSET 1
-/* Bytes before the first header: version, returns, count (version 2). */
-#define ENVELOPE_FIXED_BYTES (1 + 4 + 2)
-/* The same for version 1: version, count. */
+#define ENVELOPE_ID_OFFSET (ENVELOPE_RETURNS_OFFSET + 4)
+#define ENVELOPE_RECEIVED_OFFSET (ENVELOPE_ID_OFFSET + ENVELOPE_ID_LEN)
+#define ENVELOPE_COUNT_OFFSET (ENVELOPE_RECEIVED_OFFSET + 8)
+/* Bytes before the first header: version, returns, id, received_at,
+ * count (version 3). */
+#define ENVELOPE_FIXED_BYTES (ENVELOPE_COUNT_OFFSET + 2)
+/* The same for version 2: version, returns, count; and version 1: version,
+ * count. */
+#define ENVELOPE_V2_FIXED_BYTES (1 + 4 + 2)
 #define ENVELOPE_V1_FIXED_BYTES (1 + 2)
+/* The offset basis of the second hash of a derived id (versions 1 and 2;
+ * see above): 2^64 divided by the golden ratio, any odd constant but the
+ * standard basis would do. Part of the format: never change it. */
+#define ENVELOPE_LEGACY_ID_BASIS 0x9e3779b97f4a7c15ull
 /* Bytes each header adds besides its name and value: the two lengths. */
 #define ENVELOPE_HEADER_FIXED_BYTES (2 + 4)
 /* Headers one message may store, Content-Type included: webhook senders
@@ -55,7 +91,8 @@
 
 /* Bytes an envelope adds at most to what --max-message-bytes counts (the
  * body and the names and values of the headers kept by --keep-headers):
- * the fixed prefix, the two lengths of each of up to ENVELOPE_MAX_HEADERS
+ * the fixed prefix (of version 3: the earlier ones are shorter), the two
+ * lengths of each of up to ENVELOPE_MAX_HEADERS
  * headers, and the Content-Type, which does not count against the limit
  * (it has its own, ENVELOPE_MAX_CONTENT_TYPE) and is always stored. The
  * core's max_message_bytes is the server's plus this. */
@@ -73,31 +110,50 @@ typedef struct envelope_header {
 /* Bytes of the prefix (everything before the body) for these headers. */
 size_t envelope_prefix_size(const envelope_header *headers, size_t count);
 
-/* Write a version 2 prefix with returns 0 for headers into out, which has
+/* Write a version 3 prefix with returns 0 for headers into out, which has
  * exactly envelope_prefix_size(headers, count) bytes; the body goes right
- * after. count must be at most ENVELOPE_MAX_HEADERS, names at most
- * ENVELOPE_MAX_NAME bytes, values below 4 GiB. */
-void envelope_write_prefix(unsigned char *out, const envelope_header *headers, size_t count);
+ * after. id (copied) and received_ms are stored as given: a new message
+ * takes envelope_new_id() and envelope_now_ms(). count must be at most
+ * ENVELOPE_MAX_HEADERS, names at most ENVELOPE_MAX_NAME bytes, values
+ * below 4 GiB. */
+void envelope_write_prefix(unsigned char *out, const envelope_header *headers, size_t count,
+                           const unsigned char id[ENVELOPE_ID_LEN], uint64_t received_ms);
+
+/* A new message id: ENVELOPE_ID_LEN random bytes (random.h), which no
+ * client can guess or make collide. OUT: id. */
+void envelope_new_id(unsigned char id[ENVELOPE_ID_LEN]);
+
+/* The time now, of the wall clock (CLOCK_REALTIME), in milliseconds since
+ * the Unix epoch: what a new message stores as received_at. */
+uint64_t envelope_now_ms(void);
 
 /* A decoded envelope: pointers into the message, which must outlive it. */
 typedef struct envelope {
-    unsigned version; /* ENVELOPE_VERSION or ENVELOPE_VERSION_1 */
-    uint32_t returns; /* 0 for version 1 */
+    unsigned version;                  /* ENVELOPE_VERSION, _2 or _1 */
+    uint32_t returns;                  /* 0 for version 1 */
+    unsigned char id[ENVELOPE_ID_LEN]; /* stored (v3) or derived from the bytes (v1, v2) */
+    uint64_t received_ms;              /* ms since the epoch; 0: unknown (v1, v2) */
     envelope_header headers[ENVELOPE_MAX_HEADERS];
     size_t header_count;
     const unsigned char *body;
     size_t body_len;
 } envelope;
 
-/* Decode data[0..len), version 1 or 2. False if it is not a valid envelope
- * (see above); every length is checked, nothing is read outside
- * data[0..len). OUT: *out on success, partly written otherwise. */
+/* Decode data[0..len), version 1, 2 or 3. False if it is not a valid
+ * envelope (see above); every length is checked, nothing is read outside
+ * data[0..len). The id of a version 1 or 2 envelope is derived from all
+ * of its bytes: decoding one costs a pass over the body. OUT: *out on
+ * success, partly written otherwise. */
 bool envelope_decode(const void *data, size_t len, envelope *out);
 
-/* Rewrite the returns field of the version 2 envelope data[0..len) in
+/* Rewrite the returns field of the version 2 or 3 envelope data[0..len) in
  * place. False, data unchanged, if data is a version 1 envelope (it has no
  * such field) or not a valid envelope. */
 bool envelope_set_returns(void *data, size_t len, uint32_t returns);
+
+/* The id of e as text: ENVELOPE_ID_LEN * 2 lowercase hex digits and a NUL.
+ * OUT: out. */
+void envelope_id_text(const envelope *e, char out[ENVELOPE_ID_TEXT_SIZE]);
 
 /* The value of the first header named name (ASCII case-insensitive), or NULL.
  * OUT: *value_len. */

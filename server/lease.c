@@ -3,15 +3,15 @@
 
 #include "giveback.h"
 #include "hash.h"
+#include "hex.h"
 #include "log.h"
+#include "random.h"
 #include "timer.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define BUCKETS 4096 /* a power of two */
 
@@ -42,20 +42,8 @@ static struct {
 void lease_new_receipt(char out[LEASE_RECEIPT_LEN + 1])
 {
     unsigned char bits[LEASE_RECEIPT_LEN / 2];
-    size_t got = 0;
-    while (got < sizeof bits) {
-        ssize_t n = getrandom(bits + got, sizeof bits - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-        else if (errno != EINTR)
-            abort(); /* no randomness from the kernel: nothing safe to hand out */
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof bits; i++) {
-        out[2 * i] = hex[bits[i] >> 4];
-        out[2 * i + 1] = hex[bits[i] & 15];
-    }
-    out[LEASE_RECEIPT_LEN] = '\0';
+    random_bytes(bits, sizeof bits);
+    hex_encode(bits, sizeof bits, out);
 }
 
 static size_t bucket_of(const char *receipt)

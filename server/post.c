@@ -208,8 +208,10 @@ static bool first_buffer_size(post_request *p, struct MHD_Connection *conn, size
     return true;
 }
 
-/* Begin the envelope: its prefix for st's headers, and room for a body of
- * first bytes. False, with p failed, if out of memory. */
+/* Begin the envelope: room for its prefix for st's headers, and for a body
+ * of first bytes. The prefix is written once the body is in
+ * (finish_envelope()), when the message is accepted. False, with p failed,
+ * if out of memory. */
 static bool begin_envelope(post_request *p, const stored_headers *st, size_t first)
 {
     p->prefix_len = envelope_prefix_size(st->headers, st->count);
@@ -219,7 +221,6 @@ static bool begin_envelope(post_request *p, const stored_headers *st, size_t fir
         return false;
     }
     budget_charge(p->cap); /* RAM the channels' memory yields to, until post_end() */
-    envelope_write_prefix(p->buf, st->headers, st->count);
     return true;
 }
 
@@ -364,10 +365,31 @@ static enum MHD_Result send_messages(post_request *p, struct MHD_Connection *con
     return post_answer(p, conn, err, errno); /* errno says why, on HOP_IO */
 }
 
+/* Write the envelope's prefix ahead of the body that came in: the headers
+ * post_begin() collected (collected again: MHD keeps them for the request,
+ * they fit as they did then), a new id, and the time now as the time the
+ * message was accepted. False, with p failed, if they no longer fit. */
+static bool finish_envelope(post_request *p, struct MHD_Connection *conn)
+{
+    stored_headers st;
+    if (!collect_headers(p, conn, &st))
+        return false;
+    if (envelope_prefix_size(st.headers, st.count) != p->prefix_len) {
+        request_fail(&p->base, API_INTERNAL, "the headers to keep changed during the request");
+        return false;
+    }
+    unsigned char id[ENVELOPE_ID_LEN];
+    envelope_new_id(id);
+    envelope_write_prefix(p->buf, st.headers, st.count, id, envelope_now_ms());
+    return true;
+}
+
 static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
 {
     post_request *p = post_of(req);
     if (!p->batch) {
+        if (!finish_envelope(p, conn))
+            return respond_error(req, conn, req->error);
         hop_buf one = {p->buf, p->prefix_len + p->body_len};
         return send_messages(p, conn, &one, 1);
     }

@@ -8,8 +8,11 @@
  * body came (507 full, or a 5xx) is answered with its own payload, so the
  * sender can keep it or send it elsewhere; Hopper-Error says why.
  *
- * The body is read into the envelope it is stored as (envelope.h): the
- * prefix first, then the body as it arrives, in one buffer. */
+ * The body is read into the envelope it is stored as (envelope.h): room
+ * for the prefix first, then the body as it arrives, in one buffer. The
+ * prefix is written once the body is complete, just before the send: that
+ * is when the message is accepted, and gets its id and receive time (a
+ * batch's parts too, batch.c: an id each, one time for all). */
 #ifndef HOPPER_SERVER_POST_H
 #define HOPPER_SERVER_POST_H
 
@@ -23,7 +26,7 @@
 typedef struct post_request {
     request base;
     char *content_type; /* as sent, NULL when absent or empty; new */
-    unsigned char *buf; /* the envelope: prefix, then the body as it arrives; new */
+    unsigned char *buf; /* the envelope: prefix (written last), then the body; new */
     size_t prefix_len, body_len, cap;
     size_t kept_bytes; /* names and values of the kept headers: they count
                           toward --max-message-bytes with the body */

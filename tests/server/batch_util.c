@@ -192,6 +192,19 @@ void bu_expect_part_header(const multipart_part *p, const char *name, const char
         fail_msg("expected '%s: %s', got '%.*s'", name, value, (int)h.value_len, h.value);
 }
 
+void bu_part_message_id(const multipart_part *p, char id[HS_MESSAGE_ID_LEN + 1])
+{
+    multipart_header h;
+    size_t n = bu_part_headers_named(p, "Hopper-Message-Id", &h);
+    if (n != 1 || h.value_len != HS_MESSAGE_ID_LEN)
+        fail_msg("expected one Hopper-Message-Id of 32 hex digits in the part:\n%.*s",
+                 (int)p->header_lines_len, p->header_lines);
+    memcpy(id, h.value, HS_MESSAGE_ID_LEN);
+    id[HS_MESSAGE_ID_LEN] = '\0';
+    if (!hs_is_message_id(id))
+        fail_msg("'%s' is not a message id", id);
+}
+
 void bu_expect_no_part_header(const multipart_part *p, const char *name)
 {
     if (bu_part_headers_named(p, name, NULL) != 0)
@@ -215,18 +228,6 @@ void bu_expect_text_part(const multipart_part *p, const char *type, const char *
 
 /* ---- plain responses ---- */
 
-size_t bu_reply_headers_named(const hs_reply *r, const char *name)
-{
-    size_t n = 0, name_len = strlen(name);
-    for (const char *line = r->headers; line && *line;) {
-        if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':')
-            n++;
-        line = strchr(line, '\n');
-        line = line ? line + 1 : NULL;
-    }
-    return n;
-}
-
 void bu_get_plain(const hs_server *s, const char *channel, const void *body, size_t len,
                   const char *type, hs_reply *r)
 {
@@ -237,13 +238,13 @@ void bu_get_plain(const hs_server *s, const char *channel, const void *body, siz
         fail_msg("expected 200 with %zu bytes, got %ld with %zu: '%.*s'", len, r->status, r->len,
                  (int)(r->len < 200 ? r->len : 200), (const char *)r->body);
     assert_string_equal(r->content_type, type);
-    assert_int_equal(bu_reply_headers_named(r, "Content-Type"), 1);
+    assert_int_equal(hs_header_count(r, "Content-Type"), 1);
 }
 
 void bu_expect_reply_header(const hs_reply *r, const char *name, const char *value)
 {
     char got[1200];
-    if (bu_reply_headers_named(r, name) != 1 || !hs_header(r, name, got, sizeof got))
+    if (hs_header_count(r, name) != 1 || !hs_header(r, name, got, sizeof got))
         fail_msg("expected one '%s' header:\n%s", name, r->headers);
     assert_string_equal(got, value);
 }

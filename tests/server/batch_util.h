@@ -79,6 +79,8 @@ void bu_batch_free(bu_batch *b);
 size_t bu_part_headers_named(const multipart_part *p, const char *name, multipart_header *first);
 /* p carries exactly one header name, with exactly value. */
 void bu_expect_part_header(const multipart_part *p, const char *name, const char *value);
+/* The Hopper-Message-Id of p into id: it must carry one, a message id. */
+void bu_part_message_id(const multipart_part *p, char id[HS_MESSAGE_ID_LEN + 1]);
 /* p carries no header name. */
 void bu_expect_no_part_header(const multipart_part *p, const char *name);
 /* p's body is exactly body[0..len). */
@@ -88,8 +90,6 @@ void bu_expect_text_part(const multipart_part *p, const char *type, const char *
 
 /* ---- plain responses ---- */
 
-/* How many header lines of r are named name. */
-size_t bu_reply_headers_named(const hs_reply *r, const char *name);
 /* The next message of channel, taken with a plain GET: it must be a 200
  * with body and Content-Type type (one Content-Type header). OUT: *r. */
 void bu_get_plain(const hs_server *s, const char *channel, const void *body, size_t len,

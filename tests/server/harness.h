@@ -94,6 +94,8 @@ typedef struct hs_reply {
 void hs_reply_free(hs_reply *r);
 /* The value of header name (case-insensitive) into out; false if absent. */
 bool hs_header(const hs_reply *r, const char *name, char *out, size_t size);
+/* How many header lines of r are named name (case-insensitive). */
+size_t hs_header_count(const hs_reply *r, const char *name);
 
 /* One request over a fresh connection. path includes any query and is sent
  * as is (no dot-segment squashing). body may be NULL (no body); for POST a
@@ -276,6 +278,13 @@ void hs_get_end_ok(hs_pending_get *g, long status);
 bool hs_is_receipt(const char *text);
 /* The Hopper-Delivery-Count of r; -1 if absent or not a number. */
 long hs_delivery_count(const hs_reply *r);
+/* A message id (Hopper-Message-Id) is HS_MESSAGE_ID_LEN lowercase hex
+ * digits, as a receipt is. */
+#define HS_MESSAGE_ID_LEN 32
+bool hs_is_message_id(const char *text);
+/* The Hopper-Message-Id of r into id; it must be there, exactly once, and
+ * be a message id (else the test fails, r freed). */
+void hs_expect_message_id(hs_reply *r, char id[HS_MESSAGE_ID_LEN + 1]);
 /* GET /channels/<channel>?wait=<wait>, with &lease=<lease> unless lease is
  * NULL, into out (the caller frees it); it must be answered. Returns the
  * status. */

@@ -206,15 +206,38 @@ void hs_get_end_ok(hs_pending_get *g, long status)
 
 /* ---- leases ---- */
 
-bool hs_is_receipt(const char *text)
+/* text is exactly len lowercase hex digits. */
+static bool is_hex(const char *text, size_t len)
 {
-    if (strlen(text) != HS_RECEIPT_LEN)
+    if (strlen(text) != len)
         return false;
     for (const char *p = text; *p; p++) {
         if (!isdigit((unsigned char)*p) && !(*p >= 'a' && *p <= 'f'))
             return false;
     }
     return true;
+}
+
+bool hs_is_receipt(const char *text)
+{
+    return is_hex(text, HS_RECEIPT_LEN);
+}
+
+bool hs_is_message_id(const char *text)
+{
+    return is_hex(text, HS_MESSAGE_ID_LEN);
+}
+
+void hs_expect_message_id(hs_reply *r, char id[HS_MESSAGE_ID_LEN + 1])
+{
+    char got[64] = "", why[600];
+    if (hs_header_count(r, "Hopper-Message-Id") != 1 ||
+        !hs_header(r, "Hopper-Message-Id", got, sizeof got) || !hs_is_message_id(got)) {
+        snprintf(why, sizeof why, "expected one Hopper-Message-Id of 32 hex digits, headers:\n%s",
+                 r->headers);
+        fail_freeing(r, why);
+    }
+    memcpy(id, got, HS_MESSAGE_ID_LEN + 1);
 }
 
 long hs_delivery_count(const hs_reply *r)

@@ -211,6 +211,18 @@ bool hs_header(const hs_reply *r, const char *name, char *out, size_t size)
     return false;
 }
 
+size_t hs_header_count(const hs_reply *r, const char *name)
+{
+    size_t n = 0, name_len = strlen(name);
+    for (const char *line = r->headers; line && *line;) {
+        if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':')
+            n++;
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    return n;
+}
+
 static void *pending_get_main(void *arg)
 {
     hs_pending_get *g = arg;

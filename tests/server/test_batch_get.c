@@ -18,8 +18,8 @@
 #include <cmocka.h>
 
 /* Ready messages come as parts in FIFO order, each with its Content-Type
- * (the default where the POST had none), its kept headers only, and a
- * delivery count of 1; no receipt without a lease. */
+ * (the default where the POST had none), its kept headers only, its own
+ * message id and a delivery count of 1; no receipt without a lease. */
 static void test_get_batch_in_order_with_headers(void **state)
 {
     (void)state;
@@ -40,6 +40,7 @@ static void test_get_batch_in_order_with_headers(void **state)
     bu_get_batch(&s, "/channels/q?wait=25&max=10", &b);
     assert_true(b.r.seconds < 25.0); /* all ready: no wait for more */
     assert_int_equal(b.count, 4);
+    char ids[4][HS_MESSAGE_ID_LEN + 1];
     for (size_t i = 0; i < 4; i++) {
         char seq[16], sig[64];
         snprintf(seq, sizeof seq, "%zu", i);
@@ -50,8 +51,11 @@ static void test_get_batch_in_order_with_headers(void **state)
         bu_expect_part_header(&b.parts[i], "X-Sig-A", sig);
         bu_expect_no_part_header(&b.parts[i], "X-Other");
         bu_expect_no_part_header(&b.parts[i], "Hopper-Receipt");
-        /* Content-Type, the two kept, the count: nothing else */
-        assert_int_equal(b.parts[i].header_count, 4);
+        bu_part_message_id(&b.parts[i], ids[i]);
+        for (size_t k = 0; k < i; k++)
+            assert_string_not_equal(ids[k], ids[i]);
+        /* Content-Type, the two kept, the id, the count: nothing else */
+        assert_int_equal(b.parts[i].header_count, 5);
     }
     bu_batch_free(&b);
     bu_expect_empty(&s, "q");

@@ -24,8 +24,8 @@
 
 /* Each part becomes a message with its own Content-Type (the default when
  * it has none) and the part headers --keep-headers names; the outer
- * request's kept headers go to none of them. Empty parts are messages too.
- * Order holds. */
+ * request's kept headers go to none of them, and its own message id. Empty
+ * parts are messages too. Order holds. */
 static void test_post_batch_types_and_kept_headers(void **state)
 {
     (void)state;
@@ -52,25 +52,34 @@ static void test_post_batch_types_and_kept_headers(void **state)
     assert_int_equal(hs_status_value(&s, "pt", "sent_total"), 5);
 
     hs_reply r;
+    char ids[5][HS_MESSAGE_ID_LEN + 1];
     bu_get_plain(&s, "pt", "{\"n\":0}", 7, "application/json", &r);
     bu_expect_reply_header(&r, "X-Seq", "0");
     bu_expect_reply_header(&r, "X-Sig-A", "sha256=abc, v1=\"q\"");
-    assert_int_equal(bu_reply_headers_named(&r, "X-Other"), 0);
-    assert_int_equal(bu_reply_headers_named(&r, "X-Sig-B"), 0);
+    assert_int_equal(hs_header_count(&r, "X-Other"), 0);
+    assert_int_equal(hs_header_count(&r, "X-Sig-B"), 0);
+    hs_expect_message_id(&r, ids[0]);
     hs_reply_free(&r);
     bu_get_plain(&s, "pt", "no type", 7, "application/octet-stream", &r);
     bu_expect_reply_header(&r, "x-seq", "1");
+    hs_expect_message_id(&r, ids[1]);
     hs_reply_free(&r);
     bu_get_plain(&s, "pt", "no headers at all", 17, "application/octet-stream", &r);
-    assert_int_equal(bu_reply_headers_named(&r, "X-Seq"), 0);
+    assert_int_equal(hs_header_count(&r, "X-Seq"), 0);
+    hs_expect_message_id(&r, ids[2]);
     hs_reply_free(&r);
     bu_get_plain(&s, "pt", "", 0, "text/plain; charset=utf-8", &r);
-    assert_int_equal(bu_reply_headers_named(&r, "X-Seq"), 2);
+    assert_int_equal(hs_header_count(&r, "X-Seq"), 2);
     assert_non_null(strstr(r.headers, "X-Seq: 3\r\nX-Seq: 3b\r\n"));
+    hs_expect_message_id(&r, ids[3]);
     hs_reply_free(&r);
     bu_get_plain(&s, "pt", "empty type", 10, "application/octet-stream", &r);
     bu_expect_reply_header(&r, "X-Seq", "4");
+    hs_expect_message_id(&r, ids[4]);
     hs_reply_free(&r);
+    for (int i = 0; i < 5; i++) /* each part a message of its own */
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(ids[i], ids[j]);
     bu_expect_empty(&s, "pt");
     hs_stop_ok(&s);
 }
@@ -231,7 +240,7 @@ static void test_outer_kept_headers_do_not_count(void **state)
     assert_int_equal(status, 202);
     bu_get_plain(&s, "outer", "one", 3, "application/octet-stream", &r);
     bu_expect_reply_header(&r, "X-H-0", "part");
-    assert_int_equal(bu_reply_headers_named(&r, "X-H-1"), 0);
+    assert_int_equal(hs_header_count(&r, "X-H-1"), 0);
     hs_reply_free(&r);
     hs_stop_ok(&s);
 }
@@ -432,8 +441,8 @@ static void test_post_batch_part_too_big(void **state)
     bu_expect_reply_header(&r, "X-Pad", "0000000000000000019");
     hs_reply_free(&r);
     bu_get_plain(&s, "tb", big, 1024, "application/octet-stream", &r);
-    assert_int_equal(bu_reply_headers_named(&r, "X-Pad"), 0);
-    assert_int_equal(bu_reply_headers_named(&r, "X-Other"), 0);
+    assert_int_equal(hs_header_count(&r, "X-Pad"), 0);
+    assert_int_equal(hs_header_count(&r, "X-Other"), 0);
     hs_reply_free(&r);
     bu_expect_empty(&s, "tb");
     hs_stop_ok(&s);

@@ -1,7 +1,7 @@
 /* test_dead_letters.c - --max-deliveries against the real binary: a
  * message handed out under a lease that many times and never acknowledged
- * goes to the channel NAME.dead, byte-identical with its Content-Type, and
- * no longer blocks its channel; a dead-letter channel keeps its own
+ * goes to the channel NAME.dead, byte-identical with its Content-Type and
+ * its message id, and no longer blocks its channel; a dead-letter channel keeps its own
  * messages; a message NAME.dead cannot take goes back to its channel,
  * logged. (The rest of leases: test_leases.c.) */
 #include "harness.h"
@@ -33,18 +33,23 @@ static void test_dead_letter_after_max_deliveries(void **state)
     hs_expect_post_bytes(&s, "hooks", poison, sizeof poison, type, 202);
     hs_expect_post(&s, "hooks", "fine", 202);
     hs_reply r;
+    char first[HS_MESSAGE_ID_LEN + 1], id[HS_MESSAGE_ID_LEN + 1];
 
     /* handed out twice, never acknowledged: each time it comes back ahead
-     * of the newer one */
+     * of the newer one, with the id it had */
     for (long count = 1; count <= 2; count++) {
         assert_int_equal(hs_get_leased(&s, "hooks", "0", "0.1", &r), 200);
         assert_int_equal(r.len, sizeof poison);
         assert_int_equal(hs_delivery_count(&r), count);
+        hs_expect_message_id(&r, count == 1 ? first : id);
         hs_reply_free(&r);
+        if (count > 1)
+            assert_string_equal(id, first);
         if (count == 1) /* back in the channel (counted before it is) */
             hs_await_status_ok(&s, "hooks", "requeued_total", 1);
     }
-    /* then it goes to hooks.dead, byte-identical, with its Content-Type */
+    /* then it goes to hooks.dead, byte-identical, with its Content-Type and
+     * its id */
     hs_await_status_ok(&s, "hooks", "dead_lettered_total", 1);
     assert_int_equal(hs_status_value(&s, "hooks", "lease_expired_total"), 2);
     assert_int_equal(hs_metric_value(&s, "hopper_messages_dead_lettered_total", "hooks"), 1);
@@ -52,7 +57,9 @@ static void test_dead_letter_after_max_deliveries(void **state)
     assert_int_equal(r.len, sizeof poison);
     assert_memory_equal(r.body, poison, sizeof poison);
     assert_string_equal(r.content_type, type);
+    hs_expect_message_id(&r, id);
     hs_reply_free(&r);
+    assert_string_equal(id, first);
     /* and no longer blocks its channel */
     char receipt[HS_RECEIPT_LEN + 1];
     hs_expect_leased(&s, "hooks", "0", LONG_LEASE, "fine", "text/plain", 1, receipt);

@@ -1,7 +1,8 @@
-/* test_envelope.c - server/envelope.c: encode and decode of version 2,
- * decode of version 1, the returns field rewritten in place, and the
- * refusal of every malformed envelope without reading out of bounds (run it
- * under the sanitizer build). */
+/* test_envelope.c - server/envelope.c: encode and decode of version 3,
+ * decode of versions 2 and 1 with their derived ids, the returns field
+ * rewritten in place, ids and times, and the refusal of every malformed
+ * envelope without reading out of bounds (run it under the sanitizer
+ * build). */
 #include "envelope.h"
 
 #include <setjmp.h>
@@ -9,8 +10,15 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
+
+/* The id and receive time of sample(): 2026-12-03T17:05:09.123Z. */
+static const unsigned char SAMPLE_ID[ENVELOPE_ID_LEN] = {
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+#define SAMPLE_ID_TEXT "00112233445566778899aabbccddeeff"
+#define SAMPLE_RECEIVED_MS 1796317509123ull
 
 /* An envelope with two headers and body "hello"; OUT: *len. New. */
 static unsigned char *sample(size_t *len)
@@ -19,34 +27,38 @@ static unsigned char *sample(size_t *len)
     size_t prefix = envelope_prefix_size(h, 2);
     *len = prefix + 5;
     unsigned char *buf = malloc(*len);
-    envelope_write_prefix(buf, h, 2);
+    envelope_write_prefix(buf, h, 2, SAMPLE_ID, SAMPLE_RECEIVED_MS);
     memcpy(buf + prefix, "hello", 5);
     return buf;
 }
 
-/* Where the fields of sample() lie (version 2). */
-#define COUNT_AT (ENVELOPE_RETURNS_OFFSET + 4)
+/* Where the fields of sample() lie (version 3). */
+#define COUNT_AT ENVELOPE_COUNT_OFFSET
 #define FIRST_NAME_LEN_AT ENVELOPE_FIXED_BYTES
 #define FIRST_VALUE_LEN_AT (ENVELOPE_FIXED_BYTES + 2 + 12)
 
-/* The same message as sample() in version 1, as hopper wrote it before the
- * returns field: u8 1, u16 count, the headers, the body. OUT: *len. New. */
-static unsigned char *sample_v1(size_t *len)
+/* The same message as sample() in an earlier version, as hopper wrote it
+ * then: version 2 (u8 2, u32 returns, u16 count, the headers, the body) or
+ * version 1 (u8 1, u16 count, ...). OUT: *len. New. */
+static unsigned char *sample_legacy(unsigned version, size_t *len)
 {
-    size_t v2_len;
-    unsigned char *v2 = sample(&v2_len);
-    size_t dropped = ENVELOPE_FIXED_BYTES - ENVELOPE_V1_FIXED_BYTES; /* the returns field */
-    *len = v2_len - dropped;
+    size_t v3_len;
+    unsigned char *v3 = sample(&v3_len);
+    size_t fixed = version == 2 ? ENVELOPE_V2_FIXED_BYTES : ENVELOPE_V1_FIXED_BYTES;
+    size_t count_at = fixed - 2;
+    *len = v3_len - ENVELOPE_FIXED_BYTES + fixed;
     unsigned char *buf = malloc(*len);
-    buf[0] = ENVELOPE_VERSION_1;
-    memcpy(buf + 1, v2 + COUNT_AT, v2_len - COUNT_AT);
-    free(v2);
+    buf[0] = (unsigned char)version;
+    memset(buf + 1, 0, count_at - 1); /* returns 0 (version 2) */
+    memcpy(buf + count_at, v3 + COUNT_AT, v3_len - COUNT_AT);
+    free(v3);
     return buf;
 }
 
 /* Decode data[0..len) from a copy of exactly len bytes, so that the
- * sanitizer catches any read beyond. The copy is freed: only the counts and
- * lengths of *e may be read afterwards, never what its pointers point to. */
+ * sanitizer catches any read beyond. The copy is freed: only the counts,
+ * lengths, id and time of *e may be read afterwards, never what its
+ * pointers point to. */
 static bool decode_exact(const unsigned char *data, size_t len, envelope *e)
 {
     unsigned char *copy = malloc(len ? len : 1);
@@ -73,16 +85,29 @@ static void expect_sample(const envelope *e)
     assert_null(envelope_find(e, "Missing", &vlen));
 }
 
+static void expect_id_text(const envelope *e, const char *text)
+{
+    char got[ENVELOPE_ID_TEXT_SIZE];
+    envelope_id_text(e, got);
+    assert_string_equal(got, text);
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
     size_t len;
     unsigned char *buf = sample(&len);
     assert_int_equal(buf[0], ENVELOPE_VERSION);
-    assert_int_equal(buf[0], 0x02);
+    assert_int_equal(buf[0], 0x03);
     for (int i = 0; i < 4; i++)
         assert_int_equal(buf[ENVELOPE_RETURNS_OFFSET + i], 0); /* u32 LE returns, 0 when new */
-    assert_int_equal(buf[COUNT_AT], 2);                        /* u16 LE count */
+    assert_int_equal(ENVELOPE_ID_OFFSET, 5);
+    assert_memory_equal(buf + ENVELOPE_ID_OFFSET, SAMPLE_ID, ENVELOPE_ID_LEN);
+    assert_int_equal(ENVELOPE_RECEIVED_OFFSET, 21);
+    for (int i = 0; i < 8; i++) /* u64 LE */
+        assert_int_equal(buf[ENVELOPE_RECEIVED_OFFSET + i], (SAMPLE_RECEIVED_MS >> (8 * i)) & 0xff);
+    assert_int_equal(COUNT_AT, 29);
+    assert_int_equal(buf[COUNT_AT], 2); /* u16 LE count */
     assert_int_equal(buf[COUNT_AT + 1], 0);
     assert_int_equal(buf[FIRST_NAME_LEN_AT], 12);
     assert_memory_equal(buf + FIRST_NAME_LEN_AT + 2, "Content-Type", 12);
@@ -90,6 +115,9 @@ static void test_round_trip(void **state)
     assert_true(envelope_decode(buf, len, &e));
     assert_int_equal(e.version, ENVELOPE_VERSION);
     assert_int_equal(e.returns, 0);
+    assert_memory_equal(e.id, SAMPLE_ID, ENVELOPE_ID_LEN);
+    assert_int_equal(e.received_ms, SAMPLE_RECEIVED_MS);
+    expect_id_text(&e, SAMPLE_ID_TEXT);
     expect_sample(&e);
     free(buf);
 }
@@ -103,7 +131,7 @@ static void test_header_bytes_and_order_kept(void **state)
         {"X-Sig", 5, odd, sizeof odd - 1}, {"x-sig", 5, "", 0}, {"X-Sig", 5, "second", 6}};
     size_t prefix = envelope_prefix_size(h, 3);
     unsigned char buf[256];
-    envelope_write_prefix(buf, h, 3);
+    envelope_write_prefix(buf, h, 3, SAMPLE_ID, 0);
     envelope e;
     assert_true(envelope_decode(buf, prefix, &e));
     assert_int_equal(e.header_count, 3);
@@ -121,13 +149,15 @@ static void test_empty_body_and_no_headers(void **state)
 {
     (void)state;
     unsigned char buf[ENVELOPE_FIXED_BYTES];
-    envelope_write_prefix(buf, NULL, 0);
+    envelope_write_prefix(buf, NULL, 0, SAMPLE_ID, SAMPLE_RECEIVED_MS);
     assert_int_equal(envelope_prefix_size(NULL, 0), ENVELOPE_FIXED_BYTES);
-    assert_int_equal(ENVELOPE_FIXED_BYTES, 7);
+    assert_int_equal(ENVELOPE_FIXED_BYTES, 31);
     envelope e;
     assert_true(decode_exact(buf, sizeof buf, &e));
     assert_int_equal(e.header_count, 0);
     assert_int_equal(e.body_len, 0);
+    assert_memory_equal(e.id, SAMPLE_ID, ENVELOPE_ID_LEN);
+    assert_int_equal(e.received_ms, SAMPLE_RECEIVED_MS);
 }
 
 /* ENVELOPE_MAX_HEADERS headers decode, one more does not; and the
@@ -149,7 +179,7 @@ static void test_most_headers_and_the_allowance(void **state)
     size_t prefix = envelope_prefix_size(h, ENVELOPE_MAX_HEADERS);
     assert_int_equal(prefix - counted, ENVELOPE_ALLOWANCE);
     unsigned char *buf = malloc(prefix + 1);
-    envelope_write_prefix(buf, h, ENVELOPE_MAX_HEADERS);
+    envelope_write_prefix(buf, h, ENVELOPE_MAX_HEADERS, SAMPLE_ID, SAMPLE_RECEIVED_MS);
     buf[prefix] = 'b';
     envelope e;
     assert_true(decode_exact(buf, prefix + 1, &e));
@@ -187,9 +217,15 @@ static void test_truncations(void **state)
     unsigned char *buf = sample(&len);
     expect_truncations_refused(buf, len, len - 5);
     free(buf);
-    buf = sample_v1(&len);
-    expect_truncations_refused(buf, len, len - 5);
+    buf = sample(&len); /* without headers: the cuts inside the fixed fields */
+    envelope_write_prefix(buf, NULL, 0, SAMPLE_ID, SAMPLE_RECEIVED_MS);
+    expect_truncations_refused(buf, ENVELOPE_FIXED_BYTES, ENVELOPE_FIXED_BYTES);
     free(buf);
+    for (unsigned version = 1; version <= 2; version++) {
+        buf = sample_legacy(version, &len);
+        expect_truncations_refused(buf, len, len - 5);
+        free(buf);
+    }
 }
 
 static void test_bad_fields(void **state)
@@ -199,7 +235,7 @@ static void test_bad_fields(void **state)
     unsigned char *buf = sample(&len);
     envelope e;
 
-    const unsigned char versions[] = {0x00, 0x03, 0xff};
+    const unsigned char versions[] = {0x00, 0x04, 0xff};
     for (size_t i = 0; i < sizeof versions; i++) {
         buf[0] = versions[i]; /* unknown version */
         assert_false(envelope_decode(buf, len, &e));
@@ -230,65 +266,169 @@ static void test_bad_fields(void **state)
     buf[FIRST_VALUE_LEN_AT] = 10;
     assert_true(envelope_decode(buf, len, &e));
 
-    /* the returns field takes any value */
-    memset(buf + ENVELOPE_RETURNS_OFFSET, 0xff, 4);
+    /* the returns, the id and the time take any value */
+    memset(buf + ENVELOPE_RETURNS_OFFSET, 0xff, 4 + ENVELOPE_ID_LEN + 8);
     assert_true(envelope_decode(buf, len, &e));
     assert_int_equal(e.returns, UINT32_MAX);
+    expect_id_text(&e, "ffffffffffffffffffffffffffffffff");
+    assert_true(e.received_ms == UINT64_MAX);
+    memset(buf + ENVELOPE_ID_OFFSET, 0, ENVELOPE_ID_LEN + 8);
+    assert_true(envelope_decode(buf, len, &e));
+    expect_id_text(&e, "00000000000000000000000000000000");
+    assert_int_equal(e.received_ms, 0);
 
     assert_false(envelope_decode(NULL, 0, &e));
     assert_false(envelope_decode(buf, 0, &e));
     free(buf);
 }
 
+/* FNV-1a 64 of the bytes a[0..an) then b[0..bn), from basis: written out
+ * here apart from server/hash.h, so that a change there shows. */
+static uint64_t fnv1a(uint64_t h, const unsigned char *a, size_t an, const unsigned char *b,
+                      size_t bn)
+{
+    for (size_t i = 0; i < an + bn; i++)
+        h = (h ^ (i < an ? a[i] : b[i - an])) * 1099511628211ull;
+    return h;
+}
+
+/* The id envelope.h says a version 1 or 2 envelope has. */
+static void expect_derived_id(const envelope *e, const unsigned char *buf, size_t len)
+{
+    size_t rest = buf[0] == 2 ? 5 : 1; /* version 2: the returns left out */
+    uint64_t h[2] = {14695981039346656037ull, 0x9e3779b97f4a7c15ull};
+    unsigned char want[ENVELOPE_ID_LEN];
+    for (int k = 0; k < 2; k++) {
+        uint64_t v = fnv1a(h[k], buf, 1, buf + rest, len - rest);
+        for (int i = 0; i < 8; i++)
+            want[8 * k + i] = (unsigned char)(v >> (8 * i));
+    }
+    assert_memory_equal(e->id, want, ENVELOPE_ID_LEN);
+}
+
+/* buf[0..len) is sample() in an earlier version: it decodes as that
+ * version, with returns 0, no time and an id derived from its bytes.
+ * OUT: *e. */
+static void expect_legacy_sample(unsigned version, const unsigned char *buf, size_t len,
+                                 envelope *e)
+{
+    assert_true(decode_exact(buf, len, e));
+    assert_true(envelope_decode(buf, len, e));
+    assert_int_equal(e->version, version);
+    assert_int_equal(e->returns, 0);
+    assert_int_equal(e->received_ms, 0);
+    expect_sample(e);
+    expect_derived_id(e, buf, len);
+}
+
+/* sample() (in any version) with a bad header count at count_at, or a
+ * first name past the end, is refused; buf is left as it was. */
+static void expect_bad_counts_refused(unsigned char *buf, size_t len, size_t count_at)
+{
+    envelope e;
+    buf[count_at] = ENVELOPE_MAX_HEADERS + 1;
+    assert_false(decode_exact(buf, len, &e));
+    buf[count_at] = 3;
+    assert_false(decode_exact(buf, len, &e));
+    buf[count_at] = 2;
+    buf[count_at + 2] = 0xff; /* name length past the end */
+    assert_false(decode_exact(buf, len, &e));
+    buf[count_at + 2] = 12;
+}
+
+/* Version 2, from queue files written before message ids: its returns
+ * decoded, no time, an id derived from the bytes; refused as strictly as
+ * version 3. */
+static void test_version_2_still_decoded(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *buf = sample_legacy(2, &len);
+    envelope e;
+    expect_legacy_sample(ENVELOPE_VERSION_2, buf, len, &e);
+    /* pinned: a change to the derivation would change ids handed out */
+    expect_id_text(&e, "15e0a734201ce91a8578b02546a616c8");
+
+    /* the same whatever the returns: it stays as the message comes back */
+    assert_true(envelope_set_returns(buf, len, 7));
+    envelope again;
+    assert_true(envelope_decode(buf, len, &again));
+    assert_int_equal(again.returns, 7);
+    assert_memory_equal(again.id, e.id, ENVELOPE_ID_LEN);
+    /* another byte anywhere else, another id */
+    for (size_t i = 0; i < len; i++) {
+        if (i >= ENVELOPE_RETURNS_OFFSET && i < ENVELOPE_RETURNS_OFFSET + 4)
+            continue;
+        buf[i] ^= 0x20;
+        if (envelope_decode(buf, len, &again) && memcmp(again.id, e.id, ENVELOPE_ID_LEN) == 0)
+            fail_msg("a change at byte %zu kept the id", i);
+        buf[i] ^= 0x20;
+    }
+
+    expect_bad_counts_refused(buf, len, ENVELOPE_V2_FIXED_BYTES - 2);
+    free(buf);
+}
+
 /* Version 1, from queue files written before the returns field: decoded
- * with returns 0, refused as strictly as version 2. */
+ * with returns 0, no time, an id derived from the bytes; refused as
+ * strictly as version 3. */
 static void test_version_1_still_decoded(void **state)
 {
     (void)state;
     size_t len;
-    unsigned char *buf = sample_v1(&len);
+    unsigned char *buf = sample_legacy(1, &len);
     envelope e;
-    assert_true(decode_exact(buf, len, &e));
-    assert_true(envelope_decode(buf, len, &e));
-    assert_int_equal(e.version, ENVELOPE_VERSION_1);
-    assert_int_equal(e.returns, 0);
-    expect_sample(&e);
+    expect_legacy_sample(ENVELOPE_VERSION_1, buf, len, &e);
 
     unsigned char empty[ENVELOPE_V1_FIXED_BYTES] = {ENVELOPE_VERSION_1, 0, 0};
     assert_true(decode_exact(empty, sizeof empty, &e));
     assert_int_equal(e.header_count, 0);
     assert_int_equal(e.body_len, 0);
+    expect_derived_id(&e, empty, sizeof empty);
 
-    buf[1] = ENVELOPE_MAX_HEADERS + 1;
-    assert_false(decode_exact(buf, len, &e));
-    buf[1] = 3;
-    assert_false(decode_exact(buf, len, &e));
-    buf[1] = 2;
-    buf[ENVELOPE_V1_FIXED_BYTES] = 0xff; /* name length past the end */
-    assert_false(decode_exact(buf, len, &e));
+    expect_bad_counts_refused(buf, len, ENVELOPE_V1_FIXED_BYTES - 2);
     free(buf);
 }
 
-static void test_set_returns(void **state)
+/* Two legacy messages of the same bytes share their id, as envelope.h
+ * warns; the same message in versions 1 and 2 does not. */
+static void test_identical_legacy_messages_share_an_id(void **state)
 {
     (void)state;
-    size_t len;
-    unsigned char *buf = sample(&len);
+    size_t len1, len2, len3;
+    unsigned char *a = sample_legacy(2, &len2), *b = sample_legacy(2, &len3);
+    unsigned char *v1 = sample_legacy(1, &len1);
+    envelope ea, eb, e1;
+    assert_true(envelope_decode(a, len2, &ea));
+    assert_true(envelope_decode(b, len3, &eb));
+    assert_true(envelope_decode(v1, len1, &e1));
+    assert_memory_equal(ea.id, eb.id, ENVELOPE_ID_LEN);
+    assert_memory_not_equal(ea.id, e1.id, ENVELOPE_ID_LEN);
+    free(a);
+    free(b);
+    free(v1);
+}
+
+/* In place on versions 3 and 2, little-endian, nothing else changed. */
+static void expect_set_returns(unsigned char *buf, size_t len)
+{
     unsigned char *before = malloc(len);
     memcpy(before, buf, len);
-    envelope e;
-
+    envelope e, first;
+    assert_true(envelope_decode(buf, len, &first));
     const uint32_t values[] = {1, 2, 0x01020304u, UINT32_MAX, 0};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         assert_true(envelope_set_returns(buf, len, values[i]));
         assert_true(envelope_decode(buf, len, &e));
         assert_int_equal(e.returns, values[i]);
+        assert_memory_equal(e.id, first.id, ENVELOPE_ID_LEN);
+        assert_true(e.received_ms == first.received_ms);
         expect_sample(&e);
-        /* in place, little-endian, and nothing else changed */
         for (int b = 0; b < 4; b++)
             assert_int_equal(buf[ENVELOPE_RETURNS_OFFSET + b], (values[i] >> (8 * b)) & 0xff);
         assert_int_equal(buf[0], before[0]);
-        assert_memory_equal(buf + COUNT_AT, before + COUNT_AT, len - COUNT_AT);
+        assert_memory_equal(buf + ENVELOPE_RETURNS_OFFSET + 4, before + ENVELOPE_RETURNS_OFFSET + 4,
+                            len - ENVELOPE_RETURNS_OFFSET - 4);
     }
 
     /* a body-only cut is still a valid envelope */
@@ -300,22 +440,54 @@ static void test_set_returns(void **state)
     memcpy(before, buf, len);
     for (size_t cut = 0; cut < len - 5; cut++)
         assert_false(envelope_set_returns(buf, cut, 7));
-    buf[COUNT_AT] = 3;
+    size_t count_at = buf[0] == ENVELOPE_VERSION ? COUNT_AT : ENVELOPE_V2_FIXED_BYTES - 2;
+    buf[count_at] = 3;
     assert_false(envelope_set_returns(buf, len, 7));
-    buf[COUNT_AT] = 2;
+    buf[count_at] = 2;
     assert_memory_equal(buf, before, len);
-    assert_false(envelope_set_returns(NULL, 0, 7));
-    free(buf);
     free(before);
+}
+
+static void test_set_returns(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *buf = sample(&len);
+    expect_set_returns(buf, len);
+    free(buf);
+    buf = sample_legacy(2, &len);
+    expect_set_returns(buf, len);
+    free(buf);
+    assert_false(envelope_set_returns(NULL, 0, 7));
 
     /* version 1 has no field to rewrite */
-    buf = sample_v1(&len);
-    before = malloc(len);
+    buf = sample_legacy(1, &len);
+    unsigned char *before = malloc(len);
     memcpy(before, buf, len);
     assert_false(envelope_set_returns(buf, len, 1));
     assert_memory_equal(buf, before, len);
     free(buf);
     free(before);
+}
+
+/* New ids differ, and their text is 32 lowercase hex digits; the time is
+ * the wall clock's, in milliseconds. */
+static void test_new_ids_and_now(void **state)
+{
+    (void)state;
+    envelope a, b;
+    envelope_new_id(a.id);
+    envelope_new_id(b.id);
+    assert_memory_not_equal(a.id, b.id, ENVELOPE_ID_LEN);
+    char text[ENVELOPE_ID_TEXT_SIZE];
+    envelope_id_text(&a, text);
+    assert_int_equal(strlen(text), 32);
+    assert_int_equal(strspn(text, "0123456789abcdef"), 32);
+
+    uint64_t before = (uint64_t)time(NULL) * 1000u;
+    uint64_t now = envelope_now_ms();
+    uint64_t after = (uint64_t)time(NULL) * 1000u + 1000u;
+    assert_true(now >= before && now < after);
 }
 
 int main(void)
@@ -327,8 +499,11 @@ int main(void)
         cmocka_unit_test(test_most_headers_and_the_allowance),
         cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_version_2_still_decoded),
         cmocka_unit_test(test_version_1_still_decoded),
+        cmocka_unit_test(test_identical_legacy_messages_share_an_id),
         cmocka_unit_test(test_set_returns),
+        cmocka_unit_test(test_new_ids_and_now),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

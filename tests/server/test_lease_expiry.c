@@ -2,8 +2,9 @@
  * unacknowledged lease expires and its message comes back at the head of
  * its channel, counted, in the order it had, again and again without
  * --max-deliveries, or straight to a GET that waits; extend keeps a lease
- * (or brings its end closer), release gives the message back at once.
- * (The rest of leases: test_leases.c.)
+ * (or brings its end closer), release gives the message back at once;
+ * the message keeps its id however it comes back. (The rest of leases:
+ * test_leases.c.)
  *
  * No test sleeps to let the server catch up: a lease that must end is
  * waited for by a GET ?wait= that returns as the message reappears, or by
@@ -163,6 +164,50 @@ static void test_extend_keeps_and_release_gives_back(void **state)
     hs_stop_ok(&s);
 }
 
+/* GET ?lease= on channel: it must hand out a message with body (text) for
+ * the count-th time. OUT: id, its Hopper-Message-Id; receipt, its receipt. */
+static void lease_with_id(const hs_server *s, const char *channel, const char *lease,
+                          const char *body, long count, char id[HS_MESSAGE_ID_LEN + 1],
+                          char receipt[HS_RECEIPT_LEN + 1])
+{
+    hs_reply r;
+    assert_int_equal(hs_get_leased(s, channel, "20", lease, &r), 200);
+    assert_string_equal((char *)r.body, body);
+    assert_int_equal(hs_delivery_count(&r), count);
+    assert_true(hs_header(&r, "Hopper-Receipt", receipt, HS_RECEIPT_LEN + 1));
+    hs_expect_message_id(&r, id);
+    hs_reply_free(&r);
+}
+
+/* A message has one id, on every delivery: after a release, after its
+ * lease expired, without a lease; another message has another. */
+static void test_message_id_is_the_same_on_every_delivery(void **state)
+{
+    (void)state;
+    hs_server s;
+    hs_start_ok(&s, NULL);
+    hs_expect_post(&s, "ids", "A", 202);
+    char first[HS_MESSAGE_ID_LEN + 1], id[HS_MESSAGE_ID_LEN + 1], receipt[HS_RECEIPT_LEN + 1];
+    lease_with_id(&s, "ids", LONG_LEASE, "A", 1, first, receipt);
+    hs_expect_release(&s, "ids", receipt, 204, NULL);
+    lease_with_id(&s, "ids", "0.1", "A", 2, id, receipt); /* and let it expire */
+    assert_string_equal(id, first);
+    hs_reply r; /* a GET that waits: A alone, back as its lease ends */
+    assert_int_equal(hs_get_leased(&s, "ids", "20", NULL, &r), 200);
+    assert_string_equal((char *)r.body, "A");
+    assert_int_equal(hs_delivery_count(&r), 3);
+    hs_expect_message_id(&r, id);
+    hs_reply_free(&r);
+    assert_string_equal(id, first);
+    hs_expect_post(&s, "ids", "B", 202);
+    assert_int_equal(hs_get_leased(&s, "ids", "0", NULL, &r), 200);
+    assert_string_equal((char *)r.body, "B");
+    hs_expect_message_id(&r, id);
+    hs_reply_free(&r);
+    assert_string_not_equal(id, first);
+    hs_stop_ok(&s);
+}
+
 /* extend sets the end from now: it may bring it closer too. */
 static void test_extend_can_shorten_a_lease(void **state)
 {
@@ -189,6 +234,7 @@ int main(void)
         T(test_expired_lease_handed_to_a_waiting_get),
         T(test_extend_keeps_and_release_gives_back),
         T(test_extend_can_shorten_a_lease),
+        T(test_message_id_is_the_same_on_every_delivery),
     };
 #undef T
     const char *filter = getenv("HOPPER_TEST_FILTER"); /* e.g. "*order*" */

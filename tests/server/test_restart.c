@@ -3,7 +3,8 @@
  * consumed ones do not come back; 20 stop/starts under load lose and
  * duplicate nothing; with --durable a kill -9 loses no message that got
  * 202; a torn last record and a flipped byte in a queue file cost one
- * message each, never wrong bytes. And the server's part of starting on
+ * message each, never wrong bytes; a message keeps its id and the time it
+ * was accepted (stored in the queue file). And the server's part of starting on
  * an existing data directory: every channel in it is opened (and logged)
  * before the listener, too many channels or one that cannot be opened
  * stop the start with exit 1, --max-disk-files 0 still keeps messages.
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -123,6 +125,16 @@ static size_t read_records(const char *path, record_at *out, size_t max)
         off += RECORD_HEADER + len;
     }
     return n;
+}
+
+/* The payload of record r of path into out, which has room for r.len. */
+static void read_payload(const char *path, record_at r, unsigned char *out)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, r.offset + RECORD_HEADER, SEEK_SET), 0);
+    assert_int_equal(fread(out, 1, r.len, f), r.len);
+    fclose(f);
 }
 
 static int by_name(const void *a, const void *b)
@@ -261,6 +273,89 @@ static void test_recovery_comes_before_the_listener(void **state)
     assert_true(hs_log_wait(&s, "recovered 2 channel(s) with ", 0));
     assert_int_equal(hs_status_value(&s, "early", "in_flight"), 0);
     assert_true(hs_status_value(&s, "late", "recovered") >= 0);
+    hs_stop_ok(&s);
+}
+
+/* Milliseconds since the epoch, of the wall clock the server stamps
+ * messages with. */
+static uint64_t wall_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+/* GET the next message of channel (under a lease when lease is not NULL):
+ * it must be body (text), handed out for the count-th time. OUT: id. */
+static void get_with_id(const hs_server *s, const char *channel, const char *lease,
+                        const char *body, long count, char id[HS_MESSAGE_ID_LEN + 1])
+{
+    hs_reply r;
+    assert_int_equal(hs_get_leased(s, channel, "0", lease, &r), 200);
+    assert_string_equal((char *)r.body, body);
+    assert_int_equal(hs_delivery_count(&r), count);
+    hs_expect_message_id(&r, id);
+    hs_reply_free(&r);
+}
+
+/* Check the queue file a stop wrote for channel "ids": version 3
+ * envelopes of bodies[0..3), with ids[], accepted within [before, after],
+ * the two parts of one batch at the same time, each handed out once. */
+static void expect_stored_ids(const char *dir, const char *const *bodies,
+                              char ids[][HS_MESSAGE_ID_LEN + 1], uint64_t before, uint64_t after)
+{
+    char paths[4][512];
+    assert_int_equal(queue_files(dir, "ids", paths, 4), 1);
+    record_at records[4];
+    assert_int_equal(read_records(paths[0], records, 4), 3);
+    uint64_t received[3];
+    for (int i = 0; i < 3; i++) {
+        unsigned char payload[256];
+        assert_true(records[i].len <= sizeof payload);
+        read_payload(paths[0], records[i], payload);
+        envelope env;
+        assert_true(envelope_decode(payload, records[i].len, &env));
+        assert_int_equal(env.version, ENVELOPE_VERSION);
+        assert_int_equal(env.returns, 1); /* the lease the stop ended */
+        assert_int_equal(env.body_len, strlen(bodies[i]));
+        assert_memory_equal(env.body, bodies[i], env.body_len);
+        char text[ENVELOPE_ID_TEXT_SIZE];
+        envelope_id_text(&env, text);
+        assert_string_equal(text, ids[i]);
+        received[i] = env.received_ms;
+        assert_true(received[i] >= before && received[i] <= after);
+    }
+    assert_true(received[1] == received[2]); /* one batch, one time */
+}
+
+/* A message is given its id and its time when it is accepted, a single
+ * POST and each part of a batch POST; both are stored in the queue file a
+ * stop writes, and the id is the one every GET shows, before and after a
+ * restart. */
+static void test_message_ids_survive_a_restart(void **state)
+{
+    const char *dir = *state;
+    hs_server s;
+    hs_start_in_ok(&s, dir, NULL);
+    uint64_t before = wall_ms();
+    hs_expect_post(&s, "ids", "single", 202);
+    const char *batch = "--b\r\n\r\npart 1\r\n--b\r\n\r\npart 2\r\n--b--\r\n";
+    hs_expect_post_bytes(&s, "ids", batch, strlen(batch), "multipart/mixed; boundary=b", 202);
+    uint64_t after = wall_ms();
+    const char *const bodies[] = {"single", "part 1", "part 2"};
+    char ids[3][HS_MESSAGE_ID_LEN + 1], again[HS_MESSAGE_ID_LEN + 1];
+    for (int i = 0; i < 3; i++) { /* leased: the stop gives them back */
+        get_with_id(&s, "ids", "60", bodies[i], 1, ids[i]);
+        for (int k = 0; k < i; k++)
+            assert_string_not_equal(ids[k], ids[i]);
+    }
+    hs_stop_ok(&s);
+    expect_stored_ids(dir, bodies, ids, before, after);
+    hs_start_in_ok(&s, dir, NULL);
+    for (int i = 0; i < 3; i++) {
+        get_with_id(&s, "ids", NULL, bodies[i], 2, again);
+        assert_string_equal(again, ids[i]);
+    }
     hs_stop_ok(&s);
 }
 
@@ -771,6 +866,7 @@ int main(void)
         T(test_channel_that_cannot_be_opened_refuses_the_start),
         T(test_memory_only_keeps_messages_across_a_stop),
         T(test_recovery_comes_before_the_listener),
+        T(test_message_ids_survive_a_restart),
         /* these need the core's recovery */
         T(test_messages_survive_sigterm),
         T(test_restart_loop_under_load),
