@@ -377,24 +377,25 @@ static void note_outcome(forwarder *fw, long status, const char *error, const ch
         log_info("channel %s: forwarding to %s recovered after %" PRIu64 " failed attempt(s)",
                  fw->target.channel, st->target, failures);
     else if (how != OUTCOME_OK && was_ok)
-        log_warn("channel %s: forwarding to %s failing (%s)", fw->target.channel, st->target,
-                 why);
+        log_warn("channel %s: forwarding to %s failing (%s)", fw->target.channel, st->target, why);
 }
 
 /* ---- the thread ---- */
 
-/* Act on every attempt that ended. */
-static void reap(void)
+/* Act on every attempt that ended. Returns how many did. */
+static int reap(void)
 {
     CURLMsg *m;
-    int left;
+    int left, ended = 0;
     while ((m = curl_multi_info_read(F.multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
         slot *s = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
         finished(s, m->data.result);
+        ended++;
     }
+    return ended;
 }
 
 /* One round over the forwarders: take, begin. Returns how long the thread
@@ -434,12 +435,13 @@ static void *run(void *arg)
     (void)arg;
     int running = 0;
     while (!atomic_load(&F.stop) || (in_flight() && forward_now_ms() < F.deadline_ms)) {
-        curl_multi_perform(F.multi, &running);
-        reap();
-        /* after the reaping: a slot it emptied takes the next message now,
-         * and a backoff it began sets how long to sleep */
         int sleep_ms = round_trip();
         curl_multi_perform(F.multi, &running);
+        /* an attempt that ended (in this perform, or before) empties its
+         * slot or begins a backoff: go round again at once, never sleep on
+         * it, so that the next message or the backoff's end is not late */
+        if (reap() > 0)
+            continue;
         curl_multi_poll(F.multi, NULL, 0, sleep_ms < IDLE_MS ? sleep_ms : IDLE_MS, NULL);
     }
     return NULL;

@@ -77,7 +77,8 @@ static bool build_headers(forward_request *r, const forward_target *t, const env
         forward_time_text(env->received_ms, when);
         ok = add_text(&r->headers, FORWARD_RECEIVED_AT_HEADER, when);
     }
-    ok = ok && add_text(&r->headers, "Expect", ""); /* no 100-continue round trip */
+    /* "Expect:" removes the header: no 100-continue round trip per request */
+    ok = ok && (r->headers = curl_slist_append(r->headers, "Expect:")) != NULL;
     if (ok && t->signer) {
         char stamp[24], signature[FORWARD_SIGNATURE_SIZE];
         long long now = (long long)time(NULL);
