@@ -7,7 +7,11 @@
  * answer from the script, hangs if told to, and is answered or its
  * connection closed (MHD_NO). on_completed() then marks it answered and
  * frees the building state, also for a request whose connection died
- * before it was recorded. */
+ * before it was recorded.
+ *
+ * In TLS mode (rc_start_tls()) the daemon is the same with MHD_USE_TLS and
+ * the certificate and key given as PEM text (libmicrohttpd's GnuTLS does the
+ * handshake); rc_up() starts it again with the same ones. */
 #include "receiver.h"
 
 #include <arpa/inet.h>
@@ -43,7 +47,9 @@ struct rc_receiver {
     struct MHD_Daemon *daemon;
     int port;
     char url[64];
-    atomic_bool going_down; /* ends hangs while rc_down() stops the daemon */
+    char *cert_pem, *key_pem; /* TLS mode: copies of what rc_start_tls() got;
+                               * NULL: plain HTTP */
+    atomic_bool going_down;   /* ends hangs while rc_down() stops the daemon */
 
     rc_answer fallback; /* the default answer (owned strings) */
     script_answer *first, *last;
@@ -286,7 +292,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ---- the daemon ---- */
 
-/* Start MHD on 127.0.0.1:port (0: a free one). NULL on failure. */
+/* Start MHD on 127.0.0.1:port (0: a free one), speaking TLS if r has a
+ * certificate. NULL on failure. */
 static struct MHD_Daemon *daemon_start(rc_receiver *r, int port)
 {
     struct sockaddr_in addr;
@@ -294,15 +301,33 @@ static struct MHD_Daemon *daemon_start(rc_receiver *r, int port)
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL, on_request,
-        r, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_END);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, r->cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, r->key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (r->cert_pem)
+        flags |= MHD_USE_TLS;
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, r, MHD_OPTION_SOCK_ADDR, &addr,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, r,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+                            MHD_OPTION_ARRAY, r->cert_pem ? tls : &tls[2], MHD_OPTION_END);
 }
 
-int rc_start(rc_receiver **out)
+bool rc_tls_supported(void)
+{
+    return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
+}
+
+/* rc_start(), or rc_start_tls() when cert_pem is not NULL. */
+static int start(rc_receiver **out, const char *cert_pem, const char *key_pem)
 {
     *out = NULL;
+    if (cert_pem && !rc_tls_supported()) {
+        fprintf(stderr, "receiver: this libmicrohttpd has no TLS\n");
+        return -1;
+    }
     rc_receiver *r = calloc(1, sizeof *r);
     if (r == NULL)
         return -1;
@@ -310,18 +335,34 @@ int rc_start(rc_receiver **out)
     pthread_cond_init(&r->changed, NULL);
     atomic_init(&r->going_down, false);
     r->fallback.status = 200;
+    if (cert_pem &&
+        ((r->cert_pem = strdup(cert_pem)) == NULL || (r->key_pem = strdup(key_pem)) == NULL)) {
+        rc_stop(r);
+        return -1;
+    }
     r->daemon = daemon_start(r, 0);
     const union MHD_DaemonInfo *info =
         r->daemon ? MHD_get_daemon_info(r->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     if (info == NULL || info->port == 0) {
-        fprintf(stderr, "receiver: cannot listen on 127.0.0.1\n");
+        fprintf(stderr, "receiver: cannot listen on 127.0.0.1%s\n",
+                cert_pem ? " with TLS (is the certificate and key PEM that fit?)" : "");
         rc_stop(r);
         return -1;
     }
     r->port = info->port;
-    snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d", r->port);
+    snprintf(r->url, sizeof r->url, "%s://127.0.0.1:%d", cert_pem ? "https" : "http", r->port);
     *out = r;
     return 0;
+}
+
+int rc_start(rc_receiver **out)
+{
+    return start(out, NULL, NULL);
+}
+
+int rc_start_tls(rc_receiver **out, const char *cert_pem, const char *key_pem)
+{
+    return start(out, cert_pem, key_pem);
 }
 
 void rc_down(rc_receiver *r)
@@ -373,6 +414,8 @@ void rc_stop(rc_receiver *r)
         free(s);
     }
     answer_release(&r->fallback);
+    free(r->cert_pem);
+    free(r->key_pem);
     pthread_cond_destroy(&r->changed);
     pthread_mutex_destroy(&r->lock);
     free(r);

@@ -5,6 +5,9 @@
  * a hang if asked, or a connection closed without an answer. It can be taken
  * down (connection refused) and brought up again on the same port.
  *
+ * It speaks plain HTTP (rc_start()), or HTTPS with a certificate the test
+ * gives (rc_start_tls()); everything else is the same in both modes.
+ *
  * Each connection has a thread of its own (a hang holds up only its own
  * request), so several requests can be in flight at once; they are counted.
  * All functions are thread-safe. Times are seconds of CLOCK_MONOTONIC, the
@@ -53,6 +56,14 @@ typedef struct rc_request {
  * unless told otherwise. 0 with OUT: *out (free with rc_stop()); -1 with
  * the reason printed. */
 int rc_start(rc_receiver **out);
+/* rc_start(), but speaking HTTPS only: cert_pem is the server certificate
+ * (PEM text, the chain to the CA may follow it) and key_pem its private key
+ * (PEM text, unencrypted); both are copied. rc_up() brings it up with the
+ * same ones. -1 with the reason printed also if libmicrohttpd was built
+ * without TLS: check rc_tls_supported() first to skip instead. */
+int rc_start_tls(rc_receiver **out, const char *cert_pem, const char *key_pem);
+/* Whether this libmicrohttpd can do TLS (MHD_FEATURE_TLS). */
+bool rc_tls_supported(void);
 /* Take it down: the port is closed (connecting is refused), open
  * connections are closed, hanging requests end without an answer. What it
  * recorded and its script are kept. Does nothing if it is down. */
@@ -62,7 +73,8 @@ int rc_up(rc_receiver *r);
 /* rc_down() and free everything; r may be NULL. */
 void rc_stop(rc_receiver *r);
 
-/* "http://127.0.0.1:PORT" (borrowed, lives as long as r). */
+/* "http://127.0.0.1:PORT", or "https://127.0.0.1:PORT" in TLS mode
+ * (borrowed, lives as long as r). */
 const char *rc_url(const rc_receiver *r);
 int rc_port(const rc_receiver *r);
 
