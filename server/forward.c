@@ -513,6 +513,8 @@ static void give_back(forwarder *fw)
         budget_release(hop_message_cost(newest->len));
         newest->msg = NULL;
     }
+    for (size_t i = 0; i < F.o->forward_concurrency; i++)
+        forward_request_free(&fw->slots[i].req);
 }
 
 void forward_stop(uint64_t deadline_ms)

@@ -135,10 +135,15 @@ static size_t discard(char *data, size_t size, size_t n, void *arg)
 bool forward_request_begin(forward_request *r, const forward_target *t, const void *msg, size_t len,
                            uint32_t count, void *private, bool *bad)
 {
-    *r = (forward_request){.retry_after = -1};
+    r->headers = NULL;
+    r->retry_after = -1;
+    if (r->easy)
+        curl_easy_reset(r->easy); /* keeps its connection and DNS caches */
+    else
+        r->easy = curl_easy_init();
     envelope env;
     *bad = !envelope_decode(msg, len, &env);
-    if (*bad || (r->easy = curl_easy_init()) == NULL || !build_headers(r, t, &env, count)) {
+    if (*bad || r->easy == NULL || !build_headers(r, t, &env, count)) {
         forward_request_end(r);
         return false;
     }
@@ -166,8 +171,14 @@ bool forward_request_begin(forward_request *r, const forward_target *t, const vo
 
 void forward_request_end(forward_request *r)
 {
+    curl_slist_free_all(r->headers);
+    r->headers = NULL;
+}
+
+void forward_request_free(forward_request *r)
+{
+    forward_request_end(r);
     if (r->easy)
         curl_easy_cleanup(r->easy);
-    curl_slist_free_all(r->headers);
     *r = (forward_request){.retry_after = -1};
 }
