@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +26,20 @@
 #define FAILING_AFTER 3
 /* Wait after a channel could not be read (an I/O error), before trying again. */
 #define READ_RETRY_S 1.0
+/* Threads, each with its own multi handle; slot i of every channel is
+ * thread i % THREADS's. One thread spent 25 us of CPU per 1 KiB message
+ * (libcurl, malloc, the kernel's loopback), so a channel with 16 slots was
+ * bound by one core; two use both. A channel with one slot (FIFO) is one
+ * thread's. */
+#define THREADS 2
 
 typedef struct forwarder forwarder;
 
 /* A slot: at most one message, from its take to its end. */
 typedef struct slot {
     forwarder *fw;
-    void *msg; /* NULL: empty */
+    int thread; /* the thread that runs its attempts */
+    void *msg;  /* NULL: empty */
     size_t len;
     uint64_t taken;    /* the forwarder's count of takes when it was taken: the order */
     double not_before; /* backoff: no attempt before this (monotonic seconds) */
@@ -46,9 +54,11 @@ struct forwarder {
     forward_target target;
     hop_waiter *waiter;
     forwarder *next;
+    /* F.lock: the order of takes, read errors, what the waiter delivers,
+     * and what /status reads */
     uint64_t takes;
-    double read_again; /* after a read error: not before this */
-    /* F.lock: what the waiter delivers, and what /status reads */
+    double read_again;       /* after a read error: not before this */
+    double next_at[THREADS]; /* when each thread's earliest backoff ends, 0: none */
     void *inbox;
     size_t inbox_len;
     bool armed;
@@ -59,8 +69,8 @@ struct forwarder {
 static struct {
     const server_options *o;
     forward_signer signer;
-    CURLM *multi;
-    pthread_t thread;
+    CURLM *multi[THREADS];
+    pthread_t thread[THREADS];
     atomic_bool started;
     pthread_mutex_t lock;
     forwarder *all; /* lock: every forwarder, newest first */
@@ -117,6 +127,12 @@ static void strip_credentials(const char *url, char *out, size_t size)
     out[n] = '\0';
 }
 
+static void wake_all(void)
+{
+    for (int t = 0; t < THREADS; t++)
+        curl_multi_wakeup(F.multi[t]);
+}
+
 /* The waiter's callback, on whatever thread sent the message: it goes to
  * the forwarder's inbox, and the thread is woken to start it. */
 static void on_ready(void *arg, hop_err err, void *data, size_t len)
@@ -129,7 +145,7 @@ static void on_ready(void *arg, hop_err err, void *data, size_t len)
         fw->inbox_len = len;
     }
     /* under the lock: once a stop has seen armed false, nothing here runs */
-    curl_multi_wakeup(F.multi);
+    wake_all();
     pthread_mutex_unlock(&F.lock);
 }
 
@@ -152,15 +168,17 @@ void forward_attach(registry_entry *e)
                                   F.o->forward_secret ? &F.signer : NULL};
     strip_credentials(fw->url, fw->st.target, sizeof fw->st.target);
     fw->st.state = "ok";
-    for (size_t i = 0; i < F.o->forward_concurrency; i++)
+    for (size_t i = 0; i < F.o->forward_concurrency; i++) {
         fw->slots[i].fw = fw;
+        fw->slots[i].thread = (int)(i % THREADS);
+    }
     pthread_mutex_lock(&F.lock);
     e->forwarder = fw;
     fw->next = F.all;
     F.all = fw;
     pthread_mutex_unlock(&F.lock);
     log_info("channel %s forwarded to %s", name, fw->st.target);
-    curl_multi_wakeup(F.multi);
+    wake_all();
 }
 
 /* ---- taking messages into slots ---- */
@@ -175,36 +193,50 @@ static bool take(forwarder *fw, void **msg, size_t *len)
         *msg = fw->inbox;
         *len = fw->inbox_len;
         fw->inbox = NULL;
-    } else if (!wait) {
+    } else if (!wait && now_s() >= fw->read_again) {
         fw->armed = true; /* before arming: the callback may run at once */
+    } else {
+        wait = true;
     }
     pthread_mutex_unlock(&F.lock);
-    if (have || wait || now_s() < fw->read_again)
+    if (have || wait)
         return have;
     hop_err err = hop_recv_or_arm(fw->entry->ch, fw->waiter, msg, len);
     if (err == HOP_TIMEOUT)
         return false;
     pthread_mutex_lock(&F.lock);
     fw->armed = false;
-    pthread_mutex_unlock(&F.lock);
     if (err != HOP_OK && err != HOP_CLOSED)
         fw->read_again = now_s() + READ_RETRY_S; /* logged by the core */
+    pthread_mutex_unlock(&F.lock);
     return err == HOP_OK;
 }
 
-/* Fill fw's empty slots, oldest message first, unless stopping. */
-static void fill(forwarder *fw)
+/* Fill thread t's empty slots of fw, oldest message first, unless
+ * stopping. */
+static void fill(forwarder *fw, int t)
 {
-    for (size_t i = 0; i < F.o->forward_concurrency && !atomic_load(&F.stop_taking); i++) {
+    bool took = false;
+    for (size_t i = (size_t)t; i < F.o->forward_concurrency && !atomic_load(&F.stop_taking);
+         i += THREADS) {
         slot *s = &fw->slots[i];
         if (s->msg)
             continue;
         if (!take(fw, &s->msg, &s->len))
-            return;
+            break;
+        pthread_mutex_lock(&F.lock);
         s->taken = ++fw->takes;
+        pthread_mutex_unlock(&F.lock);
         s->not_before = 0;
         budget_charge(hop_message_cost(s->len)); /* in RAM until its end */
+        took = true;
     }
+    /* there may be more: the other threads' empty slots need not wait for
+     * the waiter, which is not armed while messages are there */
+    if (took && THREADS > 1 && F.o->forward_concurrency > 1)
+        for (int u = 0; u < THREADS; u++)
+            if (u != t)
+                curl_multi_wakeup(F.multi[u]);
 }
 
 /* The slot's message is done with: its RAM leaves the budget. */
@@ -247,7 +279,7 @@ static void begin(slot *s)
         }
         return;
     }
-    curl_multi_add_handle(F.multi, s->req.easy);
+    curl_multi_add_handle(F.multi[s->thread], s->req.easy);
     s->in_flight = true;
     s->started = now_s();
 }
@@ -255,10 +287,10 @@ static void begin(slot *s)
 /* Start every attempt that may start now. Returns when the earliest
  * backoff of fw ends (0: none). OUT: *wake_in, seconds until then (kept if
  * sooner). */
-static double begin_ready(forwarder *fw, double now, double *wake_in)
+static double begin_ready(forwarder *fw, int t, double now, double *wake_in)
 {
     double next = 0;
-    for (size_t i = 0; i < F.o->forward_concurrency; i++) {
+    for (size_t i = (size_t)t; i < F.o->forward_concurrency; i += THREADS) {
         slot *s = &fw->slots[i];
         if (s->msg == NULL || s->in_flight)
             continue;
@@ -332,7 +364,7 @@ static void finished(slot *s, CURLcode code)
     long status = 0;
     curl_easy_getinfo(s->req.easy, CURLINFO_RESPONSE_CODE, &status);
     double retry_after = s->req.retry_after, took = now_s() - s->started;
-    curl_multi_remove_handle(F.multi, s->req.easy);
+    curl_multi_remove_handle(F.multi[s->thread], s->req.easy);
     forward_request_end(&s->req);
     s->in_flight = false;
     forwarder *fw = s->fw;
@@ -382,12 +414,12 @@ static void note_outcome(forwarder *fw, long status, const char *error, const ch
 
 /* ---- the thread ---- */
 
-/* Act on every attempt that ended. Returns how many did. */
-static int reap(void)
+/* Act on every attempt of thread t that ended. Returns how many did. */
+static int reap(int t)
 {
     CURLMsg *m;
     int left, ended = 0;
-    while ((m = curl_multi_info_read(F.multi, &left)) != NULL) {
+    while ((m = curl_multi_info_read(F.multi[t], &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
         slot *s = NULL;
@@ -398,33 +430,33 @@ static int reap(void)
     return ended;
 }
 
-/* One round over the forwarders: take, begin. Returns how long the thread
- * may sleep, in ms. */
-static int round_trip(void)
+/* One round over the forwarders for thread t: take, begin. Returns how
+ * long the thread may sleep, in ms. */
+static int round_trip(int t)
 {
     double now = now_s(), wake_in = IDLE_MS / 1000.0;
     pthread_mutex_lock(&F.lock);
     forwarder *list = F.all;
     pthread_mutex_unlock(&F.lock);
     for (forwarder *fw = list; fw; fw = fw->next) {
-        fill(fw);
+        fill(fw, t);
         double next = 0;
         if (!atomic_load(&F.stop_taking))
-            next = begin_ready(fw, now, &wake_in);
+            next = begin_ready(fw, t, now, &wake_in);
         pthread_mutex_lock(&F.lock);
-        fw->st.next_at = next;
+        fw->next_at[t] = next;
         pthread_mutex_unlock(&F.lock);
     }
     return (int)(wake_in * 1000) + 1;
 }
 
-static bool in_flight(void)
+static bool in_flight(int t)
 {
     pthread_mutex_lock(&F.lock);
     forwarder *list = F.all; /* nodes are never unlinked while the thread runs */
     pthread_mutex_unlock(&F.lock);
     for (forwarder *fw = list; fw; fw = fw->next)
-        for (size_t i = 0; i < F.o->forward_concurrency; i++)
+        for (size_t i = (size_t)t; i < F.o->forward_concurrency; i += THREADS)
             if (fw->slots[i].in_flight)
                 return true;
     return false;
@@ -432,19 +464,42 @@ static bool in_flight(void)
 
 static void *run(void *arg)
 {
-    (void)arg;
-    int running = 0;
-    while (!atomic_load(&F.stop) || (in_flight() && forward_now_ms() < F.deadline_ms)) {
-        int sleep_ms = round_trip();
-        curl_multi_perform(F.multi, &running);
+    int t = (int)(intptr_t)arg, running = 0;
+    CURLM *multi = F.multi[t];
+    while (!atomic_load(&F.stop) || (in_flight(t) && forward_now_ms() < F.deadline_ms)) {
+        int sleep_ms = round_trip(t);
+        curl_multi_perform(multi, &running);
         /* an attempt that ended (in this perform, or before) empties its
          * slot or begins a backoff: go round again at once, never sleep on
          * it, so that the next message or the backoff's end is not late */
-        if (reap() > 0)
+        if (reap(t) > 0)
             continue;
-        curl_multi_poll(F.multi, NULL, 0, sleep_ms < IDLE_MS ? sleep_ms : IDLE_MS, NULL);
+        curl_multi_poll(multi, NULL, 0, sleep_ms < IDLE_MS ? sleep_ms : IDLE_MS, NULL);
     }
     return NULL;
+}
+
+/* Make the multi handles and start the threads. False (logged) if not. */
+static bool start_threads(void)
+{
+    for (int t = 0; t < THREADS; t++) {
+        if ((F.multi[t] = curl_multi_init()) == NULL) {
+            log_error("cannot start forwarding: libcurl failed to initialise");
+            return false;
+        }
+    }
+    for (int t = 0; t < THREADS; t++) {
+        if (pthread_create(&F.thread[t], NULL, run, (void *)(intptr_t)t) != 0) {
+            log_error("cannot start the forwarding threads");
+            atomic_store(&F.stop, true);
+            for (int u = 0; u < t; u++) {
+                curl_multi_wakeup(F.multi[u]);
+                pthread_join(F.thread[u], NULL);
+            }
+            return false;
+        }
+    }
+    return true;
 }
 
 bool forward_start(const server_options *o)
@@ -457,14 +512,10 @@ bool forward_start(const server_options *o)
         log_error("--forward-secret: %s", why);
         return false;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-        (F.multi = curl_multi_init()) == NULL) {
-        log_error("cannot start forwarding: libcurl failed to initialise");
-        return false;
-    }
-    if (pthread_create(&F.thread, NULL, run, NULL) != 0) {
-        log_error("cannot start the forwarding thread");
-        curl_multi_cleanup(F.multi);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !start_threads()) {
+        for (int t = 0; t < THREADS; t++)
+            if (F.multi[t])
+                curl_multi_cleanup(F.multi[t]);
         return false;
     }
     atomic_store(&F.started, true);
@@ -475,7 +526,7 @@ void forward_stop_taking(void)
 {
     atomic_store(&F.stop_taking, true);
     if (atomic_load(&F.started))
-        curl_multi_wakeup(F.multi);
+        wake_all();
 }
 
 /* Back to the head of its channel: every slot's message, newest first, and
@@ -505,7 +556,7 @@ static void give_back(forwarder *fw)
         if (newest == NULL)
             break;
         if (newest->in_flight) {
-            curl_multi_remove_handle(F.multi, newest->req.easy);
+            curl_multi_remove_handle(F.multi[newest->thread], newest->req.easy);
             forward_request_end(&newest->req);
             newest->in_flight = false;
         }
@@ -524,8 +575,9 @@ void forward_stop(uint64_t deadline_ms)
     forward_stop_taking();
     F.deadline_ms = deadline_ms;
     atomic_store(&F.stop, true);
-    curl_multi_wakeup(F.multi);
-    pthread_join(F.thread, NULL);
+    wake_all();
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(F.thread[t], NULL);
     atomic_store(&F.started, false);
     for (forwarder *fw = F.all, *next; fw; fw = next) {
         next = fw->next;
@@ -535,7 +587,8 @@ void forward_stop(uint64_t deadline_ms)
         free(fw);
     }
     F.all = NULL;
-    curl_multi_cleanup(F.multi);
+    for (int t = 0; t < THREADS; t++)
+        curl_multi_cleanup(F.multi[t]);
     curl_global_cleanup();
 }
 
@@ -545,6 +598,10 @@ bool forward_describe(const registry_entry *e, forward_status *out)
     forwarder *fw = e->forwarder;
     if (fw) {
         *out = fw->st;
+        out->next_at = 0;
+        for (int t = 0; t < THREADS; t++)
+            if (fw->next_at[t] > 0 && (out->next_at == 0 || fw->next_at[t] < out->next_at))
+                out->next_at = fw->next_at[t];
         double left = out->next_at - now_s();
         out->next_attempt_seconds = out->next_at > 0 && left > 0 ? left : 0;
     }
