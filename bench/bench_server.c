@@ -85,11 +85,30 @@ double bench_percentile(double *v, size_t n, double p)
     return v[rank - 1];
 }
 
+static void spawn(bench_server *s, const char *bin, const char *const *args);
+
 void bench_server_start(bench_server *s, const char *bin, const char *const *args)
 {
     snprintf(s->dir, sizeof s->dir, "/tmp/hopper-bench-XXXXXX");
     if (mkdtemp(s->dir) == NULL)
         bench_die("bench", "mkdtemp: %s", strerror(errno));
+    spawn(s, bin, args);
+}
+
+void bench_server_restart(bench_server *s, const char *bin, const char *const *args)
+{
+    track(NULL, s);
+    kill(s->pid, SIGTERM);
+    int status;
+    waitpid(s->pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bench_die("bench", "the server did not stop cleanly");
+    spawn(s, bin, args);
+}
+
+/* Start bin on s->dir/data with args; return once it listens. */
+static void spawn(bench_server *s, const char *bin, const char *const *args)
+{
     char data_dir[128];
     snprintf(data_dir, sizeof data_dir, "%s/data", s->dir);
     const char *argv[MAX_ARGS] = {bin, "--listen", "127.0.0.1:0", "--data-dir", data_dir};
@@ -176,6 +195,26 @@ long bench_server_rss_kib(const bench_server *s)
     return bench_server_status_kib(s, "VmRSS");
 }
 
+double bench_metrics_sum(const char *text, size_t len, const char *metric)
+{
+    double sum = 0;
+    size_t n = strlen(metric);
+    const char *end = text + len;
+    for (const char *p = text; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            eol = end;
+        if ((size_t)(eol - p) > n && strncmp(p, metric, n) == 0 && (p[n] == '{' || p[n] == ' ')) {
+            const char *sp = eol;
+            while (sp > p && sp[-1] != ' ')
+                sp--;
+            sum += strtod(sp, NULL);
+        }
+        p = eol + 1;
+    }
+    return sum;
+}
+
 double bench_server_metric(const bench_server *s, const char *metric)
 {
     bench_conn c;
@@ -183,24 +222,8 @@ double bench_server_metric(const bench_server *s, const char *metric)
     if (bench_conn_open(&c, s->port) != 0)
         return -1;
     double sum = -1;
-    if (bench_conn_request(&c, "GET", "/metrics", NULL, 0, &r) == 0 && r.status == 200) {
-        sum = 0;
-        size_t n = strlen(metric);
-        const char *end = r.body + r.body_len;
-        for (const char *p = r.body; p < end;) {
-            const char *eol = memchr(p, '\n', (size_t)(end - p));
-            if (eol == NULL)
-                eol = end;
-            if ((size_t)(eol - p) > n && strncmp(p, metric, n) == 0 &&
-                (p[n] == '{' || p[n] == ' ')) {
-                const char *sp = eol;
-                while (sp > p && sp[-1] != ' ')
-                    sp--;
-                sum += strtod(sp, NULL);
-            }
-            p = eol + 1;
-        }
-    }
+    if (bench_conn_request(&c, "GET", "/metrics", NULL, 0, &r) == 0 && r.status == 200)
+        sum = bench_metrics_sum(r.body, r.body_len, metric);
     bench_conn_close(&c);
     return sum;
 }

@@ -18,6 +18,10 @@ typedef struct bench_server {
  * message if the server does not listen within 30 s. */
 void bench_server_start(bench_server *s, const char *bin, const char *const *args);
 
+/* SIGTERM, wait (it must exit 0), and start bin again with args on the
+ * same data directory; returns once it listens again. */
+void bench_server_restart(bench_server *s, const char *bin, const char *const *args);
+
 /* SIGTERM, wait, remove the temporary directory. Servers not stopped
  * when the benchmark exits (bench_die() included) are stopped then. */
 void bench_server_stop(bench_server *s);
@@ -32,6 +36,10 @@ long bench_server_rss_kib(const bench_server *s);
 /* Sum of every sample of metric (e.g. "hopper_channel_disk_bytes") in the
  * server's /metrics; -1 if it could not be read. */
 double bench_server_metric(const bench_server *s, const char *metric);
+
+/* The same sum over a /metrics text already read (len bytes at text);
+ * 0 when metric has no sample there. */
+double bench_metrics_sum(const char *text, size_t len, const char *metric);
 
 /* Shared helpers of the benchmark programs. */
 double bench_now(void);

@@ -1,7 +1,8 @@
--- wrk script for bench/ceiling: POST a 100-byte body, to /channels/c0 ..
--- /channels/c(N-1) in turn when CHANNELS=N is set, else to the URL's path.
+-- wrk script for bench/ceiling: POST a 100-byte body (BODY_BYTES=N for
+-- another size), to /channels/c0 .. /channels/c(N-1) in turn when
+-- CHANNELS=N is set, else to the URL's path.
 local channels = tonumber(os.getenv("CHANNELS") or "0")
-local body = string.rep("x", 100)
+local body = string.rep("x", tonumber(os.getenv("BODY_BYTES") or "100"))
 local n = 0
 wrk.method = "POST"
 wrk.body = body

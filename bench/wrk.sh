@@ -1,6 +1,6 @@
-# bench/wrk.sh - shell functions shared by bench/ceiling and bench/scale
-# (sourced, not run). They need: $here (bench/), $duration (seconds a wrk
-# run lasts) and $prog (the script's name, for messages).
+# bench/wrk.sh - shell functions shared by bench/ceiling, bench/scale and
+# bench/forward (sourced, not run). They need: $here (bench/), $duration
+# (seconds a wrk run lasts) and $prog (the script's name, for messages).
 
 # start_hopper BIN DIR LOG [FLAGS...]: hopper on 127.0.0.1, a free port, data
 # in DIR; sets hopper_pid and hopper_port.
@@ -21,10 +21,14 @@ start_hopper() {
 # measure URL CHANNELS: one wrk run of 100-byte POSTs (2 threads, 50
 # keep-alive connections, $duration s); prints "REQ_PER_S P99_MS". Any
 # non-2xx answer or socket error fails the benchmark.
-measure() {
-    _out=$(CHANNELS=$2 wrk -t2 -c50 -d"${duration}s" --latency -s "$here/post.lua" "$1")
+measure() { wrk_run 2 50 "$1" "$2" 100; }
+
+# wrk_run THREADS CONNECTIONS URL CHANNELS BODY_BYTES: measure's wrk run with
+# its shape given: BODY_BYTES-byte POSTs (post.lua), $duration s.
+wrk_run() {
+    _out=$(CHANNELS=$4 BODY_BYTES=$5 wrk -t"$1" -c"$2" -d"${duration}s" --latency -s "$here/post.lua" "$3")
     if echo "$_out" | grep -q -e 'Non-2xx' -e 'Socket errors'; then
-        echo "$prog: $1 answered errors:" >&2; echo "$_out" >&2; exit 1
+        echo "$prog: $3 answered errors:" >&2; echo "$_out" >&2; exit 1
     fi
     _rps=$(echo "$_out" | awk '/^Requests\/sec:/ {print $2}')
     _p99=$(echo "$_out" | awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000}
