@@ -1,15 +1,14 @@
 /* forward.h - hopper delivering channels to URLs itself (--forward).
  *
- * One thread runs every attempt of every forwarded channel on one libcurl
- * multi handle (keep-alive connections to each target, no thread per
- * channel). A forwarded channel has --forward-concurrency slots; a slot
- * takes the channel's oldest message and holds it until it is consumed (a
- * 2xx), moved to NAME.dead (another 4xx, or --forward-max-attempts failed
- * attempts), or given back at a stop. Between failed attempts the slot
- * waits out a backoff, so with one slot nothing overtakes a message that
- * is being retried: FIFO. A message is consumed only after a 2xx; until
- * then a crash brings it back (at least once). The RAM of messages in
- * slots is charged to the server's budget.
+ * Two threads run every attempt of every forwarded channel, each on its own
+ * libcurl multi handle (keep-alive connections to each target, no thread
+ * per channel; slot i of a channel is thread i % 2's). A forwarded channel has
+ * --forward-concurrency slots; a slot takes the channel's oldest message and holds it until it is
+ * consumed (a 2xx), moved to NAME.dead (another 4xx, or --forward-max-attempts failed attempts), or
+ * given back at a stop. Between failed attempts the slot waits out a backoff, so with one slot
+ * nothing overtakes a message that is being retried: FIFO. A message is consumed only after a 2xx;
+ * until then a crash brings it back (at least once). The RAM of messages in slots is charged to the
+ * server's budget.
  *
  * Backoff after the n-th failed attempt of a message: a random time in
  * [--forward-retry-min, min(--forward-retry-max, retry-min x 2^n)] (full
