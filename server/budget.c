@@ -5,26 +5,22 @@
 #include "log.h"
 #include "reserve.h"
 
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdatomic.h>
-#include <sys/statvfs.h>
 #include <time.h>
-#include <unistd.h>
 
 /* The log says at most this often that the budget forces sends anywhere. */
 #define LOG_INTERVAL_S 60
 
 static struct {
     hop_budget *budget;
-    int dirfd;                    /* the data directory, for statvfs */
     uint64_t disk_limit;          /* --disk-limit */
     uint64_t largest;             /* bytes the largest message takes in a queue file, or so */
     atomic_uint_fast64_t refused; /* storage_full refusals since the last log line */
     time_t last_log;              /* CLOCK_MONOTONIC seconds of the last line */
-} B = {.dirfd = -1};
+} B;
 
-bool budget_open(const server_options *o, const char *data_dir)
+bool budget_open(const server_options *o)
 {
     if (hop_budget_new(o->memory_limit, &B.budget) != HOP_OK)
         return false;
@@ -33,7 +29,6 @@ bool budget_open(const server_options *o, const char *data_dir)
     hop_budget_set_disk(B.budget, o->disk_limit > reserve ? o->disk_limit - reserve : 1);
     B.disk_limit = o->disk_limit;
     B.largest = hop_message_cost(o->max_message_bytes + ENVELOPE_ALLOWANCE);
-    B.dirfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     atomic_init(&B.refused, 0);
     B.last_log = 0;
     return true;
@@ -43,9 +38,6 @@ void budget_close(void)
 {
     hop_budget_free(B.budget);
     B.budget = NULL;
-    if (B.dirfd >= 0)
-        close(B.dirfd);
-    B.dirfd = -1;
 }
 
 hop_budget *budget_get(void)
@@ -63,17 +55,9 @@ void budget_release(size_t bytes)
     hop_budget_release(B.budget, bytes);
 }
 
-static uint64_t fs_free(void)
-{
-    struct statvfs fs;
-    if (B.dirfd < 0 || fstatvfs(B.dirfd, &fs) != 0)
-        return UINT64_MAX; /* unknown: not reported as full */
-    return (uint64_t)fs.f_bavail * fs.f_frsize;
-}
-
 void budget_read(budget_numbers *out)
 {
-    uint64_t free_now = fs_free();
+    uint64_t free_now = reserve_fs_free();
     *out = (budget_numbers){
         .memory_bytes = hop_budget_used(B.budget),
         .memory_limit = hop_budget_limit(B.budget),
@@ -89,7 +73,7 @@ const char *budget_full_reason(void)
     uint64_t used = hop_budget_disk_used(B.budget), limit = hop_budget_disk_limit(B.budget);
     if (limit > 0 && (used >= limit || limit - used < B.largest))
         return "disk_limit";
-    if (fs_free() < B.largest)
+    if (reserve_fs_free() < B.largest) /* unknown is UINT64_MAX: not full */
         return "file_system";
     return NULL;
 }

@@ -15,7 +15,7 @@
 
 /* Make the budget from o; reserve_open() must have run (the channels get
  * --disk-limit less the reserve). False if out of memory. */
-bool budget_open(const server_options *o, const char *data_dir);
+bool budget_open(const server_options *o);
 
 /* Free it, once every channel is closed. */
 void budget_close(void);

@@ -8,6 +8,7 @@
 #include "forward_request.h"
 #include "giveback.h"
 #include "log.h"
+#include "timestamp.h"
 
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -337,14 +338,14 @@ static void failure_text(long status, CURLcode code, char *out, size_t size)
 static void failed(slot *s, long status, CURLcode code, double retry_after)
 {
     forwarder *fw = s->fw;
-    char why[96], reason[200], when[FORWARD_TIME_TEXT_SIZE];
+    char why[96], reason[200], when[TIMESTAMP_TEXT_SIZE];
     failure_text(status, code, why, sizeof why);
     uint32_t count = next_count(s->msg, s->len); /* this attempt's */
     bool never =
         code == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429;
     const char *error = code == CURLE_OK ? NULL : why;
     if (never || count >= F.o->forward_max_attempts) {
-        forward_time_text(envelope_now_ms(), when);
+        timestamp_text(envelope_now_ms(), when);
         snprintf(reason, sizeof reason, "%s after %" PRIu32 " attempt(s), %s", why, count, when);
         if (giveback_dead(fw->entry, s->msg, s->len, reason)) {
             note_outcome(fw, status, error, why, OUTCOME_DEAD);
@@ -598,12 +599,11 @@ bool forward_describe(const registry_entry *e, forward_status *out)
     forwarder *fw = e->forwarder;
     if (fw) {
         *out = fw->st;
-        out->next_at = 0;
+        double now = now_s(), left = 0;
         for (int t = 0; t < THREADS; t++)
-            if (fw->next_at[t] > 0 && (out->next_at == 0 || fw->next_at[t] < out->next_at))
-                out->next_at = fw->next_at[t];
-        double left = out->next_at - now_s();
-        out->next_attempt_seconds = out->next_at > 0 && left > 0 ? left : 0;
+            if (fw->next_at[t] > now && (left == 0 || fw->next_at[t] - now < left))
+                left = fw->next_at[t] - now;
+        out->next_attempt_seconds = left;
     }
     pthread_mutex_unlock(&F.lock);
     return fw != NULL;

@@ -62,7 +62,6 @@ typedef struct forward_status {
     double next_attempt_seconds;           /* until a message waiting out a backoff is tried; 0 */
     uint64_t buckets[FORWARD_BUCKETS + 1]; /* attempts by duration (not cumulative) */
     double duration_sum;                   /* seconds, all attempts */
-    double next_at;                        /* internal: monotonic seconds of the next try */
 } forward_status;
 
 /* False if e is not forwarded. OUT: *out. */

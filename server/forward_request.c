@@ -4,6 +4,7 @@
 
 #include "delivery.h"
 #include "envelope.h"
+#include "timestamp.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -14,15 +15,6 @@
 #include <time.h>
 
 #define RETRY_AFTER "Retry-After:"
-
-void forward_time_text(uint64_t ms, char out[FORWARD_TIME_TEXT_SIZE])
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(out, FORWARD_TIME_TEXT_SIZE, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, FORWARD_TIME_TEXT_SIZE - n, ".%03uZ", (unsigned)(ms % 1000));
-}
 
 /* Append "name: value" to *list. False if out of memory. */
 static bool add_header(struct curl_slist **list, const char *name, size_t name_len,
@@ -67,14 +59,14 @@ static bool build_headers(forward_request *r, const forward_target *t, const env
             continue;
         ok = add_header(&r->headers, h->name, h->name_len, h->value, h->value_len);
     }
-    char id[ENVELOPE_ID_TEXT_SIZE], number[16], when[FORWARD_TIME_TEXT_SIZE];
+    char id[ENVELOPE_ID_TEXT_SIZE], number[16], when[TIMESTAMP_TEXT_SIZE];
     envelope_id_text(env, id);
     snprintf(number, sizeof number, "%" PRIu32, count);
     ok = ok && add_text(&r->headers, FORWARD_CHANNEL_HEADER, t->channel) &&
          add_text(&r->headers, MESSAGE_ID_HEADER, id) &&
          add_text(&r->headers, DELIVERY_COUNT_HEADER, number);
     if (ok && env->received_ms > 0) {
-        forward_time_text(env->received_ms, when);
+        timestamp_text(env->received_ms, when);
         ok = add_text(&r->headers, FORWARD_RECEIVED_AT_HEADER, when);
     }
     /* "Expect:" removes the header: no 100-continue round trip per request */

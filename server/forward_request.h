@@ -48,8 +48,4 @@ void forward_request_end(forward_request *r);
 /* Free the easy handle too. */
 void forward_request_free(forward_request *r);
 
-/* "2026-12-03T17:05:09.123Z" for ms since the epoch. OUT: out. */
-#define FORWARD_TIME_TEXT_SIZE 32
-void forward_time_text(uint64_t ms, char out[FORWARD_TIME_TEXT_SIZE]);
-
 #endif

@@ -1,6 +1,8 @@
 /* log.c - timestamped one-line logs to stderr (see log.h). */
 #include "log.h"
 
+#include "timestamp.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -23,12 +25,10 @@ static void log_vmsg(hop_log_level level, const char *fmt, va_list ap)
 {
     char line[1024];
     struct timespec now;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %s ", now.tv_nsec / 1000000L,
-                          level_name(level));
+    char when[TIMESTAMP_TEXT_SIZE];
+    timestamp_text((uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000, when);
+    size_t n = (size_t)snprintf(line, sizeof line, "%s %s ", when, level_name(level));
     int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
     if (m < 0)
         m = 0;

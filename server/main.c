@@ -119,7 +119,7 @@ static void stop_traffic(void)
  * (logged) if out of memory; nothing is left open then. */
 static bool open_budget_and_registry(const server_options *o)
 {
-    if (!budget_open(o, o->data_dir)) {
+    if (!budget_open(o)) {
         log_error("out of memory");
         return false;
     }

@@ -17,12 +17,11 @@ static struct {
     _Atomic uint64_t bytes; /* read by /status and /metrics threads */
 } res = {.dirfd = -1};
 
-/* Bytes free for hopper on the file system of dirfd, or 0 if unknown. */
-static uint64_t free_bytes(int dirfd)
+uint64_t reserve_fs_free(void)
 {
     struct statvfs fs;
-    if (fstatvfs(dirfd, &fs) != 0)
-        return 0;
+    if (res.dirfd < 0 || fstatvfs(res.dirfd, &fs) != 0)
+        return UINT64_MAX;
     return (uint64_t)fs.f_bavail * fs.f_frsize;
 }
 
@@ -55,7 +54,7 @@ bool reserve_open(const char *data_dir, uint64_t bytes)
     }
     int err = allocate(res.dirfd, bytes);
     if (err != 0) {
-        uint64_t have = free_bytes(res.dirfd);
+        uint64_t have = reserve_fs_free();
         unlinkat(res.dirfd, RESERVE_NAME, 0);
         log_error("cannot set aside %" PRIu64 " bytes in %s/%s for a clean stop (what memory may "
                   "hold, see --memory-limit): %s; the file system has %" PRIu64

@@ -27,6 +27,11 @@ bool reserve_open(const char *data_dir, uint64_t bytes);
  * then 0. */
 uint64_t reserve_bytes(void);
 
+/* Bytes free for hopper on the data directory's file system now, or
+ * UINT64_MAX if unknown (before reserve_open(), after reserve_release(),
+ * or statvfs failing). */
+uint64_t reserve_fs_free(void);
+
 /* Free the room for the stop's writes. Logged if the file cannot be
  * removed (the stop then goes on: the room may be there anyway). */
 void reserve_release(void);

@@ -34,15 +34,12 @@
 #define QUICK_RETRY                                                                                \
     "--forward-retry-min", "0.05", "--forward-retry-max", "0.5", "--forward-timeout", "1"
 
-#define RULE_SIZE 300
-
 /* Shapes of real signature headers (GitHub, Stripe), which a receiver must
  * get unchanged. */
 #define GITHUB_SIGNATURE "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
 #define STRIPE_SIGNATURE                                                                           \
     "t=1492774577,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd,"            \
     "v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39"
-
 
 static double wall_now(void)
 {

@@ -80,7 +80,6 @@ static void send_request(const rc_receiver *r, const char *path, const void *bod
     curl_easy_cleanup(c);
 }
 
-
 /* ---- recording ---- */
 
 static void test_records_method_path_headers_body(void **state)

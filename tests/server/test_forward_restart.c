@@ -34,13 +34,7 @@
 /* A hang longer than any test. */
 #define HANG_MS 60000
 
-#define RULE_SIZE 300
-
-typedef struct fixture {
-    rc_receiver *r;
-    char dir[256];
-    char rule[RULE_SIZE];
-} fixture;
+typedef fw_fixture fixture;
 
 static int setup(void **state)
 {
@@ -51,15 +45,6 @@ static int setup(void **state)
     }
     fw_rule(f->r, "hooks", "/hook", f->rule, sizeof f->rule);
     *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    rc_stop(f->r);
-    hs_remove_tree(f->dir);
-    free(f);
     return 0;
 }
 
@@ -238,7 +223,7 @@ static void test_sigterm_waits_for_an_attempt(void **state)
 
 int main(void)
 {
-#define T(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+#define T(test) cmocka_unit_test_setup_teardown(test, setup, fw_fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_sigterm_in_backoff_keeps_id_and_count), T(test_kill9_mid_attempt_loses_nothing),
         T(test_kill9_mid_backoff_loses_nothing),       T(test_sigterm_while_receiver_hangs),

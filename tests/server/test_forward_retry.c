@@ -38,7 +38,6 @@
 #define LATE_SLACK 0.5
 #define EARLY_SLACK 0.005
 
-#define RULE_SIZE 300
 /* Longest a backlog of sixty small messages may take to go out. */
 #define BACKLOG_PATIENCE_S 10.0
 

@@ -41,7 +41,6 @@
 #define OPENSSL_PATIENCE_S 30.0
 
 #define PATH_SIZE 512
-#define RULE_SIZE 300
 
 /* The CA and the receiver's certificate, shared by the tests. */
 static struct {
@@ -255,11 +254,7 @@ static int group_teardown(void **state)
 
 /* ---- the fixture: a TLS receiver and a data directory ---- */
 
-typedef struct fixture {
-    rc_receiver *r;
-    char dir[256];
-    char rule[RULE_SIZE]; /* "hooks=https://127.0.0.1:PORT/h" */
-} fixture;
+typedef fw_fixture fixture;
 
 static int setup(void **state)
 {
@@ -276,15 +271,6 @@ static int setup(void **state)
         return -1;
     }
     fw_rule(f->r, "hooks", "/h", f->rule, sizeof f->rule);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    rc_stop(f->r);
-    hs_remove_tree(f->dir);
-    free(f);
     return 0;
 }
 
@@ -489,7 +475,7 @@ static void test_untrusted_then_delivered_after_restart(void **state)
 
 int main(void)
 {
-#define T(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+#define T(test) cmocka_unit_test_setup_teardown(test, setup, fw_fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_receiver_speaks_tls),
         T(test_delivered_with_forward_ca),

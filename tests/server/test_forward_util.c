@@ -159,3 +159,12 @@ double fw_metric(const hs_server *s, const char *name, const char *label1, const
     hs_reply_free(&r);
     return value;
 }
+
+int fw_fixture_teardown(void **state)
+{
+    fw_fixture *f = *state;
+    rc_stop(f->r);
+    hs_remove_tree(f->dir);
+    free(f);
+    return 0;
+}

@@ -10,6 +10,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Room for the value of a --forward (fw_rule()). */
+#define RULE_SIZE 300
+
+/* A receiver, a data directory for hopper and the --forward rule of
+ * channel "hooks" to the receiver: the state of tests that restart hopper
+ * on the same directory. fw_fixture_teardown() stops and removes them. */
+typedef struct fw_fixture {
+    rc_receiver *r;
+    char dir[256];
+    char rule[RULE_SIZE];
+} fw_fixture;
+
+int fw_fixture_teardown(void **state);
+
 /* The asserting ones fail the test with cmocka, saying what differed. */
 struct hs_server;
 
