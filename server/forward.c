@@ -63,6 +63,7 @@ struct forwarder {
     void *inbox;
     size_t inbox_len;
     bool armed;
+    bool missed; /* a thread found nothing while armed was set: wake it */
     forward_status st;
     slot slots[FORWARD_MAX_CONCURRENCY];
 };
@@ -141,6 +142,7 @@ static void on_ready(void *arg, hop_err err, void *data, size_t len)
     forwarder *fw = arg;
     pthread_mutex_lock(&F.lock);
     fw->armed = false;
+    fw->missed = false; /* every thread is woken */
     if (err == HOP_OK) {
         fw->inbox = data;
         fw->inbox_len = len;
@@ -184,32 +186,43 @@ void forward_attach(registry_entry *e)
 
 /* ---- taking messages into slots ---- */
 
-/* A message for fw: the inbox's, or the channel's oldest now (else the
- * waiter is armed). False if there is none now. */
-static bool take(forwarder *fw, void **msg, size_t *len)
+/* Into the empty slot s: the inbox's message, or the channel's oldest now
+ * (else the waiter is armed), numbered in the order of takes. False if
+ * there is none now. */
+static bool take(forwarder *fw, slot *s)
 {
     pthread_mutex_lock(&F.lock);
     bool have = fw->inbox != NULL, wait = fw->armed;
     if (have) {
-        *msg = fw->inbox;
-        *len = fw->inbox_len;
+        s->msg = fw->inbox;
+        s->len = fw->inbox_len;
+        s->taken = ++fw->takes;
         fw->inbox = NULL;
     } else if (!wait && now_s() >= fw->read_again) {
         fw->armed = true; /* before arming: the callback may run at once */
     } else {
         wait = true;
+        fw->missed = fw->missed || fw->armed;
     }
     pthread_mutex_unlock(&F.lock);
     if (have || wait)
         return have;
-    hop_err err = hop_recv_or_arm(fw->entry->ch, fw->waiter, msg, len);
+    hop_err err = hop_recv_or_arm(fw->entry->ch, fw->waiter, &s->msg, &s->len);
     if (err == HOP_TIMEOUT)
-        return false;
+        return false; /* armed: its callback wakes every thread */
     pthread_mutex_lock(&F.lock);
     fw->armed = false;
+    if (err == HOP_OK)
+        s->taken = ++fw->takes;
+    /* a thread that found armed set meanwhile went to sleep without a
+     * message, and no callback will wake it: this does */
+    bool wake = fw->missed;
+    fw->missed = false;
     if (err != HOP_OK && err != HOP_CLOSED)
         fw->read_again = now_s() + READ_RETRY_S; /* logged by the core */
     pthread_mutex_unlock(&F.lock);
+    if (wake)
+        wake_all();
     return err == HOP_OK;
 }
 
@@ -217,27 +230,16 @@ static bool take(forwarder *fw, void **msg, size_t *len)
  * stopping. */
 static void fill(forwarder *fw, int t)
 {
-    bool took = false;
     for (size_t i = (size_t)t; i < F.o->forward_concurrency && !atomic_load(&F.stop_taking);
          i += THREADS) {
         slot *s = &fw->slots[i];
         if (s->msg)
             continue;
-        if (!take(fw, &s->msg, &s->len))
+        if (!take(fw, s))
             break;
-        pthread_mutex_lock(&F.lock);
-        s->taken = ++fw->takes;
-        pthread_mutex_unlock(&F.lock);
         s->not_before = 0;
         budget_charge(hop_message_cost(s->len)); /* in RAM until its end */
-        took = true;
     }
-    /* there may be more: the other threads' empty slots need not wait for
-     * the waiter, which is not armed while messages are there */
-    if (took && THREADS > 1 && F.o->forward_concurrency > 1)
-        for (int u = 0; u < THREADS; u++)
-            if (u != t)
-                curl_multi_wakeup(F.multi[u]);
 }
 
 /* The slot's message is done with: its RAM leaves the budget. */
@@ -250,26 +252,18 @@ static void empty(slot *s)
 
 /* ---- attempts ---- */
 
-/* The delivery count the next attempt of msg carries: 1 + failed ones. */
-static uint32_t next_count(const void *msg, size_t len)
-{
-    envelope env;
-    return envelope_decode(msg, len, &env) ? env.returns + 1 : 1;
-}
-
 /* What an attempt came to, for the counts and the log. */
 typedef enum outcome { OUTCOME_OK, OUTCOME_RETRY, OUTCOME_DEAD } outcome;
 
-static void note_outcome(forwarder *fw, long status, const char *error, const char *why,
-                         outcome how);
+static void note_outcome(forwarder *fw, double took, long status, const char *error,
+                         const char *why, outcome how);
 
 /* Begin the attempt of s now. A damaged message is dropped (logged). */
 static void begin(slot *s)
 {
     forwarder *fw = s->fw;
     bool bad = false;
-    uint32_t count = next_count(s->msg, s->len);
-    if (!forward_request_begin(&s->req, &fw->target, s->msg, s->len, count, s, &bad)) {
+    if (!forward_request_begin(&s->req, &fw->target, s->msg, s->len, s, &bad)) {
         if (bad) {
             log_error("channel %s: dropped a stored message with a malformed envelope",
                       fw->target.channel);
@@ -333,14 +327,15 @@ static void failure_text(long status, CURLcode code, char *out, size_t size)
         snprintf(out, size, "%s", curl_easy_strerror(code));
 }
 
-/* The attempt of s failed (status 0: no answer). To NAME.dead if the
- * receiver said never, or attempts ran out; else a backoff. */
-static void failed(slot *s, long status, CURLcode code, double retry_after)
+/* The attempt of s failed after took seconds (status 0: no answer). To
+ * NAME.dead if the receiver said never, or attempts ran out; else a
+ * backoff. */
+static void failed(slot *s, double took, long status, CURLcode code, double retry_after)
 {
     forwarder *fw = s->fw;
     char why[96], reason[200], when[TIMESTAMP_TEXT_SIZE];
     failure_text(status, code, why, sizeof why);
-    uint32_t count = next_count(s->msg, s->len); /* this attempt's */
+    uint32_t count = s->req.count; /* this attempt's */
     bool never =
         code == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429;
     const char *error = code == CURLE_OK ? NULL : why;
@@ -348,12 +343,12 @@ static void failed(slot *s, long status, CURLcode code, double retry_after)
         timestamp_text(envelope_now_ms(), when);
         snprintf(reason, sizeof reason, "%s after %" PRIu32 " attempt(s), %s", why, count, when);
         if (giveback_dead(fw->entry, s->msg, s->len, reason)) {
-            note_outcome(fw, status, error, why, OUTCOME_DEAD);
+            note_outcome(fw, took, status, error, why, OUTCOME_DEAD);
             empty(s);
             return;
         }
     }
-    note_outcome(fw, status, error, why, OUTCOME_RETRY);
+    note_outcome(fw, took, status, error, why, OUTCOME_RETRY);
     envelope_set_returns(s->msg, s->len, count); /* the next attempt is count + 1 */
     bool honoured = code == CURLE_OK && (status == 429 || status == 503);
     s->not_before = now_s() + backoff(count, honoured ? retry_after : -1);
@@ -368,34 +363,35 @@ static void finished(slot *s, CURLcode code)
     curl_multi_remove_handle(F.multi[s->thread], s->req.easy);
     forward_request_end(&s->req);
     s->in_flight = false;
-    forwarder *fw = s->fw;
-    pthread_mutex_lock(&F.lock);
-    size_t b = 0;
-    while (b < FORWARD_BUCKETS && took > forward_buckets[b])
-        b++;
-    fw->st.buckets[b]++;
-    fw->st.duration_sum += took;
-    pthread_mutex_unlock(&F.lock);
     if (code == CURLE_OK && status >= 200 && status < 300) {
-        note_outcome(fw, status, NULL, NULL, OUTCOME_OK);
+        note_outcome(s->fw, took, status, NULL, NULL, OUTCOME_OK);
         hop_free(s->msg); /* consumed: the receiver has it */
         empty(s);
         return;
     }
-    failed(s, status, code, retry_after);
+    failed(s, took, status, code, retry_after);
 }
 
-/* Count an outcome; log when a channel starts failing and when it is ok
- * again, never per attempt. why: the failure, for the log. */
-static void note_outcome(forwarder *fw, long status, const char *error, const char *why,
-                         outcome how)
+/* Count an outcome and its duration (took seconds); log when a channel
+ * starts failing and when it is ok again, never per attempt. why: the
+ * failure, for the log. */
+static void note_outcome(forwarder *fw, double took, long status, const char *error,
+                         const char *why, outcome how)
 {
+    size_t b = 0;
+    while (b < FORWARD_BUCKETS && took > forward_buckets[b])
+        b++;
     pthread_mutex_lock(&F.lock);
     forward_status *st = &fw->st;
+    st->buckets[b]++;
+    st->duration_sum += took;
     bool was_ok = strcmp(st->state, "ok") == 0;
     uint64_t failures = st->consecutive_failures;
     st->last_status = status;
-    snprintf(st->last_error, sizeof st->last_error, "%s", error ? error : "");
+    if (error)
+        snprintf(st->last_error, sizeof st->last_error, "%s", error);
+    else
+        st->last_error[0] = '\0';
     if (how == OUTCOME_OK) {
         st->attempts_ok++;
         st->consecutive_failures = 0;
@@ -444,9 +440,11 @@ static int round_trip(int t)
         double next = 0;
         if (!atomic_load(&F.stop_taking))
             next = begin_ready(fw, t, now, &wake_in);
-        pthread_mutex_lock(&F.lock);
-        fw->next_at[t] = next;
-        pthread_mutex_unlock(&F.lock);
+        if (fw->next_at[t] != next) { /* only this thread writes it */
+            pthread_mutex_lock(&F.lock);
+            fw->next_at[t] = next;
+            pthread_mutex_unlock(&F.lock);
+        }
     }
     return (int)(wake_in * 1000) + 1;
 }

@@ -6,6 +6,7 @@
 #ifndef HOPPER_SERVER_FORWARD_REQUEST_H
 #define HOPPER_SERVER_FORWARD_REQUEST_H
 
+#include "envelope.h"
 #include "forward_sign.h"
 
 #include <curl/curl.h>
@@ -25,27 +26,41 @@ typedef struct forward_target {
     const forward_signer *signer; /* or NULL: unsigned */
 } forward_target;
 
-/* One request in progress. Its easy handle is kept from one request to
- * the next (reset in between): making one per attempt cost a third of the
- * forwarding thread's time. */
+/* Header lines of a request at most: the kept ones, Content-Type, hopper's
+ * four, "Expect:" and the signature's three. */
+#define FORWARD_MAX_LINES (ENVELOPE_MAX_HEADERS + 9)
+
+/* One request in progress, and what is kept from one request to the next:
+ * the easy handle, set up once (making one per attempt cost a third of the
+ * forwarding thread's time, setting its options again a tenth), and the
+ * memory the header lines are written in (allocating each line cost as much
+ * again). */
 typedef struct forward_request {
-    CURL *easy; /* NULL until the first request */
-    struct curl_slist *headers;
+    CURL *easy;         /* NULL until the first request */
+    uint32_t count;     /* this attempt's delivery count: 1 + failed ones */
     double retry_after; /* seconds the answer's Retry-After asked for; < 0: none */
+    /* the header lines: nodes of a curl_slist that libcurl only reads,
+     * pointing into text; not made by curl_slist_append, so never given to
+     * curl_slist_free_all */
+    struct curl_slist lines[FORWARD_MAX_LINES];
+    char *text;
+    size_t text_size, text_used;
+    size_t nlines;
 } forward_request;
 
 /* Make r (zeroed, or ended) the request that forwards msg[0..len) (a
- * stored envelope, borrowed until forward_request_end()) as delivery number
- * count. private goes to CURLINFO_PRIVATE. False if the envelope is damaged
- * (*bad set) or out of memory (*bad clear); r is ended then. */
+ * stored envelope, borrowed until forward_request_end()) to t, the same t
+ * for every request of r. private goes to CURLINFO_PRIVATE. False if the
+ * envelope is damaged (*bad set) or out of memory (*bad clear); r is ended
+ * then. */
 bool forward_request_begin(forward_request *r, const forward_target *t, const void *msg, size_t len,
-                           uint32_t count, void *private, bool *bad);
+                           void *private, bool *bad);
 
-/* The request is over (its easy handle out of any multi handle): free its
- * headers; the easy handle stays for the next one. */
+/* The request is over (its easy handle out of any multi handle); what it
+ * kept stays for the next one. */
 void forward_request_end(forward_request *r);
 
-/* Free the easy handle too. */
+/* Free what is kept too. */
 void forward_request_free(forward_request *r);
 
 #endif

@@ -147,6 +147,62 @@ static void test_forward_sends_body_type_and_kept_headers(void **state)
     hs_stop_ok(&s);
 }
 
+/* The most kept headers a message can have (long values, one empty) go
+ * whole; the next message on the same connection, with none, carries none
+ * of them: the header lines of one attempt are not left for the next. No
+ * "Expect" goes with either. */
+static void test_forward_many_headers_then_none(void **state)
+{
+    rc_receiver *r = *state;
+    char rule[RULE_SIZE];
+    fw_rule(r, "many", "/", rule, sizeof rule);
+    hs_server s;
+    const char *args[] = {"--forward", rule, "--keep-headers", "X-Many-*", QUICK_RETRY, NULL};
+    hs_start_ok(&s, args);
+    /* hopper keeps 64 headers at most (ENVELOPE_MAX_HEADERS), Content-Type one */
+    enum { N = 63, VALUE = 150 };
+    char lines[N][16 + VALUE + 1];
+    const char *headers[N + 1];
+    for (int i = 0; i < N; i++) {
+        if (i == N - 1) {
+            snprintf(lines[i], sizeof lines[i], "X-Many-Empty;"); /* curl: empty value */
+        } else {
+            int n = snprintf(lines[i], sizeof lines[i], "X-Many-%02d: ", i);
+            memset(lines[i] + n, 'a' + i % 26, VALUE);
+            lines[i][n + VALUE] = '\0';
+        }
+        headers[i] = lines[i];
+    }
+    headers[N] = NULL;
+    hs_reply reply;
+    assert_int_equal(hs_post_headers(&s, "/channels/many", "one", 3, "text/plain", headers, &reply),
+                     0);
+    assert_int_equal(reply.status, 202);
+    hs_reply_free(&reply);
+    hs_expect_post(&s, "many", "two", 202);
+
+    const rc_request *first = fw_expect_delivery(r, 0, "many", "one", 1);
+    for (int i = 0; i < N - 1; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "X-Many-%02d", i);
+        const char *value = rc_header_value(first, name);
+        assert_non_null(value);
+        assert_int_equal(strlen(value), VALUE);
+        assert_int_equal(strspn(value, (char[]){(char)('a' + i % 26), '\0'}), VALUE);
+    }
+    assert_string_equal(rc_header_value(first, "X-Many-Empty"), "");
+    assert_string_equal(rc_header_value(first, "Content-Type"), "text/plain");
+    assert_null(rc_header_value(first, "Expect"));
+
+    const rc_request *second = fw_expect_delivery(r, 1, "many", "two", 1);
+    for (size_t i = 0; i < second->header_count; i++)
+        if (strncasecmp(second->headers[i].name, "X-Many-", 7) == 0)
+            fail_msg("the second message carries %s", second->headers[i].name);
+    assert_null(rc_header_value(second, "Expect"));
+    assert_string_not_equal(fw_id(second), fw_id(first));
+    hs_stop_ok(&s);
+}
+
 /* A body near --max-message-bytes (1 MiB) arrives whole. */
 static void test_forward_large_body(void **state)
 {
@@ -488,6 +544,7 @@ int main(void)
 #define T(test) cmocka_unit_test_setup_teardown(test, rc_setup, rc_teardown)
     const struct CMUnitTest tests[] = {
         T(test_forward_sends_body_type_and_kept_headers),
+        T(test_forward_many_headers_then_none),
         T(test_forward_large_body),
         T(test_get_on_forwarded_channel_is_409),
         T(test_prefix_rule_skips_dead_channels),
