@@ -1,7 +1,9 @@
-/* options.c - the flag table (names, environment variables, defaults, help),
- * and the parsers of SIZE, counts, seconds and HOST:PORT. Defaults are text
- * parsed like any other value, so what --help shows is what is used. */
+/* options.c - the command line and the environment read with the flags'
+ * table (options_table.c), and the parsers of SIZE, counts, seconds and
+ * HOST:PORT. */
 #include "options.h"
+
+#include "options_table.h"
 
 #include "envelope.h"
 #include "forward_rules.h"
@@ -19,148 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum option_kind {
-    KIND_ADDRESS,  /* HOST:PORT or [IPv6]:PORT */
-    KIND_PATH,     /* any non-empty text */
-    KIND_SIZE,     /* bytes, or with K/KiB/M/MiB/G/GiB (powers of 1024) */
-    KIND_COUNT,    /* a plain non-negative integer */
-    KIND_SECONDS,  /* options_parse_seconds() */
-    KIND_FLAG,     /* no value on the command line; BOOLEAN_WORDS in the environment */
-    KIND_HEADERS,  /* keep_headers_parse(); may be empty */
-    KIND_FORWARDS, /* forward_rules_add(); the flag may be given again, adding entries */
-} option_kind;
-
-/* What a KIND_FLAG's environment variable may say. */
-#define BOOLEAN_WORDS "1, true, yes, 0, false or no"
-
-typedef struct option_spec {
-    const char *flag;       /* without the leading "--" */
-    const char *value_name; /* for --help; NULL for a KIND_FLAG */
-    const char *def;        /* default, as text; NULL: computed (see defaults below) */
-    option_kind kind;
-    size_t min, max; /* range of SIZE, COUNT and SECONDS values */
-    const char *help;
-} option_spec;
-
-/* Largest --max-wait: a day, far beyond any sensible long poll, and small
- * enough for the millisecond arithmetic of the timer. */
-#define MAX_WAIT_LIMIT 86400
-#define MAX_WAIT_TEXT "86400"
-#define MAX_THREADS 1024
-#define MAX_CHANNELS_LIMIT 1000000
-#define MAX_CONNECTIONS_LIMIT 1000000
-/* The default --memory-bytes is this fraction of --memory-limit: one busy
- * channel cannot take all the RAM from the others, and four busy ones can
- * still use all of it. */
-#define MEMORY_BYTES_SHARE 4
-
-enum {
-    OPT_LISTEN,
-    OPT_DATA_DIR,
-    OPT_MEMORY_LIMIT,
-    OPT_DISK_LIMIT,
-    OPT_MEMORY_BYTES,
-    OPT_FILE_BYTES,
-    OPT_MAX_DISK_FILES,
-    OPT_MAX_MESSAGE_BYTES,
-    OPT_MAX_CHANNELS,
-    OPT_MAX_WAIT,
-    OPT_THREADS,
-    OPT_DURABLE,
-    OPT_KEEP_HEADERS,
-    OPT_MAX_LEASE,
-    OPT_MAX_DELIVERIES,
-    OPT_MAX_CONNECTIONS,
-    OPT_IDLE_TIMEOUT,
-    OPT_FORWARD,
-    OPT_FORWARD_TIMEOUT,
-    OPT_FORWARD_MAX_ATTEMPTS,
-    OPT_FORWARD_RETRY_MIN,
-    OPT_FORWARD_RETRY_MAX,
-    OPT_FORWARD_CONCURRENCY,
-    OPT_FORWARD_SECRET,
-    OPT_FORWARD_CA,
-    OPT_COUNT
-};
-
-static const option_spec specs[OPT_COUNT] = {
-    [OPT_LISTEN] = {"listen", "HOST:PORT", "127.0.0.1:8080", KIND_ADDRESS, 0, 0,
-                    "address to listen on; [IPv6]:PORT for IPv6; port 0 picks a free port"},
-    [OPT_DATA_DIR] = {"data-dir", "DIR", "./hopper-data", KIND_PATH, 0, 0,
-                      "directory of the channels' queue files, created if missing"},
-    [OPT_MEMORY_LIMIT] = {"memory-limit", "SIZE", "256MiB", KIND_SIZE, 1, SIZE_MAX,
-                          "RAM of all channels' messages, leased and outgoing ones and request "
-                          "bodies included; past it, sends go to queue files"},
-    [OPT_DISK_LIMIT] = {"disk-limit", "SIZE", "1GiB", KIND_SIZE, 1, UINT64_MAX,
-                        "disk of all channels' queue files and journals, and of the reserve for "
-                        "a clean stop (--memory-limit + 8KiB per --max-channels); past it, 507"},
-    [OPT_MEMORY_BYTES] = {"memory-bytes", "SIZE", NULL, KIND_SIZE, 0, SIZE_MAX,
-                          "bytes of messages one channel may hold in memory, a cap inside "
-                          "--memory-limit"},
-    [OPT_FILE_BYTES] = {"file-bytes", "SIZE", "64MiB", KIND_SIZE, 1, SIZE_MAX,
-                        "size at which a queue file is sealed and a new one begun"},
-    [OPT_MAX_DISK_FILES] = {"max-disk-files", "N", "64", KIND_COUNT, 0, SIZE_MAX,
-                            "queue files per channel; 0 keeps messages in memory only"},
-    [OPT_MAX_MESSAGE_BYTES] = {"max-message-bytes", "SIZE", "1MiB", KIND_SIZE, 0,
-                               HOP_MAX_MESSAGE_BYTES - ENVELOPE_ALLOWANCE,
-                               "largest message accepted, body and kept headers (larger is 413)"},
-    [OPT_MAX_CHANNELS] = {"max-channels", "N", "1024", KIND_COUNT, 1, MAX_CHANNELS_LIMIT,
-                          "channels that may exist (a new name beyond is 503)"},
-    [OPT_MAX_WAIT] = {"max-wait", "SECONDS", "60", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
-                      "longest ?wait= a GET may ask for"},
-    [OPT_THREADS] = {"threads", "N", NULL, KIND_COUNT, 1, MAX_THREADS, "HTTP worker threads"},
-    [OPT_DURABLE] = {"durable", NULL, "no", KIND_FLAG, 0, 0,
-                     "202 only once the message is synced to a queue file"},
-    [OPT_KEEP_HEADERS] = {"keep-headers", "LIST", "", KIND_HEADERS, 0, 0,
-                          "request headers stored with each message and sent back on GET"},
-    [OPT_MAX_LEASE] = {"max-lease", "SECONDS", "3600", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
-                       "longest ?lease= a GET or an extend may ask for"},
-    [OPT_MAX_DELIVERIES] = {"max-deliveries", "N", "0", KIND_COUNT, 0, UINT32_MAX,
-                            "a message handed out N times without being consumed goes to "
-                            "NAME.dead; 0 = no limit"},
-    [OPT_MAX_CONNECTIONS] = {"max-connections", "N", "0", KIND_COUNT, 0, MAX_CONNECTIONS_LIMIT,
-                             "open connections at most; more are closed at once (0 = three "
-                             "quarters of the open-file limit, at most 16384)"},
-    [OPT_IDLE_TIMEOUT] = {"idle-timeout", "SECONDS", "60", KIND_SECONDS, 1, MAX_WAIT_LIMIT,
-                          "a connection that sends nothing for this long, in a request or "
-                          "between two, is closed (a waiting GET is not idle)"},
-    [OPT_FORWARD] = {"forward", "NAME=URL", NULL, KIND_FORWARDS, 0, 0,
-                     "POST every message of channel NAME (or of NAME*, a prefix) to URL; "
-                     "again for more"},
-    [OPT_FORWARD_TIMEOUT] = {"forward-timeout", "SECONDS", "30", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
-                             "a forwarding attempt without an answer this long is retried"},
-    [OPT_FORWARD_MAX_ATTEMPTS] = {"forward-max-attempts", "N", "10", KIND_COUNT, 1, UINT32_MAX,
-                                  "failed attempts after which a message goes to NAME.dead"},
-    [OPT_FORWARD_RETRY_MIN] = {"forward-retry-min", "SECONDS", "1", KIND_SECONDS, 0, MAX_WAIT_LIMIT,
-                               "shortest backoff before a retry"},
-    [OPT_FORWARD_RETRY_MAX] = {"forward-retry-max", "SECONDS", "300", KIND_SECONDS, 0,
-                               MAX_WAIT_LIMIT, "longest backoff before a retry (Retry-After too)"},
-    [OPT_FORWARD_CONCURRENCY] = {"forward-concurrency", "N", "1", KIND_COUNT, 1,
-                                 FORWARD_MAX_CONCURRENCY,
-                                 "attempts in flight per forwarded channel; 1 keeps FIFO order"},
-    [OPT_FORWARD_SECRET] = {"forward-secret", "FILE", NULL, KIND_PATH, 0, 0,
-                            "sign forwarded requests (Standard Webhooks) with the key in FILE"},
-    [OPT_FORWARD_CA] = {"forward-ca", "FILE", NULL, KIND_PATH, 0, 0,
-                        "a CA certificate (PEM) trusted for https forwarding, besides the "
-                        "system's"},
-};
-
-static const char *const help_text_tail =
-    "\n"
-    "A flag wins over its environment variable. SIZE is a number of bytes,\n"
-    "optionally followed by K, KiB, M, MiB, G or GiB (all powers of 1024).\n"
-    "SECONDS may have a fraction. A flag without a value (--durable) is set in\n"
-    "the environment with " BOOLEAN_WORDS ".\n"
-    "LIST is comma-separated header names, or prefixes ending in *, matched\n"
-    "case-insensitively, e.g. X-Hub-Signature-256,Stripe-Signature,X-GitHub-*.\n"
-    "Content-Type is always kept. Kept header names and values count toward\n"
-    "--max-message-bytes; a message stores at most " ENVELOPE_MAX_HEADERS_TEXT " headers,\n"
-    "Content-Type included.\n"
-    "\n"
-    "  POST /channels/NAME          store a message (202; 507 when full)\n"
-    "  GET  /channels/NAME?wait=S   take the oldest message (200), or 204 after S seconds\n"
-    "  GET  /status, /metrics, /healthz, /readyz\n";
-
 /* "max-wait" -> "HOPPER_MAX_WAIT" */
 static void env_name(const char *flag, char *out, size_t size)
 {
@@ -173,7 +33,7 @@ static void env_name(const char *flag, char *out, size_t size)
 /* What --help says a flag's default is. */
 static const char *default_text(const option_spec *s)
 {
-    if (s == &specs[OPT_MEMORY_BYTES])
+    if (s == &option_specs[OPT_MEMORY_BYTES])
         return "a quarter of --memory-limit";
     if (s->def == NULL && s->kind != KIND_COUNT)
         return "none";
@@ -188,7 +48,7 @@ static void print_usage(FILE *out)
             "Usage: hopper [flags]\n\nhopper %s - an HTTP message buffer with bounded memory.\n\n",
             HOP_VERSION);
     for (size_t i = 0; i < OPT_COUNT; i++) {
-        const option_spec *s = &specs[i];
+        const option_spec *s = &option_specs[i];
         char left[64], env[64];
         snprintf(left, sizeof left, "--%s%s%s", s->flag, s->value_name ? " " : "",
                  s->value_name ? s->value_name : "");
@@ -197,7 +57,7 @@ static void print_usage(FILE *out)
                 env);
     }
     fprintf(out, "  %-28s print this help and exit\n", "--help");
-    fputs(help_text_tail, out);
+    fputs(option_help_tail, out);
 }
 
 /* ---- value parsers: NULL on success, else what is wrong ---- */
@@ -457,7 +317,7 @@ static const char *store_value(size_t i, const char *text, const parsed_value *v
         out->max_connections = (size_t)v->number;
         break;
     case OPT_IDLE_TIMEOUT:
-        if (v->seconds < (double)specs[i].min)
+        if (v->seconds < (double)option_specs[i].min)
             return "is not a number of seconds from 1 to " MAX_WAIT_TEXT;
         out->idle_timeout = v->seconds;
         break;
@@ -470,7 +330,7 @@ static const char *store_value(size_t i, const char *text, const parsed_value *v
 /* Parse text as option i into out. NULL on success, else what is wrong. */
 static const char *parse_value(size_t i, const char *text, server_options *out)
 {
-    const option_spec *s = &specs[i];
+    const option_spec *s = &option_specs[i];
     if (text[0] == '\0' && s->kind != KIND_HEADERS)
         return "is empty";
     parsed_value v = {0};
@@ -587,8 +447,8 @@ static size_t option_of(const char *arg, const char **eq)
     *eq = strchr(name, '=');
     size_t name_len = *eq ? (size_t)(*eq - name) : strlen(name);
     size_t i = 0;
-    while (i < OPT_COUNT &&
-           !(strlen(specs[i].flag) == name_len && strncmp(specs[i].flag, name, name_len) == 0))
+    while (i < OPT_COUNT && !(strlen(option_specs[i].flag) == name_len &&
+                              strncmp(option_specs[i].flag, name, name_len) == 0))
         i++;
     return i;
 }
@@ -625,12 +485,12 @@ static options_result read_command_line(int argc, char **argv, const char *given
             usage_error("unknown flag '%s'", arg);
             return OPTIONS_ERROR;
         }
-        if (specs[i].kind == KIND_FLAG) {
+        if (option_specs[i].kind == KIND_FLAG) {
             if (eq) {
                 char env[64];
-                env_name(specs[i].flag, env, sizeof env);
+                env_name(option_specs[i].flag, env, sizeof env);
                 usage_error("--%s takes no value (in the environment, %s is one of %s)",
-                            specs[i].flag, env, BOOLEAN_WORDS);
+                            option_specs[i].flag, env, BOOLEAN_WORDS);
                 return OPTIONS_ERROR;
             }
             given[i] = "yes";
@@ -639,10 +499,11 @@ static options_result read_command_line(int argc, char **argv, const char *given
         } else if (a + 1 < argc) {
             given[i] = argv[++a];
         } else {
-            usage_error("--%s needs a value (%s)", specs[i].flag, specs[i].value_name);
+            usage_error("--%s needs a value (%s)", option_specs[i].flag,
+                        option_specs[i].value_name);
             return OPTIONS_ERROR;
         }
-        if (specs[i].kind == KIND_FORWARDS && !add_forward(given[i], out))
+        if (option_specs[i].kind == KIND_FORWARDS && !add_forward(given[i], out))
             return OPTIONS_ERROR;
     }
     return OPTIONS_OK;
@@ -657,7 +518,7 @@ options_result options_parse(int argc, char **argv, server_options *out)
         return read;
 
     for (size_t i = 0; i < OPT_COUNT; i++) {
-        const option_spec *s = &specs[i];
+        const option_spec *s = &option_specs[i];
         char env[64];
         env_name(s->flag, env, sizeof env);
         const char *text = given[i];
