@@ -215,7 +215,7 @@ bool registry_recover(const char *const *names, size_t count)
         forward_attach(e);
         messages += st.recovered_total;
         if (reg.count > reg.max_channels) {
-            log_error("%s holds more than --max-channels %zu channels with messages: raise "
+            log_error("%s holds more than --max-channels %zu channels with messages or keys: raise "
                       "--max-channels",
                       reg.data_dir, reg.max_channels);
             return false;
