@@ -5,7 +5,8 @@
  * no key; concurrent POSTs of one key store one message; keys survive
  * SIGTERM (a channel left empty too) and, with --durable, kill -9; the
  * window's edge; the bound evicts the oldest, counted; the memory budget
- * counts keys; a damaged key log costs its damaged keys, no message.
+ * counts keys; a damaged key log costs its damaged keys, no message; a
+ * forwarded channel refuses duplicates too; --dedup-window 0 keeps none.
  *
  * Each test has its own data directory (a fixture). */
 #include "batch_util.h"
@@ -202,7 +203,7 @@ static void test_refused_post_records_no_key(void **state)
     hs_expect_get(&s, "r", "0", "fits");
     char got[1000];
     assert_int_equal(hs_get_text(&s, "r", "0", got, sizeof got), 200); /* room for one */
-    expect_keyed(&s, "r", filler, key, 202); /* the 507 left no key */
+    expect_keyed(&s, "r", filler, key, 202);                           /* the 507 left no key */
     hs_stop_ok(&s);
 }
 
@@ -435,6 +436,19 @@ static void test_damaged_key_log_costs_its_keys_only(void **state)
     hs_stop_ok(&s);
 }
 
+static void test_forwarded_channel_refuses_duplicates(void **state)
+{
+    (void)state;
+    /* nothing listens on port 9 here: the messages wait for their retries */
+    const char *const args[] = {"--forward", "fw=http://127.0.0.1:9/hook", NULL};
+    hs_server s;
+    hs_start_ok(&s, args);
+    expect_keyed(&s, "fw", "event", "delivery-1", 202);
+    expect_keyed(&s, "fw", "event", "delivery-1", 200);
+    assert_int_equal(hs_status_value(&s, "fw", "duplicates_total"), 1);
+    hs_stop_ok(&s);
+}
+
 static void test_window_zero_keeps_no_keys(void **state)
 {
     const char *dir = *state;
@@ -467,6 +481,7 @@ int main(void)
         T(test_full_store_evicts_the_oldest),
         T(test_keys_count_in_the_budget),
         T(test_damaged_key_log_costs_its_keys_only),
+        T(test_forwarded_channel_refuses_duplicates),
         T(test_window_zero_keeps_no_keys),
     };
 #undef T
