@@ -117,7 +117,7 @@ int dedup_log_read(const dedup_log *log, const char *name, dedup_log_each each, 
         close(fd);
         return err;
     }
-    unsigned char header[DEDUP_LOG_HEADER_BYTES], expect[DEDUP_LOG_HEADER_BYTES];
+    unsigned char header[DEDUP_LOG_HEADER_BYTES] = {0}, expect[DEDUP_LOG_HEADER_BYTES];
     header_of(expect);
     uint64_t valid_end = 0;
     bool ok = true;
@@ -214,8 +214,14 @@ int dedup_log_append(dedup_log *log, const char *key, size_t len, uint64_t accep
         return err;
     unsigned char rec[DEDUP_LOG_RECORD_HEADER + DEDUP_MAX_KEY];
     size_t n = encode(rec, key, len, accepted_ms);
-    if ((err = write_all(log->fd, rec, n)) != 0)
+    if ((err = write_all(log->fd, rec, n)) != 0) {
+        /* a record cut short would hide the ones appended after it */
+        if (ftruncate(log->fd, (off_t)log->bytes) != 0)
+            log_warn("key log %s/%s: a record cut short stays (%s): the keys appended after "
+                     "it are lost at the next start",
+                     log->dir, DEDUP_LOG_NAME, strerror(errno));
         return err;
+    }
     log->bytes += n;
     log->records++;
     log->unsynced = true;
