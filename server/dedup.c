@@ -235,7 +235,8 @@ static bool load_key(void *arg, const char *key, size_t len, uint64_t accepted_m
 }
 
 /* Read the log into s, keep what is live at now_ms within the bound, and
- * rewrite the log with only that. False if out of memory. */
+ * rewrite the log with only that, unless it holds nothing else. False if
+ * out of memory. */
 static bool load(dedup_store *s, uint64_t now_ms)
 {
     dedup_log_found found;
@@ -254,6 +255,12 @@ static bool load(dedup_store *s, uint64_t now_ms)
     if (over > 0)
         log_warn("channel %s: %" PRIu64 " key(s) beyond --dedup-max-keys %zu forgotten", s->name,
                  over, cfg.max_keys);
+    if (err == 0 && found.dropped_bytes == 0 && s->accepted == found.records) {
+        s->log.bytes = found.valid_bytes; /* appends go on after it */
+        s->log.records = found.records;
+        recount_disk(s);
+        return true;
+    }
     compact(s, now_ms);
     return true;
 }

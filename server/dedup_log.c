@@ -131,6 +131,7 @@ int dedup_log_read(const dedup_log *log, const char *name, dedup_log_each each, 
         err = ENOMEM;
     else if (ferror(in))
         err = EIO;
+    found->valid_bytes = valid_end;
     struct stat st;
     if (err == 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size > valid_end) {
         found->dropped_bytes = (uint64_t)st.st_size - valid_end;

@@ -53,6 +53,7 @@ typedef struct dedup_log {
 /* What dedup_log_read() found. */
 typedef struct dedup_log_found {
     uint64_t records;       /* valid ones, all handed to the callback */
+    uint64_t valid_bytes;   /* the header and the valid records */
     uint64_t dropped_bytes; /* after the last valid record (or the whole file) */
     bool exists;
 } dedup_log_found;
