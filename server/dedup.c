@@ -41,6 +41,7 @@ struct dedup_store {
     uint64_t memory;       /* charged to the memory budget */
     uint64_t disk_charged; /* the log's bytes, charged to the disk side */
     dedup_log log;
+    bool log_failing; /* the last append failed: logged once, until one succeeds */
     atomic_uint_fast64_t duplicates_total, evicted_total, log_corrupt_total;
 };
 
@@ -366,10 +367,13 @@ void dedup_commit(dedup_store *s, dedup_key *pending, uint64_t now_ms)
     pending->accepted_ms = now_ms;
     append_order(s, pending);
     int err = dedup_log_append(&s->log, pending->key, pending->len, now_ms, cfg.durable);
-    if (err != 0)
-        log_error("channel %s: cannot write its key log in %s: %s (the key is kept in memory "
-                  "only)",
+    if (err != 0 && !s->log_failing)
+        log_error("channel %s: cannot write its key log in %s: %s (keys are kept in memory "
+                  "only until a write succeeds)",
                   s->name, s->log.dir, strerror(err));
+    else if (err == 0 && s->log_failing)
+        log_info("channel %s: its key log is written again", s->name);
+    s->log_failing = err != 0;
     atomic_fetch_add(&s->evicted_total, evict(s));
     expire(s, now_ms);
     if (s->log.records > 2 * (uint64_t)s->accepted + COMPACT_SLACK)

@@ -5,7 +5,8 @@
  * no key; concurrent POSTs of one key store one message; keys survive
  * SIGTERM (a channel left empty too) and, with --durable, kill -9; the
  * window's edge; the bound evicts the oldest, counted; the memory budget
- * counts keys; a damaged key log costs its damaged keys, no message; a
+ * counts keys; a damaged key log costs its damaged keys, no message, and
+ * one that cannot be written its keys at the next start; a
  * forwarded channel refuses duplicates too; --dedup-window 0 keeps none.
  *
  * Each test has its own data directory (a fixture). */
@@ -436,6 +437,29 @@ static void test_damaged_key_log_costs_its_keys_only(void **state)
     hs_stop_ok(&s);
 }
 
+static void test_key_log_that_cannot_be_written(void **state)
+{
+    const char *dir = *state;
+    hs_server s;
+    hs_start_in_ok(&s, dir, NULL);
+    hs_expect_post(&s, "nolog", "plain", 202); /* makes the channel's directory */
+    char path[512];
+    snprintf(path, sizeof path, "%s/nolog/%s", dir, KEY_LOG);
+    assert_int_equal(mkdir(path, 0700), 0); /* in the way of the key log */
+    expect_keyed(&s, "nolog", "keyed", "k-mem", 202);
+    assert_true(hs_log_wait(&s, "cannot write its key log", HS_PATIENCE_MS));
+    expect_keyed(&s, "nolog", "keyed", "k-mem", 200); /* kept in memory */
+    hs_stop_ok(&s);
+
+    /* the key is lost with its log; the messages are not */
+    hs_start_in_ok(&s, dir, NULL);
+    assert_true(hs_log_wait(&s, "cannot read its key log", 0));
+    assert_int_equal(hs_status_value(&s, "nolog", "messages"), 2);
+    assert_int_equal(hs_status_value(&s, "nolog", "dedup_log_corrupt_total"), 1);
+    expect_keyed(&s, "nolog", "again", "k-mem", 202);
+    hs_stop_ok(&s);
+}
+
 static void test_forwarded_channel_refuses_duplicates(void **state)
 {
     (void)state;
@@ -481,6 +505,7 @@ int main(void)
         T(test_full_store_evicts_the_oldest),
         T(test_keys_count_in_the_budget),
         T(test_damaged_key_log_costs_its_keys_only),
+        T(test_key_log_that_cannot_be_written),
         T(test_forwarded_channel_refuses_duplicates),
         T(test_window_zero_keeps_no_keys),
     };
