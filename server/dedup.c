@@ -368,8 +368,8 @@ void dedup_commit(dedup_store *s, dedup_key *pending, uint64_t now_ms)
     append_order(s, pending);
     int err = dedup_log_append(&s->log, pending->key, pending->len, now_ms, cfg.durable);
     if (err != 0 && !s->log_failing)
-        log_error("channel %s: cannot write its key log in %s: %s (keys are kept in memory "
-                  "only until a write succeeds)",
+        log_error("channel %s: cannot write its key log in %s: %s (the keys not written are "
+                  "kept in memory only: a restart forgets them)",
                   s->name, s->log.dir, strerror(err));
     else if (err == 0 && s->log_failing)
         log_info("channel %s: its key log is written again", s->name);
