@@ -12,6 +12,7 @@
  * (they are lost, and the log says how many), 2 for a bad flag or value. */
 #include "budget.h"
 #include "datadir.h"
+#include "dedup.h"
 #include "forward.h"
 #include "hopper/hopper.h"
 #include "http.h"
@@ -123,6 +124,9 @@ static bool open_budget_and_registry(const server_options *o)
         log_error("out of memory");
         return false;
     }
+    dedup_configure(&(dedup_config){.window_ms = (uint64_t)(o->dedup_window * 1000),
+                                    .max_keys = o->dedup_max_keys,
+                                    .durable = o->durable});
     hop_limits limits;
     options_core_limits(o, &limits);
     limits.budget = budget_get();
