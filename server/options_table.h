@@ -33,6 +33,8 @@ typedef struct option_spec {
  * enough for the millisecond arithmetic of the timer. */
 #define MAX_WAIT_LIMIT 86400
 #define MAX_WAIT_TEXT "86400"
+/* Largest --max-delay: a year. */
+#define MAX_DELAY_LIMIT 31536000
 #define MAX_THREADS 1024
 #define MAX_CHANNELS_LIMIT 1000000
 #define MAX_CONNECTIONS_LIMIT 1000000
@@ -59,6 +61,9 @@ enum {
     OPT_MAX_DELIVERIES,
     OPT_MAX_CONNECTIONS,
     OPT_IDLE_TIMEOUT,
+    OPT_MAX_DELAY,
+    OPT_RETRY_DELAY,
+    OPT_RETRY_DELAY_MAX,
     OPT_FORWARD,
     OPT_FORWARD_TIMEOUT,
     OPT_FORWARD_MAX_ATTEMPTS,
