@@ -109,6 +109,9 @@ static json_t *limits_json(void)
     json_object_set_new(o, "max_wait_seconds", json_real(limits.max_wait));
     json_object_set_new(o, "max_lease_seconds", json_real(limits.max_lease));
     json_object_set_new(o, "max_deliveries", json_u64(limits.max_deliveries));
+    json_object_set_new(o, "max_delay_seconds", json_real(limits.max_delay));
+    json_object_set_new(o, "retry_delay_seconds", json_real(limits.retry_delay));
+    json_object_set_new(o, "retry_delay_max_seconds", json_real(limits.retry_delay_max));
     json_object_set_new(o, "threads", json_u64(limits.threads));
     json_object_set_new(o, "durable", json_boolean(limits.durable));
     json_t *keep = json_array();
