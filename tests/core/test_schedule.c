@@ -394,6 +394,64 @@ static void test_waiting_receiver(void **state)
     hop_channel_close(ch);
 }
 
+#define SENDERS 4
+#define PER_SENDER 300
+
+static void *delayed_sender(void *arg)
+{
+    hop_channel *ch = ((void **)arg)[0];
+    uintptr_t t = (uintptr_t)((void **)arg)[1];
+    for (uint32_t i = 0; i < PER_SENDER; i++) {
+        uint32_t payload[2] = {(uint32_t)t, i};
+        uint64_t due = atomic_load(&fake_now) + 1 + (i % 7) * 40;
+        if (hop_send_at(ch, payload, sizeof payload, due) != HOP_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+/* Senders race the scheduler while the clock moves: every message comes
+ * out once, and each sender's messages due alike in the order sent. */
+static void test_concurrent(void **state)
+{
+    tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, roomy());
+    pthread_t t[SENDERS];
+    void *args[SENDERS][2];
+    for (uintptr_t i = 0; i < SENDERS; i++) {
+        args[i][0] = ch;
+        args[i][1] = (void *)i;
+        assert_int_equal(pthread_create(&t[i], NULL, delayed_sender, args[i]), 0);
+    }
+    for (uint64_t ms = 0; ms < 400; ms += 7)
+        move_to(ms);
+    for (int i = 0; i < SENDERS; i++) {
+        void *res;
+        pthread_join(t[i], &res);
+        assert_null(res);
+    }
+    move_to(100000);
+    uint32_t last[SENDERS][7];
+    memset(last, 0xff, sizeof last);
+    size_t n = 0;
+    void *data;
+    size_t len;
+    while (hop_recv(ch, 0, &data, &len) == HOP_OK) {
+        uint32_t p[2];
+        assert_int_equal(len, sizeof p);
+        memcpy(p, data, sizeof p);
+        hop_free(data);
+        assert_true(p[0] < SENDERS);
+        uint32_t *l = &last[p[0]][p[1] % 7];
+        assert_true(*l == UINT32_MAX || *l < p[1]); /* due alike: in order */
+        *l = p[1];
+        n++;
+    }
+    assert_int_equal(n, SENDERS * PER_SENDER);
+    assert_int_equal(tu_stats(ch).delayed, 0);
+    hop_channel_close(ch);
+}
+
 /* With the real clock: handed on within the 50 ms of its slot and a
  * margin, never before its due time. */
 static void test_real_clock(void **state)
@@ -429,6 +487,7 @@ int main(void)
         T(test_torn_and_corrupt),
         T(test_durable),
         T(test_waiting_receiver),
+        T(test_concurrent),
         T(test_real_clock),
     };
 #undef T
