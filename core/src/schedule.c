@@ -294,7 +294,85 @@ static hop_err hand_on(hop_channel *ch, const hop__delay_rec *rec)
     return err;
 }
 
-/* Read and hand on the next record of r. s->lock held; dropped meanwhile.
+/* Records handed on together: tail records in a row (one hop_send_batch(),
+ * so a durable channel syncs once for them), or one given back to the
+ * head. */
+#define BATCH_RECORDS 64
+#define BATCH_BYTES ((size_t)1 << 20)
+
+typedef struct batch {
+    hop__delay_rec recs[BATCH_RECORDS];
+    uint64_t start;               /* the offset of the first */
+    uint64_t ends[BATCH_RECORDS]; /* the offset after each */
+    size_t n;
+    size_t corrupt; /* records skipped as corrupt before the first */
+} batch;
+
+/* Whether rec joins the tail: sent, as a durable channel gives back too. */
+static bool to_tail(const hop_channel *ch, const hop__delay_rec *rec)
+{
+    return rec->kind == HOP__DELAY_TAIL || ch->limits.durable;
+}
+
+/* Read the next batch from r, skipping the corrupt records before it (a
+ * corrupt one after its first record ends it). Returns what stopped it:
+ * HOP__DELAY_READ_OK when the batch is full or the next record does not
+ * join it (r->off is then after the batch); else the end, a torn tail or
+ * an error. */
+static hop__delay_read batch_read(hop_channel *ch, hop__delay_reader *r, batch *b)
+{
+    size_t bytes = 0;
+    b->n = b->corrupt = 0;
+    for (;;) {
+        uint64_t at = r->off;
+        hop__delay_rec rec;
+        hop__delay_read res = hop__delay_reader_next(r, &rec);
+        if (res == HOP__DELAY_READ_CORRUPT && b->n == 0) {
+            b->corrupt++;
+            continue;
+        }
+        if (res == HOP__DELAY_READ_CORRUPT ||
+            (res == HOP__DELAY_READ_OK && b->n > 0 && !to_tail(ch, &rec))) {
+            if (res == HOP__DELAY_READ_OK)
+                hop__free(rec.data);
+            r->off = at; /* read again as the next batch */
+            return HOP__DELAY_READ_OK;
+        }
+        if (res != HOP__DELAY_READ_OK)
+            return res;
+        if (b->n == 0)
+            b->start = at;
+        b->ends[b->n] = r->off;
+        b->recs[b->n++] = rec;
+        bytes += rec.len;
+        if (!to_tail(ch, &rec) || b->n == BATCH_RECORDS || bytes >= BATCH_BYTES)
+            return HOP__DELAY_READ_OK;
+    }
+}
+
+/* Hand on the records of b in order. Returns the first refusal; OUT:
+ * *handed, how many went. */
+static hop_err batch_hand_on(hop_channel *ch, batch *b, size_t *handed)
+{
+    hop_err err = HOP_OK;
+    *handed = 0;
+    if (b->n > 1) {
+        hop_buf bufs[BATCH_RECORDS];
+        for (size_t i = 0; i < b->n; i++)
+            bufs[i] = (hop_buf){b->recs[i].data, b->recs[i].len};
+        if ((err = hop_send_batch(ch, bufs, b->n)) == HOP_OK)
+            *handed = b->n;
+        if (err != HOP_TOO_BIG) /* else one by one: hand_on() drops the big one */
+            return err;
+    }
+    for (err = HOP_OK; *handed < b->n && err == HOP_OK; ++*handed)
+        err = hand_on(ch, &b->recs[*handed]);
+    if (err != HOP_OK)
+        --*handed;
+    return err;
+}
+
+/* Read and hand on the next batch of r. s->lock held; dropped meanwhile.
  * OUT: *done, the file is finished. */
 static hop_err promote_next(hop__schedule *s, hop__delay_id id, hop__delay_reader *r, bool *done)
 {
@@ -302,28 +380,31 @@ static hop_err promote_next(hop__schedule *s, hop__delay_id id, hop__delay_reade
     if ((*done = r->off >= r->size))
         return HOP_OK;
     pthread_mutex_unlock(&s->lock);
-    hop__delay_rec rec;
+    batch one, *b = &one;
+    size_t handed = 0;
     hop_err err = HOP_OK;
-    hop__delay_read res = hop__delay_reader_next(r, &rec);
-    if (res == HOP__DELAY_READ_OK) {
-        err = hand_on(s->ch, &rec);
-        hop__free(rec.data);
-    } else if (res == HOP__DELAY_READ_TORN || res == HOP__DELAY_READ_END) {
-        r->off = r->size; /* junk: scan cut it at open, so nothing but a write gone wrong */
-    } else if (res == HOP__DELAY_READ_ERROR) {
-        err = HOP_IO;
+    hop__delay_read res = batch_read(s->ch, r, b);
+    if (b->n > 0)
+        err = batch_hand_on(s->ch, b, &handed);
+    else if (res == HOP__DELAY_READ_TORN) /* junk: the scan at open cut torn tails */
+        r->off = r->size;
+    if (res == HOP__DELAY_READ_ERROR && err == HOP_OK) {
         count_io_error(s->ch, "reading delay file");
+        err = HOP_IO;
     }
-    if (err == HOP_OK && !hop__delay_reader_mark(r, r->off))
+    if (handed < b->n) /* the rest waits: read again from the mark */
+        r->off = handed ? b->ends[handed - 1] : b->start;
+    if ((handed > 0 || b->n == 0 || b->corrupt > 0) && !hop__delay_reader_mark(r, r->off))
         count_io_error(s->ch, "marking delay file"); /* at worst handed on again */
+    for (size_t i = 0; i < b->n; i++)
+        hop__free(b->recs[i].data);
     pthread_mutex_lock(&s->lock);
-    if (err == HOP_OK && res == HOP__DELAY_READ_OK) {
-        file_find(s, id)->records--;
-        s->records--;
-    } else if (res == HOP__DELAY_READ_CORRUPT) {
-        s->corrupt++;
-        hop__log(HOP_LOG_WARN, s->ch->name, "corrupt record in a delay file: skipped");
-    }
+    file_find(s, id)->records -= handed;
+    s->records -= handed;
+    s->corrupt += b->corrupt;
+    if (b->corrupt)
+        hop__log(HOP_LOG_WARN, s->ch->name, "%zu corrupt record(s) in a delay file: skipped",
+                 b->corrupt);
     return err;
 }
 

@@ -198,6 +198,20 @@ static void test_requeue_at_head(void **state)
     move_to(1050);
     recv_text(ch, "x");
     recv_text(ch, "z");
+
+    /* sends and a give-back in one slot: the give-back at the head, the
+     * sends at the tail in their order */
+    assert_int_equal(hop_send(ch, "q", 1), HOP_OK);
+    assert_int_equal(hop_send(ch, "r", 1), HOP_OK);
+    assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_OK);
+    send_at_ok(ch, "t1", 2000);
+    assert_int_equal(hop_requeue_at(ch, data, len, BASE + 2000), HOP_OK);
+    send_at_ok(ch, "t2", 2010);
+    move_to(2050);
+    recv_text(ch, "q");
+    recv_text(ch, "r");
+    recv_text(ch, "t1");
+    recv_text(ch, "t2");
     hop_channel_close(ch);
 }
 
@@ -361,6 +375,15 @@ static void test_durable(void **state)
     assert_memory_equal(x, "d", 1);
     hop_free(x);
     recv_text(ch, "e"); /* durable: given back to the tail */
+
+    /* a slot of many messages is handed on in batches: a sync each */
+    for (int i = 0; i < 100; i++)
+        send_at_ok(ch, "b", 2000);
+    uint64_t syncs = tu_stats(ch).syncs_total;
+    move_to(2050);
+    assert_true(tu_stats(ch).syncs_total - syncs <= 4);
+    for (int i = 0; i < 100; i++)
+        recv_text(ch, "b");
     hop_channel_close(ch);
 }
 
