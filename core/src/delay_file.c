@@ -339,3 +339,17 @@ int hop__delay_file_unlink(int dirfd, hop__delay_id id)
     hop__delay_file_name(name, id);
     return hop__io_current->unlinkat(dirfd, name, 0);
 }
+
+int hop__delay_file_sync(int dirfd, hop__delay_id id)
+{
+    char name[HOP__DELAY_NAME_SIZE];
+    hop__delay_file_name(name, id);
+    int fd = hop__io_current->openat(dirfd, name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int rc = hop__io_current->fdatasync(fd);
+    int saved = errno;
+    hop__io_current->close(fd);
+    errno = saved;
+    return rc;
+}

@@ -99,6 +99,9 @@ typedef struct hop__delay_scan {
  * bad header, which is left alone). */
 hop_err hop__delay_file_scan(int dirfd, hop__delay_id id, hop__delay_scan *out);
 
+/* fdatasync file id; 0 or -1 (errno). */
+int hop__delay_file_sync(int dirfd, hop__delay_id id);
+
 /* Remove file id; 0 or -1 (errno). */
 int hop__delay_file_unlink(int dirfd, hop__delay_id id);
 

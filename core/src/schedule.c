@@ -453,7 +453,7 @@ static hop_err split_record(hop__schedule *s, hop__delay_id from, const hop__del
     if (g == NULL)
         return HOP_NOMEM;
     uint64_t added;
-    hop_err err = hop__delay_file_append(s->dirfd, to, rec, 1, s->ch->limits.durable, &added);
+    hop_err err = hop__delay_file_append(s->dirfd, to, rec, 1, false, &added); /* synced later */
     if (err != HOP_OK) {
         if (g->bytes == 0)
             file_drop(s, g);
@@ -468,37 +468,87 @@ static hop_err split_record(hop__schedule *s, hop__delay_id from, const hop__del
     return HOP_OK;
 }
 
+/* A split writes the coarse file's progress mark every SPLIT_CHECKPOINT
+ * records (durable: once the fine files written to are synced), so that
+ * a crash repeats at most that many moves, and a durable channel syncs a
+ * file once a checkpoint rather than once a record. */
+#define SPLIT_CHECKPOINT 64
+
+typedef struct split_state {
+    hop__delay_reader r;
+    uint64_t moved_to;                       /* the offset after the last record dealt with */
+    size_t since;                            /* records dealt with since the last checkpoint */
+    hop__delay_id touched[SPLIT_CHECKPOINT]; /* the fine files written to since */
+    size_t ntouched;
+} split_state;
+
+static void split_touch(split_state *sp, hop__delay_id id)
+{
+    for (size_t i = 0; i < sp->ntouched; i++)
+        if (sp->touched[i].start == id.start)
+            return;
+    sp->touched[sp->ntouched++] = id;
+}
+
+/* Everything moved so far is in its fine file (durable: synced): mark the
+ * coarse file past it. The mark is written even if a sync failed (logged,
+ * HOP_IO), so that this process does not move the records twice. */
+static hop_err split_checkpoint(hop__schedule *s, split_state *sp)
+{
+    bool synced = true;
+    if (s->ch->limits.durable && sp->ntouched > 0) {
+        for (size_t i = 0; i < sp->ntouched; i++)
+            synced = hop__delay_file_sync(s->dirfd, sp->touched[i]) == 0 && synced;
+        synced = hop__io_current->fsync(s->dirfd) == 0 && synced;
+    }
+    if (!synced)
+        count_io_error(s->ch, "syncing delay file");
+    if (sp->since > 0 && !hop__delay_reader_mark(&sp->r, sp->moved_to))
+        count_io_error(s->ch, "marking delay file"); /* at worst moved twice */
+    sp->since = sp->ntouched = 0;
+    return synced ? HOP_OK : HOP_IO;
+}
+
 /* Stream coarse file id into the fine files of its slots, in order.
  * s->lock held throughout: no send lands in between. */
 static hop_err split(hop__schedule *s, hop__delay_id id)
 {
-    hop__delay_reader r;
-    if (hop__delay_reader_open(s->dirfd, id, &r) != HOP_OK) {
+    split_state sp = {.since = 0};
+    if (hop__delay_reader_open(s->dirfd, id, &sp.r) != HOP_OK) {
         count_io_error(s->ch, "opening delay file");
         return HOP_IO;
     }
+    sp.moved_to = sp.r.off;
     hop_err err = HOP_OK;
     hop__delay_read res;
     hop__delay_rec rec;
-    while (err == HOP_OK && ((res = hop__delay_reader_next(&r, &rec)) == HOP__DELAY_READ_OK ||
+    while (err == HOP_OK && ((res = hop__delay_reader_next(&sp.r, &rec)) == HOP__DELAY_READ_OK ||
                              res == HOP__DELAY_READ_CORRUPT)) {
         if (res == HOP__DELAY_READ_OK) {
             err = split_record(s, id, &rec);
+            if (err == HOP_OK)
+                split_touch(&sp,
+                            (hop__delay_id){true, rec.due_ms - rec.due_ms % HOP__DELAY_SLOT_MS});
             hop__free(rec.data);
         } else {
             s->corrupt++;
         }
-        if (err == HOP_OK && !hop__delay_reader_mark(&r, r.off))
-            count_io_error(s->ch, "marking delay file"); /* at worst moved twice */
+        if (err == HOP_OK) {
+            sp.moved_to = sp.r.off;
+            sp.since++;
+        }
+        if (err == HOP_OK && sp.since == SPLIT_CHECKPOINT)
+            err = split_checkpoint(s, &sp);
     }
     if (err == HOP_OK && res == HOP__DELAY_READ_ERROR) {
         count_io_error(s->ch, "reading delay file");
         err = HOP_IO;
     }
-    hop__delay_reader_close(&r);
-    if (err == HOP_OK)
+    hop_err synced = split_checkpoint(s, &sp);
+    hop__delay_reader_close(&sp.r);
+    if (err == HOP_OK && synced == HOP_OK)
         file_finished(s, id);
-    return err;
+    return err != HOP_OK ? err : synced;
 }
 
 /* The scheduler's call: do the work due at now, in the order of the

@@ -384,6 +384,24 @@ static void test_durable(void **state)
     assert_true(tu_stats(ch).syncs_total - syncs <= 4);
     for (int i = 0; i < 100; i++)
         recv_text(ch, "b");
+
+    /* a window split in checkpoints, then a reopen: nothing lost or doubled */
+    char text[16];
+    for (int i = 0; i < 70; i++) {
+        snprintf(text, sizeof text, "w%d", i);
+        send_at_ok(ch, text, 130000 + (uint64_t)i % 3);
+    }
+    move_to(129500);
+    assert_int_equal(count_delay_files(d), 1);
+    hop_channel_close(ch);
+    ch = tu_open(d, l);
+    assert_int_equal(tu_stats(ch).delayed, 70);
+    move_to(130050);
+    for (int i = 0; i < 70; i++) {
+        snprintf(text, sizeof text, "w%d", i);
+        recv_text(ch, text);
+    }
+    recv_none(ch);
     hop_channel_close(ch);
 }
 
