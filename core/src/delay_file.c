@@ -26,9 +26,10 @@
  * A record is valid when its checksum matches and its kind is known. The
  * scan at open cuts off a tail that is no whole record (a write torn by a
  * crash) and counts the records after the progress mark; a record whose
- * checksum fails is skipped and counted as corrupt when read. A record
- * handed on just before a crash, whose progress mark was not written yet,
- * is handed on again after the restart: at-least-once for that moment.
+ * checksum fails is skipped and counted as corrupt when read. Records
+ * handed on (or moved to a fine file) just before a crash, whose progress
+ * mark was not written yet, are handed on (moved) again after the restart:
+ * at-least-once for that moment; schedule.c marks at least every 64.
  * Bump the version when the layout changes: a file of another version is
  * left alone (and logged by the caller).
  */

@@ -306,8 +306,9 @@ hop_err hop_requeue(hop_channel *ch, void *data, size_t len);
  * counted in hop_stats.delayed and delayed_bytes, and their bytes count
  * with the queue files' against the channel's max_disk_files x file_bytes
  * and the budget's disk side. They survive hop_channel_close() and a crash
- * (due times are absolute); one handed on just before a crash may be
- * handed on again after it (at-least-once for that moment). A memory-only
+ * (due times are absolute); those handed on just before a crash (at most
+ * a batch of 64) may be handed on again after it (at-least-once for that
+ * moment). A memory-only
  * channel cannot delay (HOP_FULL). Due times are ms since the epoch;
  * one not in the future is an immediate hop_send() (hop_requeue()).
  *
