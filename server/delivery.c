@@ -300,7 +300,7 @@ void delivery_failed(delivery *d)
     /* back last first, so that they keep their order at the head */
     for (size_t i = d->count; i-- > 0;) {
         if (d->lease_ms > 0)
-            lease_release(d->entry, d->receipts[i]); /* it may have ended already */
+            lease_release(d->entry, d->receipts[i], 0); /* it may have ended already */
         else
             giveback_unconsumed(d->entry, d->msgs[i], d->lens[i], d->max_deliveries);
     }

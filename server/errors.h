@@ -31,6 +31,9 @@
     X(BAD_BATCH, NO_HOP_ERR, 400, "bad_batch", "the multipart/mixed body is malformed")            \
     X(BAD_LEASE, NO_HOP_ERR, 400, "bad_lease",                                                     \
       "lease must be a number of seconds from 1 to the server's --max-lease")                      \
+    X(BAD_DELAY, NO_HOP_ERR, 400, "bad_delay",                                                     \
+      "delay (or Hopper-Delay) must be a number of seconds from 0 to the server's --max-delay, "   \
+      "the same in both when both are given")                                                      \
     X(UNKNOWN_RECEIPT, NO_HOP_ERR, 404, "unknown_receipt",                                         \
       "no lease of this channel has that receipt")                                                 \
     X(LEASE_ENDED, NO_HOP_ERR, 410, "lease_ended",                                                 \

@@ -19,6 +19,22 @@ static void to_head(registry_entry *e, void *msg, size_t len)
                   hop_strerror(err));
 }
 
+/* Back to the head of e's channel delay_ms from now (hop_requeue_at), or
+ * at once if delay_ms is 0 or the core cannot keep it that long (logged). */
+static void to_head_at(registry_entry *e, void *msg, size_t len, uint64_t delay_ms)
+{
+    if (delay_ms == 0) {
+        to_head(e, msg, len);
+        return;
+    }
+    hop_err err = hop_requeue_at(e->ch, msg, len, hop_now_ms() + delay_ms);
+    if (err == HOP_OK)
+        return;
+    log_warn("channel %s: a message could not be given back later (%s): back at once",
+             hop_channel_name(e->ch), hop_strerror(err));
+    to_head(e, msg, len);
+}
+
 /* Count one more hand-out in msg's envelope. Returns the count now: how
  * many times msg was handed out and came back; 0 if the envelope cannot
  * say (damaged, or of version 1, which has no count). */
@@ -97,14 +113,45 @@ void giveback_unsent(registry_entry *e, void *msg, size_t len)
     to_head(e, msg, len);
 }
 
+/* msg came back unconsumed: one more hand-out counted (OUT: *returns, as
+ * count_return()); true if that moved it to NAME.dead (it is gone), false
+ * if it is still the caller's to give back. */
+static bool returned(registry_entry *e, void *msg, size_t len, size_t max_deliveries,
+                     uint32_t *returns)
+{
+    *returns = count_return(msg, len);
+    /* handed out `returns` times now, each one ending without consumption */
+    return max_deliveries > 0 && *returns >= max_deliveries &&
+           dead_letter(e, msg, msg, len, "handed out --max-deliveries times");
+}
+
 void giveback_unconsumed(registry_entry *e, void *msg, size_t len, size_t max_deliveries)
 {
-    uint32_t returns = count_return(msg, len);
-    /* handed out `returns` times now, each one ending without consumption */
-    if (max_deliveries > 0 && returns >= max_deliveries &&
-        dead_letter(e, msg, msg, len, "handed out --max-deliveries times"))
-        return;
-    to_head(e, msg, len);
+    giveback_released(e, msg, len, max_deliveries, 0);
+}
+
+void giveback_released(registry_entry *e, void *msg, size_t len, size_t max_deliveries,
+                       uint64_t delay_ms)
+{
+    uint32_t returns;
+    if (!returned(e, msg, len, max_deliveries, &returns))
+        to_head_at(e, msg, len, delay_ms);
+}
+
+uint64_t giveback_backoff_ms(const giveback_backoff *b, uint32_t returns)
+{
+    uint64_t ms = b->first_ms;
+    for (uint32_t i = 1; i < returns && ms < b->max_ms; i++)
+        ms *= 2;
+    return ms < b->max_ms ? ms : b->max_ms;
+}
+
+void giveback_expired(registry_entry *e, void *msg, size_t len, size_t max_deliveries,
+                      const giveback_backoff *b)
+{
+    uint32_t returns;
+    if (!returned(e, msg, len, max_deliveries, &returns))
+        to_head_at(e, msg, len, giveback_backoff_ms(b, returns));
 }
 
 void giveback_at_stop(registry_entry *e, void *msg, size_t len)

@@ -11,6 +11,10 @@
  *                        expired. Its count of hand-outs (the envelope's
  *                        returns) grows by one; past --max-deliveries it
  *                        moves to NAME.dead, else back to the head.
+ *   giveback_released   the same, for a lease released with ?delay=: back to
+ *                        the head once the delay has passed (hop_requeue_at).
+ *   giveback_expired    the same, for a lease that ran out: back after the
+ *                        redelivery backoff (--retry-delay) for its count.
  *   giveback_dead        a forwarded message its receiver refused for good
  *                        or that ran out of attempts: to NAME.dead at once,
  *                        with a Hopper-Dead-Reason header saying why.
@@ -41,6 +45,18 @@ void giveback_unsent(registry_entry *e, void *msg, size_t len);
  * it comes back once more; 0 = no limit. */
 void giveback_unconsumed(registry_entry *e, void *msg, size_t len, size_t max_deliveries);
 
+void giveback_released(registry_entry *e, void *msg, size_t len, size_t max_deliveries,
+                       uint64_t delay_ms);
+/* The redelivery backoff of --retry-delay and --retry-delay-max. */
+typedef struct giveback_backoff {
+    uint64_t first_ms; /* after the first hand-out; 0: no backoff */
+    uint64_t max_ms;
+} giveback_backoff;
+/* min(first_ms x 2^(returns - 1), max_ms): the wait of a message handed out
+ * returns times (0 counts as 1). */
+uint64_t giveback_backoff_ms(const giveback_backoff *b, uint32_t returns);
+void giveback_expired(registry_entry *e, void *msg, size_t len, size_t max_deliveries,
+                      const giveback_backoff *b);
 void giveback_at_stop(registry_entry *e, void *msg, size_t len);
 
 #define GIVEBACK_DEAD_REASON_HEADER "Hopper-Dead-Reason"

@@ -33,6 +33,7 @@ static struct {
     } ended[LEASE_ENDED_MEMORY]; /* a ring of receipts that ended, with their channel */
     size_t ended_next;
     size_t max_deliveries;
+    giveback_backoff backoff; /* of a lease that ran out */
 } L = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- receipts ---- */
@@ -102,13 +103,14 @@ static void on_expired(timer_item *it)
     unlink_lease(l);
     pthread_mutex_unlock(&L.lock);
     atomic_fetch_add(&l->entry->lease_expired_total, 1);
-    giveback_unconsumed(l->entry, l->msg, l->len, L.max_deliveries);
+    giveback_expired(l->entry, l->msg, l->len, L.max_deliveries, &L.backoff);
     free(l);
 }
 
-void lease_open(size_t max_deliveries)
+void lease_open(size_t max_deliveries, const giveback_backoff *backoff)
 {
     L.max_deliveries = max_deliveries;
+    L.backoff = *backoff;
 }
 
 void lease_close(void)
@@ -208,13 +210,13 @@ api_error lease_ack(registry_entry *e, const char *receipt)
     return API_OK;
 }
 
-api_error lease_release(registry_entry *e, const char *receipt)
+api_error lease_release(registry_entry *e, const char *receipt, uint64_t delay_ms)
 {
     api_error err = API_OK;
     lease *l = take(e, receipt, &err);
     if (l == NULL)
         return err;
-    giveback_unconsumed(e, l->msg, l->len, L.max_deliveries);
+    giveback_released(e, l->msg, l->len, L.max_deliveries, delay_ms);
     free(l);
     return API_OK;
 }

@@ -22,6 +22,7 @@
 #define HOPPER_SERVER_LEASE_H
 
 #include "errors.h"
+#include "giveback.h"
 #include "registry.h"
 
 #include <stdbool.h>
@@ -34,8 +35,9 @@
 
 /* Prepare the table. max_deliveries: a message handed out that many times
  * goes to <channel>.dead when it comes back once more; 0 = no limit
- * (giveback_unconsumed()). */
-void lease_open(size_t max_deliveries);
+ * (giveback_unconsumed()). backoff (copied): how long a message whose
+ * lease ran out waits before it comes back (giveback_expired()). */
+void lease_open(size_t max_deliveries, const giveback_backoff *backoff);
 
 /* End every lease, its message given back with giveback_at_stop(). Call
  * after HTTP and the timer have stopped (timer_stop()) and before the
@@ -72,7 +74,9 @@ bool lease_revoke(registry_entry *e, const char *receipt, void **msg, size_t *le
  * (never granted, or for another channel); API_LEASE_ENDED (acknowledged,
  * released or expired). */
 api_error lease_ack(registry_entry *e, const char *receipt);
-api_error lease_release(registry_entry *e, const char *receipt);
+/* release: the message comes back to the head delay_ms from now (0: at
+ * once). */
+api_error lease_release(registry_entry *e, const char *receipt, uint64_t delay_ms);
 /* The lease ends ms milliseconds from now. */
 api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms);
 

@@ -147,6 +147,14 @@ static bool recover_channels(void)
     return registry_recover(channels, channel_count);
 }
 
+/* The lease table, with the redelivery backoff of the options. */
+static void leases_open(const server_options *o)
+{
+    giveback_backoff backoff = {options_seconds_ms(o->retry_delay),
+                                options_seconds_ms(o->retry_delay_max)};
+    lease_open(o->max_deliveries, &backoff);
+}
+
 int main(int argc, char **argv)
 {
     server_options o;
@@ -180,7 +188,7 @@ int main(int argc, char **argv)
         log_error("cannot start the timer thread");
         goto out_registry;
     }
-    lease_open(o.max_deliveries);
+    leases_open(&o);
     status_init(&o);
     if (!http_start(&o))
         goto out_timer;

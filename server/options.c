@@ -114,6 +114,11 @@ const char *options_parse_count(const char *text, uint64_t *out)
     return why;
 }
 
+uint64_t options_seconds_ms(double seconds)
+{
+    return (uint64_t)(seconds * 1000.0 + 0.5);
+}
+
 bool options_parse_seconds(const char *text, double max, double *seconds)
 {
     /* strtod alone would also take leading blanks, signs, hex, "nan" and
@@ -298,6 +303,24 @@ static const char *store_forward_value(size_t i, const char *text, const parsed_
     return NULL;
 }
 
+/* Store v as option i of out if i is a delay option (delayed sends,
+ * redelivery backoff): true; else false. */
+static bool store_delay_value(size_t i, const parsed_value *v, server_options *out)
+{
+    switch (i) {
+    case OPT_MAX_DELAY:
+        out->max_delay = v->seconds;
+        return true;
+    case OPT_RETRY_DELAY:
+        out->retry_delay = v->seconds;
+        return true;
+    case OPT_RETRY_DELAY_MAX:
+        out->retry_delay_max = v->seconds;
+        return true;
+    }
+    return false;
+}
+
 /* Store v (parsed from text) as option i of out. NULL on success, else
  * what is wrong with it for this option in particular. */
 static const char *store_value(size_t i, const char *text, const parsed_value *v,
@@ -357,7 +380,7 @@ static const char *store_value(size_t i, const char *text, const parsed_value *v
         out->idle_timeout = v->seconds;
         break;
     default:
-        return store_forward_value(i, text, v, out);
+        return store_delay_value(i, v, out) ? NULL : store_forward_value(i, text, v, out);
     }
     return NULL;
 }

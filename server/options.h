@@ -29,6 +29,9 @@ typedef struct server_options {
     size_t max_deliveries;  /* 0: no limit */
     size_t max_connections; /* 0: from the open-file limit (http.c) */
     double idle_timeout;    /* seconds a connection may send nothing */
+    double max_delay;       /* seconds: the longest ?delay= */
+    double retry_delay;     /* seconds: the first backoff of a message whose lease ran out */
+    double retry_delay_max; /* seconds: its longest backoff */
     unsigned threads;
     bool durable; /* a 202 means the message is in a queue file and synced */
     /* --keep-headers: the request headers a POST stores with its message
@@ -81,6 +84,9 @@ uint64_t options_reserve_bytes(const server_options *o);
  * from the whole of text: 0 <= value <= max, finite. False for anything else
  * (empty, junk, sign, nan, inf, hexadecimal, out of range). OUT: *seconds. */
 bool options_parse_seconds(const char *text, double max, double *seconds);
+/* seconds (as options_parse_seconds() gives them) in whole milliseconds,
+ * rounded. */
+uint64_t options_seconds_ms(double seconds);
 
 /* Parse a SIZE from the whole of text: decimal digits, optionally followed
  * by K, KiB, M, MiB, G or GiB (powers of 1024). NULL on success, OUT: *out;

@@ -50,6 +50,14 @@ const option_spec option_specs[OPT_COUNT] = {
     [OPT_IDLE_TIMEOUT] = {"idle-timeout", "SECONDS", "60", KIND_SECONDS, 1, MAX_WAIT_LIMIT,
                           "a connection that sends nothing for this long, in a request or "
                           "between two, is closed (a waiting GET is not idle)"},
+    [OPT_MAX_DELAY] = {"max-delay", "SECONDS", "604800", KIND_SECONDS, 0, MAX_DELAY_LIMIT,
+                       "longest ?delay= (or Hopper-Delay) a POST or a release may ask for"},
+    [OPT_RETRY_DELAY] = {"retry-delay", "SECONDS", "0", KIND_SECONDS, 0, MAX_DELAY_LIMIT,
+                         "a message whose lease ran out comes back after SECONDS x 2^(deliveries "
+                         "- 1), at most --retry-delay-max; 0 = at once"},
+    [OPT_RETRY_DELAY_MAX] = {"retry-delay-max", "SECONDS", "3600", KIND_SECONDS, 0, MAX_DELAY_LIMIT,
+                             "longest wait before a message whose lease ran "
+                             "out comes back"},
     [OPT_FORWARD] = {"forward", "NAME=URL", NULL, KIND_FORWARDS, 0, 0,
                      "POST every message of channel NAME (or of NAME*, a prefix) to URL; "
                      "again for more"},
@@ -93,6 +101,7 @@ const char *const option_help_tail =
     "--max-message-bytes; a message stores at most " ENVELOPE_MAX_HEADERS_TEXT " headers,\n"
     "Content-Type included.\n"
     "\n"
-    "  POST /channels/NAME          store a message (202; 507 when full)\n"
+    "  POST /channels/NAME          store a message (202; 507 when full); ?delay=S\n"
+    "                               (or Hopper-Delay: S) makes it visible after S seconds\n"
     "  GET  /channels/NAME?wait=S   take the oldest message (200), or 204 after S seconds\n"
     "  GET  /status, /metrics, /healthz, /readyz\n";

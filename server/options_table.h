@@ -36,6 +36,8 @@ typedef struct option_spec {
 /* Longest --dedup-window: 30 days. */
 #define DEDUP_WINDOW_LIMIT 2592000
 #define DEDUP_MAX_KEYS_LIMIT 10000000
+/* Largest --max-delay: a year. */
+#define MAX_DELAY_LIMIT 31536000
 #define MAX_THREADS 1024
 #define MAX_CHANNELS_LIMIT 1000000
 #define MAX_CONNECTIONS_LIMIT 1000000
@@ -62,6 +64,9 @@ enum {
     OPT_MAX_DELIVERIES,
     OPT_MAX_CONNECTIONS,
     OPT_IDLE_TIMEOUT,
+    OPT_MAX_DELAY,
+    OPT_RETRY_DELAY,
+    OPT_RETRY_DELAY_MAX,
     OPT_FORWARD,
     OPT_FORWARD_TIMEOUT,
     OPT_FORWARD_MAX_ATTEMPTS,

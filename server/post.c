@@ -9,6 +9,7 @@
 #include "delivery.h"
 #include "envelope.h"
 #include "keep_headers.h"
+#include "query.h"
 #include "registry.h"
 #include "respond.h"
 
@@ -238,7 +239,8 @@ static void post_begin(request *req, struct MHD_Connection *conn)
         return;
     }
     stored_headers st;
-    if (!read_content_type(p, conn) || !collect_headers(p, conn, &st))
+    if (!query_delay(req, conn, &p->delay_ms) || !read_content_type(p, conn) ||
+        !collect_headers(p, conn, &st))
         return;
     p->kept_bytes = p->batch ? 0 : st.kept_bytes; /* a batch keeps its parts' headers */
     if (p->kept_bytes > req->server->options.max_message_bytes) {
@@ -362,6 +364,11 @@ static enum MHD_Result send_messages(post_request *p, struct MHD_Connection *con
                                      const hop_buf *msgs, size_t n)
 {
     hop_channel *ch = p->base.entry->ch;
+    if (p->delay_ms > 0) { /* durable too: hop_send_at() syncs before it returns */
+        uint64_t due = hop_now_ms() + p->delay_ms;
+        hop_err err = hop_send_batch_at(ch, msgs, n, due);
+        return post_answer(p, conn, err, errno);
+    }
     if (p->base.server->options.durable)
         return send_durable(p, conn, msgs, n);
     hop_err err = p->batch ? hop_send_batch(ch, msgs, n) : hop_send(ch, msgs[0].data, msgs[0].len);

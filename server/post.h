@@ -37,6 +37,7 @@ typedef struct post_request {
     size_t kept_bytes; /* names and values of the kept headers: they count
                           toward --max-message-bytes with the body */
     bool batch;        /* a multipart/mixed body, one message a part */
+    uint64_t delay_ms; /* ?delay= or Hopper-Delay: visible this long after it is stored */
     char boundary[MULTIPART_BOUNDARY_SIZE];
     idempotency idem; /* its key, reserved around the send (idempotency.h) */
     /* --durable only (initialised by begin): the sync's outcome. */

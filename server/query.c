@@ -32,7 +32,7 @@ bool query_wait(request *req, struct MHD_Connection *conn, uint64_t *ms)
         request_fail(req, API_BAD_WAIT, "wait must be a number of seconds from 0 to %g", max_wait);
         return false;
     }
-    *ms = (uint64_t)(wait * 1000.0 + 0.5);
+    *ms = options_seconds_ms(wait);
     return true;
 }
 
@@ -56,7 +56,7 @@ static bool lease_of(request *req, const char *value, bool bad, uint64_t *ms)
 {
     double max_lease = req->server->options.max_lease, seconds = 0;
     if (value == NULL || bad || !options_parse_seconds(value, max_lease, &seconds) ||
-        (*ms = (uint64_t)(seconds * 1000.0 + 0.5)) == 0) {
+        (*ms = options_seconds_ms(seconds)) == 0) {
         request_fail(req, API_BAD_LEASE, "lease must be a number of seconds above 0 and at most %g",
                      max_lease);
         return false;
@@ -72,6 +72,37 @@ bool query_lease(request *req, struct MHD_Connection *conn, uint64_t *ms)
     if (value == NULL && !bad)
         return true; /* not leased */
     return lease_of(req, value, bad, ms);
+}
+
+/* value (bad: see query_value()) as a delay of at most max seconds. */
+static bool delay_of(const char *value, bool bad, double max, uint64_t *ms)
+{
+    double seconds;
+    if (bad || !options_parse_seconds(value, max, &seconds))
+        return false;
+    *ms = options_seconds_ms(seconds);
+    return true;
+}
+
+bool query_delay(request *req, struct MHD_Connection *conn, uint64_t *ms)
+{
+    double max = req->server->options.max_delay;
+    bool bad;
+    const char *value = query_value(conn, "delay", &bad);
+    const char *header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, QUERY_DELAY_HEADER);
+    uint64_t from_query = 0, from_header = 0;
+    bool ok = (value == NULL && !bad) || delay_of(value, bad, max, &from_query);
+    ok = ok && (header == NULL || delay_of(header, false, max, &from_header));
+    ok = ok && (value == NULL || header == NULL || from_query == from_header);
+    if (!ok) {
+        request_fail(req, API_BAD_DELAY,
+                     "delay (or " QUERY_DELAY_HEADER ") must be a number of seconds from 0 to %g, "
+                     "the same in both when both are given",
+                     max);
+        return false;
+    }
+    *ms = value ? from_query : from_header;
+    return true;
 }
 
 bool query_lease_required(request *req, struct MHD_Connection *conn, uint64_t *ms)

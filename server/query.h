@@ -1,8 +1,8 @@
 /* query.h - the query arguments requests read: ?wait= and ?max= of a GET,
- * ?lease= of a GET and of an extend. Each reads one argument as MHD
- * decoded it and checks it against the server's options; a bad value
- * refuses the request (request_fail) with its error of errors.h. An
- * argument without a value ("?wait") or with a decoded NUL is bad. */
+ * ?lease= of a GET and of an extend, ?delay= of a POST and a release. Each reads one argument as
+ * MHD decoded it and checks it against the server's options; a bad value refuses the request
+ * (request_fail) with its error of errors.h. An argument without a value ("?wait") or with a
+ * decoded NUL is bad. */
 #ifndef HOPPER_SERVER_QUERY_H
 #define HOPPER_SERVER_QUERY_H
 
@@ -28,5 +28,10 @@ bool query_lease(request *req, struct MHD_Connection *conn, uint64_t *ms);
 
 /* The same, for a request that must have it: absent is bad too. */
 bool query_lease_required(request *req, struct MHD_Connection *conn, uint64_t *ms);
+/* ?delay=SECONDS or the header Hopper-Delay: SECONDS (the same value when
+ * both), 0 to --max-delay, of a POST or a release. OUT: *ms, 0 when
+ * absent. False, req failed (API_BAD_DELAY), if bad. */
+#define QUERY_DELAY_HEADER "Hopper-Delay"
+bool query_delay(request *req, struct MHD_Connection *conn, uint64_t *ms);
 
 #endif

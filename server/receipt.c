@@ -38,11 +38,19 @@ static enum MHD_Result extend_finish(request *req, struct MHD_Connection *conn)
     return answer(req, conn, lease_extend(req->entry, req->route.receipt, r->lease_ms));
 }
 
+static void release_begin(request *req, struct MHD_Connection *conn)
+{
+    receipt_request *r = (receipt_request *)req;
+    if (query_delay(req, conn, &r->delay_ms))
+        receipt_begin(req, conn);
+}
+
 static enum MHD_Result release_finish(request *req, struct MHD_Connection *conn)
 {
-    return answer(req, conn, lease_release(req->entry, req->route.receipt));
+    receipt_request *r = (receipt_request *)req;
+    return answer(req, conn, lease_release(req->entry, req->route.receipt, r->delay_ms));
 }
 
 const request_handler ack_handler = {.begin = receipt_begin, .finish = ack_finish};
 const request_handler extend_handler = {.begin = extend_begin, .finish = extend_finish};
-const request_handler release_handler = {.begin = receipt_begin, .finish = release_finish};
+const request_handler release_handler = {.begin = release_begin, .finish = release_finish};

@@ -15,6 +15,7 @@
 typedef struct receipt_request {
     request base;
     uint64_t lease_ms; /* extend: ?lease= */
+    uint64_t delay_ms; /* release: ?delay= or Hopper-Delay */
 } receipt_request;
 
 extern const request_handler ack_handler;

@@ -58,7 +58,7 @@ static size_t close_channel(registry_entry *e)
     hop_stats st = {0};
     hop_channel_stats(e->ch, &st);
     /* messages handed out and not consumed come back from their file too */
-    size_t held = st.messages + st.in_flight;
+    size_t held = st.messages + st.in_flight + st.delayed;
     dedup_close(e->dedup); /* while the channel's directory is locked */
     hop_err err = hop_channel_close(e->ch);
     int cause = errno;
@@ -193,7 +193,7 @@ bool registry_recover(const char *const *names, size_t count)
         }
         hop_stats st = {0};
         hop_channel_stats(e->ch, &st);
-        if (st.messages == 0 && !dedup_holds_keys(e->dedup, dedup_now_ms())) {
+        if (st.messages == 0 && st.delayed == 0 && !dedup_holds_keys(e->dedup, dedup_now_ms())) {
             /* A channel is made again by its first request: an empty one
              * is not kept, so old names never count against
              * --max-channels. Its directory goes if nothing else is in it. */

@@ -37,7 +37,7 @@ static double uptime_seconds(void)
 typedef struct sample {
     const char *name;
     uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers, in_flight, leased,
-        held_bytes, lease_expired_total, dead_lettered_total;
+        held_bytes, lease_expired_total, dead_lettered_total, delayed, delayed_bytes;
     uint64_t sent_total, received_total, requeued_total, rejected_full_total,
         rejected_too_big_total, rejected_storage_full_total, io_errors_total, records_corrupt_total,
         recovered_total, syncs_total;
@@ -59,6 +59,8 @@ static void sample_of(registry_entry *e, sample *s)
     s->in_flight = st.in_flight;
     s->leased = st.held; /* the core holds exactly the leased messages */
     s->held_bytes = st.held_bytes;
+    s->delayed = st.delayed;
+    s->delayed_bytes = st.delayed_bytes;
     s->lease_expired_total = atomic_load(&e->lease_expired_total);
     s->dead_lettered_total = atomic_load(&e->dead_lettered_total);
     s->sent_total = st.sent_total;
@@ -115,6 +117,9 @@ static json_t *limits_json(void)
     json_object_set_new(o, "max_wait_seconds", json_real(limits.max_wait));
     json_object_set_new(o, "max_lease_seconds", json_real(limits.max_lease));
     json_object_set_new(o, "max_deliveries", json_u64(limits.max_deliveries));
+    json_object_set_new(o, "max_delay_seconds", json_real(limits.max_delay));
+    json_object_set_new(o, "retry_delay_seconds", json_real(limits.retry_delay));
+    json_object_set_new(o, "retry_delay_max_seconds", json_real(limits.retry_delay_max));
     json_object_set_new(o, "threads", json_u64(limits.threads));
     json_object_set_new(o, "durable", json_boolean(limits.durable));
     json_t *keep = json_array();
@@ -165,6 +170,8 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "memory_bytes", json_u64(s->memory_bytes));
     json_object_set_new(o, "disk_bytes", json_u64(s->disk_bytes));
     json_object_set_new(o, "disk_files", json_u64(s->disk_files));
+    json_object_set_new(o, "delayed", json_u64(s->delayed));
+    json_object_set_new(o, "delayed_bytes", json_u64(s->delayed_bytes));
     json_object_set_new(o, "sent_total", json_u64(s->sent_total));
     json_object_set_new(o, "received_total", json_u64(s->received_total));
     json_object_set_new(o, "requeued_total", json_u64(s->requeued_total));
@@ -256,6 +263,11 @@ static const family families[] = {
     {"hopper_channel_disk_bytes", "gauge", "Bytes of the queue files that exist.",
      offsetof(sample, disk_bytes)},
     {"hopper_channel_disk_files", "gauge", "Queue files that exist.", offsetof(sample, disk_files)},
+    {"hopper_channel_delayed_messages", "gauge",
+     "Messages waiting for their delay (?delay=, a delayed release, --retry-delay).",
+     offsetof(sample, delayed)},
+    {"hopper_channel_delayed_bytes", "gauge", "Bytes of the files the delayed messages wait in.",
+     offsetof(sample, delayed_bytes)},
     {"hopper_channel_waiting_receivers", "gauge", "GETs waiting for a message.",
      offsetof(sample, waiting_receivers)},
     {"hopper_channel_in_flight_messages", "gauge",

@@ -36,6 +36,7 @@
 #include "persist.h"
 #include "recover.h"
 #include "recv.h"
+#include "schedule.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,6 +110,13 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
             errno = saved;
             return err;
         }
+        err = hop__schedule_open(ch);
+        if (err != HOP_OK) {
+            int saved = errno;
+            hop__channel_abandon(ch);
+            errno = saved;
+            return err;
+        }
     }
     *out = ch;
     return HOP_OK;
@@ -119,6 +127,7 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
  * still inside are waited for, and every durable send is settled. */
 static void shut(hop_channel *ch)
 {
+    hop__schedule_close(ch); /* no delayed message is handed on any more */
     hop__recv_close(ch);
     hop__group_commit_close(ch); /* every hop_send_async() callback has run */
 }
@@ -168,6 +177,8 @@ void hop_channel_stats(hop_channel *ch, hop_stats *s)
 {
     if (ch == NULL || s == NULL)
         return;
+    uint64_t delayed_corrupt;
+    hop__schedule_stats(ch, &s->delayed, &s->delayed_bytes, &delayed_corrupt);
     pthread_mutex_lock(&ch->lock);
     s->memory_messages = ch->mem.count;
     s->memory_bytes = ch->mem.bytes;
@@ -181,7 +192,7 @@ void hop_channel_stats(hop_channel *ch, hop_stats *s)
     s->requeued_total = ch->requeued_total;
     s->rejected_full_total = ch->rejected_full_total;
     s->io_errors_total = ch->io_errors_total;
-    s->records_corrupt_total = ch->disk.records_corrupt;
+    s->records_corrupt_total = ch->disk.records_corrupt + delayed_corrupt;
     s->in_flight = ch->in_flight;
     s->held = ch->held;
     s->held_bytes = ch->held_bytes;
@@ -214,7 +225,7 @@ hop_err hop_channel_remove(const char *data_dir, const char *name)
     }
     hop_stats s;
     hop_channel_stats(ch, &s);
-    if (s.messages > 0) {
+    if (s.messages > 0 || s.delayed > 0) {
         hop_channel_close(ch);
         close(top);
         return HOP_INVALID;

@@ -77,6 +77,9 @@ typedef struct hop__commit {
     bool joined;                                  /* durable: the channel holds the sync threads */
 } hop__commit;
 
+/* A channel's delayed messages (schedule.c). */
+typedef struct hop__schedule hop__schedule;
+
 struct hop_waiter {
     hop_ready_fn fn;
     void *arg;
@@ -121,6 +124,8 @@ struct hop_channel {
     uint64_t journal_size;
 
     hop__commit commit; /* durable sends waiting for their sync */
+
+    hop__schedule *schedule; /* delayed messages; NULL when memory only (schedule.c) */
 
     hop_waiter *waiters_tail;
     size_t waiters;

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct hop__flight;
 struct hop__hold;
@@ -43,6 +44,15 @@ static inline size_t hop__message_cost(size_t len)
 /* A new message with room for len bytes, payload uninitialised; NULL if out
  * of memory. */
 hop__msg *hop__msg_new(size_t len);
+/* A new message holding a copy of data[0..len); NULL if out of memory. */
+static inline hop__msg *hop__msg_copy(const void *data, size_t len)
+{
+    hop__msg *m = hop__msg_new(len);
+    if (m != NULL && len)
+        memcpy(m->data, data, len);
+    return m;
+}
+
 /* The message whose payload is data, or NULL if data is not one. */
 static inline hop__msg *hop__msg_of(void *data)
 {

@@ -16,6 +16,7 @@
 
 #include "alloc.h"
 #include "array.h"
+#include "delay_file.h"
 #include "disk.h"
 #include "io.h"
 #include "journal.h"
@@ -125,8 +126,10 @@ static int by_seq(const void *a, const void *b)
 static hop_err list_entry(hop_channel *ch, const char *name, hop__array *list, uint64_t *max_seq)
 {
     uint64_t seq;
+    hop__delay_id delayed;
     if (!hop__qfile_parse_name(name, &seq)) {
-        if (name[0] != '.' && strcmp(name, HOP__JOURNAL_NAME) != 0)
+        if (name[0] != '.' && strcmp(name, HOP__JOURNAL_NAME) != 0 &&
+            !hop__delay_file_parse_name(name, &delayed)) /* schedule.c's */
             hop__log(HOP_LOG_WARN, ch->name, "unknown file %s: left alone", name);
         return HOP_OK;
     }

@@ -376,6 +376,18 @@ void hop__recv_published(hop_channel *ch, size_t n)
         hop__recv_dispatch(ch);
 }
 
+/* m is back at the head: count it, wake receivers; ch->lock (held) is
+ * dropped, then armed waiters are served. */
+static void requeued_unlock(hop_channel *ch, hop__msg *m)
+{
+    memory_requeue(ch, m);
+    ch->requeued_total++;
+    bool serve = hop__recv_announce(ch, 1);
+    pthread_mutex_unlock(&ch->lock);
+    if (serve)
+        hop__recv_dispatch(ch);
+}
+
 hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
 {
     hop__msg *m = hop__msg_of(data);
@@ -396,13 +408,24 @@ hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
     }
     /* judged now: once requeued, m may be taken and freed at any time */
     hop_err err = len == m->len ? HOP_OK : HOP_INVALID;
-    memory_requeue(ch, m);
-    ch->requeued_total++;
-    bool serve = hop__recv_announce(ch, 1);
-    pthread_mutex_unlock(&ch->lock);
-    if (serve)
-        hop__recv_dispatch(ch);
+    requeued_unlock(ch, m);
     return err;
+}
+
+hop_err hop__recv_return(hop_channel *ch, const void *data, size_t len)
+{
+    hop__msg *m = hop__msg_copy(data, len);
+    if (m == NULL)
+        return HOP_NOMEM;
+    pthread_mutex_lock(&ch->lock);
+    if (ch->closed) {
+        pthread_mutex_unlock(&ch->lock);
+        hop__msg_free(m);
+        return HOP_CLOSED;
+    }
+    take_order_stamp(ch, m); /* behind those given back before it */
+    requeued_unlock(ch, m);
+    return HOP_OK;
 }
 
 void hop__recv_close(hop_channel *ch)

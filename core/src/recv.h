@@ -29,6 +29,11 @@ void hop__recv_dispatch(hop_channel *ch);
  * hop__published_fn. Without locks. */
 void hop__recv_published(hop_channel *ch, size_t n);
 
+/* Put a copy of data[0..len) back at the head of ch, behind the messages
+ * given back before it, as hop_requeue() does: a delayed give-back now
+ * due (schedule.c). HOP_CLOSED or HOP_NOMEM: nothing changed. Without
+ * locks. */
+hop_err hop__recv_return(hop_channel *ch, const void *data, size_t len);
 /* Close ch to every call (sends too): blocked receivers return HOP_CLOSED,
  * receive calls still inside are waited for, and the armed waiters are
  * disarmed and called with HOP_CLOSED (without locks). Without locks. */

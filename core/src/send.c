@@ -375,11 +375,9 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len)
         hop__message_cost(len) > ch->limits.memory_bytes)
         return send_to_disk(ch, data, len, NULL);
 
-    hop__msg *m = hop__msg_new(len);
+    hop__msg *m = hop__msg_copy(data, len);
     if (m == NULL)
         return HOP_NOMEM;
-    if (len)
-        memcpy(m->data, data, len);
     pthread_mutex_lock(&ch->lock);
     if (ch->closed || !memory_fits(ch, len))
         return send_slow(ch, data, len, m);

@@ -303,6 +303,49 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len);
  * HOP_CLOSED (the message is freed). */
 hop_err hop_requeue(hop_channel *ch, void *data, size_t len);
 
+/* Delayed messages. A message sent with a due time in the future waits on
+ * disk, apart from the queue files, until the library's wall clock
+ * (hop_now_ms()) reaches it; then it joins the channel as hop_send() would
+ * have put it there (hop_requeue_at(): at the head, as hop_requeue()), never
+ * earlier and normally within 50 ms. Messages due at the same time keep
+ * the order they were delayed in. Waiting ones take no RAM each: they are
+ * counted in hop_stats.delayed and delayed_bytes, and their bytes count
+ * with the queue files' against the channel's max_disk_files x file_bytes
+ * and the budget's disk side. They survive hop_channel_close() and a crash
+ * (due times are absolute); those handed on just before a crash (at most
+ * a batch of 64) may be handed on again after it (at-least-once for that
+ * moment). A memory-only
+ * channel cannot delay (HOP_FULL). Due times are ms since the epoch;
+ * one not in the future is an immediate hop_send() (hop_requeue()).
+ *
+ * hop_send_at(): as hop_send(), due at due_ms. Durable channels: the
+ * message is synced before HOP_OK. Errors as hop_send(): HOP_FULL (the
+ * channel's disk capacity is used up), HOP_NOSPACE (the budget's disk
+ * side), HOP_IO, HOP_TOO_BIG, HOP_NOMEM, HOP_INVALID; nothing stored. */
+hop_err hop_send_at(hop_channel *ch, const void *data, size_t len, uint64_t due_ms);
+/* hop_send_batch() due at due_ms: all of msgs or none, in order. */
+hop_err hop_send_batch_at(hop_channel *ch, const hop_buf *msgs, size_t n, uint64_t due_ms);
+/* Give a message taken by hop_recv() back to the head of its channel at
+ * due_ms (a delayed hop_requeue()). HOP_OK: data is taken (a message from
+ * a queue file is consumed there: its copy waits in the schedule). On any
+ * error data is still the caller's (to hop_requeue() or hop_free()):
+ * HOP_INVALID (not a message, or len is not its length), HOP_FULL,
+ * HOP_NOSPACE, HOP_IO, HOP_NOMEM. On a durable channel it comes back to
+ * the tail, durably: the head of a channel lives in memory. */
+hop_err hop_requeue_at(hop_channel *ch, void *data, size_t len, uint64_t due_ms);
+
+/* The wall clock of due times, ms since the epoch (CLOCK_REALTIME unless
+ * replaced). */
+uint64_t hop_now_ms(void);
+/* Tests: read the time from fn(arg) instead (NULL restores the system
+ * clock). Time should not go backwards. After moving it, call
+ * hop_clock_moved(): it wakes the library's scheduler and returns once
+ * every delayed message due at the new time was handed on (or refused,
+ * to be tried again 100 ms later). */
+typedef uint64_t (*hop_clock_fn)(void *arg);
+void hop_set_clock(hop_clock_fn fn, void *arg);
+void hop_clock_moved(void);
+
 /* Count a message taken from ch (by hop_recv(), hop_recv_or_arm() or a
  * waiter) against ch's memory_bytes for as long as the receiver holds it:
  * for a receiver that keeps messages a while (a lease), so that they still
@@ -340,6 +383,8 @@ typedef struct hop_stats {
     uint64_t recovered_total;       /* messages found in queue files when the channel opened */
     uint64_t syncs_total;           /* syncs made for durable sends: fdatasync of queue files,
                                        fsync of the directory for a new file */
+    size_t delayed;                 /* messages waiting for their due time (hop_send_at()) */
+    size_t delayed_bytes;           /* bytes of the files they wait in */
 } hop_stats;
 
 /* OUT: *stats, a consistent snapshot of ch. */
