@@ -323,6 +323,7 @@ static hop__delay_read batch_read(hop_channel *ch, hop__delay_reader *r, batch *
 {
     size_t bytes = 0;
     b->n = b->corrupt = 0;
+    b->start = r->off;
     for (;;) {
         uint64_t at = r->off;
         hop__delay_rec rec;
