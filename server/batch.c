@@ -71,7 +71,7 @@ static void write_messages(request *req, const multipart_part *parts, size_t cou
         size_t prefix = envelope_prefix_size(hs, n);
         unsigned char id[ENVELOPE_ID_LEN];
         envelope_new_id(id);
-        envelope_write_prefix(p, hs, n, id, received_ms);
+        envelope_write_prefix(p, hs, n, id, received_ms, 0);
         memcpy(p + prefix, parts[i].body, parts[i].body_len);
         out->msgs[i] = (hop_buf){p, prefix + parts[i].body_len};
         p += prefix + parts[i].body_len;

@@ -380,7 +380,7 @@ static bool finish_envelope(post_request *p, struct MHD_Connection *conn)
     }
     unsigned char id[ENVELOPE_ID_LEN];
     envelope_new_id(id);
-    envelope_write_prefix(p->buf, st.headers, st.count, id, envelope_now_ms());
+    envelope_write_prefix(p->buf, st.headers, st.count, id, envelope_now_ms(), 0);
     return true;
 }
 
