@@ -208,10 +208,11 @@ static const char *parse_kind(const option_spec *s, const char *text, server_opt
         return options_parse_size(text, &v->number);
     case KIND_COUNT:
         return options_parse_count(text, &v->number);
-    case KIND_SECONDS:
-        if (!options_parse_seconds(text, (double)s->max, &v->seconds))
-            return "is not a number of seconds from 0 to " MAX_WAIT_TEXT;
-        return NULL;
+    case KIND_SECONDS: {
+        static char detail[64]; /* options are parsed once, on one thread */
+        snprintf(detail, sizeof detail, "is not a number of seconds from 0 to %zu", s->max);
+        return options_parse_seconds(text, (double)s->max, &v->seconds) ? NULL : detail;
+    }
     case KIND_FLAG:
         return parse_boolean(text, &v->flag);
     case KIND_HEADERS: {
@@ -263,6 +264,27 @@ static const char *store_forward_value(size_t i, const char *text, const parsed_
     return NULL;
 }
 
+/* Store v (parsed from text) as option i of out if it is one of how long
+ * and how often a message is handed out; else as a forwarding option. */
+static const char *store_lifetime_value(size_t i, const char *text, const parsed_value *v,
+                                        server_options *out)
+{
+    switch (i) {
+    case OPT_MAX_LEASE:
+        out->max_lease = v->seconds;
+        break;
+    case OPT_MAX_DELIVERIES:
+        out->max_deliveries = (size_t)v->number;
+        break;
+    case OPT_MAX_AGE:
+        out->max_age = v->seconds;
+        break;
+    default:
+        return store_forward_value(i, text, v, out);
+    }
+    return NULL;
+}
+
 /* Store v (parsed from text) as option i of out. NULL on success, else
  * what is wrong with it for this option in particular. */
 static const char *store_value(size_t i, const char *text, const parsed_value *v,
@@ -307,12 +329,6 @@ static const char *store_value(size_t i, const char *text, const parsed_value *v
         break;
     case OPT_KEEP_HEADERS:
         break; /* parsed into out->keep_headers by parse_kind() */
-    case OPT_MAX_LEASE:
-        out->max_lease = v->seconds;
-        break;
-    case OPT_MAX_DELIVERIES:
-        out->max_deliveries = (size_t)v->number;
-        break;
     case OPT_MAX_CONNECTIONS:
         out->max_connections = (size_t)v->number;
         break;
@@ -322,7 +338,7 @@ static const char *store_value(size_t i, const char *text, const parsed_value *v
         out->idle_timeout = v->seconds;
         break;
     default:
-        return store_forward_value(i, text, v, out);
+        return store_lifetime_value(i, text, v, out);
     }
     return NULL;
 }

@@ -3,6 +3,7 @@
 #include "options_table.h"
 
 #include "envelope.h"
+#include "expiry.h"
 #include "forward_rules.h"
 #include "hopper/hopper.h"
 #include "options.h"
@@ -44,6 +45,9 @@ const option_spec option_specs[OPT_COUNT] = {
     [OPT_MAX_DELIVERIES] = {"max-deliveries", "N", "0", KIND_COUNT, 0, UINT32_MAX,
                             "a message handed out N times without being consumed goes to "
                             "NAME.dead; 0 = no limit"},
+    [OPT_MAX_AGE] = {"max-age", "SECONDS", "0", KIND_SECONDS, 0, EXPIRY_MAX_SECONDS,
+                     "a message accepted this long ago is dropped, not handed out (a POST's "
+                     "?ttl= may say sooner); 0 = never"},
     [OPT_MAX_CONNECTIONS] = {"max-connections", "N", "0", KIND_COUNT, 0, MAX_CONNECTIONS_LIMIT,
                              "open connections at most; more are closed at once (0 = three "
                              "quarters of the open-file limit, at most 16384)"},
@@ -83,6 +87,7 @@ const char *const option_help_tail =
     "--max-message-bytes; a message stores at most " ENVELOPE_MAX_HEADERS_TEXT " headers,\n"
     "Content-Type included.\n"
     "\n"
-    "  POST /channels/NAME          store a message (202; 507 when full)\n"
+    "  POST /channels/NAME?ttl=S    store a message (202; 507 when full), dropped if not\n"
+    "                               handed out within S seconds (or Hopper-TTL: S)\n"
     "  GET  /channels/NAME?wait=S   take the oldest message (200), or 204 after S seconds\n"
     "  GET  /status, /metrics, /healthz, /readyz\n";

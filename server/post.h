@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct post_request {
     request base;
@@ -31,6 +32,7 @@ typedef struct post_request {
     size_t kept_bytes; /* names and values of the kept headers: they count
                           toward --max-message-bytes with the body */
     bool batch;        /* a multipart/mixed body, one message a part */
+    uint64_t ttl_ms;   /* ?ttl= or Hopper-TTL (expiry.h), for every message; 0: none */
     char boundary[MULTIPART_BOUNDARY_SIZE];
     /* --durable only (initialised by begin): the sync's outcome. */
     pthread_mutex_t sync_lock; /* guards sent; orders resume after suspend */

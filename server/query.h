@@ -1,8 +1,8 @@
 /* query.h - the query arguments requests read: ?wait= and ?max= of a GET,
- * ?lease= of a GET and of an extend. Each reads one argument as MHD
- * decoded it and checks it against the server's options; a bad value
- * refuses the request (request_fail) with its error of errors.h. An
- * argument without a value ("?wait") or with a decoded NUL is bad. */
+ * ?lease= of a GET and of an extend, ?ttl= of a POST (or its header). Each reads one argument as
+ * MHD decoded it and checks it against the server's options; a bad value refuses the request
+ * (request_fail) with its error of errors.h. An argument without a value ("?wait") or with a
+ * decoded NUL is bad. */
 #ifndef HOPPER_SERVER_QUERY_H
 #define HOPPER_SERVER_QUERY_H
 
@@ -28,5 +28,11 @@ bool query_lease(request *req, struct MHD_Connection *conn, uint64_t *ms);
 
 /* The same, for a request that must have it: absent is bad too. */
 bool query_lease_required(request *req, struct MHD_Connection *conn, uint64_t *ms);
+
+/* ?ttl=SECONDS or the header Hopper-TTL: SECONDS (expiry.h), above 0 and
+ * at most EXPIRY_MAX_SECONDS; both may be given if they say the same.
+ * OUT: *ms, 0 when neither is given. False, req failed (API_BAD_TTL), if
+ * one is bad or they differ. */
+bool query_ttl(request *req, struct MHD_Connection *conn, uint64_t *ms);
 
 #endif
