@@ -39,6 +39,10 @@
       "the lease ended: acknowledged, released, or expired (the message was given back)")          \
     X(FORWARDED, NO_HOP_ERR, 409, "forwarded",                                                     \
       "this channel is forwarded to a URL (--forward): read NAME.dead instead")                    \
+    X(BAD_KEY, NO_HOP_ERR, 400, "bad_idempotency_key",                                             \
+      "an Idempotency-Key (or --dedup-header) is 1 to 256 bytes")                                  \
+    X(DUPLICATE_PENDING, NO_HOP_ERR, 409, "duplicate_pending",                                     \
+      "a POST with the same key is being stored: try again to learn its outcome")                  \
     X(METHOD_NOT_ALLOWED, NO_HOP_ERR, 405, "method_not_allowed",                                   \
       "this path does not support that method")                                                    \
     X(TOO_BIG, HOP_TOO_BIG, 413, "too_big", "the message is larger than --max-message-bytes")      \

@@ -13,6 +13,7 @@
 #include "budget.h"
 #include "datadir.h"
 #include "expiry.h"
+#include "dedup.h"
 #include "forward.h"
 #include "hopper/hopper.h"
 #include "http.h"
@@ -124,6 +125,9 @@ static bool open_budget_and_registry(const server_options *o)
         log_error("out of memory");
         return false;
     }
+    dedup_configure(&(dedup_config){.window_ms = (uint64_t)(o->dedup_window * 1000),
+                                    .max_keys = o->dedup_max_keys,
+                                    .durable = o->durable});
     hop_limits limits;
     options_core_limits(o, &limits);
     limits.budget = budget_get();

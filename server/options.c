@@ -208,11 +208,13 @@ static const char *parse_kind(const option_spec *s, const char *text, server_opt
         return options_parse_size(text, &v->number);
     case KIND_COUNT:
         return options_parse_count(text, &v->number);
-    case KIND_SECONDS: {
-        static char detail[64]; /* options are parsed once, on one thread */
-        snprintf(detail, sizeof detail, "is not a number of seconds from 0 to %zu", s->max);
-        return options_parse_seconds(text, (double)s->max, &v->seconds) ? NULL : detail;
-    }
+    case KIND_SECONDS:
+        if (!options_parse_seconds(text, (double)s->max, &v->seconds)) {
+            static char range[64]; /* options are parsed once, on one thread */
+            snprintf(range, sizeof range, "is not a number of seconds from 0 to %zu", s->max);
+            return range;
+        }
+        return NULL;
     case KIND_FLAG:
         return parse_boolean(text, &v->flag);
     case KIND_HEADERS: {
@@ -233,6 +235,36 @@ static const char *parse_kind(const option_spec *s, const char *text, server_opt
 
 /* Store v (parsed from text) as forwarding option i of out (the --forward
  * list itself is parsed into out by parse_kind()). */
+/* True if text is an HTTP header name: a token (RFC 9110). */
+static bool header_name_valid(const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+            return false;
+    }
+    return text[0] != '\0';
+}
+
+/* store_value() for the options of duplicates refused. */
+static const char *store_dedup_value(size_t i, const char *text, const parsed_value *v,
+                                     server_options *out)
+{
+    switch (i) {
+    case OPT_DEDUP_HEADER:
+        if (!header_name_valid(text))
+            return "is not a header name";
+        out->dedup_header = text;
+        break;
+    case OPT_DEDUP_WINDOW:
+        out->dedup_window = v->seconds;
+        break;
+    case OPT_DEDUP_MAX_KEYS:
+        out->dedup_max_keys = (size_t)v->number;
+        break;
+    }
+    return NULL;
+}
+
 static const char *store_forward_value(size_t i, const char *text, const parsed_value *v,
                                        server_options *out)
 {
@@ -260,6 +292,8 @@ static const char *store_forward_value(size_t i, const char *text, const parsed_
     case OPT_FORWARD_CA:
         out->forward_ca = text;
         break;
+    default:
+        return store_dedup_value(i, text, v, out);
     }
     return NULL;
 }

@@ -44,6 +44,10 @@ typedef struct server_options {
     size_t forward_concurrency;  /* attempts in flight per channel */
     const char *forward_secret;  /* a key file to sign with, or NULL */
     const char *forward_ca;      /* a CA file to trust too, or NULL */
+    /* duplicates refused (dedup.h) */
+    const char *dedup_header; /* besides Idempotency-Key, or NULL */
+    double dedup_window;      /* seconds a key is remembered; 0: no keys kept */
+    size_t dedup_max_keys;    /* per channel; beyond, the oldest go */
 } server_options;
 
 /* Most attempts in flight --forward-concurrency allows per channel. */

@@ -73,6 +73,16 @@ const option_spec option_specs[OPT_COUNT] = {
     [OPT_FORWARD_CA] = {"forward-ca", "FILE", NULL, KIND_PATH, 0, 0,
                         "a CA certificate (PEM) trusted for https forwarding, besides the "
                         "system's"},
+    [OPT_DEDUP_HEADER] = {"dedup-header", "NAME", NULL, KIND_PATH, 0, 0,
+                          "a request header whose value keys a POST as Idempotency-Key does "
+                          "(which is always honoured, and wins when both are sent), e.g. "
+                          "X-GitHub-Delivery"},
+    [OPT_DEDUP_WINDOW] = {"dedup-window", "SECONDS", "86400", KIND_SECONDS, 0, DEDUP_WINDOW_LIMIT,
+                          "a POST whose key the channel accepted this recently is answered 200 "
+                          "duplicate and not stored; 0 keeps no keys"},
+    [OPT_DEDUP_MAX_KEYS] = {"dedup-max-keys", "N", "100000", KIND_COUNT, 1, DEDUP_MAX_KEYS_LIMIT,
+                            "keys a channel keeps at most (up to 256 bytes each, counted in "
+                            "--memory-limit); beyond, the oldest are forgotten"},
 };
 
 const char *const option_help_tail =

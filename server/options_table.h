@@ -33,6 +33,9 @@ typedef struct option_spec {
  * enough for the millisecond arithmetic of the timer. */
 #define MAX_WAIT_LIMIT 86400
 #define MAX_WAIT_TEXT "86400"
+/* Longest --dedup-window: 30 days. */
+#define DEDUP_WINDOW_LIMIT 2592000
+#define DEDUP_MAX_KEYS_LIMIT 10000000
 #define MAX_THREADS 1024
 #define MAX_CHANNELS_LIMIT 1000000
 #define MAX_CONNECTIONS_LIMIT 1000000
@@ -68,6 +71,9 @@ enum {
     OPT_FORWARD_CONCURRENCY,
     OPT_FORWARD_SECRET,
     OPT_FORWARD_CA,
+    OPT_DEDUP_HEADER,
+    OPT_DEDUP_WINDOW,
+    OPT_DEDUP_MAX_KEYS,
     OPT_COUNT
 };
 

@@ -248,7 +248,8 @@ static void post_begin(request *req, struct MHD_Connection *conn)
         return;
     }
     size_t first;
-    if (!first_buffer_size(p, conn, body_max(p), &first) || !request_open_channel(req))
+    if (!idempotency_read(&p->idem, req, conn) ||
+        !first_buffer_size(p, conn, body_max(p), &first) || !request_open_channel(req))
         return;
     begin_envelope(p, &st, first);
 }
@@ -311,6 +312,7 @@ static enum MHD_Result post_answer(post_request *p, struct MHD_Connection *conn,
                                    int err_no)
 {
     api_error api = api_error_of_send(err, err_no);
+    idempotency_settle(&p->idem, &p->base, err == HOP_OK); /* before the 202 */
     registry_note_send(p->base.entry, api);
     switch (err) {
     case HOP_OK:
@@ -333,6 +335,7 @@ static void on_synced(void *arg, hop_err err, int err_no)
     pthread_mutex_lock(&p->sync_lock);
     p->sent = err;
     p->sent_errno = err_no;
+    p->synced = true;
     MHD_resume_connection(p->conn);
     pthread_mutex_unlock(&p->sync_lock);
 }
@@ -390,9 +393,12 @@ static bool finish_envelope(post_request *p, struct MHD_Connection *conn)
 static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
 {
     post_request *p = post_of(req);
+    enum MHD_Result answer;
     if (!p->batch) {
         if (!finish_envelope(p, conn))
             return respond_error(req, conn, req->error);
+        if (!idempotency_reserve(&p->idem, req, conn, &answer))
+            return answer;
         hop_buf one = {p->buf, p->prefix_len + p->body_len};
         return send_messages(p, conn, &one, 1);
     }
@@ -401,6 +407,10 @@ static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
         if (req->error == API_TOO_BIG)
             count_too_big(req);
         return respond_error(req, conn, req->error);
+    }
+    if (!idempotency_reserve(&p->idem, req, conn, &answer)) {
+        batch_free(&b);
+        return answer;
     }
     enum MHD_Result result = send_messages(p, conn, b.msgs, b.count);
     batch_free(&b);
@@ -422,6 +432,9 @@ static void post_end(request *req, enum MHD_RequestTerminationCode toe)
 {
     (void)toe;
     post_request *p = post_of(req);
+    /* a durable POST whose connection went before its answer: the sync's
+     * outcome settles its key all the same */
+    idempotency_settle(&p->idem, req, p->synced && p->sent == HOP_OK);
     if (req->server->options.durable)
         pthread_mutex_destroy(&p->sync_lock);
     if (p->buf)

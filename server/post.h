@@ -12,10 +12,16 @@
  * for the prefix first, then the body as it arrives, in one buffer. The
  * prefix is written once the body is complete, just before the send: that
  * is when the message is accepted, and gets its id and receive time (a
- * batch's parts too, batch.c: an id each, one time for all). */
+ * batch's parts too, batch.c: an id each, one time for all).
+ *
+ * A POST with a key (idempotency.h) already accepted on the channel is
+ * answered 200 duplicate and stores nothing; its key is reserved just
+ * before the send and recorded once the send is accepted (with --durable,
+ * once synced, and the key synced too, before the 202). */
 #ifndef HOPPER_SERVER_POST_H
 #define HOPPER_SERVER_POST_H
 
+#include "idempotency.h"
 #include "multipart.h"
 #include "request.h"
 
@@ -34,10 +40,12 @@ typedef struct post_request {
     bool batch;        /* a multipart/mixed body, one message a part */
     uint64_t ttl_ms;   /* ?ttl= or Hopper-TTL (expiry.h), for every message; 0: none */
     char boundary[MULTIPART_BOUNDARY_SIZE];
+    idempotency idem; /* its key, reserved around the send (idempotency.h) */
     /* --durable only (initialised by begin): the sync's outcome. */
     pthread_mutex_t sync_lock; /* guards sent; orders resume after suspend */
     hop_err sent;
     int sent_errno; /* with sent: the errno of a failed sync */
+    bool synced;    /* sent is the outcome (on_synced() came) */
     struct MHD_Connection *conn;
 } post_request;
 

@@ -4,6 +4,7 @@
 #include "registry.h"
 
 #include "budget.h"
+#include "dedup.h"
 #include "forward.h"
 #include "hash.h"
 #include "log.h"
@@ -58,6 +59,7 @@ static size_t close_channel(registry_entry *e)
     hop_channel_stats(e->ch, &st);
     /* messages handed out and not consumed come back from their file too */
     size_t held = st.messages + st.in_flight;
+    dedup_close(e->dedup); /* while the channel's directory is locked */
     hop_err err = hop_channel_close(e->ch);
     int cause = errno;
     if (err != HOP_OK) {
@@ -107,6 +109,17 @@ registry_entry *registry_find(const char *name)
     return e;
 }
 
+/* Open the keys (dedup.h) of e's channel name, in its directory. False if
+ * out of memory. */
+static bool open_dedup(registry_entry *e, const char *name)
+{
+    char dir[4096];
+    int n = snprintf(dir, sizeof dir, "%s/%s", reg.data_dir, name);
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return false;
+    return dedup_open(dir, name, dedup_now_ms(), &e->dedup);
+}
+
 /* Open channel name and add it. Called with reg.lock held for writing and
  * below max_channels. OUT: *out on HOP_OK. On failure errno is as the core
  * left it. */
@@ -121,6 +134,12 @@ static hop_err add_channel(const char *name, registry_entry **out)
         free(e);
         errno = saved;
         return err;
+    }
+    if (!open_dedup(e, name)) {
+        hop_channel_close(e->ch);
+        free(e);
+        errno = ENOMEM;
+        return HOP_NOMEM;
     }
     atomic_init(&e->too_big_total, 0);
     atomic_init(&e->storage_full_total, 0);
@@ -155,6 +174,7 @@ static void drop_empty(registry_entry *e)
     size_t b = bucket_of(hop_channel_name(e->ch));
     reg.buckets[b] = e->next;
     reg.count--;
+    dedup_remove(e->dedup); /* the keys it holds are all past the window */
     hop_channel_close(e->ch);
     free(e);
 }
@@ -176,7 +196,7 @@ bool registry_recover(const char *const *names, size_t count)
         }
         hop_stats st = {0};
         hop_channel_stats(e->ch, &st);
-        if (st.messages == 0) {
+        if (st.messages == 0 && !dedup_holds_keys(e->dedup, dedup_now_ms())) {
             /* A channel is made again by its first request: an empty one
              * is not kept, so old names never count against
              * --max-channels. Its directory goes if nothing else is in it. */
@@ -191,12 +211,14 @@ bool registry_recover(const char *const *names, size_t count)
                          open_failure(err, errno));
             continue;
         }
-        log_info("channel %s recovered: %" PRIu64 " message(s), %zu file(s)", names[i],
-                 st.recovered_total, st.disk_files);
+        dedup_stats keys;
+        dedup_read(e->dedup, &keys);
+        log_info("channel %s recovered: %" PRIu64 " message(s), %zu file(s), %" PRIu64 " key(s)",
+                 names[i], st.recovered_total, st.disk_files, keys.keys);
         forward_attach(e);
         messages += st.recovered_total;
         if (reg.count > reg.max_channels) {
-            log_error("%s holds more than --max-channels %zu channels with messages: raise "
+            log_error("%s holds more than --max-channels %zu channels with messages or keys: raise "
                       "--max-channels",
                       reg.data_dir, reg.max_channels);
             return false;

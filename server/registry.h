@@ -22,6 +22,7 @@ typedef struct registry_entry {
      * the last line about them was logged (monotonic ms, 0: never) */
     atomic_uint_fast64_t expired_total, expired_unlogged, expired_logged_ms;
     struct forwarder *forwarder; /* forward.h's, or NULL: not forwarded */
+    struct dedup_store *dedup;   /* dedup.h's keys, or NULL: dedup is off */
     struct registry_entry *next; /* hash bucket chain */
 } registry_entry;
 
@@ -33,7 +34,8 @@ bool registry_open(const char *data_dir, const hop_limits *limits, size_t max_ch
 /* Open every channel in names (borrowed: count valid channel names, as
  * datadir_channels() lists them) with the messages it kept, before any
  * request comes: one log line per channel, saying what it recovered, and
- * one in all. A channel that holds nothing is not kept, and its directory
+ * one in all. A channel that holds nothing (no message, and no key of
+ * dedup.h inside its window) is not kept, and its directory
  * is removed (unless something else is in it): a request makes it again.
  * False (logged) if more than max_channels hold messages, or one cannot be
  * opened: hopper cannot start. The channels opened so far stay in the

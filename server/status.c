@@ -3,6 +3,7 @@
 #include "status.h"
 
 #include "budget.h"
+#include "dedup.h"
 #include "forward.h"
 #include "hopper/hopper.h"
 #include "registry.h"
@@ -40,6 +41,7 @@ typedef struct sample {
     uint64_t sent_total, received_total, requeued_total, rejected_full_total,
         rejected_too_big_total, rejected_storage_full_total, io_errors_total, records_corrupt_total,
         recovered_total, syncs_total;
+    uint64_t duplicates_total, dedup_keys, dedup_evicted_total, dedup_log_corrupt_total;
     bool forwarded;
     forward_status forward; /* if forwarded */
 } sample;
@@ -71,6 +73,12 @@ static void sample_of(registry_entry *e, sample *s)
     s->recovered_total = st.recovered_total;
     s->syncs_total = st.syncs_total;
     s->forwarded = forward_describe(e, &s->forward);
+    dedup_stats d;
+    dedup_read(e->dedup, &d);
+    s->duplicates_total = d.duplicates_total;
+    s->dedup_keys = d.keys;
+    s->dedup_evicted_total = d.evicted_total;
+    s->dedup_log_corrupt_total = d.log_corrupt_total;
 }
 
 /* All channels, sorted by name. OUT: *count. NULL (count 0) if none. */
@@ -117,6 +125,10 @@ static json_t *limits_json(void)
         json_array_append_new(keep, json_stringn(item->text, item->len));
     }
     json_object_set_new(o, "keep_headers", keep);
+    json_object_set_new(o, "dedup_header",
+                        limits.dedup_header ? json_string(limits.dedup_header) : json_null());
+    json_object_set_new(o, "dedup_window_seconds", json_real(limits.dedup_window));
+    json_object_set_new(o, "dedup_max_keys", json_u64(limits.dedup_max_keys));
     return o;
 }
 
@@ -172,6 +184,10 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "expired_total", json_u64(s->expired_total));
     json_object_set_new(o, "recovered", json_u64(s->recovered_total));
     json_object_set_new(o, "syncs_total", json_u64(s->syncs_total));
+    json_object_set_new(o, "duplicates_total", json_u64(s->duplicates_total));
+    json_object_set_new(o, "dedup_keys", json_u64(s->dedup_keys));
+    json_object_set_new(o, "dedup_evicted_total", json_u64(s->dedup_evicted_total));
+    json_object_set_new(o, "dedup_log_corrupt_total", json_u64(s->dedup_log_corrupt_total));
     if (s->forwarded)
         json_object_set_new(o, "forward", forward_json(&s->forward));
     return o;
@@ -225,6 +241,17 @@ static const family families[] = {
      offsetof(sample, recovered_total)},
     {"hopper_syncs_total", "counter", "Queue file syncs (fdatasync) made for --durable sends.",
      offsetof(sample, syncs_total)},
+    {"hopper_messages_duplicate_total", "counter",
+     "POSTs answered 200 duplicate: their key was accepted within --dedup-window.",
+     offsetof(sample, duplicates_total)},
+    {"hopper_dedup_evicted_total", "counter",
+     "Keys forgotten inside --dedup-window because the channel held --dedup-max-keys.",
+     offsetof(sample, dedup_evicted_total)},
+    {"hopper_dedup_log_corrupt_total", "counter",
+     "Key logs found damaged or cut short at start (what followed was dropped).",
+     offsetof(sample, dedup_log_corrupt_total)},
+    {"hopper_channel_dedup_keys", "gauge", "Keys of accepted POSTs the channel remembers.",
+     offsetof(sample, dedup_keys)},
     {"hopper_channel_messages", "gauge", "Messages held, in memory and on disk.",
      offsetof(sample, messages)},
     {"hopper_channel_memory_bytes", "gauge", "Bytes held in memory, bookkeeping included.",

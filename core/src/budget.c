@@ -70,6 +70,16 @@ uint64_t hop_budget_disk_limit(const hop_budget *b)
     return b ? atomic_load_explicit(&((hop_budget *)b)->disk_limit, memory_order_relaxed) : 0;
 }
 
+void hop_budget_disk_charge(hop_budget *b, uint64_t bytes)
+{
+    hop__budget_disk_charge(b, bytes);
+}
+
+void hop_budget_disk_release(hop_budget *b, uint64_t bytes)
+{
+    hop__budget_disk_release(b, bytes);
+}
+
 bool hop__budget_disk_reserve(hop_budget *b, uint64_t bytes)
 {
     if (b == NULL)

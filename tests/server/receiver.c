@@ -30,8 +30,13 @@
 /* A hang checks this often whether the receiver is going down. */
 #define HANG_SLICE_MS 5
 /* rc_up() tries to bind the port this long (a closed port is normally free
- * at once: MHD sets SO_REUSEADDR). */
+ * at once: MHD sets SO_REUSEADDR, and no socket bound to port 0 gets it:
+ * fixed_port()). */
 #define REBIND_PATIENCE_MS 5000
+/* The receiver listens on a random port from here up to the ephemeral
+ * range, tried this many times (another receiver may have it). */
+#define FIXED_PORT_MIN 10000
+#define PORT_TRIES 50
 /* An idle connection is closed after this long (hopper keeps them alive). */
 #define IDLE_TIMEOUT_S 120
 
@@ -315,6 +320,26 @@ static struct MHD_Daemon *daemon_start(rc_receiver *r, int port)
                             MHD_OPTION_ARRAY, r->cert_pem ? tls : &tls[2], MHD_OPTION_END);
 }
 
+/* A random port below the kernel's ephemeral range: a port the kernel never
+ * hands to a socket bound to port 0 or to a client, so while the receiver
+ * is down (rc_down()) no other test's server can take it. */
+static int fixed_port(void)
+{
+    int low = 32768, high;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &low, &high) != 2)
+            low = 32768;
+        fclose(f);
+    }
+    if (low <= FIXED_PORT_MIN + 1000) /* an unusual range: let the kernel choose */
+        return 0;
+    static atomic_uint seed;
+    unsigned x =
+        atomic_fetch_add(&seed, 1) + (unsigned)getpid() * 2654435761u + (unsigned)(rc_now() * 1e6);
+    return FIXED_PORT_MIN + (int)(x % (unsigned)(low - FIXED_PORT_MIN));
+}
+
 bool rc_tls_supported(void)
 {
     return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
@@ -340,7 +365,8 @@ static int start(rc_receiver **out, const char *cert_pem, const char *key_pem)
         rc_stop(r);
         return -1;
     }
-    r->daemon = daemon_start(r, 0);
+    for (int i = 0; i < PORT_TRIES && r->daemon == NULL; i++)
+        r->daemon = daemon_start(r, fixed_port());
     const union MHD_DaemonInfo *info =
         r->daemon ? MHD_get_daemon_info(r->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     if (info == NULL || info->port == 0) {

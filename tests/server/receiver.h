@@ -52,9 +52,10 @@ typedef struct rc_request {
     int status;      /* the status it was answered with; 0 if closed */
 } rc_request;
 
-/* Start a receiver on 127.0.0.1 on a free port, answering 200 (empty body)
- * unless told otherwise. 0 with OUT: *out (free with rc_stop()); -1 with
- * the reason printed. */
+/* Start a receiver on 127.0.0.1 on a free port below the ephemeral range
+ * (so that no socket bound to port 0 takes it while the receiver is down),
+ * answering 200 (empty body) unless told otherwise. 0 with OUT: *out (free
+ * with rc_stop()); -1 with the reason printed. */
 int rc_start(rc_receiver **out);
 /* rc_start(), but speaking HTTPS only: cert_pem is the server certificate
  * (PEM text, the chain to the CA may follow it) and key_pem its private key

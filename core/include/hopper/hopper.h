@@ -156,6 +156,12 @@ void hop_budget_release(hop_budget *budget, size_t bytes);
  *     gives back everything it counted (its files stay on disk), and the
  *     next open counts them again. */
 hop_err hop_budget_set_disk(hop_budget *budget, uint64_t disk_bytes);
+/* Files the application keeps beside the channels' (the server's key
+ * logs), counted on the disk side like a journal: always, even past the
+ * bound, so that it can be counted exactly; hop_budget_disk_release()
+ * gives back what was charged. A NULL budget counts nothing. */
+void hop_budget_disk_charge(hop_budget *budget, uint64_t bytes);
+void hop_budget_disk_release(hop_budget *budget, uint64_t bytes);
 /* Bytes counted now on the disk side (0 for NULL). */
 uint64_t hop_budget_disk_used(const hop_budget *budget);
 /* The disk bound (0 for NULL or no bound). */
