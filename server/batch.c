@@ -58,9 +58,9 @@ static bool part_headers(request *req, const multipart_part *part, size_t i, env
 }
 
 /* Write the envelopes of parts[0..count) into out->store, one after the
- * other: each with an id of its own, all accepted now. hs is room for the
- * headers of one part. */
-static void write_messages(request *req, const multipart_part *parts, size_t count,
+ * other: each with an id of its own, all accepted now, all with the TTL
+ * ttl_ms. hs is room for the headers of one part. */
+static void write_messages(request *req, const multipart_part *parts, size_t count, uint64_t ttl_ms,
                            envelope_header *hs, batch *out)
 {
     unsigned char *p = out->store;
@@ -71,7 +71,7 @@ static void write_messages(request *req, const multipart_part *parts, size_t cou
         size_t prefix = envelope_prefix_size(hs, n);
         unsigned char id[ENVELOPE_ID_LEN];
         envelope_new_id(id);
-        envelope_write_prefix(p, hs, n, id, received_ms);
+        envelope_write_prefix(p, hs, n, id, received_ms, ttl_ms);
         memcpy(p + prefix, parts[i].body, parts[i].body_len);
         out->msgs[i] = (hop_buf){p, prefix + parts[i].body_len};
         p += prefix + parts[i].body_len;
@@ -80,7 +80,7 @@ static void write_messages(request *req, const multipart_part *parts, size_t cou
 }
 
 bool batch_build(request *req, const unsigned char *body, size_t len, const char *boundary,
-                 batch *out)
+                 uint64_t ttl_ms, batch *out)
 {
     *out = (batch){0};
     multipart_part *parts = malloc(DELIVERY_MAX_BATCH * sizeof *parts);
@@ -109,7 +109,7 @@ bool batch_build(request *req, const unsigned char *body, size_t len, const char
         batch_free(out);
         goto out_free;
     }
-    write_messages(req, parts, count, hs, out);
+    write_messages(req, parts, count, ttl_ms, hs, out);
     out->charged = total;
     budget_charge(total); /* the store is a second copy of the body, until batch_free() */
     ok = true;

@@ -56,7 +56,8 @@ size_t envelope_prefix_size(const envelope_header *headers, size_t count)
 }
 
 void envelope_write_prefix(unsigned char *out, const envelope_header *headers, size_t count,
-                           const unsigned char id[ENVELOPE_ID_LEN], uint64_t received_ms)
+                           const unsigned char id[ENVELOPE_ID_LEN], uint64_t received_ms,
+                           uint64_t ttl_ms)
 {
     unsigned char *p = out;
     *p++ = ENVELOPE_VERSION;
@@ -64,6 +65,7 @@ void envelope_write_prefix(unsigned char *out, const envelope_header *headers, s
     memcpy(p, id, ENVELOPE_ID_LEN);
     p += ENVELOPE_ID_LEN;
     p = put_u64(p, received_ms);
+    p = put_u64(p, ttl_ms);
     p = put_u16(p, count);
     for (size_t i = 0; i < count; i++) {
         p = put_u16(p, headers[i].name_len);
@@ -127,38 +129,55 @@ static bool decode_headers(const unsigned char *p, size_t left, envelope *out)
     return true;
 }
 
-/* envelope_decode() but for the id of versions 1 and 2, left zero:
- * whether data[0..len) is valid, and what its fields are. */
-static bool decode_fields(const unsigned char *p, size_t len, envelope *out)
+/* The fixed fields of p[0..len), of any version, into out (id left zero
+ * for versions 1 and 2, derived later). False if p is too short for them
+ * or of no known version. OUT: *count_at, where the u16 header count
+ * lies. */
+static bool decode_fixed(const unsigned char *p, size_t len, envelope *out, size_t *count_at)
 {
-    size_t count_at; /* where the u16 header count lies */
     if (p == NULL || len < 1)
         return false;
     memset(out->id, 0, sizeof out->id);
     out->received_ms = 0;
+    out->ttl_ms = 0;
     out->returns = 0;
     switch (p[0]) {
     case ENVELOPE_VERSION:
-        if (len < ENVELOPE_FIXED_BYTES)
-            return false;
-        out->returns = get_u32(p + ENVELOPE_RETURNS_OFFSET);
-        memcpy(out->id, p + ENVELOPE_ID_OFFSET, ENVELOPE_ID_LEN);
-        out->received_ms = get_u64(p + ENVELOPE_RECEIVED_OFFSET);
-        count_at = ENVELOPE_COUNT_OFFSET;
+        *count_at = ENVELOPE_COUNT_OFFSET;
+        break;
+    case ENVELOPE_VERSION_3:
+        *count_at = ENVELOPE_V3_COUNT_OFFSET;
         break;
     case ENVELOPE_VERSION_2:
-        if (len < ENVELOPE_V2_FIXED_BYTES)
-            return false;
-        out->returns = get_u32(p + ENVELOPE_RETURNS_OFFSET);
-        count_at = ENVELOPE_RETURNS_OFFSET + 4;
+        *count_at = ENVELOPE_V2_FIXED_BYTES - 2;
         break;
     case ENVELOPE_VERSION_1:
-        count_at = 1;
+        *count_at = ENVELOPE_V1_FIXED_BYTES - 2;
         break;
     default:
         return false;
     }
+    if (len < *count_at + 2)
+        return false;
     out->version = p[0];
+    if (p[0] != ENVELOPE_VERSION_1)
+        out->returns = get_u32(p + ENVELOPE_RETURNS_OFFSET);
+    if (p[0] == ENVELOPE_VERSION || p[0] == ENVELOPE_VERSION_3) {
+        memcpy(out->id, p + ENVELOPE_ID_OFFSET, ENVELOPE_ID_LEN);
+        out->received_ms = get_u64(p + ENVELOPE_RECEIVED_OFFSET);
+    }
+    if (p[0] == ENVELOPE_VERSION)
+        out->ttl_ms = get_u64(p + ENVELOPE_TTL_OFFSET);
+    return true;
+}
+
+/* envelope_decode() but for the id of versions 1 and 2, left zero:
+ * whether data[0..len) is valid, and what its fields are. */
+static bool decode_fields(const unsigned char *p, size_t len, envelope *out)
+{
+    size_t count_at;
+    if (!decode_fixed(p, len, out, &count_at))
+        return false;
     return decode_headers(p + count_at, len - count_at, out);
 }
 
@@ -180,8 +199,19 @@ bool envelope_decode(const void *data, size_t len, envelope *out)
 {
     if (!decode_fields(data, len, out))
         return false;
-    if (out->version != ENVELOPE_VERSION)
+    if (out->version == ENVELOPE_VERSION_2 || out->version == ENVELOPE_VERSION_1)
         derive_id(data, len, out->id);
+    return true;
+}
+
+bool envelope_times(const void *data, size_t len, uint64_t *received_ms, uint64_t *ttl_ms)
+{
+    envelope fixed; /* the fixed fields only: no header is read */
+    size_t count_at;
+    if (!decode_fixed(data, len, &fixed, &count_at))
+        return false;
+    *received_ms = fixed.received_ms;
+    *ttl_ms = fixed.ttl_ms;
     return true;
 }
 

@@ -29,6 +29,8 @@
     X(NOT_FOUND, NO_HOP_ERR, 404, "not_found", "no such path")                                     \
     X(BAD_MAX, NO_HOP_ERR, 400, "bad_max", "max must be a whole number from 1 to 1000")            \
     X(BAD_BATCH, NO_HOP_ERR, 400, "bad_batch", "the multipart/mixed body is malformed")            \
+    X(BAD_TTL, NO_HOP_ERR, 400, "bad_ttl",                                                         \
+      "ttl must be a number of seconds above 0 and at most 315360000")                             \
     X(BAD_LEASE, NO_HOP_ERR, 400, "bad_lease",                                                     \
       "lease must be a number of seconds from 1 to the server's --max-lease")                      \
     X(BAD_DELAY, NO_HOP_ERR, 400, "bad_delay",                                                     \

@@ -5,6 +5,7 @@
 
 #include "budget.h"
 #include "envelope.h"
+#include "expiry.h"
 #include "forward_request.h"
 #include "giveback.h"
 #include "log.h"
@@ -188,8 +189,8 @@ void forward_attach(registry_entry *e)
 
 /* Into the empty slot s: the inbox's message, or the channel's oldest now
  * (else the waiter is armed), numbered in the order of takes. False if
- * there is none now. */
-static bool take(forwarder *fw, slot *s)
+ * there is none now. The inbox's may have expired: take() checks. */
+static bool take_any(forwarder *fw, slot *s)
 {
     pthread_mutex_lock(&F.lock);
     bool have = fw->inbox != NULL, wait = fw->armed;
@@ -207,7 +208,7 @@ static bool take(forwarder *fw, slot *s)
     pthread_mutex_unlock(&F.lock);
     if (have || wait)
         return have;
-    hop_err err = hop_recv_or_arm(fw->entry->ch, fw->waiter, &s->msg, &s->len);
+    hop_err err = expiry_recv_or_arm(fw->entry, fw->waiter, &s->msg, &s->len);
     if (err == HOP_TIMEOUT)
         return false; /* armed: its callback wakes every thread */
     pthread_mutex_lock(&F.lock);
@@ -224,6 +225,18 @@ static bool take(forwarder *fw, slot *s)
     if (wake)
         wake_all();
     return err == HOP_OK;
+}
+
+/* take_any() of a message that has not expired: expired ones are dropped
+ * (expiry.h), never forwarded. */
+static bool take(forwarder *fw, slot *s)
+{
+    while (take_any(fw, s)) {
+        if (!expiry_drop_if_expired(fw->entry, s->msg, s->len))
+            return true;
+        s->msg = NULL;
+    }
+    return false;
 }
 
 /* Fill thread t's empty slots of fw, oldest message first, unless
@@ -258,25 +271,32 @@ typedef enum outcome { OUTCOME_OK, OUTCOME_RETRY, OUTCOME_DEAD } outcome;
 static void note_outcome(forwarder *fw, double took, long status, const char *error,
                          const char *why, outcome how);
 
-/* Begin the attempt of s now. A damaged message is dropped (logged). */
-static void begin(slot *s)
+/* Begin the attempt of s now. A damaged message is dropped (logged), and
+ * one that expired while it waited for a retry (expiry.h). Returns false
+ * if the slot was emptied so: it is to be filled again at once. */
+static bool begin(slot *s)
 {
     forwarder *fw = s->fw;
     bool bad = false;
+    if (expiry_drop_if_expired(fw->entry, s->msg, s->len)) {
+        empty(s);
+        return false;
+    }
     if (!forward_request_begin(&s->req, &fw->target, s->msg, s->len, s, &bad)) {
         if (bad) {
             log_error("channel %s: dropped a stored message with a malformed envelope",
                       fw->target.channel);
             hop_free(s->msg);
             empty(s);
-        } else {
-            s->not_before = now_s() + READ_RETRY_S; /* out of memory: later */
+            return false;
         }
-        return;
+        s->not_before = now_s() + READ_RETRY_S; /* out of memory: later */
+        return true;
     }
     curl_multi_add_handle(F.multi[s->thread], s->req.easy);
     s->in_flight = true;
     s->started = now_s();
+    return true;
 }
 
 /* Start every attempt that may start now. Returns when the earliest
@@ -290,7 +310,8 @@ static double begin_ready(forwarder *fw, int t, double now, double *wake_in)
         if (s->msg == NULL || s->in_flight)
             continue;
         if (s->not_before <= now) {
-            begin(s);
+            if (!begin(s))
+                *wake_in = 0; /* emptied: fill it in the next round */
             continue;
         }
         if (next == 0 || s->not_before < next)

@@ -3,6 +3,7 @@
  * answered from the resumption, the messages settled at the end. */
 #include "get.h"
 
+#include "expiry.h"
 #include "forward.h"
 
 #include "giveback.h"
@@ -41,7 +42,7 @@ static size_t take_ready(registry_entry *e, void **msgs, size_t *lens, size_t n,
 {
     unsigned failed = 0; /* for the whole batch */
     while (n < max) {
-        hop_err err = hop_recv(e->ch, 0, &msgs[n], &lens[n]);
+        hop_err err = expiry_recv(e, &msgs[n], &lens[n]); /* expired ones dropped */
         if (err == HOP_OK && leased && lease_hold(e, msgs[n]) != API_OK) {
             giveback_unsent(e, msgs[n], lens[n]); /* back at the head, in order */
             break;

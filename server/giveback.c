@@ -91,7 +91,8 @@ static unsigned char *with_reason(const void *msg, size_t len, const char *reaso
     unsigned char *out = malloc(prefix + env.body_len);
     if (out == NULL)
         return NULL;
-    envelope_write_prefix(out, env.headers, env.header_count, env.id, env.received_ms);
+    envelope_write_prefix(out, env.headers, env.header_count, env.id, env.received_ms,
+                          env.ttl_ms); /* a dead letter keeps its TTL */
     memcpy(out + prefix, env.body, env.body_len);
     *out_len = prefix + env.body_len;
     return out;

@@ -2,6 +2,7 @@
  * resume logic (see longpoll.h for who may end a wait and the lock order). */
 #include "longpoll.h"
 
+#include "expiry.h"
 #include "giveback.h"
 #include "skip_corrupt.h"
 
@@ -18,15 +19,27 @@ static longpoll *of_deadline(timer_item *it)
     return (longpoll *)((char *)it - offsetof(longpoll, deadline));
 }
 
+/* lp waits no longer: its waiter is never armed again (a callback that
+ * finds its message expired ends the wait instead), and disarmed now if
+ * it is armed. True if it was: nothing else ends the wait then. Called
+ * with lp->lock held: the callback decides under it, so either it sees
+ * ended, or it armed the waiter before and this disarms it. */
+static bool end_waiting(longpoll *lp)
+{
+    lp->ended = true;
+    return hop_waiter_cancel(lp->waiter);
+}
+
 /* End lp's wait unless its callback has claimed the delivery. */
 static void expire(longpoll *lp)
 {
-    if (!hop_waiter_cancel(lp->waiter))
-        return; /* the callback delivers (or did): it resumes the connection */
     pthread_mutex_lock(&lp->lock);
-    lp->state = LONGPOLL_TIMED_OUT;
-    pthread_cond_signal(&lp->settled);
-    MHD_resume_connection(lp->conn);
+    /* else the callback delivers (or did): it resumes the connection */
+    if (end_waiting(lp)) {
+        lp->state = LONGPOLL_TIMED_OUT;
+        pthread_cond_signal(&lp->settled);
+        MHD_resume_connection(lp->conn);
+    }
     pthread_mutex_unlock(&lp->lock);
 }
 
@@ -73,6 +86,23 @@ bool longpoll_client_gone(struct MHD_Connection *conn)
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
+/* The waiter brought an expired message, dropped: take the next one, or
+ * arm the waiter again, unless the wait has ended. lp->lock held. True if
+ * lp waits on; else OUT: *err, *data, *len, what the wait ends with
+ * (HOP_TIMEOUT: it ended). */
+static bool wait_on(longpoll *lp, hop_err *err, void **data, size_t *len)
+{
+    if (lp->ended) {
+        *err = HOP_TIMEOUT;
+        return false;
+    }
+    unsigned failed = 0;
+    do
+        *err = expiry_recv_or_arm(lp->entry, lp->waiter, data, len);
+    while (skip_corrupt(*err, &failed));
+    return *err == HOP_TIMEOUT;
+}
+
 /* The waiter's callback, on the thread that made a message available (or
  * that closes the channel). lp->lock orders it after the suspension. */
 static void on_ready(void *arg, hop_err err, void *data, size_t len)
@@ -81,12 +111,19 @@ static void on_ready(void *arg, hop_err err, void *data, size_t len)
     registry_entry *e = lp->entry;
     pthread_mutex_lock(&lp->lock);
     bool gone = err == HOP_OK && longpoll_client_gone(lp->conn);
+    if (!gone && err == HOP_OK && expiry_drop_if_expired(e, data, len) &&
+        wait_on(lp, &err, &data, &len)) {
+        pthread_mutex_unlock(&lp->lock);
+        return; /* armed again: still waiting */
+    }
     if (gone) {
         lp->state = LONGPOLL_GONE;
     } else if (err == HOP_OK) {
         lp->msg = data;
         lp->len = len;
         lp->state = LONGPOLL_READY;
+    } else if (err == HOP_TIMEOUT) {
+        lp->state = LONGPOLL_TIMED_OUT; /* the deadline passed while it waited on */
     } else {
         lp->state = LONGPOLL_CLOSED;
     }
@@ -107,6 +144,7 @@ void longpoll_init(longpoll *lp, struct MHD_Connection *conn)
     lp->len = 0;
     lp->waiter = NULL;
     lp->entry = NULL;
+    lp->ended = false;
     lp->conn = conn;
     timer_item_init(&lp->deadline, on_deadline);
 }
@@ -117,7 +155,7 @@ static longpoll_result poll_now(longpoll *lp, void **msg, size_t *len, hop_err *
     hop_err e;
     unsigned failed = 0;
     do
-        e = hop_recv(lp->entry->ch, 0, msg, len);
+        e = expiry_recv(lp->entry, msg, len);
     while (skip_corrupt(e, &failed));
     if (e == HOP_OK)
         return LONGPOLL_GOT;
@@ -145,7 +183,7 @@ longpoll_result longpoll_begin(longpoll *lp, registry_entry *entry, uint64_t wai
     hop_err e;
     unsigned failed = 0;
     do
-        e = hop_recv_or_arm(lp->entry->ch, lp->waiter, msg, len);
+        e = expiry_recv_or_arm(lp->entry, lp->waiter, msg, len);
     while (skip_corrupt(e, &failed));
     if (e != HOP_TIMEOUT) {
         pthread_mutex_unlock(&lp->lock);
@@ -188,9 +226,8 @@ static void settle(longpoll *lp, void **msg, size_t *len)
     /* Normally the waiter is idle by now (a suspended connection does not
      * complete, but when the daemon stops). Disarm it, or wait for a
      * callback that has claimed it to be done with lp. */
-    bool disarmed = hop_waiter_cancel(lp->waiter);
     pthread_mutex_lock(&lp->lock);
-    if (disarmed)
+    if (end_waiting(lp))
         lp->state = LONGPOLL_TIMED_OUT;
     while (lp->state == LONGPOLL_WAITING)
         pthread_cond_wait(&lp->settled, &lp->lock);

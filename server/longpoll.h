@@ -3,12 +3,15 @@
  * A waiting GET is a suspended MHD connection plus an armed hop_waiter, and
  * its deadline on the server's timer (timer.h). Whoever comes first ends
  * the wait and resumes the connection:
- *   - the waiter's callback (on a sender's thread), with a message: READY;
+ *   - the waiter's callback (on a sender's thread), with a message: READY
+ *     (one that has expired is dropped, and the waiter armed again:
+ *     expiry.h);
  *   - the timer at the deadline, if hop_waiter_cancel() still disarms the
  *     waiter (else the callback owns delivery): TIMED_OUT;
  *   - longpoll_stop_waiting() at shutdown, the same way as the timer.
  *
- * Locks: a longpoll's lock, then the channel's (inside the core). The timer's
+ * Locks: a longpoll's lock, then the channel's (inside the core): the
+ * callback takes and arms, the timer disarms, with the longpoll's held. The timer's
  * lock is never taken with a longpoll's held, nor the other way round: the
  * timer calls its callbacks without its lock.
  *
@@ -42,6 +45,7 @@ typedef struct longpoll {
     void *msg; /* a message owned by this longpoll in READY */
     size_t len;
     hop_waiter *waiter; /* created on first arming */
+    bool ended;         /* guarded by lock: the deadline passed, or the request ends */
     registry_entry *entry;
     struct MHD_Connection *conn;
     timer_item deadline; /* the end of the wait, on the timer */

@@ -12,6 +12,7 @@
  * (they are lost, and the log says how many), 2 for a bad flag or value. */
 #include "budget.h"
 #include "datadir.h"
+#include "expiry.h"
 #include "dedup.h"
 #include "forward.h"
 #include "hopper/hopper.h"
@@ -155,6 +156,18 @@ static void leases_open(const server_options *o)
     lease_open(o->max_deliveries, &backoff);
 }
 
+/* Stop what takes messages and close every channel and the budget.
+ * Returns how many messages were lost (registry_close()). */
+static size_t close_channels(void)
+{
+    forward_stop(0);   /* if HTTP never started */
+    expiry_close();    /* nothing takes messages any more: the drops not logged yet */
+    reserve_release(); /* the room for what memory holds, just before it is written */
+    size_t lost = registry_close();
+    budget_close();
+    return lost;
+}
+
 int main(int argc, char **argv)
 {
     server_options o;
@@ -180,6 +193,7 @@ int main(int argc, char **argv)
         goto out_datadir;
     if (!open_budget_and_registry(&o))
         goto out_reserve;
+    expiry_open((uint64_t)(o.max_age * 1000.0 + 0.5)); /* before anything takes messages */
     if (!forward_start(&o))
         goto out_registry;
     if (!recover_channels())
@@ -199,10 +213,7 @@ out_timer:
     timer_stop();  /* no wait or lease ends by its deadline from here on */
     lease_close(); /* leased messages back to their channels, before these close */
 out_registry:
-    forward_stop(0);   /* if HTTP never started */
-    reserve_release(); /* the room for what memory holds, just before it is written */
-    lost = registry_close();
-    budget_close();
+    lost = close_channels();
 out_reserve:
     reserve_release();
 out_datadir:

@@ -321,6 +321,28 @@ static bool store_delay_value(size_t i, const parsed_value *v, server_options *o
     return false;
 }
 
+/* Store v (parsed from text) as option i of out if it is one of how long
+ * and how often a message is handed out; else as a delay or forwarding
+ * option. */
+static const char *store_lifetime_value(size_t i, const char *text, const parsed_value *v,
+                                        server_options *out)
+{
+    switch (i) {
+    case OPT_MAX_LEASE:
+        out->max_lease = v->seconds;
+        break;
+    case OPT_MAX_DELIVERIES:
+        out->max_deliveries = (size_t)v->number;
+        break;
+    case OPT_MAX_AGE:
+        out->max_age = v->seconds;
+        break;
+    default:
+        return store_delay_value(i, v, out) ? NULL : store_forward_value(i, text, v, out);
+    }
+    return NULL;
+}
+
 /* Store v (parsed from text) as option i of out. NULL on success, else
  * what is wrong with it for this option in particular. */
 static const char *store_value(size_t i, const char *text, const parsed_value *v,
@@ -365,12 +387,6 @@ static const char *store_value(size_t i, const char *text, const parsed_value *v
         break;
     case OPT_KEEP_HEADERS:
         break; /* parsed into out->keep_headers by parse_kind() */
-    case OPT_MAX_LEASE:
-        out->max_lease = v->seconds;
-        break;
-    case OPT_MAX_DELIVERIES:
-        out->max_deliveries = (size_t)v->number;
-        break;
     case OPT_MAX_CONNECTIONS:
         out->max_connections = (size_t)v->number;
         break;
@@ -380,7 +396,7 @@ static const char *store_value(size_t i, const char *text, const parsed_value *v
         out->idle_timeout = v->seconds;
         break;
     default:
-        return store_delay_value(i, v, out) ? NULL : store_forward_value(i, text, v, out);
+        return store_lifetime_value(i, text, v, out);
     }
     return NULL;
 }

@@ -27,6 +27,7 @@ typedef struct server_options {
     double max_wait;        /* seconds */
     double max_lease;       /* seconds: the longest ?lease= */
     size_t max_deliveries;  /* 0: no limit */
+    double max_age;         /* seconds a message may be handed out after it was accepted; 0: ever */
     size_t max_connections; /* 0: from the open-file limit (http.c) */
     double idle_timeout;    /* seconds a connection may send nothing */
     double max_delay;       /* seconds: the longest ?delay= */

@@ -3,6 +3,7 @@
 #include "options_table.h"
 
 #include "envelope.h"
+#include "expiry.h"
 #include "forward_rules.h"
 #include "hopper/hopper.h"
 #include "options.h"
@@ -44,6 +45,9 @@ const option_spec option_specs[OPT_COUNT] = {
     [OPT_MAX_DELIVERIES] = {"max-deliveries", "N", "0", KIND_COUNT, 0, UINT32_MAX,
                             "a message handed out N times without being consumed goes to "
                             "NAME.dead; 0 = no limit"},
+    [OPT_MAX_AGE] = {"max-age", "SECONDS", "0", KIND_SECONDS, 0, EXPIRY_MAX_SECONDS,
+                     "a message accepted this long ago is dropped, not handed out (a POST's "
+                     "?ttl= may say sooner); 0 = never"},
     [OPT_MAX_CONNECTIONS] = {"max-connections", "N", "0", KIND_COUNT, 0, MAX_CONNECTIONS_LIMIT,
                              "open connections at most; more are closed at once (0 = three "
                              "quarters of the open-file limit, at most 16384)"},
@@ -102,6 +106,8 @@ const char *const option_help_tail =
     "Content-Type included.\n"
     "\n"
     "  POST /channels/NAME          store a message (202; 507 when full); ?delay=S\n"
-    "                               (or Hopper-Delay: S) makes it visible after S seconds\n"
+    "                               (or Hopper-Delay: S) makes it visible after S seconds;\n"
+    "                               ?ttl=S (or Hopper-TTL: S) drops it if not handed out\n"
+    "                               within S seconds\n"
     "  GET  /channels/NAME?wait=S   take the oldest message (200), or 204 after S seconds\n"
     "  GET  /status, /metrics, /healthz, /readyz\n";

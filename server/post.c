@@ -239,7 +239,8 @@ static void post_begin(request *req, struct MHD_Connection *conn)
         return;
     }
     stored_headers st;
-    if (!query_delay(req, conn, &p->delay_ms) || !read_content_type(p, conn) ||
+    if (!query_delay(req, conn, &p->delay_ms) || !query_ttl(req, conn, &p->ttl_ms) ||
+        !read_content_type(p, conn) ||
         !collect_headers(p, conn, &st))
         return;
     p->kept_bytes = p->batch ? 0 : st.kept_bytes; /* a batch keeps its parts' headers */
@@ -377,8 +378,9 @@ static enum MHD_Result send_messages(post_request *p, struct MHD_Connection *con
 
 /* Write the envelope's prefix ahead of the body that came in: the headers
  * post_begin() collected (collected again: MHD keeps them for the request,
- * they fit as they did then), a new id, and the time now as the time the
- * message was accepted. False, with p failed, if they no longer fit. */
+ * they fit as they did then), a new id, the time now as the time the
+ * message was accepted, and its TTL. False, with p failed, if they no
+ * longer fit. */
 static bool finish_envelope(post_request *p, struct MHD_Connection *conn)
 {
     stored_headers st;
@@ -390,7 +392,7 @@ static bool finish_envelope(post_request *p, struct MHD_Connection *conn)
     }
     unsigned char id[ENVELOPE_ID_LEN];
     envelope_new_id(id);
-    envelope_write_prefix(p->buf, st.headers, st.count, id, envelope_now_ms());
+    envelope_write_prefix(p->buf, st.headers, st.count, id, envelope_now_ms(), p->ttl_ms);
     return true;
 }
 
@@ -407,7 +409,7 @@ static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
         return send_messages(p, conn, &one, 1);
     }
     batch b;
-    if (!batch_build(req, p->buf + p->prefix_len, p->body_len, p->boundary, &b)) {
+    if (!batch_build(req, p->buf + p->prefix_len, p->body_len, p->boundary, p->ttl_ms, &b)) {
         if (req->error == API_TOO_BIG)
             count_too_big(req);
         return respond_error(req, conn, req->error);

@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct post_request {
     request base;
@@ -38,6 +39,7 @@ typedef struct post_request {
                           toward --max-message-bytes with the body */
     bool batch;        /* a multipart/mixed body, one message a part */
     uint64_t delay_ms; /* ?delay= or Hopper-Delay: visible this long after it is stored */
+    uint64_t ttl_ms;   /* ?ttl= or Hopper-TTL (expiry.h), for every message; 0: none */
     char boundary[MULTIPART_BOUNDARY_SIZE];
     idempotency idem; /* its key, reserved around the send (idempotency.h) */
     /* --durable only (initialised by begin): the sync's outcome. */

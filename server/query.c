@@ -2,6 +2,7 @@
 #include "query.h"
 
 #include "delivery.h"
+#include "expiry.h"
 #include "options.h"
 #include "target.h"
 
@@ -111,4 +112,36 @@ bool query_lease_required(request *req, struct MHD_Connection *conn, uint64_t *m
     const char *value = query_value(conn, "lease", &bad);
     *ms = 0;
     return lease_of(req, value, bad, ms);
+}
+
+/* A TTL's text (NULL: absent) in ms: false if bad. OUT: *ms (0: absent). */
+static bool ttl_of(const char *value, bool bad, uint64_t *ms)
+{
+    double seconds = 0;
+    *ms = 0;
+    if (value == NULL && !bad)
+        return true;
+    return !bad && options_parse_seconds(value, EXPIRY_MAX_SECONDS, &seconds) &&
+           (*ms = (uint64_t)(seconds * 1000.0 + 0.5)) > 0;
+}
+
+bool query_ttl(request *req, struct MHD_Connection *conn, uint64_t *ms)
+{
+    bool bad;
+    const char *argument = query_value(conn, EXPIRY_TTL_ARGUMENT, &bad);
+    uint64_t from_argument, from_header;
+    bool ok = ttl_of(argument, bad, &from_argument);
+    const char *header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, EXPIRY_TTL_HEADER);
+    if (!ok || !ttl_of(header, false, &from_header)) {
+        request_fail(req, API_BAD_TTL,
+                     "%s must be a number of seconds above 0 and at most " EXPIRY_MAX_TEXT,
+                     ok ? EXPIRY_TTL_HEADER : EXPIRY_TTL_ARGUMENT);
+        return false;
+    }
+    if (from_argument && from_header && from_argument != from_header) {
+        request_fail(req, API_BAD_TTL, "?ttl= and %s say different things", EXPIRY_TTL_HEADER);
+        return false;
+    }
+    *ms = from_argument ? from_argument : from_header;
+    return true;
 }

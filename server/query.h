@@ -1,5 +1,6 @@
 /* query.h - the query arguments requests read: ?wait= and ?max= of a GET,
- * ?lease= of a GET and of an extend, ?delay= of a POST and a release. Each reads one argument as
+ * ?lease= of a GET and of an extend, ?delay= of a POST and a release, ?ttl= of a POST (or
+ * their headers). Each reads one argument as
  * MHD decoded it and checks it against the server's options; a bad value refuses the request
  * (request_fail) with its error of errors.h. An argument without a value ("?wait") or with a
  * decoded NUL is bad. */
@@ -33,5 +34,11 @@ bool query_lease_required(request *req, struct MHD_Connection *conn, uint64_t *m
  * absent. False, req failed (API_BAD_DELAY), if bad. */
 #define QUERY_DELAY_HEADER "Hopper-Delay"
 bool query_delay(request *req, struct MHD_Connection *conn, uint64_t *ms);
+
+/* ?ttl=SECONDS or the header Hopper-TTL: SECONDS (expiry.h), above 0 and
+ * at most EXPIRY_MAX_SECONDS; both may be given if they say the same.
+ * OUT: *ms, 0 when neither is given. False, req failed (API_BAD_TTL), if
+ * one is bad or they differ. */
+bool query_ttl(request *req, struct MHD_Connection *conn, uint64_t *ms);
 
 #endif

@@ -146,6 +146,9 @@ static hop_err add_channel(const char *name, registry_entry **out)
     atomic_init(&e->refusing, false);
     atomic_init(&e->lease_expired_total, 0);
     atomic_init(&e->dead_lettered_total, 0);
+    atomic_init(&e->expired_total, 0);
+    atomic_init(&e->expired_unlogged, 0);
+    atomic_init(&e->expired_logged_ms, 0);
     size_t b = bucket_of(name);
     e->next = reg.buckets[b];
     reg.buckets[b] = e;

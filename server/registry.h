@@ -18,9 +18,12 @@ typedef struct registry_entry {
     atomic_bool refusing;                    /* the last send was refused as full */
     atomic_uint_fast64_t lease_expired_total; /* leases that ended by their deadline */
     atomic_uint_fast64_t dead_lettered_total; /* messages moved to <name>.dead */
-    struct forwarder *forwarder;              /* forward.h's, or NULL: not forwarded */
-    struct dedup_store *dedup;                /* dedup.h's keys, or NULL: dedup is off */
-    struct registry_entry *next;              /* hash bucket chain */
+    /* expiry.h: messages dropped as expired; of them not logged yet; when
+     * the last line about them was logged (monotonic ms, 0: never) */
+    atomic_uint_fast64_t expired_total, expired_unlogged, expired_logged_ms;
+    struct forwarder *forwarder; /* forward.h's, or NULL: not forwarded */
+    struct dedup_store *dedup;   /* dedup.h's keys, or NULL: dedup is off */
+    struct registry_entry *next; /* hash bucket chain */
 } registry_entry;
 
 /* Prepare an empty registry whose channels get limits (copied) and keep

@@ -37,7 +37,8 @@ static double uptime_seconds(void)
 typedef struct sample {
     const char *name;
     uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers, in_flight, leased,
-        held_bytes, lease_expired_total, dead_lettered_total, delayed, delayed_bytes;
+        held_bytes, lease_expired_total, dead_lettered_total, delayed, delayed_bytes,
+        expired_total;
     uint64_t sent_total, received_total, requeued_total, rejected_full_total,
         rejected_too_big_total, rejected_storage_full_total, io_errors_total, records_corrupt_total,
         recovered_total, syncs_total;
@@ -63,6 +64,7 @@ static void sample_of(registry_entry *e, sample *s)
     s->delayed_bytes = st.delayed_bytes;
     s->lease_expired_total = atomic_load(&e->lease_expired_total);
     s->dead_lettered_total = atomic_load(&e->dead_lettered_total);
+    s->expired_total = atomic_load(&e->expired_total);
     s->sent_total = st.sent_total;
     s->received_total = st.received_total;
     s->requeued_total = st.requeued_total;
@@ -120,6 +122,7 @@ static json_t *limits_json(void)
     json_object_set_new(o, "max_delay_seconds", json_real(limits.max_delay));
     json_object_set_new(o, "retry_delay_seconds", json_real(limits.retry_delay));
     json_object_set_new(o, "retry_delay_max_seconds", json_real(limits.retry_delay_max));
+    json_object_set_new(o, "max_age_seconds", json_real(limits.max_age));
     json_object_set_new(o, "threads", json_u64(limits.threads));
     json_object_set_new(o, "durable", json_boolean(limits.durable));
     json_t *keep = json_array();
@@ -186,6 +189,7 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "leased_bytes", json_u64(s->held_bytes));
     json_object_set_new(o, "lease_expired_total", json_u64(s->lease_expired_total));
     json_object_set_new(o, "dead_lettered_total", json_u64(s->dead_lettered_total));
+    json_object_set_new(o, "expired_total", json_u64(s->expired_total));
     json_object_set_new(o, "recovered", json_u64(s->recovered_total));
     json_object_set_new(o, "syncs_total", json_u64(s->syncs_total));
     json_object_set_new(o, "duplicates_total", json_u64(s->duplicates_total));
@@ -284,6 +288,9 @@ static const family families[] = {
     {"hopper_messages_dead_lettered_total", "counter",
      "Messages moved to NAME.dead after --max-deliveries hand-outs.",
      offsetof(sample, dead_lettered_total)},
+    {"hopper_messages_expired_total", "counter",
+     "Messages dropped unsent, older than their TTL or --max-age when a receiver came to them.",
+     offsetof(sample, expired_total)},
 };
 
 /* A label value in the text format: backslash, double quote and newline

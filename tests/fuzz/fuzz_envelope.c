@@ -3,17 +3,19 @@
  * file, which a damaged or foreign file makes untrusted.
  *
  * Input: one stored message. Checked:
- *   - a decoded envelope is version 1, 2 or 3, has at most
+ *   - a decoded envelope is version 1 to 4, has at most
  *     ENVELOPE_MAX_HEADERS headers, every name, value and the body inside
  *     the input, and the body runs to its end; versions 1 and 2 have no
- *     receive time;
- *   - envelope_set_returns() succeeds exactly for a version 2 or 3
+ *     receive time, versions 1 to 3 no TTL;
+ *   - envelope_times() says the time and TTL envelope_decode() does (it
+ *     may accept more: it reads the fixed fields only);
+ *   - envelope_set_returns() succeeds exactly for a version 2, 3 or 4
  *     envelope, changes nothing but the returns field, and decodes back
  *     with it and the same id (a derived one too);
- *   - round trip: envelope_write_prefix() of the decoded headers, id and
- *     time, then the body, decodes to the same headers, body, id and time;
- *     for version 3, with the returns set again, it is byte for byte the
- *     input (the format has one encoding of each envelope);
+ *   - round trip: envelope_write_prefix() of the decoded headers, id, time
+ *     and TTL, then the body, decodes to the same headers, body, id, time
+ *     and TTL; for version 4, with the returns set again, it is byte for
+ *     byte the input (the format has one encoding of each envelope);
  *   - envelope_find() returns a value inside the input, and
  *     envelope_id_text() 32 lowercase hex digits. */
 #include "envelope.h"
@@ -62,13 +64,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(msg);
         return 0;
     }
-    if (e.version != ENVELOPE_VERSION && e.version != ENVELOPE_VERSION_2 &&
-        e.version != ENVELOPE_VERSION_1)
+    if (e.version != ENVELOPE_VERSION && e.version != ENVELOPE_VERSION_3 &&
+        e.version != ENVELOPE_VERSION_2 && e.version != ENVELOPE_VERSION_1)
         fail("a bad version was accepted");
     if (e.version == ENVELOPE_VERSION_1 && e.returns != 0)
         fail("a version 1 envelope with returns");
-    if (e.version != ENVELOPE_VERSION && e.received_ms != 0)
+    if ((e.version == ENVELOPE_VERSION_1 || e.version == ENVELOPE_VERSION_2) && e.received_ms != 0)
         fail("a version 1 or 2 envelope with a receive time");
+    if (e.version != ENVELOPE_VERSION && e.ttl_ms != 0)
+        fail("an envelope before version 4 with a TTL");
+    uint64_t received_ms, ttl_ms;
+    if (!envelope_times(msg, size, &received_ms, &ttl_ms) || received_ms != e.received_ms ||
+        ttl_ms != e.ttl_ms)
+        fail("envelope_times disagrees with envelope_decode");
     if (e.header_count > ENVELOPE_MAX_HEADERS)
         fail("too many headers");
     for (size_t i = 0; i < e.header_count; i++)
@@ -103,13 +111,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *again = malloc(size2 ? size2 : 1);
     if (again == NULL)
         fail("out of memory");
-    envelope_write_prefix(again, e.headers, e.header_count, e.id, e.received_ms);
+    envelope_write_prefix(again, e.headers, e.header_count, e.id, e.received_ms, e.ttl_ms);
     if (e.body_len)
         memcpy(again + prefix, e.body, e.body_len);
     if (!envelope_decode(again, size2, &e2) || e2.version != ENVELOPE_VERSION || e2.returns != 0 ||
         e2.header_count != e.header_count || e2.body_len != e.body_len ||
         (e.body_len && memcmp(e2.body, e.body, e.body_len) != 0) ||
-        memcmp(e2.id, e.id, ENVELOPE_ID_LEN) != 0 || e2.received_ms != e.received_ms)
+        memcmp(e2.id, e.id, ENVELOPE_ID_LEN) != 0 || e2.received_ms != e.received_ms ||
+        e2.ttl_ms != e.ttl_ms)
         fail("the envelope written again decodes to something else");
     for (size_t i = 0; i < e.header_count; i++) {
         const envelope_header *a = &e.headers[i], *b = &e2.headers[i];
@@ -121,7 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (e.version == ENVELOPE_VERSION) {
         if (!envelope_set_returns(again, size2, e.returns) || size2 != size ||
             memcmp(again, msg, size) != 0)
-            fail("a version 3 envelope written again is not byte for byte the input");
+            fail("a version 4 envelope written again is not byte for byte the input");
     }
     free(again);
     free(copy);

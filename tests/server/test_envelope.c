@@ -1,8 +1,8 @@
-/* test_envelope.c - server/envelope.c: encode and decode of version 3,
- * decode of versions 2 and 1 with their derived ids, the returns field
- * rewritten in place, ids and times, and the refusal of every malformed
- * envelope without reading out of bounds (run it under the sanitizer
- * build). */
+/* test_envelope.c - server/envelope.c: encode and decode of version 4,
+ * decode of version 3 (no TTL) and of versions 2 and 1 with their derived
+ * ids, the times read alone, the returns field rewritten in place, ids
+ * and times, and the refusal of every malformed envelope without reading
+ * out of bounds (run it under the sanitizer build). */
 #include "envelope.h"
 
 #include <setjmp.h>
@@ -14,11 +14,13 @@
 
 #include <cmocka.h>
 
-/* The id and receive time of sample(): 2026-12-03T17:05:09.123Z. */
+/* The id, receive time (2026-12-03T17:05:09.123Z) and TTL (a day and a
+ * bit, in every byte but the top ones) of sample(). */
 static const unsigned char SAMPLE_ID[ENVELOPE_ID_LEN] = {
     0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
 #define SAMPLE_ID_TEXT "00112233445566778899aabbccddeeff"
 #define SAMPLE_RECEIVED_MS 1796317509123ull
+#define SAMPLE_TTL_MS 0x0000010203040506ull
 
 /* An envelope with two headers and body "hello"; OUT: *len. New. */
 static unsigned char *sample(size_t *len)
@@ -27,31 +29,40 @@ static unsigned char *sample(size_t *len)
     size_t prefix = envelope_prefix_size(h, 2);
     *len = prefix + 5;
     unsigned char *buf = malloc(*len);
-    envelope_write_prefix(buf, h, 2, SAMPLE_ID, SAMPLE_RECEIVED_MS);
+    envelope_write_prefix(buf, h, 2, SAMPLE_ID, SAMPLE_RECEIVED_MS, SAMPLE_TTL_MS);
     memcpy(buf + prefix, "hello", 5);
     return buf;
 }
 
-/* Where the fields of sample() lie (version 3). */
+/* Where the fields of sample() lie (version 4). */
 #define COUNT_AT ENVELOPE_COUNT_OFFSET
 #define FIRST_NAME_LEN_AT ENVELOPE_FIXED_BYTES
 #define FIRST_VALUE_LEN_AT (ENVELOPE_FIXED_BYTES + 2 + 12)
 
+/* Where the u16 header count lies in each version, 1 to 4. */
+static size_t count_at_of(unsigned version)
+{
+    static const size_t at[] = {0, ENVELOPE_V1_FIXED_BYTES - 2, ENVELOPE_V2_FIXED_BYTES - 2,
+                                ENVELOPE_V3_COUNT_OFFSET, ENVELOPE_COUNT_OFFSET};
+    return at[version];
+}
+
 /* The same message as sample() in an earlier version, as hopper wrote it
- * then: version 2 (u8 2, u32 returns, u16 count, the headers, the body) or
+ * then: version 3 (u8 3, u32 returns, the id, u64 received_at, u16 count,
+ * the headers, the body), version 2 (u8 2, u32 returns, u16 count, ...) or
  * version 1 (u8 1, u16 count, ...). OUT: *len. New. */
 static unsigned char *sample_legacy(unsigned version, size_t *len)
 {
-    size_t v3_len;
-    unsigned char *v3 = sample(&v3_len);
-    size_t fixed = version == 2 ? ENVELOPE_V2_FIXED_BYTES : ENVELOPE_V1_FIXED_BYTES;
-    size_t count_at = fixed - 2;
-    *len = v3_len - ENVELOPE_FIXED_BYTES + fixed;
+    size_t v4_len;
+    unsigned char *v4 = sample(&v4_len);
+    size_t count_at = count_at_of(version);
+    *len = v4_len - COUNT_AT + count_at;
     unsigned char *buf = malloc(*len);
     buf[0] = (unsigned char)version;
-    memset(buf + 1, 0, count_at - 1); /* returns 0 (version 2) */
-    memcpy(buf + count_at, v3 + COUNT_AT, v3_len - COUNT_AT);
-    free(v3);
+    /* the fields before the count lie where version 4's do */
+    memcpy(buf + 1, v4 + 1, count_at - 1);
+    memcpy(buf + count_at, v4 + COUNT_AT, v4_len - COUNT_AT);
+    free(v4);
     return buf;
 }
 
@@ -98,7 +109,7 @@ static void test_round_trip(void **state)
     size_t len;
     unsigned char *buf = sample(&len);
     assert_int_equal(buf[0], ENVELOPE_VERSION);
-    assert_int_equal(buf[0], 0x03);
+    assert_int_equal(buf[0], 0x04);
     for (int i = 0; i < 4; i++)
         assert_int_equal(buf[ENVELOPE_RETURNS_OFFSET + i], 0); /* u32 LE returns, 0 when new */
     assert_int_equal(ENVELOPE_ID_OFFSET, 5);
@@ -106,7 +117,10 @@ static void test_round_trip(void **state)
     assert_int_equal(ENVELOPE_RECEIVED_OFFSET, 21);
     for (int i = 0; i < 8; i++) /* u64 LE */
         assert_int_equal(buf[ENVELOPE_RECEIVED_OFFSET + i], (SAMPLE_RECEIVED_MS >> (8 * i)) & 0xff);
-    assert_int_equal(COUNT_AT, 29);
+    assert_int_equal(ENVELOPE_TTL_OFFSET, 29);
+    for (int i = 0; i < 8; i++) /* u64 LE */
+        assert_int_equal(buf[ENVELOPE_TTL_OFFSET + i], (SAMPLE_TTL_MS >> (8 * i)) & 0xff);
+    assert_int_equal(COUNT_AT, 37);
     assert_int_equal(buf[COUNT_AT], 2); /* u16 LE count */
     assert_int_equal(buf[COUNT_AT + 1], 0);
     assert_int_equal(buf[FIRST_NAME_LEN_AT], 12);
@@ -117,6 +131,7 @@ static void test_round_trip(void **state)
     assert_int_equal(e.returns, 0);
     assert_memory_equal(e.id, SAMPLE_ID, ENVELOPE_ID_LEN);
     assert_int_equal(e.received_ms, SAMPLE_RECEIVED_MS);
+    assert_true(e.ttl_ms == SAMPLE_TTL_MS);
     expect_id_text(&e, SAMPLE_ID_TEXT);
     expect_sample(&e);
     free(buf);
@@ -131,7 +146,7 @@ static void test_header_bytes_and_order_kept(void **state)
         {"X-Sig", 5, odd, sizeof odd - 1}, {"x-sig", 5, "", 0}, {"X-Sig", 5, "second", 6}};
     size_t prefix = envelope_prefix_size(h, 3);
     unsigned char buf[256];
-    envelope_write_prefix(buf, h, 3, SAMPLE_ID, 0);
+    envelope_write_prefix(buf, h, 3, SAMPLE_ID, 0, 0);
     envelope e;
     assert_true(envelope_decode(buf, prefix, &e));
     assert_int_equal(e.header_count, 3);
@@ -149,15 +164,16 @@ static void test_empty_body_and_no_headers(void **state)
 {
     (void)state;
     unsigned char buf[ENVELOPE_FIXED_BYTES];
-    envelope_write_prefix(buf, NULL, 0, SAMPLE_ID, SAMPLE_RECEIVED_MS);
+    envelope_write_prefix(buf, NULL, 0, SAMPLE_ID, SAMPLE_RECEIVED_MS, 0);
     assert_int_equal(envelope_prefix_size(NULL, 0), ENVELOPE_FIXED_BYTES);
-    assert_int_equal(ENVELOPE_FIXED_BYTES, 31);
+    assert_int_equal(ENVELOPE_FIXED_BYTES, 39);
     envelope e;
     assert_true(decode_exact(buf, sizeof buf, &e));
     assert_int_equal(e.header_count, 0);
     assert_int_equal(e.body_len, 0);
     assert_memory_equal(e.id, SAMPLE_ID, ENVELOPE_ID_LEN);
     assert_int_equal(e.received_ms, SAMPLE_RECEIVED_MS);
+    assert_int_equal(e.ttl_ms, 0);
 }
 
 /* ENVELOPE_MAX_HEADERS headers decode, one more does not; and the
@@ -179,7 +195,8 @@ static void test_most_headers_and_the_allowance(void **state)
     size_t prefix = envelope_prefix_size(h, ENVELOPE_MAX_HEADERS);
     assert_int_equal(prefix - counted, ENVELOPE_ALLOWANCE);
     unsigned char *buf = malloc(prefix + 1);
-    envelope_write_prefix(buf, h, ENVELOPE_MAX_HEADERS, SAMPLE_ID, SAMPLE_RECEIVED_MS);
+    envelope_write_prefix(buf, h, ENVELOPE_MAX_HEADERS, SAMPLE_ID, SAMPLE_RECEIVED_MS,
+                          SAMPLE_TTL_MS);
     buf[prefix] = 'b';
     envelope e;
     assert_true(decode_exact(buf, prefix + 1, &e));
@@ -218,10 +235,10 @@ static void test_truncations(void **state)
     expect_truncations_refused(buf, len, len - 5);
     free(buf);
     buf = sample(&len); /* without headers: the cuts inside the fixed fields */
-    envelope_write_prefix(buf, NULL, 0, SAMPLE_ID, SAMPLE_RECEIVED_MS);
+    envelope_write_prefix(buf, NULL, 0, SAMPLE_ID, SAMPLE_RECEIVED_MS, SAMPLE_TTL_MS);
     expect_truncations_refused(buf, ENVELOPE_FIXED_BYTES, ENVELOPE_FIXED_BYTES);
     free(buf);
-    for (unsigned version = 1; version <= 2; version++) {
+    for (unsigned version = 1; version <= 3; version++) {
         buf = sample_legacy(version, &len);
         expect_truncations_refused(buf, len, len - 5);
         free(buf);
@@ -235,7 +252,7 @@ static void test_bad_fields(void **state)
     unsigned char *buf = sample(&len);
     envelope e;
 
-    const unsigned char versions[] = {0x00, 0x04, 0xff};
+    const unsigned char versions[] = {0x00, 0x05, 0xff};
     for (size_t i = 0; i < sizeof versions; i++) {
         buf[0] = versions[i]; /* unknown version */
         assert_false(envelope_decode(buf, len, &e));
@@ -266,16 +283,18 @@ static void test_bad_fields(void **state)
     buf[FIRST_VALUE_LEN_AT] = 10;
     assert_true(envelope_decode(buf, len, &e));
 
-    /* the returns, the id and the time take any value */
-    memset(buf + ENVELOPE_RETURNS_OFFSET, 0xff, 4 + ENVELOPE_ID_LEN + 8);
+    /* the returns, the id, the time and the TTL take any value */
+    memset(buf + ENVELOPE_RETURNS_OFFSET, 0xff, 4 + ENVELOPE_ID_LEN + 8 + 8);
     assert_true(envelope_decode(buf, len, &e));
     assert_int_equal(e.returns, UINT32_MAX);
     expect_id_text(&e, "ffffffffffffffffffffffffffffffff");
     assert_true(e.received_ms == UINT64_MAX);
-    memset(buf + ENVELOPE_ID_OFFSET, 0, ENVELOPE_ID_LEN + 8);
+    assert_true(e.ttl_ms == UINT64_MAX);
+    memset(buf + ENVELOPE_ID_OFFSET, 0, ENVELOPE_ID_LEN + 8 + 8);
     assert_true(envelope_decode(buf, len, &e));
     expect_id_text(&e, "00000000000000000000000000000000");
     assert_int_equal(e.received_ms, 0);
+    assert_int_equal(e.ttl_ms, 0);
 
     assert_false(envelope_decode(NULL, 0, &e));
     assert_false(envelope_decode(buf, 0, &e));
@@ -317,6 +336,7 @@ static void expect_legacy_sample(unsigned version, const unsigned char *buf, siz
     assert_int_equal(e->version, version);
     assert_int_equal(e->returns, 0);
     assert_int_equal(e->received_ms, 0);
+    assert_int_equal(e->ttl_ms, 0);
     expect_sample(e);
     expect_derived_id(e, buf, len);
 }
@@ -336,9 +356,30 @@ static void expect_bad_counts_refused(unsigned char *buf, size_t len, size_t cou
     buf[count_at + 2] = 12;
 }
 
+/* Version 3, from queue files written before TTLs: its returns, id and
+ * time decoded as stored, no TTL; refused as strictly as version 4. */
+static void test_version_3_still_decoded(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *buf = sample_legacy(3, &len);
+    assert_int_equal(len, ENVELOPE_V3_FIXED_BYTES + 2 + 12 + 4 + 10 + 2 + 4 + 4 + 2 + 5);
+    envelope e;
+    assert_true(decode_exact(buf, len, &e));
+    assert_true(envelope_decode(buf, len, &e));
+    assert_int_equal(e.version, ENVELOPE_VERSION_3);
+    assert_int_equal(e.returns, 0);
+    expect_id_text(&e, SAMPLE_ID_TEXT); /* stored, not derived */
+    assert_int_equal(e.received_ms, SAMPLE_RECEIVED_MS);
+    assert_int_equal(e.ttl_ms, 0);
+    expect_sample(&e);
+    expect_bad_counts_refused(buf, len, ENVELOPE_V3_COUNT_OFFSET);
+    free(buf);
+}
+
 /* Version 2, from queue files written before message ids: its returns
  * decoded, no time, an id derived from the bytes; refused as strictly as
- * version 3. */
+ * version 4. */
 static void test_version_2_still_decoded(void **state)
 {
     (void)state;
@@ -371,7 +412,7 @@ static void test_version_2_still_decoded(void **state)
 
 /* Version 1, from queue files written before the returns field: decoded
  * with returns 0, no time, an id derived from the bytes; refused as
- * strictly as version 3. */
+ * strictly as version 4. */
 static void test_version_1_still_decoded(void **state)
 {
     (void)state;
@@ -409,7 +450,7 @@ static void test_identical_legacy_messages_share_an_id(void **state)
     free(v1);
 }
 
-/* In place on versions 3 and 2, little-endian, nothing else changed. */
+/* In place on versions 4, 3 and 2, little-endian, nothing else changed. */
 static void expect_set_returns(unsigned char *buf, size_t len)
 {
     unsigned char *before = malloc(len);
@@ -423,6 +464,7 @@ static void expect_set_returns(unsigned char *buf, size_t len)
         assert_int_equal(e.returns, values[i]);
         assert_memory_equal(e.id, first.id, ENVELOPE_ID_LEN);
         assert_true(e.received_ms == first.received_ms);
+        assert_true(e.ttl_ms == first.ttl_ms);
         expect_sample(&e);
         for (int b = 0; b < 4; b++)
             assert_int_equal(buf[ENVELOPE_RETURNS_OFFSET + b], (values[i] >> (8 * b)) & 0xff);
@@ -440,7 +482,7 @@ static void expect_set_returns(unsigned char *buf, size_t len)
     memcpy(before, buf, len);
     for (size_t cut = 0; cut < len - 5; cut++)
         assert_false(envelope_set_returns(buf, cut, 7));
-    size_t count_at = buf[0] == ENVELOPE_VERSION ? COUNT_AT : ENVELOPE_V2_FIXED_BYTES - 2;
+    size_t count_at = count_at_of(buf[0]);
     buf[count_at] = 3;
     assert_false(envelope_set_returns(buf, len, 7));
     buf[count_at] = 2;
@@ -455,9 +497,11 @@ static void test_set_returns(void **state)
     unsigned char *buf = sample(&len);
     expect_set_returns(buf, len);
     free(buf);
-    buf = sample_legacy(2, &len);
-    expect_set_returns(buf, len);
-    free(buf);
+    for (unsigned version = 2; version <= 3; version++) {
+        buf = sample_legacy(version, &len);
+        expect_set_returns(buf, len);
+        free(buf);
+    }
     assert_false(envelope_set_returns(NULL, 0, 7));
 
     /* version 1 has no field to rewrite */
@@ -468,6 +512,35 @@ static void test_set_returns(void **state)
     assert_memory_equal(buf, before, len);
     free(buf);
     free(before);
+}
+
+/* envelope_times() reads the fixed fields of any version and nothing
+ * else: a damaged header after them does not matter; a cut inside them,
+ * or an unknown version, does. */
+static void test_times_alone(void **state)
+{
+    (void)state;
+    for (unsigned version = 1; version <= 4; version++) {
+        size_t len;
+        unsigned char *buf = version == 4 ? sample(&len) : sample_legacy(version, &len);
+        size_t count_at = count_at_of(version);
+        uint64_t received = 7, ttl = 7;
+        buf[count_at] = 0xff; /* too many headers: not looked at */
+        assert_true(envelope_times(buf, count_at + 2, &received, &ttl));
+        assert_true(received == (version >= 3 ? SAMPLE_RECEIVED_MS : 0));
+        assert_true(ttl == (version == 4 ? SAMPLE_TTL_MS : 0));
+        for (size_t cut = 0; cut < count_at + 2; cut++) {
+            unsigned char *copy = malloc(cut ? cut : 1); /* exactly: the sanitizer sees */
+            memcpy(copy, buf, cut);
+            assert_false(envelope_times(copy, cut, &received, &ttl));
+            free(copy);
+        }
+        buf[0] = 0x05;
+        assert_false(envelope_times(buf, len, &received, &ttl));
+        free(buf);
+    }
+    uint64_t received, ttl;
+    assert_false(envelope_times(NULL, 0, &received, &ttl));
 }
 
 /* New ids differ, and their text is 32 lowercase hex digits; the time is
@@ -499,10 +572,12 @@ int main(void)
         cmocka_unit_test(test_most_headers_and_the_allowance),
         cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_version_3_still_decoded),
         cmocka_unit_test(test_version_2_still_decoded),
         cmocka_unit_test(test_version_1_still_decoded),
         cmocka_unit_test(test_identical_legacy_messages_share_an_id),
         cmocka_unit_test(test_set_returns),
+        cmocka_unit_test(test_times_alone),
         cmocka_unit_test(test_new_ids_and_now),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

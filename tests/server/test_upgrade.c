@@ -1,15 +1,17 @@
-/* test_upgrade.c - a data directory written by the release before opens
- * with nothing lost: fixtures/datadir-envelope-v2/, made by hopper 6223057
- * (messages stored as envelope version 2, before message ids) with
- * fixtures/make-datadir-envelope-v2.sh, is copied and opened by this
- * server. Every message comes back byte for byte, in order, with its
- * Content-Type, its kept header and its delivery count, and with a message
- * id derived from its bytes that stays the same when it is handed out
- * again, released, given back by a stop and read after a restart; a
- * message posted next gets a random id of its own (envelope version 3).
+/* test_upgrade.c - a data directory written by a release before opens
+ * with nothing lost: fixtures/datadir-envelope-v2/ (hopper 6223057:
+ * messages stored as envelope version 2, before message ids) and
+ * fixtures/datadir-envelope-v3/ (hopper 6dd1eb2: version 3, before TTLs),
+ * both made with fixtures/make-datadir.sh (fixtures/README.md), are
+ * copied and opened by this server. Every message comes back byte for
+ * byte, in order, with its Content-Type, its kept header and its delivery
+ * count, and with a message id (derived from its bytes in version 2,
+ * stored in version 3) that stays the same when it is handed out again,
+ * released, given back by a stop and read after a restart; a message
+ * posted next gets a random id of its own.
  *
  * The table below and the script must agree: change neither alone, and
- * never remake the fixture with a newer hopper (it would no longer be what
+ * never remake a fixture with a newer hopper (it would no longer be what
  * the release before wrote). */
 #include "harness.h"
 
@@ -22,7 +24,8 @@
 
 #include <cmocka.h>
 
-#define FIXTURE FIXTURES_DIR "/datadir-envelope-v2"
+#define FIXTURE_V2 FIXTURES_DIR "/datadir-envelope-v2"
+#define FIXTURE_V3 FIXTURES_DIR "/datadir-envelope-v3"
 /* The flags the fixture was written with that matter to reading it. */
 #define KEEP_ARGS "--keep-headers", "X-Sig"
 
@@ -146,11 +149,11 @@ static void expect_channel_done(const hs_server *s, size_t i)
 
 /* ---- the test ---- */
 
-/* A copy of the fixture in the test's directory. */
-static void copy_fixture(const char *dir)
+/* A copy of fixture in the test's directory. */
+static void copy_fixture(const char *fixture, const char *dir)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "cp -R '%s/.' '%s'", FIXTURE, dir);
+    snprintf(cmd, sizeof cmd, "cp -R '%s/.' '%s'", fixture, dir);
     assert_int_equal(system(cmd), 0);
 }
 
@@ -191,10 +194,10 @@ static void expect_new_ids(const hs_server *s, char old[][HS_MESSAGE_ID_LEN + 1]
     assert_string_not_equal(ids[0], ids[1]);
 }
 
-static void test_data_directory_of_envelope_v2_opens(void **state)
+/* A copy of fixture opens in dir, and everything in it comes back. */
+static void expect_fixture_opens(const char *fixture, const char *dir)
 {
-    const char *dir = *state;
-    copy_fixture(dir);
+    copy_fixture(fixture, dir);
     hs_server s;
     const char *args[] = {KEEP_ARGS, NULL};
     hs_start_in_ok(&s, dir, args);
@@ -214,10 +217,22 @@ static void test_data_directory_of_envelope_v2_opens(void **state)
     hs_stop_ok(&s);
 }
 
+static void test_data_directory_of_envelope_v2_opens(void **state)
+{
+    expect_fixture_opens(FIXTURE_V2, *state);
+}
+
+static void test_data_directory_of_envelope_v3_opens(void **state)
+{
+    expect_fixture_opens(FIXTURE_V3, *state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_data_directory_of_envelope_v2_opens, hs_dir_setup,
+                                        hs_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_data_directory_of_envelope_v3_opens, hs_dir_setup,
                                         hs_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
