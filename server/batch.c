@@ -64,7 +64,7 @@ static void write_messages(request *req, const multipart_part *parts, size_t cou
                            envelope_header *hs, batch *out)
 {
     unsigned char *p = out->store;
-    uint64_t received_ms = envelope_now_ms();
+    uint64_t received_ms = hop_now_ms();
     for (size_t i = 0; i < count; i++) {
         size_t n;
         part_headers(req, &parts[i], i, hs, &n); /* checked already */

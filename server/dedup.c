@@ -13,7 +13,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* A log holding this many more records than twice the live keys is
  * rewritten: appends stay cheap, and the file stays within a small
@@ -55,13 +54,6 @@ void dedup_configure(const dedup_config *config)
 bool dedup_enabled(void)
 {
     return cfg.window_ms > 0;
-}
-
-uint64_t dedup_now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
 }
 
 /* ---- memory and disk charges ---- */

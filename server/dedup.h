@@ -37,13 +37,11 @@ typedef struct dedup_config {
     bool durable;       /* --durable: a commit syncs the key log */
 } dedup_config;
 
-/* Set the configuration (copied) for the stores opened from now on. */
+/* Keys are stamped with and compared to hop_now_ms(), the library's wall
+ * clock. Set the configuration (copied) for the stores opened from now on. */
 void dedup_configure(const dedup_config *config);
 /* True if keys are kept (the window is not 0). */
 bool dedup_enabled(void);
-
-/* The time keys are stamped with and compared to: ms since the Unix epoch. */
-uint64_t dedup_now_ms(void);
 
 /* Open the store of channel name, whose directory is dir (both copied),
  * with the keys its key log holds that are still inside the window (the

@@ -9,7 +9,6 @@
 
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 static unsigned char *put_u16(unsigned char *p, size_t v)
 {
@@ -80,13 +79,6 @@ void envelope_write_prefix(unsigned char *out, const envelope_header *headers, s
 void envelope_new_id(unsigned char id[ENVELOPE_ID_LEN])
 {
     random_bytes(id, ENVELOPE_ID_LEN);
-}
-
-uint64_t envelope_now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
 }
 
 /* Decode the headers and the body that follow the fixed prefix: p[0..left)

@@ -135,7 +135,8 @@ size_t envelope_prefix_size(const envelope_header *headers, size_t count);
 /* Write a version 4 prefix with returns 0 for headers into out, which has
  * exactly envelope_prefix_size(headers, count) bytes; the body goes right
  * after. id (copied), received_ms and ttl_ms (0: none) are stored as
- * given: a new message takes envelope_new_id() and envelope_now_ms().
+ * given: a new message takes envelope_new_id() and hop_now_ms() (the
+ * library's wall clock, which tests can move).
  * count must be at most ENVELOPE_MAX_HEADERS, names at most
  * ENVELOPE_MAX_NAME bytes, values below 4 GiB. */
 void envelope_write_prefix(unsigned char *out, const envelope_header *headers, size_t count,
@@ -145,10 +146,6 @@ void envelope_write_prefix(unsigned char *out, const envelope_header *headers, s
 /* A new message id: ENVELOPE_ID_LEN random bytes (random.h), which no
  * client can guess or make collide. OUT: id. */
 void envelope_new_id(unsigned char id[ENVELOPE_ID_LEN]);
-
-/* The time now, of the wall clock (CLOCK_REALTIME), in milliseconds since
- * the Unix epoch: what a new message stores as received_at. */
-uint64_t envelope_now_ms(void);
 
 /* A decoded envelope: pointers into the message, which must outlive it. */
 typedef struct envelope {

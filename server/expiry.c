@@ -64,7 +64,7 @@ static void note_drop(registry_entry *e)
 
 bool expiry_drop_if_expired(registry_entry *e, void *msg, size_t len)
 {
-    if (!expiry_passed(msg, len, envelope_now_ms()))
+    if (!expiry_passed(msg, len, hop_now_ms()))
         return false;
     hop_free(msg); /* consumed: its memory, or its share of a queue file, is freed */
     note_drop(e);

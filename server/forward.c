@@ -361,7 +361,7 @@ static void failed(slot *s, double took, long status, CURLcode code, double retr
         code == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429;
     const char *error = code == CURLE_OK ? NULL : why;
     if (never || count >= F.o->forward_max_attempts) {
-        timestamp_text(envelope_now_ms(), when);
+        timestamp_text(hop_now_ms(), when);
         snprintf(reason, sizeof reason, "%s after %" PRIu32 " attempt(s), %s", why, count, when);
         if (giveback_dead(fw->entry, s->msg, s->len, reason)) {
             note_outcome(fw, took, status, error, why, OUTCOME_DEAD);

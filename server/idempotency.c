@@ -65,7 +65,7 @@ bool idempotency_reserve(idempotency *id, request *req, struct MHD_Connection *c
     dedup_store *s = req->entry->dedup;
     if (id->len == 0 || s == NULL)
         return true;
-    switch (dedup_reserve(s, id->key, id->len, dedup_now_ms(), &id->pending)) {
+    switch (dedup_reserve(s, id->key, id->len, hop_now_ms(), &id->pending)) {
     case DEDUP_NEW:
         return true;
     case DEDUP_DUPLICATE:
@@ -86,7 +86,7 @@ void idempotency_settle(idempotency *id, request *req, bool accepted)
     if (id->pending == NULL)
         return;
     if (accepted)
-        dedup_commit(req->entry->dedup, id->pending, dedup_now_ms());
+        dedup_commit(req->entry->dedup, id->pending, hop_now_ms());
     else
         dedup_cancel(req->entry->dedup, id->pending);
     id->pending = NULL;

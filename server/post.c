@@ -240,8 +240,7 @@ static void post_begin(request *req, struct MHD_Connection *conn)
     }
     stored_headers st;
     if (!query_delay(req, conn, &p->delay_ms) || !query_ttl(req, conn, &p->ttl_ms) ||
-        !read_content_type(p, conn) ||
-        !collect_headers(p, conn, &st))
+        !read_content_type(p, conn) || !collect_headers(p, conn, &st))
         return;
     p->kept_bytes = p->batch ? 0 : st.kept_bytes; /* a batch keeps its parts' headers */
     if (p->kept_bytes > req->server->options.max_message_bytes) {
@@ -392,7 +391,7 @@ static bool finish_envelope(post_request *p, struct MHD_Connection *conn)
     }
     unsigned char id[ENVELOPE_ID_LEN];
     envelope_new_id(id);
-    envelope_write_prefix(p->buf, st.headers, st.count, id, envelope_now_ms(), p->ttl_ms);
+    envelope_write_prefix(p->buf, st.headers, st.count, id, hop_now_ms(), p->ttl_ms);
     return true;
 }
 

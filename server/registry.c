@@ -117,7 +117,7 @@ static bool open_dedup(registry_entry *e, const char *name)
     int n = snprintf(dir, sizeof dir, "%s/%s", reg.data_dir, name);
     if (n < 0 || (size_t)n >= sizeof dir)
         return false;
-    return dedup_open(dir, name, dedup_now_ms(), &e->dedup);
+    return dedup_open(dir, name, hop_now_ms(), &e->dedup);
 }
 
 /* Open channel name and add it. Called with reg.lock held for writing and
@@ -196,7 +196,7 @@ bool registry_recover(const char *const *names, size_t count)
         }
         hop_stats st = {0};
         hop_channel_stats(e->ch, &st);
-        if (st.messages == 0 && st.delayed == 0 && !dedup_holds_keys(e->dedup, dedup_now_ms())) {
+        if (st.messages == 0 && st.delayed == 0 && !dedup_holds_keys(e->dedup, hop_now_ms())) {
             /* A channel is made again by its first request: an empty one
              * is not kept, so old names never count against
              * --max-channels. Its directory goes if nothing else is in it. */

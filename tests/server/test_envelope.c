@@ -4,6 +4,7 @@
  * and times, and the refusal of every malformed envelope without reading
  * out of bounds (run it under the sanitizer build). */
 #include "envelope.h"
+#include "hopper/hopper.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -558,7 +559,7 @@ static void test_new_ids_and_now(void **state)
     assert_int_equal(strspn(text, "0123456789abcdef"), 32);
 
     uint64_t before = (uint64_t)time(NULL) * 1000u;
-    uint64_t now = envelope_now_ms();
+    uint64_t now = hop_now_ms();
     uint64_t after = (uint64_t)time(NULL) * 1000u + 1000u;
     assert_true(now >= before && now < after);
 }
