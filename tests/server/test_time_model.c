@@ -6,7 +6,8 @@
  * durable, where given-back messages rejoin at the tail; a third with room
  * in memory for a few messages only, so that sends and hand-ons go to queue
  * files; a quarter with a server --max-age) and runs random steps: sends now or delayed (0 to 3
- * minutes, due times repeated, batches with one delay), each an envelope
+ * minutes, due times repeated, batches with one delay, bursts of more than
+ * 64 messages due at one time), each an envelope
  * with or without a TTL accepted at the fake now; receives the way a GET
  * takes (expiry_recv(): expired ones dropped); releases now or delayed;
  * acks; clock moves (a few ms, to a 50-ms slot's end and a 60-s window's
@@ -305,6 +306,26 @@ static void step_batch(run *r)
         note_due(r, due);
 }
 
+/* Many messages due at one time, sent one by one: more than a hand-on
+ * batch (64 records) and a split's checkpoint take. */
+static void step_burst(run *r)
+{
+    r->what = "burst";
+    size_t n = (size_t)range(r, 65, 130);
+    uint64_t due = now_ms() + range(r, 1, MAX_DELAY_MS);
+    if (r->next_id + n > MAX_MSGS)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        tm_msg m = msg_new(r, pick_ttl(r));
+        size_t len;
+        unsigned char *buf = msg_encode(&m, &len);
+        CHECK(r, hop_send_at(r->ch, buf, len, due) == HOP_OK);
+        free(buf);
+        tm_delay(&r->t, m, due, false);
+    }
+    note_due(r, due);
+}
+
 /* A receive as a GET makes it: the expired messages on the way dropped. */
 static void step_recv(run *r)
 {
@@ -481,8 +502,10 @@ static void run_steps(run *r, int steps)
             step_release(r);
         else if (op < 75)
             step_ack(r);
-        else if (op < 97)
+        else if (op < 96)
             step_tick(r);
+        else if (op < 97)
+            step_burst(r);
         else
             step_restart(r);
         if (trace)
@@ -530,7 +553,10 @@ static void run_seed(uint64_t seed)
     r->seed = r->rng = seed;
     r->what = "open";
     r->t.durable = seed % 3 == 0;
-    r->t.memory_bytes = seed % 3 == 2 ? range(r, 300, 1500) : 64 << 20; /* memory fills */
+    /* memory fills: after a few messages, or within a burst (a hand-on batch fits) */
+    r->t.memory_bytes = 64 << 20;
+    if (seed % 3 == 2)
+        r->t.memory_bytes = seed % 2 ? range(r, 300, 1500) : range(r, 8000, 24000);
     r->t.max_age = seed % 4 == 1 ? range(r, 20000, 200000) : 0;
     expiry_open(r->t.max_age);
     atomic_store(&entry.expired_total, 0);
