@@ -488,26 +488,21 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
+/* The steps and how often each is taken, in hundredths. */
+static const struct {
+    unsigned weight;
+    void (*fn)(run *r);
+} STEPS[] = {{22, step_send}, {8, step_batch}, {25, step_recv}, {8, step_release},
+             {12, step_ack},  {21, step_tick}, {1, step_burst}, {3, step_restart}};
+
 static void run_steps(run *r, int steps)
 {
     for (r->step = 1; r->step <= steps; r->step++) {
         uint64_t op = rnd(r) % 100;
-        if (op < 22)
-            step_send(r);
-        else if (op < 30)
-            step_batch(r);
-        else if (op < 55)
-            step_recv(r);
-        else if (op < 63)
-            step_release(r);
-        else if (op < 75)
-            step_ack(r);
-        else if (op < 96)
-            step_tick(r);
-        else if (op < 97)
-            step_burst(r);
-        else
-            step_restart(r);
+        size_t i = 0;
+        while (op >= STEPS[i].weight)
+            op -= STEPS[i++].weight;
+        STEPS[i].fn(r);
         if (trace)
             printf("  step %d %s: now %llu queue %zu delayed %zu held %zu\n", r->step, r->what,
                    (unsigned long long)now_ms(), r->t.nqueue, r->t.ndelayed, r->nheld);
