@@ -37,6 +37,7 @@
 #include "recover.h"
 #include "recv.h"
 #include "schedule.h"
+#include "schedule_open.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,22 +1,30 @@
 /* delay_file.c - the files that hold a channel's delayed messages until
  * they are due (see schedule.c for which file a message goes to and when).
  *
- * Names: "delay-w-<start>" for a coarse file holding the messages due in
- * the window [start, start + 60 s), "delay-s-<start>" for a fine file of the
- * slot [start, start + 50 ms); <start> is 16 lower-case hex digits of ms
- * since the epoch.
+ * Names: "delay-<kind>-<start>", <start> 16 lower-case hex digits of ms
+ * since the epoch, <kind> one of
+ *   w  a window: the messages due in [start, start + 60 s);
+ *   n  a near file: those due in [start, start + 1 s), handed on in 20
+ *      slots of 50 ms (version 2);
+ *   s  a slot: those due in [start, start + 50 ms) (version 1, which split
+ *      windows into slots; read, never written now).
  *
  * File header (32 bytes, integers little-endian):
  *    0  8  magic "HOPDELAY"
- *    8  1  format version (HOP__DELAY_VERSION, 1)
- *    9  1  'w' or 's', as in the name
+ *    8  1  format version: 2 (1 is read too)
+ *    9  1  the kind, as in the name
  *   10  2  zero
  *   12  4  crc32c of bytes 0..12 and 16..24
  *   16  8  start of the span, ms since the epoch
- *   24  8  progress: the offset of the first record not yet handed on
- *          (32 in a new file). Rewritten after every record handed on; not
- *          under the checksum (an aligned 8-byte write lands whole).
- * Records follow, in the order they arrived:
+ *   24  8  progress mark: bits 0..55 an offset, bits 56..63 a slot (of the
+ *          span, counted from 0): every record of an earlier slot was
+ *          handed on, and of that slot those before the offset (32, the
+ *          first record's, when none). A window, and a version-1 file, has
+ *          one slot: the mark is the offset of the first record not yet
+ *          moved on, as version 1 wrote it. Rewritten as records are handed
+ *          on; not under the checksum (an aligned 8-byte write lands whole).
+ * Records follow, in the order they arrived (so a near file's due times
+ * may go up and down):
  *    0  4  crc32c of bytes 4..24 of this header and of the payload
  *    4  4  payload length
  *    8  8  due time, ms since the epoch (absolute: a restart keeps it)
@@ -25,13 +33,14 @@
  *   24  .  payload
  * A record is valid when its checksum matches and its kind is known. The
  * scan at open cuts off a tail that is no whole record (a write torn by a
- * crash) and counts the records after the progress mark; a record whose
- * checksum fails is skipped and counted as corrupt when read. Records
- * handed on (or moved to a fine file) just before a crash, whose progress
- * mark was not written yet, are handed on (moved) again after the restart:
- * at-least-once for that moment; schedule.c marks at least every 64.
- * Bump the version when the layout changes: a file of another version is
- * left alone (and logged by the caller).
+ * crash) and counts the records the mark leaves to hand on; a record
+ * whose checksum fails is skipped and counted as corrupt when read.
+ * Records handed on (or moved to a near file) just before a crash, whose
+ * progress mark was not written yet, are handed on (moved) again after the
+ * restart: at-least-once for that moment; schedule.c marks at least every
+ * 64. Version 2 added near files and the slot in the mark; bump the
+ * version when the layout changes: a file of a version this library does
+ * not read is left alone (and logged by the caller).
  */
 #include "delay_file.h"
 
@@ -49,6 +58,8 @@
 
 static const char MAGIC[8] = {'H', 'O', 'P', 'D', 'E', 'L', 'A', 'Y'};
 #define PROGRESS_OFFSET 24
+#define MARK_OFF_BITS 56
+#define MARK_OFF_MASK (((uint64_t)1 << MARK_OFF_BITS) - 1)
 
 static void put32(unsigned char *p, uint32_t v)
 {
@@ -78,14 +89,48 @@ static uint64_t get64(const unsigned char *p)
     return v;
 }
 
+static bool kind_known(int kind)
+{
+    return kind == HOP__DELAY_WINDOW || kind == HOP__DELAY_NEAR || kind == HOP__DELAY_SLOT;
+}
+
+static uint64_t span_of(hop__delay_id id)
+{
+    return id.kind == HOP__DELAY_WINDOW ? HOP__DELAY_WINDOW_MS
+           : id.kind == HOP__DELAY_NEAR ? HOP__DELAY_NEAR_MS
+                                        : HOP__DELAY_SLOT_MS;
+}
+
+unsigned hop__delay_slot_of(hop__delay_id id, uint64_t due_ms)
+{
+    if (id.kind == HOP__DELAY_WINDOW || due_ms < id.start)
+        return 0;
+    uint64_t slot = (due_ms - id.start) / HOP__DELAY_SLOT_MS;
+    uint64_t last = span_of(id) / HOP__DELAY_SLOT_MS - 1;
+    return (unsigned)(slot < last ? slot : last);
+}
+
+uint64_t hop__delay_slot_end(hop__delay_id id, uint64_t due_ms)
+{
+    if (id.kind == HOP__DELAY_WINDOW)
+        return id.start + HOP__DELAY_WINDOW_MS;
+    return id.start + (uint64_t)(hop__delay_slot_of(id, due_ms) + 1) * HOP__DELAY_SLOT_MS;
+}
+
+bool hop__delay_pending(hop__delay_id id, hop__delay_mark m, uint64_t off, uint64_t due_ms)
+{
+    unsigned slot = hop__delay_slot_of(id, due_ms);
+    return slot > m.slot || (slot == m.slot && off >= m.off);
+}
+
 void hop__delay_file_name(char out[HOP__DELAY_NAME_SIZE], hop__delay_id id)
 {
-    snprintf(out, HOP__DELAY_NAME_SIZE, "delay-%c-%016" PRIx64, id.fine ? 's' : 'w', id.start);
+    snprintf(out, HOP__DELAY_NAME_SIZE, "delay-%c-%016" PRIx64, id.kind, id.start);
 }
 
 bool hop__delay_file_parse_name(const char *name, hop__delay_id *id)
 {
-    if (strncmp(name, "delay-", 6) != 0 || (name[6] != 's' && name[6] != 'w') || name[7] != '-')
+    if (strncmp(name, "delay-", 6) != 0 || !kind_known(name[6]) || name[7] != '-')
         return false;
     uint64_t start = 0;
     const char *p = name + 8;
@@ -97,7 +142,7 @@ bool hop__delay_file_parse_name(const char *name, hop__delay_id *id)
     }
     if (*p != '\0')
         return false;
-    *id = (hop__delay_id){.fine = name[6] == 's', .start = start};
+    *id = (hop__delay_id){.kind = name[6], .start = start};
     return true;
 }
 
@@ -111,22 +156,32 @@ static void header_encode(unsigned char h[HOP__DELAY_HEADER_SIZE], hop__delay_id
     memset(h, 0, HOP__DELAY_HEADER_SIZE);
     memcpy(h, MAGIC, sizeof MAGIC);
     h[8] = HOP__DELAY_VERSION;
-    h[9] = id.fine ? 's' : 'w';
+    h[9] = (unsigned char)id.kind;
     put64(h + 16, id.start);
     put64(h + PROGRESS_OFFSET, HOP__DELAY_HEADER_SIZE);
     put32(h + 12, header_crc(h));
 }
 
-/* True if h is the header of file id in this version; OUT: *progress. */
-static bool header_decode(const unsigned char h[HOP__DELAY_HEADER_SIZE], hop__delay_id id,
-                          uint64_t *progress)
+/* Whether a file of kind may be of version: slots are version 1's, near
+ * files version 2's, windows both's (the same layout). */
+static bool version_has(int version, int kind)
 {
-    if (memcmp(h, MAGIC, sizeof MAGIC) != 0 || h[8] != HOP__DELAY_VERSION ||
-        h[9] != (id.fine ? 's' : 'w') || get32(h + 12) != header_crc(h) ||
-        get64(h + 16) != id.start)
+    if (version == 1)
+        return kind == HOP__DELAY_WINDOW || kind == HOP__DELAY_SLOT;
+    return version == 2 && (kind == HOP__DELAY_WINDOW || kind == HOP__DELAY_NEAR);
+}
+
+/* True if h is the header of file id in a version this library reads;
+ * OUT: *mark. */
+static bool header_decode(const unsigned char h[HOP__DELAY_HEADER_SIZE], hop__delay_id id,
+                          hop__delay_mark *mark)
+{
+    if (memcmp(h, MAGIC, sizeof MAGIC) != 0 || !version_has(h[8], id.kind) || h[9] != id.kind ||
+        get32(h + 12) != header_crc(h) || get64(h + 16) != id.start)
         return false;
-    *progress = get64(h + PROGRESS_OFFSET);
-    return *progress >= HOP__DELAY_HEADER_SIZE;
+    uint64_t progress = get64(h + PROGRESS_OFFSET);
+    *mark = (hop__delay_mark){(unsigned)(progress >> MARK_OFF_BITS), progress & MARK_OFF_MASK};
+    return mark->off >= HOP__DELAY_HEADER_SIZE && mark->slot <= hop__delay_slot_of(id, UINT64_MAX);
 }
 
 static void record_header_encode(unsigned char h[HOP__DELAY_RECORD_HEADER_SIZE],
@@ -230,8 +285,40 @@ hop_err hop__delay_file_append(int dirfd, hop__delay_id id, const hop__delay_rec
     return HOP_OK;
 }
 
+#define READ_BUF_SIZE ((size_t)64 << 10)
+
+/* Read len bytes at off into dst, through r's buffer when they fit in it
+ * (the bytes below r->size never change: records are only appended). */
+static bool read_at(hop__delay_reader *r, void *dst, size_t len, uint64_t off)
+{
+    if (r->buf != NULL && off >= r->buf_at && off + len <= r->buf_at + r->buf_len) {
+        memcpy(dst, r->buf + (off - r->buf_at), len);
+        return true;
+    }
+    if (len > READ_BUF_SIZE / 2)
+        return hop__io_current->pread(r->fd, dst, len, (off_t)off) == (ssize_t)len;
+    if (r->buf == NULL && (r->buf = hop__malloc(READ_BUF_SIZE)) == NULL) {
+        errno = ENOMEM;
+        return false;
+    }
+    uint64_t want = r->size - off < READ_BUF_SIZE ? r->size - off : READ_BUF_SIZE;
+    ssize_t got = hop__io_current->pread(r->fd, r->buf, (size_t)want, (off_t)off);
+    r->buf_at = off;
+    r->buf_len = got > 0 ? (size_t)got : 0;
+    if (r->buf_len < len) {
+        if (got >= 0)
+            errno = EIO; /* shorter than its size said */
+        return false;
+    }
+    memcpy(dst, r->buf, len);
+    return true;
+}
+
 hop_err hop__delay_reader_open(int dirfd, hop__delay_id id, hop__delay_reader *r)
 {
+    r->buf = NULL;
+    r->buf_len = 0;
+    r->buf_at = 0;
     char name[HOP__DELAY_NAME_SIZE];
     hop__delay_file_name(name, id);
     r->fd = hop__io_current->openat(dirfd, name, O_RDWR | O_CLOEXEC, 0);
@@ -242,10 +329,11 @@ hop_err hop__delay_reader_open(int dirfd, hop__delay_id id, hop__delay_reader *r
     if (fstat(r->fd, &st) != 0)
         goto fail;
     if (hop__io_current->pread(r->fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
-        !header_decode(h, id, &r->off)) {
+        !header_decode(h, id, &r->mark)) {
         errno = EINVAL;
         goto fail;
     }
+    r->off = r->mark.off;
     r->size = (uint64_t)st.st_size;
     return HOP_OK;
 fail:;
@@ -263,7 +351,7 @@ hop__delay_read hop__delay_reader_next(hop__delay_reader *r, hop__delay_rec *rec
     unsigned char h[HOP__DELAY_RECORD_HEADER_SIZE];
     if (r->size - r->off < sizeof h)
         return HOP__DELAY_READ_TORN;
-    if (hop__io_current->pread(r->fd, h, sizeof h, (off_t)r->off) != (ssize_t)sizeof h)
+    if (!read_at(r, h, sizeof h, r->off))
         return HOP__DELAY_READ_ERROR;
     uint32_t len = get32(h + 4);
     if (len > HOP_MAX_MESSAGE_BYTES || r->size - r->off - sizeof h < len)
@@ -273,7 +361,7 @@ hop__delay_read hop__delay_reader_next(hop__delay_reader *r, hop__delay_rec *rec
         errno = ENOMEM;
         return HOP__DELAY_READ_ERROR;
     }
-    if (len && hop__io_current->pread(r->fd, data, len, (off_t)(r->off + sizeof h)) != len) {
+    if (len && !read_at(r, data, len, r->off + sizeof h)) {
         hop__free(data);
         return HOP__DELAY_READ_ERROR;
     }
@@ -287,16 +375,18 @@ hop__delay_read hop__delay_reader_next(hop__delay_reader *r, hop__delay_rec *rec
     return HOP__DELAY_READ_OK;
 }
 
-bool hop__delay_reader_mark(hop__delay_reader *r, uint64_t off)
+bool hop__delay_reader_mark(hop__delay_reader *r, hop__delay_mark m)
 {
     unsigned char b[8];
-    put64(b, off);
+    put64(b, (uint64_t)m.slot << MARK_OFF_BITS | m.off);
     struct iovec iov = {b, sizeof b};
     return hop__pwrite_all(r->fd, &iov, 1, PROGRESS_OFFSET, sizeof b) == sizeof b;
 }
 
 void hop__delay_reader_close(hop__delay_reader *r)
 {
+    hop__free(r->buf);
+    r->buf = NULL;
     if (r->fd >= 0)
         hop__io_current->close(r->fd);
     r->fd = -1;
@@ -307,17 +397,29 @@ hop_err hop__delay_file_scan(int dirfd, hop__delay_id id, hop__delay_scan *out)
     hop__delay_reader r;
     if (hop__delay_reader_open(dirfd, id, &r) != HOP_OK)
         return HOP_IO;
-    *out = (hop__delay_scan){0};
+    *out = (hop__delay_scan){.mark = r.mark, .next_due = UINT64_MAX, .sorted = true};
+    r.off = HOP__DELAY_HEADER_SIZE; /* a near file's mark may leave records before it */
     hop__delay_read res;
     hop__delay_rec rec;
+    uint64_t at = r.off;
+    bool first = true;
     while ((res = hop__delay_reader_next(&r, &rec)) == HOP__DELAY_READ_OK ||
            res == HOP__DELAY_READ_CORRUPT) {
         if (res == HOP__DELAY_READ_OK) {
             hop__free(rec.data);
-            out->records++;
-        } else {
+            out->sorted = out->sorted && (first || rec.due_ms >= out->last_due);
+            out->last_due = rec.due_ms;
+            first = false;
+            if (hop__delay_pending(id, r.mark, at, rec.due_ms)) {
+                if (out->records++ == 0)
+                    out->low = at;
+                if (rec.due_ms < out->next_due)
+                    out->next_due = rec.due_ms;
+            }
+        } else if (at >= r.mark.off) {
             out->corrupt++;
         }
+        at = r.off;
     }
     out->size = r.size;
     hop_err err = HOP_OK;
@@ -327,6 +429,8 @@ hop_err hop__delay_file_scan(int dirfd, hop__delay_id id, hop__delay_scan *out)
     } else if (res == HOP__DELAY_READ_ERROR) {
         err = HOP_IO;
     }
+    if (out->records == 0)
+        out->low = out->size;
     out->done = out->records == 0;
     int saved = errno;
     hop__delay_reader_close(&r);

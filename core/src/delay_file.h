@@ -14,13 +14,23 @@
 
 #define HOP__DELAY_HEADER_SIZE 32
 #define HOP__DELAY_RECORD_HEADER_SIZE 24
-#define HOP__DELAY_VERSION 1
-/* The span of due times a coarse file (a window) and a fine file (a slot)
- * hold: [start, start + span). */
+/* The version this library writes; it reads version 1 too. */
+#define HOP__DELAY_VERSION 2
+/* The spans of due times the kinds of file hold, [start, start + span),
+ * and the slot: a file's records are handed on slot by slot, each when it
+ * ends. */
 #define HOP__DELAY_WINDOW_MS 60000u
+#define HOP__DELAY_NEAR_MS 1000u
 #define HOP__DELAY_SLOT_MS 50u
 /* Room for a file name, with its terminating NUL. */
 #define HOP__DELAY_NAME_SIZE 40
+
+/* The kinds of file, by the letter in their names. */
+typedef enum hop__delay_kind_of_file {
+    HOP__DELAY_WINDOW = 'w', /* 60 s of due times, split into near files 1 s before it begins */
+    HOP__DELAY_NEAR = 'n',   /* 1 s of due times, 20 slots (version 2) */
+    HOP__DELAY_SLOT = 's',   /* 50 ms of due times, one slot (version 1 only: read, not written) */
+} hop__delay_kind_of_file;
 
 /* Where a delayed message goes when it is due. */
 typedef enum hop__delay_kind {
@@ -28,11 +38,18 @@ typedef enum hop__delay_kind {
     HOP__DELAY_HEAD = 2, /* given back: the head */
 } hop__delay_kind;
 
-/* Which file: a coarse window or a fine slot, by the start of its span. */
+/* Which file: its kind and the start of its span. */
 typedef struct hop__delay_id {
-    bool fine;
+    char kind;      /* a hop__delay_kind_of_file */
     uint64_t start; /* ms since the epoch, a multiple of the span */
 } hop__delay_id;
+
+/* The slot of due within file id: 0 for a window (its records are moved
+ * in file order, not by slot); for due outside the span, the first or
+ * last slot. */
+unsigned hop__delay_slot_of(hop__delay_id id, uint64_t due_ms);
+/* The end of that slot: when a record due at due_ms is handed on. */
+uint64_t hop__delay_slot_end(hop__delay_id id, uint64_t due_ms);
 
 /* OUT: out, the file name of id. */
 void hop__delay_file_name(char out[HOP__DELAY_NAME_SIZE], hop__delay_id id);
@@ -61,11 +78,28 @@ static inline uint64_t hop__delay_record_size(size_t len)
     return HOP__DELAY_RECORD_HEADER_SIZE + (uint64_t)len;
 }
 
-/* A file read from its progress mark on. */
+/* The progress mark of a file: every record of a slot before `slot` was
+ * handed on, and of slot `slot` those at offsets before `off`; none of a
+ * later slot. A window has one slot: the records before off were moved. */
+typedef struct hop__delay_mark {
+    unsigned slot;
+    uint64_t off;
+} hop__delay_mark;
+
+/* Whether the record at off, due at due_ms, of file id is still to be
+ * handed on by mark m. */
+bool hop__delay_pending(hop__delay_id id, hop__delay_mark m, uint64_t off, uint64_t due_ms);
+
+/* A file read from an offset on, through a buffer (a near file is read
+ * once a slot: one read a pass, not two a record). */
 typedef struct hop__delay_reader {
     int fd;
-    uint64_t off;  /* the next record */
-    uint64_t size; /* the file's size when opened */
+    uint64_t off;         /* the next record; the mark's offset at open */
+    uint64_t size;        /* the file's size when opened (the caller may raise it) */
+    hop__delay_mark mark; /* as found at open */
+    unsigned char *buf;   /* NULL until the first read */
+    uint64_t buf_at;      /* the offset of buf[0] */
+    size_t buf_len;       /* bytes in buf */
 } hop__delay_reader;
 
 typedef enum hop__delay_read {
@@ -76,27 +110,34 @@ typedef enum hop__delay_read {
     HOP__DELAY_READ_ERROR,   /* a read failed or out of memory (errno set) */
 } hop__delay_read;
 
-/* Open file id of dirfd for reading from its progress mark. HOP_IO (errno
- * set; EINVAL: not a delay file of this version) or HOP_OK. */
+/* Open file id of dirfd for reading from its progress mark's offset.
+ * HOP_IO (errno set; EINVAL: not a delay file of a version this library
+ * reads) or HOP_OK. */
 hop_err hop__delay_reader_open(int dirfd, hop__delay_id id, hop__delay_reader *r);
 /* The next record. OUT: *rec on HOP__DELAY_READ_OK. */
 hop__delay_read hop__delay_reader_next(hop__delay_reader *r, hop__delay_rec *rec);
-/* Write the progress mark: every record before off was handed on. false:
- * errno set. */
-bool hop__delay_reader_mark(hop__delay_reader *r, uint64_t off);
+/* Write the progress mark m (one aligned 8-byte write: a crash leaves the
+ * old mark or the new one). false: errno set. */
+bool hop__delay_reader_mark(hop__delay_reader *r, hop__delay_mark m);
 void hop__delay_reader_close(hop__delay_reader *r);
 
 /* What the scan at open found in a file. */
 typedef struct hop__delay_scan {
-    uint64_t records; /* whole records after the progress mark */
-    uint64_t size;    /* the file's size, after a torn tail was cut */
-    uint64_t corrupt; /* records skipped as corrupt */
-    bool done;        /* nothing is left to hand on: the file may go */
+    uint64_t records;     /* whole records still to be handed on */
+    uint64_t size;        /* the file's size, after a torn tail was cut */
+    uint64_t corrupt;     /* records skipped as corrupt */
+    bool done;            /* nothing is left to hand on: the file may go */
+    hop__delay_mark mark; /* its progress mark */
+    uint64_t low;         /* the offset of the first record still to go (size if none) */
+    uint64_t next_due;    /* the earliest due time of those (UINT64_MAX if none) */
+    uint64_t last_due;    /* the due time of the last record */
+    bool sorted;          /* due times never fall from one record to the next */
 } hop__delay_scan;
 
-/* Count the records of file id after its progress mark and cut a torn
- * tail off. HOP_IO (errno set; EINVAL for a file of another version or a
- * bad header, which is left alone). */
+/* Read file id whole: count the records still to be handed on by its mark
+ * and cut a torn tail off. HOP_IO (errno set; EINVAL for a file of a
+ * version this library does not read or a bad header, which is left
+ * alone). */
 hop_err hop__delay_file_scan(int dirfd, hop__delay_id id, hop__delay_scan *out);
 
 /* fdatasync file id; 0 or -1 (errno). */

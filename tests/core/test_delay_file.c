@@ -5,6 +5,7 @@
  * as it was (or removes the file it created). */
 #include "test_util.h"
 
+#include "crc32c.h"
 #include "delay_file.h"
 #include "io.h"
 
@@ -43,7 +44,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static const hop__delay_id SLOT = {true, 1000};
+static const hop__delay_id SLOT = {HOP__DELAY_NEAR, 1000};
 
 static void append(int dirfd, hop__delay_id id, const char *text, uint64_t due)
 {
@@ -73,15 +74,17 @@ static void test_names(void **state)
 {
     (void)state;
     char name[HOP__DELAY_NAME_SIZE];
-    hop__delay_id id = {false, 0x123456789abcull}, back;
+    hop__delay_id id = {HOP__DELAY_WINDOW, 0x123456789abcull}, back;
     hop__delay_file_name(name, id);
     assert_string_equal(name, "delay-w-0000123456789abc");
     assert_true(hop__delay_file_parse_name(name, &back));
-    assert_false(back.fine);
+    assert_int_equal(back.kind, HOP__DELAY_WINDOW);
     assert_int_equal(back.start, id.start);
-    assert_true(hop__delay_file_parse_name("delay-s-00000000000003e8", &back));
-    assert_true(back.fine);
+    assert_true(hop__delay_file_parse_name("delay-n-00000000000003e8", &back));
+    assert_int_equal(back.kind, HOP__DELAY_NEAR);
     assert_int_equal(back.start, 1000);
+    assert_true(hop__delay_file_parse_name("delay-s-00000000000003e8", &back)); /* version 1 */
+    assert_int_equal(back.kind, HOP__DELAY_SLOT);
     const char *bad[] = {
         "delay-x-00000000000003e8",  "delay-s-00000000000003e",  "delay-s-",
         "delay-s-00000000000003e8x", "delay-s-00000000000003E8", "00000000000000000001.hq"};
@@ -102,7 +105,7 @@ static void test_order_and_progress(void **state)
     hop__delay_reader r;
     assert_int_equal(hop__delay_reader_open(f->dirfd, SLOT, &r), HOP_OK);
     next_is(&r, "one", 1001);
-    assert_true(hop__delay_reader_mark(&r, r.off));
+    assert_true(hop__delay_reader_mark(&r, (hop__delay_mark){0, r.off}));
     hop__delay_reader_close(&r);
 
     assert_int_equal(hop__delay_reader_open(f->dirfd, SLOT, &r), HOP_OK);
@@ -112,7 +115,7 @@ static void test_order_and_progress(void **state)
     free(rec.data);
     next_is(&r, "", 1003);
     assert_int_equal(hop__delay_reader_next(&r, &rec), HOP__DELAY_READ_END);
-    assert_true(hop__delay_reader_mark(&r, r.off));
+    assert_true(hop__delay_reader_mark(&r, (hop__delay_mark){0, r.off}));
     hop__delay_reader_close(&r);
 
     hop__delay_scan scan;
@@ -163,6 +166,108 @@ static void test_other_version(void **state)
     assert_true(tu_exists(path));
 }
 
+/* Slots: a near file's 20 slots of 50 ms, a window's one; the end of a
+ * slot is when its records go. */
+static void test_slots(void **state)
+{
+    (void)state;
+    hop__delay_id n = {HOP__DELAY_NEAR, 1000}, w = {HOP__DELAY_WINDOW, 60000};
+    assert_int_equal(hop__delay_slot_of(n, 1000), 0);
+    assert_int_equal(hop__delay_slot_of(n, 1049), 0);
+    assert_int_equal(hop__delay_slot_of(n, 1050), 1);
+    assert_int_equal(hop__delay_slot_of(n, 1999), 19);
+    assert_int_equal(hop__delay_slot_of(n, 5000), 19); /* outside: the last */
+    assert_int_equal(hop__delay_slot_of(n, 10), 0);
+    assert_int_equal(hop__delay_slot_end(n, 1000), 1050);
+    assert_int_equal(hop__delay_slot_end(n, 1999), 2000);
+    assert_int_equal(hop__delay_slot_of(w, 119999), 0);
+    assert_int_equal(hop__delay_slot_end(w, 61000), 120000);
+}
+
+/* The mark holds a slot and an offset; the scan counts as still to go the
+ * records of later slots and those of the mark's slot from its offset,
+ * wherever they lie, and says where the first is, the earliest due time
+ * and whether due times ever fall. */
+static void test_mark_with_slot(void **state)
+{
+    fixture *f = *state;
+    append(f->dirfd, SLOT, "a", 1100); /* slot 2 */
+    append(f->dirfd, SLOT, "b", 1500); /* slot 10 */
+    append(f->dirfd, SLOT, "c", 1110); /* slot 2 */
+    append(f->dirfd, SLOT, "d", 1000); /* slot 0 */
+    uint64_t rec = HOP__DELAY_RECORD_HEADER_SIZE + 1, at_c = HOP__DELAY_HEADER_SIZE + 2 * rec;
+    hop__delay_scan scan;
+    assert_int_equal(hop__delay_file_scan(f->dirfd, SLOT, &scan), HOP_OK);
+    assert_int_equal(scan.records, 4);
+    assert_int_equal(scan.low, HOP__DELAY_HEADER_SIZE);
+    assert_int_equal(scan.next_due, 1000);
+    assert_false(scan.sorted);
+    assert_int_equal(scan.last_due, 1000);
+
+    hop__delay_reader r;
+    assert_int_equal(hop__delay_reader_open(f->dirfd, SLOT, &r), HOP_OK);
+    assert_true(hop__delay_reader_mark(&r, (hop__delay_mark){2, at_c}));
+    hop__delay_reader_close(&r);
+    assert_int_equal(hop__delay_reader_open(f->dirfd, SLOT, &r), HOP_OK);
+    assert_int_equal(r.mark.slot, 2);
+    assert_int_equal(r.mark.off, at_c);
+    assert_int_equal(r.off, at_c);
+    hop__delay_reader_close(&r);
+    assert_int_equal(hop__delay_file_scan(f->dirfd, SLOT, &scan), HOP_OK);
+    assert_int_equal(scan.records, 2); /* b (slot 10), c (slot 2, at the mark) */
+    assert_int_equal(scan.low, HOP__DELAY_HEADER_SIZE + rec);
+    assert_int_equal(scan.next_due, 1110);
+    assert_false(scan.done);
+
+    assert_true(hop__delay_pending(SLOT, (hop__delay_mark){2, at_c}, at_c, 1110));
+    assert_false(hop__delay_pending(SLOT, (hop__delay_mark){2, at_c}, at_c - 1, 1110));
+    assert_false(hop__delay_pending(SLOT, (hop__delay_mark){2, at_c}, 999999, 1000));
+    assert_true(hop__delay_pending(SLOT, (hop__delay_mark){2, at_c}, 0, 1150));
+}
+
+/* Rewrite the version byte of file id's header, its checksum made good. */
+static void set_version(const fixture *f, hop__delay_id id, unsigned char version)
+{
+    char path[PATH_MAX];
+    path_of(f, id, path);
+    int fd = open(path, O_RDWR);
+    unsigned char h[HOP__DELAY_HEADER_SIZE];
+    assert_int_equal(pread(fd, h, sizeof h, 0), sizeof h);
+    h[8] = version;
+    uint32_t crc = hop__crc32c(hop__crc32c(0, h, 12), h + 16, 8);
+    for (int i = 0; i < 4; i++)
+        h[12 + i] = (unsigned char)(crc >> (8 * i));
+    assert_int_equal(pwrite(fd, h, sizeof h, 0), sizeof h);
+    close(fd);
+}
+
+/* A slot file of version 1 is read, its mark an offset as version 1 wrote
+ * it; a slot file cannot be of version 2, a near file not of version 1. */
+static void test_versions(void **state)
+{
+    fixture *f = *state;
+    hop__delay_id old = {HOP__DELAY_SLOT, 1000};
+    append(f->dirfd, old, "x", 1001);
+    append(f->dirfd, old, "y", 1002);
+    append(f->dirfd, SLOT, "z", 2001);
+    hop__delay_scan scan;
+    assert_int_equal(hop__delay_file_scan(f->dirfd, old, &scan), HOP_IO);
+    assert_int_equal(errno, EINVAL);
+    set_version(f, old, 1);
+    hop__delay_reader r;
+    assert_int_equal(hop__delay_reader_open(f->dirfd, old, &r), HOP_OK);
+    next_is(&r, "x", 1001);
+    assert_true(hop__delay_reader_mark(&r, (hop__delay_mark){0, r.off}));
+    hop__delay_reader_close(&r);
+    assert_int_equal(hop__delay_file_scan(f->dirfd, old, &scan), HOP_OK);
+    assert_int_equal(scan.records, 1);
+    assert_int_equal(scan.next_due, 1002);
+    assert_true(scan.sorted);
+    set_version(f, SLOT, 1);
+    assert_int_equal(hop__delay_file_scan(f->dirfd, SLOT, &scan), HOP_IO);
+    assert_int_equal(errno, EINVAL);
+}
+
 static int fail_writes;
 
 static ssize_t failing_pwritev(int fd, const struct iovec *iov, int n, off_t off)
@@ -207,7 +312,9 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names), T(test_order_and_progress), T(test_scan_torn_and_corrupt),
+        cmocka_unit_test(test_names), cmocka_unit_test(test_slots),
+        T(test_mark_with_slot),       T(test_versions),
+        T(test_order_and_progress),   T(test_scan_torn_and_corrupt),
         T(test_other_version),        T(test_failed_append),
     };
 #undef T

@@ -258,6 +258,77 @@ static void test_limits(void **state)
     hop_channel_close(m);
 }
 
+/* Write the progress mark of near file start (slot, offset) as a crash
+ * would have left it. */
+static void write_mark(const tu_dir *d, uint64_t start, unsigned slot, uint64_t off)
+{
+    char name[64], path[PATH_MAX];
+    snprintf(name, sizeof name, "delay-n-%016llx", (unsigned long long)(BASE + start));
+    tu_join(path, d->chan, name);
+    uint64_t v = (uint64_t)slot << 56 | off;
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 24, SEEK_SET), 0);
+    assert_int_equal(fwrite(b, 1, 8, f), 8);
+    fclose(f);
+}
+
+/* One near file, its slots' records interleaved: each slot goes when it
+ * ends, in the order its records arrived, and no record of a later slot
+ * with it; a mark a crash left halfway through a slot is where the
+ * reopened channel goes on, nothing handed on twice. */
+static void test_interleaved_slots(void **state)
+{
+    tu_dir *d = *state;
+    const char *texts[] = {"a", "x", "b", "c", "y", "d"};
+    const uint64_t dues[] = {1100, 1250, 1100, 1120, 1260, 1149};
+    hop_channel *ch = tu_open(d, roomy());
+    for (int i = 0; i < 6; i++)
+        send_at_ok(ch, texts[i], dues[i]);
+    assert_int_equal(count_delay_files(d), 1);
+    move_to(1149);
+    recv_none(ch);
+    move_to(1150); /* slot 2, [1100, 1150) */
+    recv_text(ch, "a");
+    recv_text(ch, "b");
+    recv_text(ch, "c");
+    recv_text(ch, "d");
+    recv_none(ch);
+    move_to(1299);
+    recv_none(ch);
+    move_to(1300); /* slot 5 */
+    recv_text(ch, "x");
+    recv_text(ch, "y");
+    assert_int_equal(count_delay_files(d), 0);
+
+    /* again, and a crash after a and b went: the mark says slot 2, from c */
+    for (int i = 0; i < 6; i++)
+        send_at_ok(ch, texts[i], 1000 + dues[i]);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    write_mark(d, 2000, 2, 32 + 3 * 25);
+    ch = tu_open(d, roomy());
+    assert_int_equal(tu_stats(ch).delayed, 4);
+    move_to(2150);
+    recv_text(ch, "c");
+    recv_text(ch, "d");
+    recv_none(ch);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+
+    /* a crash after x went too: slot 5, from y */
+    write_mark(d, 2000, 5, 32 + 4 * 25);
+    ch = tu_open(d, roomy());
+    assert_int_equal(tu_stats(ch).delayed, 1);
+    move_to(2300);
+    recv_text(ch, "y");
+    recv_none(ch);
+    assert_int_equal(tu_stats(ch).delayed, 0);
+    assert_int_equal(count_delay_files(d), 0);
+    hop_channel_close(ch);
+}
+
 /* A refused hand-on keeps the record and tries again later: late, never
  * lost, never out of order. */
 static void test_refused_hand_on(void **state)
@@ -335,7 +406,7 @@ static void test_torn_and_corrupt(void **state)
     send_at_ok(ch, "three", 1000);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     char name[64], path[PATH_MAX];
-    snprintf(name, sizeof name, "delay-s-%016llx", (unsigned long long)(BASE + 1000));
+    snprintf(name, sizeof name, "delay-n-%016llx", (unsigned long long)(BASE + 1000));
     tu_join(path, d->chan, name);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
@@ -523,6 +594,7 @@ int main(void)
         T(test_batch),
         T(test_requeue_at_head),
         T(test_limits),
+        T(test_interleaved_slots),
         T(test_refused_hand_on),
         T(test_reopen),
         T(test_torn_and_corrupt),
