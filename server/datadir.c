@@ -2,6 +2,7 @@
  * datadir.h). Everything here runs once, at start, before any thread. */
 #include "datadir.h"
 
+#include "graveyard.h"
 #include "reserve.h"
 
 #include "hopper/hopper.h"
@@ -177,6 +178,8 @@ static bool scan_entries(int dirfd, scan *s)
                  (is_file && strcmp(name, RESERVE_NAME) == 0) ||
                  (is_dir && strcmp(name, LOST_AND_FOUND) == 0))
             continue; /* a probe left by a crash, our reserve; the file system's own */
+        else if (is_dir && graveyard_holds(name))
+            graveyard_remove(dd.path, name); /* a DELETE the last stop cut short */
         else if (is_dir && hop_name_valid(name) && !datadir_name_reserved(name))
             ok = name_list_add(&s->channels, name);
         else

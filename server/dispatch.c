@@ -13,6 +13,7 @@
 #include "get.h"
 #include "info.h"
 #include "post.h"
+#include "purge.h"
 #include "receipt.h"
 #include "respond.h"
 
@@ -67,6 +68,8 @@ static const request_handler *handler_of(route_kind kind)
         return &extend_handler;
     case ROUTE_RELEASE:
         return &release_handler;
+    case ROUTE_DELETE:
+        return &delete_handler;
     case ROUTE_ERROR:
         break;
     }
@@ -220,6 +223,7 @@ void dispatch_end(request *req, enum MHD_RequestTerminationCode toe)
 {
     if (req->handler && req->handler->end)
         req->handler->end(req, toe);
+    registry_put(req->entry);
     free(req->target);
     free(req); /* the any_request it begins */
 }

@@ -42,6 +42,10 @@
       "the lease ended: acknowledged, released, or expired (the message was given back)")          \
     X(FORWARDED, NO_HOP_ERR, 409, "forwarded",                                                     \
       "this channel is forwarded to a URL (--forward): read NAME.dead instead")                    \
+    X(UNKNOWN_CHANNEL, NO_HOP_ERR, 404, "unknown_channel", "there is no channel of that name")      \
+    X(DELETE_FORWARDED, NO_HOP_ERR, 409, "forwarded",                                              \
+      "this channel is forwarded to a URL (--forward): it cannot be deleted or purged while the "   \
+      "server forwards it")                                                                        \
     X(BAD_KEY, NO_HOP_ERR, 400, "bad_idempotency_key",                                             \
       "an Idempotency-Key (or --dedup-header) is 1 to 256 bytes")                                  \
     X(DUPLICATE_PENDING, NO_HOP_ERR, 409, "duplicate_pending",                                     \

@@ -104,5 +104,5 @@ void expiry_close(void)
     size_t n = registry_list(&list);
     for (size_t i = 0; i < n; i++)
         log_unlogged(list[i]);
-    free(list);
+    registry_list_free(list, n);
 }

@@ -108,6 +108,8 @@ static enum MHD_Result get_finish(request *req, struct MHD_Connection *conn)
         req->phase = REQUEST_SUSPENDED;
         return MHD_YES;
     case LONGPOLL_FAILED:
+        if (err == HOP_CLOSED && atomic_load(&req->entry->deleted))
+            return respond_no_content(req, conn); /* deleted as it came */
         return respond_error(req, conn, api_error_of_hop(err));
     }
     return respond_error(req, conn, API_INTERNAL);
@@ -131,7 +133,9 @@ static enum MHD_Result get_resume(request *req, struct MHD_Connection *conn)
         return MHD_NO; /* the message is back in the channel already */
     case LONGPOLL_TIMED_OUT:
         return respond_no_content(req, conn);
-    case LONGPOLL_CLOSED:
+    case LONGPOLL_CLOSED: /* the server is stopping, or the channel was deleted */
+        if (atomic_load(&req->entry->deleted))
+            return respond_no_content(req, conn);
         return respond_error(req, conn, API_CLOSED);
     case LONGPOLL_IDLE:
     case LONGPOLL_WAITING:

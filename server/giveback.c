@@ -67,11 +67,14 @@ static bool dead_letter(registry_entry *e, void *msg, const void *stored, size_t
     registry_entry *d = NULL;
     api_error found = registry_get(dead, &d);
     hop_err err = found == API_OK ? hop_send(d->ch, stored, len) : HOP_INVALID;
+    if (found == API_OK && err != HOP_OK)
+        registry_put(d);
     if (err != HOP_OK) {
         log_error("channel %s: a message %s could not go to %s (%s); it stays", name, what, dead,
                   found != API_OK ? api_error_code(found) : hop_strerror(err));
         return false;
     }
+    registry_put(d);
     atomic_fetch_add(&e->dead_lettered_total, 1);
     hop_free(msg); /* consumed from its channel: it lives on in the dead one */
     return true;

@@ -91,6 +91,13 @@ static lease *find(registry_entry *e, const char *receipt, api_error *err)
     return NULL;
 }
 
+/* l is done with: its reference to its channel goes with it. */
+static void lease_free(lease *l)
+{
+    registry_put(l->entry);
+    free(l);
+}
+
 /* ---- deadlines ---- */
 
 /* The timer's callback: l's deadline has passed. The timer took l off its
@@ -104,7 +111,7 @@ static void on_expired(timer_item *it)
     pthread_mutex_unlock(&L.lock);
     atomic_fetch_add(&l->entry->lease_expired_total, 1);
     giveback_expired(l->entry, l->msg, l->len, L.max_deliveries, &L.backoff);
-    free(l);
+    lease_free(l);
 }
 
 void lease_open(size_t max_deliveries, const giveback_backoff *backoff)
@@ -129,7 +136,7 @@ void lease_close(void)
             if (l == NULL)
                 break;
             giveback_at_stop(l->entry, l->msg, l->len);
-            free(l);
+            lease_free(l);
             n++;
         }
     }
@@ -181,6 +188,8 @@ api_error lease_grant(registry_entry *e, void *msg, size_t len, uint64_t ms, con
         err = API_NOMEM; /* the hold ends when the caller frees or gives back msg */
     else
         *slot = l;
+    if (err == API_OK)
+        registry_hold(e); /* before the deadline can end the lease: under L.lock */
     pthread_mutex_unlock(&L.lock);
     if (err != API_OK)
         free(l);
@@ -195,7 +204,7 @@ bool lease_revoke(registry_entry *e, const char *receipt, void **msg, size_t *le
         return false;
     *msg = l->msg;
     *len = l->len;
-    free(l);
+    lease_free(l);
     return true;
 }
 
@@ -206,7 +215,7 @@ api_error lease_ack(registry_entry *e, const char *receipt)
     if (l == NULL)
         return err;
     hop_free(l->msg); /* consumed */
-    free(l);
+    lease_free(l);
     return API_OK;
 }
 
@@ -217,8 +226,34 @@ api_error lease_release(registry_entry *e, const char *receipt, uint64_t delay_m
     if (l == NULL)
         return err;
     giveback_released(e, l->msg, l->len, L.max_deliveries, delay_ms);
-    free(l);
+    lease_free(l);
     return API_OK;
+}
+
+size_t lease_drop_channel(registry_entry *e)
+{
+    lease *dropped = NULL;
+    pthread_mutex_lock(&L.lock);
+    for (size_t b = 0; b < BUCKETS; b++) {
+        for (lease **p = &L.buckets[b]; *p;) {
+            lease *l = *p;
+            if (l->entry != e || !timer_remove(&l->deadline)) { /* else on_expired() has it */
+                p = &l->next;
+                continue;
+            }
+            unlink_lease(l); /* *p is l->next now */
+            l->next = dropped;
+            dropped = l;
+        }
+    }
+    pthread_mutex_unlock(&L.lock);
+    size_t n = 0;
+    for (lease *l = dropped, *next; l; l = next, n++) {
+        next = l->next;
+        hop_free(l->msg); /* consumed: the channel it came from is going */
+        lease_free(l);
+    }
+    return n;
 }
 
 api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms)

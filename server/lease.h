@@ -80,4 +80,10 @@ api_error lease_release(registry_entry *e, const char *receipt, uint64_t delay_m
 /* The lease ends ms milliseconds from now. */
 api_error lease_extend(registry_entry *e, const char *receipt, uint64_t ms);
 
+/* End every lease of e's channel, for a DELETE (or a purge): their
+ * messages are dropped, consumed, and their receipts answer 410 from now
+ * on. A lease whose deadline is passing at the same moment is given back
+ * to the channel instead (which is going too). Returns how many ended. */
+size_t lease_drop_channel(registry_entry *e);
+
 #endif

@@ -41,9 +41,14 @@ static post_request *post_of(request *req)
 static void count_too_big(request *req)
 {
     /* only for channels that exist: a refused message creates nothing */
-    registry_entry *e = req->entry ? req->entry : registry_find(req->route.name);
+    if (req->entry) {
+        atomic_fetch_add(&req->entry->too_big_total, 1);
+        return;
+    }
+    registry_entry *e = registry_find(req->route.name);
     if (e)
         atomic_fetch_add(&e->too_big_total, 1);
+    registry_put(e);
 }
 
 /* The largest body of a batch POST: room for a full batch of the largest

@@ -6,6 +6,7 @@
 #include "budget.h"
 #include "dedup.h"
 #include "forward.h"
+#include "graveyard.h"
 #include "hash.h"
 #include "log.h"
 
@@ -105,8 +106,54 @@ registry_entry *registry_find(const char *name)
 {
     pthread_rwlock_rdlock(&reg.lock);
     registry_entry *e = lookup(name);
+    if (e)
+        registry_hold(e);
     pthread_rwlock_unlock(&reg.lock);
     return e;
+}
+
+void registry_hold(registry_entry *e)
+{
+    atomic_fetch_add(&e->refs, 1);
+}
+
+/* The last reference to deleted e is gone: its messages go with its
+ * directory. */
+static void reap(registry_entry *e)
+{
+    dedup_close(e->dedup);
+    hop_channel_close(e->ch); /* writes what memory held into the directory removed next */
+    graveyard_remove(reg.data_dir, e->gone_dir);
+    free(e->gone_dir);
+    free(e);
+}
+
+void registry_put(registry_entry *e)
+{
+    if (e && atomic_fetch_sub(&e->refs, 1) == 1)
+        reap(e); /* only a deleted entry: a listed one holds the registry's reference */
+}
+
+bool registry_unlist(registry_entry *e, char *gone_dir)
+{
+    pthread_rwlock_wrlock(&reg.lock);
+    registry_entry **p = &reg.buckets[bucket_of(hop_channel_name(e->ch))];
+    while (*p && *p != e)
+        p = &(*p)->next;
+    bool listed = *p != NULL;
+    if (listed) {
+        *p = e->next;
+        reg.count--;
+        e->gone_dir = gone_dir;
+        atomic_store(&e->deleted, true);
+    }
+    pthread_rwlock_unlock(&reg.lock);
+    if (!listed) {
+        free(gone_dir);
+        return false;
+    }
+    registry_put(e); /* the registry's; the caller still holds one */
+    return true;
 }
 
 /* Open the keys (dedup.h) of e's channel name, in its directory. False if
@@ -149,6 +196,8 @@ static hop_err add_channel(const char *name, registry_entry **out)
     atomic_init(&e->expired_total, 0);
     atomic_init(&e->expired_unlogged, 0);
     atomic_init(&e->expired_logged_ms, 0);
+    atomic_init(&e->refs, 1); /* the registry's */
+    atomic_init(&e->deleted, false);
     size_t b = bucket_of(name);
     e->next = reg.buckets[b];
     reg.buckets[b] = e;
@@ -259,6 +308,8 @@ api_error registry_get(const char *name, registry_entry **out)
     log_info("channel %s created (%zu of at most %zu)", name, reg.count, reg.max_channels);
     created = true;
 out_unlock:
+    if (e)
+        registry_hold(e); /* the caller's */
     pthread_rwlock_unlock(&reg.lock);
     if (created)
         forward_attach(e); /* outside the lock: forwarding reads channels */
@@ -282,8 +333,10 @@ size_t registry_list(registry_entry ***out)
     registry_entry **list = reg.count ? malloc(reg.count * sizeof *list) : NULL;
     if (list) {
         for (size_t b = 0; b < reg.bucket_count; b++) {
-            for (registry_entry *e = reg.buckets[b]; e; e = e->next)
+            for (registry_entry *e = reg.buckets[b]; e; e = e->next) {
+                registry_hold(e);
                 list[n++] = e;
+            }
         }
     }
     pthread_rwlock_unlock(&reg.lock);
@@ -291,6 +344,13 @@ size_t registry_list(registry_entry ***out)
         qsort(list, n, sizeof *list, by_name);
     *out = list;
     return n;
+}
+
+void registry_list_free(registry_entry **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        registry_put(list[i]);
+    free(list);
 }
 
 void registry_note_send(registry_entry *e, api_error api)

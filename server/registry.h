@@ -1,6 +1,14 @@
 /* registry.h - the channels by name: those found in the data directory at
  * start, and those created on the first POST or GET of a name; kept until
- * shutdown, never more than --max-channels of them. */
+ * deleted (DELETE /channels/NAME) or shutdown, never more than
+ * --max-channels of them.
+ *
+ * Lifetime: an entry is counted. The registry holds one reference while
+ * the name is listed; registry_get(), registry_find() and registry_list()
+ * hand out one more each, which the user gives back with registry_put()
+ * (a request when it ends, a lease when it ends). A deleted entry is
+ * unlisted at once (the name is free again) and freed, its channel closed
+ * and its directory removed, when the last reference goes. */
 #ifndef HOPPER_SERVER_REGISTRY_H
 #define HOPPER_SERVER_REGISTRY_H
 
@@ -24,6 +32,9 @@ typedef struct registry_entry {
     struct forwarder *forwarder; /* forward.h's, or NULL: not forwarded */
     struct dedup_store *dedup;   /* dedup.h's keys, or NULL: dedup is off */
     struct registry_entry *next; /* hash bucket chain */
+    atomic_uint refs;            /* see the top */
+    atomic_bool deleted;         /* unlisted by a DELETE: its channel is shut */
+    char *gone_dir;              /* deleted: its directory, renamed aside (graveyard.h); new */
 } registry_entry;
 
 /* Prepare an empty registry whose channels get limits (copied) and keep
@@ -50,18 +61,33 @@ bool registry_recover(const char *const *names, size_t count);
 size_t registry_close(void);
 
 /* The channel called name, created (and logged) if it does not exist yet.
- * name must satisfy hop_name_valid(). Entries live until registry_close().
- * OUT: *out on API_OK. Errors: API_TOO_MANY_CHANNELS, or what opening the
- * channel failed with (API_IO, API_NOMEM; logged). */
+ * name must satisfy hop_name_valid(). OUT: *out on API_OK, a reference
+ * the caller gives back with registry_put(). Errors: API_TOO_MANY_CHANNELS,
+ * or what opening the channel failed with (API_IO, API_NOMEM; logged). */
 api_error registry_get(const char *name, registry_entry **out);
 
-/* The channel called name if it exists, else NULL; never creates. */
+/* The channel called name if it exists (a reference, as above), else
+ * NULL; never creates. */
 registry_entry *registry_find(const char *name);
 
-/* A snapshot of all entries, sorted by name. OUT: *out, a new array the
- * caller free()s (the entries themselves stay the registry's). Returns the
+/* One more reference to e, which the caller holds one of already. */
+void registry_hold(registry_entry *e);
+/* Give back a reference; NULL is a no-op. The last one of a deleted
+ * entry closes its channel (its messages are dropped), removes its
+ * directory and frees it. */
+void registry_put(registry_entry *e);
+
+/* Unlist e (a reference the caller holds) for a DELETE, if it is still
+ * listed: its name is free for a new channel from now on. gone_dir (taken)
+ * is where its directory was moved. False: a concurrent DELETE unlisted it
+ * first (gone_dir is freed). */
+bool registry_unlist(registry_entry *e, char *gone_dir);
+
+/* A snapshot of all entries, sorted by name. OUT: *out, a new array of
+ * references the caller gives back with registry_list_free(). Returns the
  * count; 0 with *out NULL when empty or out of memory. */
 size_t registry_list(registry_entry ***out);
+void registry_list_free(registry_entry **list, size_t n);
 
 /* Record the outcome of a send on e (api: what the client is told): logs
  * once when the channel starts refusing messages as full, and once when it

@@ -28,8 +28,9 @@ static const struct {
 };
 
 /* /channels/NAME */
-static const resource channel = {{[METHOD_GET] = ROUTE_GET, [METHOD_POST] = ROUTE_POST},
-                                 "GET, POST"};
+static const resource channel = {
+    {[METHOD_GET] = ROUTE_GET, [METHOD_POST] = ROUTE_POST, [METHOD_DELETE] = ROUTE_DELETE},
+    "GET, POST, DELETE"};
 
 /* What may follow /channels/NAME/messages/RECEIPT. */
 static const struct {

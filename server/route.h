@@ -4,7 +4,7 @@
  *
  * The routes:
  *   GET, HEAD  /healthz, /readyz, /status, /metrics
- *   GET, POST  /channels/NAME
+ *   GET, POST, DELETE  /channels/NAME
  *   DELETE     /channels/NAME/messages/RECEIPT           (ROUTE_ACK)
  *   POST       /channels/NAME/messages/RECEIPT/extend
  *   POST       /channels/NAME/messages/RECEIPT/release
@@ -45,6 +45,7 @@ typedef enum route_kind {
     ROUTE_ACK,     /* DELETE /channels/NAME/messages/RECEIPT */
     ROUTE_EXTEND,  /* POST /channels/NAME/messages/RECEIPT/extend */
     ROUTE_RELEASE, /* POST /channels/NAME/messages/RECEIPT/release */
+    ROUTE_DELETE,  /* DELETE /channels/NAME */
 } route_kind;
 
 typedef struct route {

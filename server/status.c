@@ -94,7 +94,7 @@ static sample *samples(size_t *count)
         n = 0;
     for (size_t i = 0; i < n; i++)
         sample_of(list[i], &s[i]);
-    free(list);
+    registry_list_free(list, n);
     *count = n;
     return s;
 }

@@ -152,6 +152,12 @@ static void release(hop_channel *ch)
     hop__free(ch);
 }
 
+void hop_channel_shut(hop_channel *ch)
+{
+    if (ch != NULL)
+        shut(ch);
+}
+
 hop_err hop_channel_close(hop_channel *ch)
 {
     if (ch == NULL)

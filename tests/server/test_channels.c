@@ -300,14 +300,14 @@ static void test_method_not_allowed(void **state)
     (void)state;
     hs_server s;
     hs_start_ok(&s, NULL);
-    const char *methods[] = {"PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"};
+    const char *methods[] = {"PUT", "PATCH", "OPTIONS", "HEAD"};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         hs_reply r;
         assert_int_equal(hs_request(&s, methods[i], "/channels/x", NULL, 0, NULL, &r), 0);
         assert_int_equal(r.status, 405);
         char allow[64];
         assert_true(hs_header(&r, "Allow", allow, sizeof allow));
-        assert_string_equal(allow, "GET, POST");
+        assert_string_equal(allow, "GET, POST, DELETE");
         if (strcmp(methods[i], "HEAD") != 0)
             assert_true(hs_is_error(&r, 405, "method_not_allowed"));
         hs_reply_free(&r);

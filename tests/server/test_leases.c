@@ -404,7 +404,7 @@ static void test_receipt_paths_and_methods(void **state)
     expect_path(&s, "POST", path, 404, "not_found", NULL);
     snprintf(path, sizeof path, "/channels/x/messages/%s/extend/", receipt);
     expect_path(&s, "POST", path, 404, "not_found", NULL);
-    expect_path(&s, "DELETE", "/channels/x", 405, "method_not_allowed", "GET, POST");
+    expect_path(&s, "PUT", "/channels/x", 405, "method_not_allowed", "GET, POST, DELETE");
     expect_path(&s, "GET", "/channels/x/other", 400, "bad_name", NULL);
     expect_path(&s, "DELETE", "/channels/x/other/r", 400, "bad_name", NULL);
     expect_path(&s, "DELETE", "/channels/x/messages", 400, "bad_name", NULL);

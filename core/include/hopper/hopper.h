@@ -229,6 +229,16 @@ hop_err hop_channel_open(const char *data_dir, const char *name, const hop_limit
  * NULL is a no-op returning HOP_OK. */
 hop_err hop_channel_close(hop_channel *ch);
 
+/* Close ch to every call without freeing it: receivers blocked in
+ * hop_recv() return HOP_CLOSED and armed waiters are called with
+ * HOP_CLOSED; from then on sends, receives and holds answer HOP_CLOSED and
+ * delayed messages are no longer handed on. The messages stay where they
+ * are (hop_channel_close() still writes memory to disk). For an owner that
+ * must turn a channel's users away before it can close it: the close comes
+ * when the last of them is done. Idempotent; not concurrently with
+ * hop_channel_close() of ch. NULL is a no-op. */
+void hop_channel_shut(hop_channel *ch);
+
 /* Remove the directory of channel name under data_dir if the channel holds
  * no message (after recovering it as an open would): for a server that keeps
  * channels only while they hold something. Must not race with an open of
