@@ -12,6 +12,7 @@
 #include "datadir.h"
 #include "get.h"
 #include "info.h"
+#include "pause.h"
 #include "post.h"
 #include "purge.h"
 #include "receipt.h"
@@ -58,6 +59,12 @@ static const request_handler *handler_of(route_kind kind)
         return &status_handler;
     case ROUTE_METRICS:
         return &metrics_handler;
+    case ROUTE_LIST:
+        return &list_handler;
+    case ROUTE_PAUSE:
+        return &pause_handler;
+    case ROUTE_RESUME:
+        return &resume_handler;
     case ROUTE_POST:
         return &post_handler;
     case ROUTE_GET:

@@ -27,6 +27,9 @@
       "the request has more headers to keep than a message can store")                             \
     X(INVALID, HOP_INVALID, 500, "internal", "the server rejected its own request to the core")    \
     X(NOT_FOUND, NO_HOP_ERR, 404, "not_found", "no such path")                                     \
+    X(NO_CHANNEL, NO_HOP_ERR, 404, "no_channel", "no channel of that name exists")                 \
+    X(BAD_PREFIX, NO_HOP_ERR, 400, "bad_prefix",                                                   \
+      "prefix must be at most 128 characters of [A-Za-z0-9._-]")                                   \
     X(BAD_MAX, NO_HOP_ERR, 400, "bad_max", "max must be a whole number from 1 to 1000")            \
     X(BAD_BATCH, NO_HOP_ERR, 400, "bad_batch", "the multipart/mixed body is malformed")            \
     X(BAD_TTL, NO_HOP_ERR, 400, "bad_ttl",                                                         \
@@ -42,7 +45,6 @@
       "the lease ended: acknowledged, released, or expired (the message was given back)")          \
     X(FORWARDED, NO_HOP_ERR, 409, "forwarded",                                                     \
       "this channel is forwarded to a URL (--forward): read NAME.dead instead")                    \
-    X(UNKNOWN_CHANNEL, NO_HOP_ERR, 404, "unknown_channel", "there is no channel of that name")      \
     X(DELETE_FORWARDED, NO_HOP_ERR, 409, "forwarded",                                              \
       "this channel is forwarded to a URL (--forward): it cannot be deleted or purged while the "   \
       "server forwards it")                                                                        \

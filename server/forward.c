@@ -194,6 +194,12 @@ static bool take_any(forwarder *fw, slot *s)
 {
     pthread_mutex_lock(&F.lock);
     bool have = fw->inbox != NULL, wait = fw->armed;
+    if (atomic_load(&fw->entry->paused)) {
+        /* nothing is taken, nor armed for, until forward_resume() wakes us;
+         * an inbox message stays there */
+        pthread_mutex_unlock(&F.lock);
+        return false;
+    }
     if (have) {
         s->msg = fw->inbox;
         s->len = fw->inbox_len;
@@ -225,6 +231,30 @@ static bool take_any(forwarder *fw, slot *s)
     if (wake)
         wake_all();
     return err == HOP_OK;
+}
+
+void forward_pause(registry_entry *e)
+{
+    pthread_mutex_lock(&F.lock);
+    forwarder *fw = e->forwarder;
+    void *msg = NULL;
+    size_t len = 0;
+    if (fw && fw->armed && hop_waiter_cancel(fw->waiter))
+        fw->armed = false; /* else its callback runs: the message goes to the inbox */
+    if (fw && fw->inbox) {
+        msg = fw->inbox; /* taken last, so the oldest the channel had */
+        len = fw->inbox_len;
+        fw->inbox = NULL;
+    }
+    pthread_mutex_unlock(&F.lock);
+    if (msg)
+        giveback_unsent(e, msg, len); /* outside F.lock: giving back may call on_ready() */
+}
+
+void forward_resume(registry_entry *e)
+{
+    if (e->forwarder && atomic_load(&F.started))
+        wake_all(); /* the threads fill its slots again */
 }
 
 /* take_any() of a message that has not expired: expired ones are dropped

@@ -34,6 +34,15 @@ bool forward_start(const server_options *o);
  * messages go to the rule's URL from now on. */
 void forward_attach(registry_entry *e);
 
+/* Pause (registry.h): from forward_pause() on, no message of e's channel
+ * is taken into a slot (those in slots already go on to their end) and a
+ * message handed to the forwarder but not yet in a slot goes back to the
+ * head of the channel; forward_resume() makes the threads take messages
+ * again at once. Both do nothing for a channel that is not forwarded.
+ * Call them after e->paused is changed. */
+void forward_pause(registry_entry *e);
+void forward_resume(registry_entry *e);
+
 /* True if a rule forwards the channel called name (GET on it is 409). */
 bool forward_is_forwarded(const char *name);
 

@@ -1,7 +1,8 @@
-/* info.c - /healthz, /status and /metrics (see info.h). */
+/* info.c - /healthz, /status, /channels and /metrics (see info.h). */
 #include "info.h"
 
 #include "budget.h"
+#include "query.h"
 #include "respond.h"
 #include "status.h"
 
@@ -37,6 +38,21 @@ static enum MHD_Result status_finish(request *req, struct MHD_Connection *conn)
     return respond_owned(req, conn, "application/json", text, text ? strlen(text) : 0);
 }
 
+/* ?prefix= is checked before the body; the list made at the end. */
+static void list_begin(request *req, struct MHD_Connection *conn)
+{
+    const char *prefix;
+    query_prefix(req, conn, &prefix);
+}
+
+static enum MHD_Result list_finish(request *req, struct MHD_Connection *conn)
+{
+    const char *prefix = "";
+    query_prefix(req, conn, &prefix); /* valid: list_begin() checked it */
+    char *text = status_channels_json(prefix);
+    return respond_owned(req, conn, "application/json", text, text ? strlen(text) : 0);
+}
+
 static enum MHD_Result metrics_finish(request *req, struct MHD_Connection *conn)
 {
     size_t len = 0;
@@ -48,3 +64,4 @@ const request_handler healthz_handler = {.finish = healthz_finish};
 const request_handler readyz_handler = {.finish = readyz_finish};
 const request_handler status_handler = {.finish = status_finish};
 const request_handler metrics_handler = {.finish = metrics_finish};
+const request_handler list_handler = {.begin = list_begin, .finish = list_finish};

@@ -19,14 +19,34 @@ static longpoll *of_deadline(timer_item *it)
     return (longpoll *)((char *)it - offsetof(longpoll, deadline));
 }
 
+/* lp waits on without an armed waiter: its channel is paused. lp->lock
+ * held. */
+static void park(longpoll *lp)
+{
+    lp->parked = true;
+    atomic_fetch_add(&lp->entry->parked, 1);
+}
+
+/* lp is parked no longer. lp->lock held. */
+static void unpark(longpoll *lp)
+{
+    lp->parked = false;
+    atomic_fetch_sub(&lp->entry->parked, 1);
+}
+
 /* lp waits no longer: its waiter is never armed again (a callback that
  * finds its message expired ends the wait instead), and disarmed now if
- * it is armed. True if it was: nothing else ends the wait then. Called
- * with lp->lock held: the callback decides under it, so either it sees
- * ended, or it armed the waiter before and this disarms it. */
+ * it is armed, or unparked if it is parked. True if it was either:
+ * nothing else ends the wait then. Called with lp->lock held: the
+ * callback decides under it, so either it sees ended, or it armed the
+ * waiter before and this disarms it. */
 static bool end_waiting(longpoll *lp)
 {
     lp->ended = true;
+    if (lp->parked) {
+        unpark(lp);
+        return true;
+    }
     return hop_waiter_cancel(lp->waiter);
 }
 
@@ -86,15 +106,21 @@ bool longpoll_client_gone(struct MHD_Connection *conn)
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
-/* The waiter brought an expired message, dropped: take the next one, or
- * arm the waiter again, unless the wait has ended. lp->lock held. True if
- * lp waits on; else OUT: *err, *data, *len, what the wait ends with
+/* The waiter brought an expired message, dropped, or the channel was
+ * resumed: take the next one, or arm the waiter again (park lp if the
+ * channel is paused), unless the wait has ended. lp->lock held. True if lp
+ * waits on; else OUT: *err, *data, *len, what the wait ends with
  * (HOP_TIMEOUT: it ended). */
 static bool wait_on(longpoll *lp, hop_err *err, void **data, size_t *len)
 {
     if (lp->ended) {
         *err = HOP_TIMEOUT;
         return false;
+    }
+    if (atomic_load(&lp->entry->paused)) {
+        park(lp);
+        *err = HOP_TIMEOUT;
+        return true;
     }
     unsigned failed = 0;
     do
@@ -145,9 +171,101 @@ void longpoll_init(longpoll *lp, struct MHD_Connection *conn)
     lp->waiter = NULL;
     lp->entry = NULL;
     lp->ended = false;
+    lp->parked = false;
+    lp->listed = false;
+    lp->prev = lp->next = NULL;
     lp->conn = conn;
     timer_item_init(&lp->deadline, on_deadline);
 }
+
+/* ---- the waiters of a channel, for pause and resume ---- */
+
+/* Put lp on its channel's list of waiters. */
+static void list_add(longpoll *lp)
+{
+    registry_entry *e = lp->entry;
+    pthread_mutex_lock(&e->waiters_lock);
+    lp->prev = NULL;
+    lp->next = e->waiters;
+    if (e->waiters)
+        e->waiters->prev = lp;
+    e->waiters = lp;
+    lp->listed = true;
+    pthread_mutex_unlock(&e->waiters_lock);
+}
+
+/* Take lp off its channel's list, if it is on it. */
+static void list_remove(longpoll *lp)
+{
+    if (!lp->listed)
+        return;
+    registry_entry *e = lp->entry;
+    pthread_mutex_lock(&e->waiters_lock);
+    if (lp->prev)
+        lp->prev->next = lp->next;
+    else
+        e->waiters = lp->next;
+    if (lp->next)
+        lp->next->prev = lp->prev;
+    lp->listed = false;
+    pthread_mutex_unlock(&e->waiters_lock);
+}
+
+void longpoll_pause(registry_entry *e)
+{
+    pthread_mutex_lock(&e->waiters_lock);
+    /* first: a longpoll_begin() that comes to lp->lock after this sees it */
+    atomic_store(&e->paused, true);
+    for (longpoll *lp = e->waiters; lp; lp = lp->next) {
+        pthread_mutex_lock(&lp->lock);
+        /* not armed (done, parked, not yet begun), or its message is on
+         * its way: nothing to do */
+        if (!lp->ended && !lp->parked && hop_waiter_cancel(lp->waiter))
+            park(lp);
+        pthread_mutex_unlock(&lp->lock);
+    }
+    pthread_mutex_unlock(&e->waiters_lock);
+}
+
+/* The channel of the parked lp was resumed: take a message for it, or arm
+ * its waiter. lp->lock held. */
+static void unpark_and_take(longpoll *lp)
+{
+    unpark(lp);
+    hop_err err;
+    void *data = NULL;
+    size_t len = 0;
+    if (wait_on(lp, &err, &data, &len))
+        return; /* armed (or paused again): still waiting */
+    if (err == HOP_OK) {
+        lp->msg = data;
+        lp->len = len;
+        lp->state = LONGPOLL_READY;
+    } else {
+        lp->state = LONGPOLL_CLOSED;
+    }
+    pthread_cond_signal(&lp->settled);
+    MHD_resume_connection(lp->conn);
+}
+
+void longpoll_resume(registry_entry *e)
+{
+    pthread_mutex_lock(&e->waiters_lock);
+    atomic_store(&e->paused, false);
+    /* the oldest waiter first, as the core serves armed waiters */
+    longpoll *oldest = e->waiters;
+    while (oldest && oldest->next)
+        oldest = oldest->next;
+    for (longpoll *lp = oldest; lp; lp = lp->prev) {
+        pthread_mutex_lock(&lp->lock);
+        if (lp->parked && !lp->ended)
+            unpark_and_take(lp);
+        pthread_mutex_unlock(&lp->lock);
+    }
+    pthread_mutex_unlock(&e->waiters_lock);
+}
+
+/* ---- one GET's wait ---- */
 
 /* Poll once, skipping past corrupt records. */
 static longpoll_result poll_now(longpoll *lp, void **msg, size_t *len, hop_err *err)
@@ -169,8 +287,11 @@ longpoll_result longpoll_begin(longpoll *lp, registry_entry *entry, uint64_t wai
                                size_t *len, hop_err *err)
 {
     lp->entry = entry;
-    if (wait_ms == 0 || atomic_load(&stopping))
+    if (wait_ms == 0 || atomic_load(&stopping)) {
+        if (atomic_load(&entry->paused))
+            return LONGPOLL_EMPTY;
         return poll_now(lp, msg, len, err);
+    }
     if (lp->waiter == NULL) {
         hop_err e = hop_waiter_new(on_ready, lp, &lp->waiter);
         if (e != HOP_OK) {
@@ -178,13 +299,17 @@ longpoll_result longpoll_begin(longpoll *lp, registry_entry *entry, uint64_t wai
             return LONGPOLL_FAILED;
         }
     }
+    list_add(lp); /* before looking at paused: see longpoll_pause() */
 
     pthread_mutex_lock(&lp->lock);
-    hop_err e;
+    hop_err e = HOP_TIMEOUT;
     unsigned failed = 0;
-    do
-        e = expiry_recv_or_arm(lp->entry, lp->waiter, msg, len);
-    while (skip_corrupt(e, &failed));
+    if (atomic_load(&entry->paused))
+        park(lp);
+    else
+        do
+            e = expiry_recv_or_arm(lp->entry, lp->waiter, msg, len);
+        while (skip_corrupt(e, &failed));
     if (e != HOP_TIMEOUT) {
         pthread_mutex_unlock(&lp->lock);
         if (e == HOP_OK)
@@ -243,6 +368,7 @@ void longpoll_end(longpoll *lp, void **msg, size_t *len)
 {
     *msg = NULL;
     *len = 0;
+    list_remove(lp); /* from now on pause and resume leave lp alone */
     /* without a waiter lp never waited: nothing to settle */
     if (lp->waiter)
         settle(lp, msg, len);

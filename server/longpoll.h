@@ -10,7 +10,15 @@
  *     waiter (else the callback owns delivery): TIMED_OUT;
  *   - longpoll_stop_waiting() at shutdown, the same way as the timer.
  *
- * Locks: a longpoll's lock, then the channel's (inside the core): the
+ * Pause (registry.h): a waiting GET of a paused channel is parked: it
+ * waits without an armed waiter, so that no message reaches it, and only
+ * its deadline (or longpoll_resume()) ends the wait. Every GET that may
+ * wait is on its channel's list of waiters from longpoll_begin() to
+ * longpoll_end(), so that longpoll_pause() can disarm those that wait
+ * already and longpoll_resume() can take messages for the parked ones.
+ *
+ * Locks: the channel's waiters_lock (registry.h), then a longpoll's lock,
+ * then the channel's (inside the core): the
  * callback takes and arms, the timer disarms, with the longpoll's held. The timer's
  * lock is never taken with a longpoll's held, nor the other way round: the
  * timer calls its callbacks without its lock.
@@ -46,6 +54,9 @@ typedef struct longpoll {
     size_t len;
     hop_waiter *waiter; /* created on first arming */
     bool ended;         /* guarded by lock: the deadline passed, or the request ends */
+    bool parked;        /* guarded by lock: waiting, not armed, as the channel is paused */
+    bool listed;        /* on entry's waiters (entry->waiters_lock) */
+    struct longpoll *prev, *next; /* entry->waiters, under entry->waiters_lock */
     registry_entry *entry;
     struct MHD_Connection *conn;
     timer_item deadline; /* the end of the wait, on the timer */
@@ -73,9 +84,19 @@ typedef enum longpoll_result {
 } longpoll_result;
 
 /* From the access handler: take the oldest message of e's channel or wait
- * up to wait_ms for one. Once per longpoll. */
+ * up to wait_ms for one (of a paused channel: take nothing, answer EMPTY
+ * or wait). Once per longpoll. */
 longpoll_result longpoll_begin(longpoll *lp, registry_entry *e, uint64_t wait_ms, void **msg,
                                size_t *len, hop_err *err);
+
+/* Pause e's channel: GETs from now on wait without taking anything, and
+ * those that wait already are disarmed (one whose message is on its way
+ * gets it). Idempotent. */
+void longpoll_pause(registry_entry *e);
+
+/* Resume e's channel: the parked GETs take a message now if there is one
+ * (answered at once) or wait for one as usual. Idempotent. */
+void longpoll_resume(registry_entry *e);
 
 /* True if the client of conn has closed or reset its connection; a message
  * must not be sent into the void. conn must be suspended or in its access

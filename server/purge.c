@@ -5,6 +5,7 @@
 #include "graveyard.h"
 #include "lease.h"
 #include "log.h"
+#include "longpoll.h"
 #include "respond.h"
 
 #include <errno.h>
@@ -18,7 +19,7 @@ static void delete_begin(request *req, struct MHD_Connection *conn)
     if (forward_is_forwarded(req->route.name))
         request_fail(req, API_DELETE_FORWARDED, NULL);
     else if ((req->entry = registry_find(req->route.name)) == NULL)
-        request_fail(req, API_UNKNOWN_CHANNEL, NULL); /* a DELETE makes nothing */
+        request_fail(req, API_NO_CHANNEL, NULL); /* a DELETE makes nothing */
 }
 
 /* 200 with {"channel": name, "deleted": true, "purged": n}. */
@@ -45,13 +46,14 @@ static enum MHD_Result delete_finish(request *req, struct MHD_Connection *conn)
     char *gone = graveyard_bury(req->server->options.data_dir, req->route.name);
     if (gone == NULL) {
         if (errno == ENOENT) /* a DELETE at the same moment won */
-            return respond_error(req, conn, API_UNKNOWN_CHANNEL);
+            return respond_error(req, conn, API_NO_CHANNEL);
         log_error("channel %s: cannot be deleted: %s", req->route.name, strerror(errno));
         return respond_error(req, conn, API_IO);
     }
     if (!registry_unlist(e, gone))
-        return respond_error(req, conn, API_UNKNOWN_CHANNEL);
+        return respond_error(req, conn, API_NO_CHANNEL);
     hop_channel_shut(e->ch);
+    longpoll_resume(e); /* GETs a pause held back end too: the channel is closed */
     size_t leased = lease_drop_channel(e);
     uint64_t purged = (uint64_t)st.messages + st.delayed + leased;
     log_info("channel %s deleted: %" PRIu64 " message(s) dropped", req->route.name, purged);

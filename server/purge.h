@@ -5,7 +5,7 @@
  *                           the name (and its --max-channels slot) is
  *                           free at once. 200 {"channel", "deleted": true,
  *                           "purged": N}.
- * 404 unknown_channel for a channel that does not exist (never created);
+ * 404 no_channel for a channel that does not exist (never created);
  * 409 forwarded for a channel --forward sends to a URL. */
 #ifndef HOPPER_SERVER_PURGE_H
 #define HOPPER_SERVER_PURGE_H

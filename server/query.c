@@ -145,3 +145,24 @@ bool query_ttl(request *req, struct MHD_Connection *conn, uint64_t *ms)
     *ms = from_argument ? from_argument : from_header;
     return true;
 }
+
+/* True if text could begin a channel name: its characters are those of
+ * names, and it is not longer than one. */
+static bool name_prefix_valid(const char *text)
+{
+    size_t len = strlen(text);
+    return len <= HOP_NAME_MAX &&
+           strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == len;
+}
+
+bool query_prefix(request *req, struct MHD_Connection *conn, const char **prefix)
+{
+    bool bad;
+    const char *value = query_value(conn, "prefix", &bad);
+    if (bad || (value && !name_prefix_valid(value))) {
+        request_fail(req, API_BAD_PREFIX, NULL);
+        return false;
+    }
+    *prefix = value ? value : "";
+    return true;
+}

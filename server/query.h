@@ -1,9 +1,8 @@
 /* query.h - the query arguments requests read: ?wait= and ?max= of a GET,
- * ?lease= of a GET and of an extend, ?delay= of a POST and a release, ?ttl= of a POST (or
- * their headers). Each reads one argument as
- * MHD decoded it and checks it against the server's options; a bad value refuses the request
- * (request_fail) with its error of errors.h. An argument without a value ("?wait") or with a
- * decoded NUL is bad. */
+ * ?lease= of a GET and of an extend, ?prefix= of GET /channels, ?delay= of a POST and a release,
+ * ?ttl= of a POST (or their headers). Each reads one argument as MHD decoded it and checks it
+ * against the server's options; a bad value refuses the request (request_fail) with its error of
+ * errors.h. An argument without a value ("?wait") or with a decoded NUL is bad. */
 #ifndef HOPPER_SERVER_QUERY_H
 #define HOPPER_SERVER_QUERY_H
 
@@ -40,5 +39,11 @@ bool query_delay(request *req, struct MHD_Connection *conn, uint64_t *ms);
  * OUT: *ms, 0 when neither is given. False, req failed (API_BAD_TTL), if
  * one is bad or they differ. */
 bool query_ttl(request *req, struct MHD_Connection *conn, uint64_t *ms);
+
+/* ?prefix=P of GET /channels: at most HOP_NAME_MAX characters of the
+ * alphabet of channel names ([A-Za-z0-9._-]), "" allowed. OUT: *prefix,
+ * borrowed from MHD for as long as the request lives; "" when absent.
+ * False, req failed (API_BAD_PREFIX), if bad. */
+bool query_prefix(request *req, struct MHD_Connection *conn, const char **prefix);
 
 #endif

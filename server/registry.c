@@ -9,6 +9,7 @@
 #include "graveyard.h"
 #include "hash.h"
 #include "log.h"
+#include "pause_file.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -81,6 +82,7 @@ size_t registry_close(void)
         while (e) {
             registry_entry *next = e->next;
             lost += close_channel(e);
+            pthread_mutex_destroy(&e->waiters_lock);
             free(e);
             e = next;
         }
@@ -198,6 +200,10 @@ static hop_err add_channel(const char *name, registry_entry **out)
     atomic_init(&e->expired_logged_ms, 0);
     atomic_init(&e->refs, 1); /* the registry's */
     atomic_init(&e->deleted, false);
+    atomic_init(&e->paused, pause_file_read(reg.data_dir, name));
+    pthread_mutex_init(&e->waiters_lock, NULL);
+    e->waiters = NULL;
+    atomic_init(&e->parked, 0);
     size_t b = bucket_of(name);
     e->next = reg.buckets[b];
     reg.buckets[b] = e;
@@ -225,6 +231,7 @@ static void drop_empty(registry_entry *e)
     reg.count--;
     dedup_remove(e->dedup); /* the keys it holds are all past the window */
     hop_channel_close(e->ch);
+    pthread_mutex_destroy(&e->waiters_lock);
     free(e);
 }
 
@@ -245,7 +252,8 @@ bool registry_recover(const char *const *names, size_t count)
         }
         hop_stats st = {0};
         hop_channel_stats(e->ch, &st);
-        if (st.messages == 0 && st.delayed == 0 && !dedup_holds_keys(e->dedup, hop_now_ms())) {
+        if (st.messages == 0 && st.delayed == 0 && !atomic_load(&e->paused) &&
+            !dedup_holds_keys(e->dedup, hop_now_ms())) {
             /* A channel is made again by its first request: an empty one
              * is not kept, so old names never count against
              * --max-channels. Its directory goes if nothing else is in it. */
@@ -262,8 +270,9 @@ bool registry_recover(const char *const *names, size_t count)
         }
         dedup_stats keys;
         dedup_read(e->dedup, &keys);
-        log_info("channel %s recovered: %" PRIu64 " message(s), %zu file(s), %" PRIu64 " key(s)",
-                 names[i], st.recovered_total, st.disk_files, keys.keys);
+        log_info("channel %s recovered: %" PRIu64 " message(s), %zu file(s), %" PRIu64 " key(s)%s",
+                 names[i], st.recovered_total, st.disk_files, keys.keys,
+                 atomic_load(&e->paused) ? ", paused" : "");
         forward_attach(e);
         messages += st.recovered_total;
         if (reg.count > reg.max_channels) {

@@ -15,6 +15,7 @@
 #include "errors.h"
 #include "hopper/hopper.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,6 +32,13 @@ typedef struct registry_entry {
     atomic_uint_fast64_t expired_total, expired_unlogged, expired_logged_ms;
     struct forwarder *forwarder; /* forward.h's, or NULL: not forwarded */
     struct dedup_store *dedup;   /* dedup.h's keys, or NULL: dedup is off */
+    /* Pause (POST /channels/NAME/pause): while paused, neither GETs nor
+     * forwarding take messages. Set from pause_file.h at start; changed by
+     * longpoll_pause() and longpoll_resume() under waiters_lock. */
+    atomic_bool paused;
+    pthread_mutex_t waiters_lock; /* guards paused's changes and waiters */
+    struct longpoll *waiters;     /* longpoll.h's waiting GETs of the channel */
+    atomic_uint_fast64_t parked;  /* of them, held back by the pause (not armed) */
     struct registry_entry *next; /* hash bucket chain */
     atomic_uint refs;            /* see the top */
     atomic_bool deleted;         /* unlisted by a DELETE: its channel is shut */
@@ -45,8 +53,8 @@ bool registry_open(const char *data_dir, const hop_limits *limits, size_t max_ch
 /* Open every channel in names (borrowed: count valid channel names, as
  * datadir_channels() lists them) with the messages it kept, before any
  * request comes: one log line per channel, saying what it recovered, and
- * one in all. A channel that holds nothing (no message, and no key of
- * dedup.h inside its window) is not kept, and its directory
+ * one in all. A channel that holds nothing (no message, no key of
+ * dedup.h inside its window, and not paused: pause_file.h) is not kept, and its directory
  * is removed (unless something else is in it): a request makes it again.
  * False (logged) if more than max_channels hold messages, or one cannot be
  * opened: hopper cannot start. The channels opened so far stay in the

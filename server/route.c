@@ -25,12 +25,22 @@ static const struct {
     {"/readyz", {{[METHOD_GET] = ROUTE_READYZ, [METHOD_HEAD] = ROUTE_READYZ}, "GET, HEAD"}},
     {"/status", {{[METHOD_GET] = ROUTE_STATUS, [METHOD_HEAD] = ROUTE_STATUS}, "GET, HEAD"}},
     {"/metrics", {{[METHOD_GET] = ROUTE_METRICS, [METHOD_HEAD] = ROUTE_METRICS}, "GET, HEAD"}},
+    {"/channels", {{[METHOD_GET] = ROUTE_LIST, [METHOD_HEAD] = ROUTE_LIST}, "GET, HEAD"}},
 };
 
 /* /channels/NAME */
 static const resource channel = {
     {[METHOD_GET] = ROUTE_GET, [METHOD_POST] = ROUTE_POST, [METHOD_DELETE] = ROUTE_DELETE},
     "GET, POST, DELETE"};
+
+/* What may follow /channels/NAME, but /messages/RECEIPT. */
+static const struct {
+    const char *action;
+    resource methods;
+} channel_actions[] = {
+    {"/pause", {{[METHOD_POST] = ROUTE_PAUSE}, "POST"}},
+    {"/resume", {{[METHOD_POST] = ROUTE_RESUME}, "POST"}},
+};
 
 /* What may follow /channels/NAME/messages/RECEIPT. */
 static const struct {
@@ -97,7 +107,7 @@ static void route_receipt(route *out, const char *rest, size_t len, route_method
 }
 
 /* rest[0..len): what follows /channels/ in the raw target, up to '?':
- * NAME, or NAME/messages/RECEIPT[/ACTION]. */
+ * NAME, NAME/pause, NAME/resume or NAME/messages/RECEIPT[/ACTION]. */
 static void route_channel(route *out, const char *rest, size_t len, route_method method)
 {
     size_t segment_len;
@@ -111,6 +121,12 @@ static void route_channel(route *out, const char *rest, size_t len, route_method
     }
     const char *after = rest + segment_len;
     size_t left = len - segment_len, messages = strlen(MESSAGES_SEGMENT);
+    for (size_t i = 0; i < sizeof channel_actions / sizeof channel_actions[0]; i++) {
+        if (path_is(after, left, channel_actions[i].action)) {
+            choose(out, &channel_actions[i].methods, method);
+            return;
+        }
+    }
     if (left <= messages || memcmp(after, MESSAGES_SEGMENT, messages) != 0) {
         out->error = API_BAD_NAME; /* a '/' in the name, as far as a client can tell */
         return;

@@ -4,12 +4,15 @@
  *
  * The routes:
  *   GET, HEAD  /healthz, /readyz, /status, /metrics
+ *   GET, HEAD  /channels                                  (ROUTE_LIST)
  *   GET, POST, DELETE  /channels/NAME
+ *   POST       /channels/NAME/pause, /channels/NAME/resume
  *   DELETE     /channels/NAME/messages/RECEIPT           (ROUTE_ACK)
  *   POST       /channels/NAME/messages/RECEIPT/extend
  *   POST       /channels/NAME/messages/RECEIPT/release
  * Errors: a path above with another method is 405 (with its Allow header);
- * NAME followed by anything but /messages/RECEIPT[/ACTION] is 400
+ * NAME followed by anything but /pause, /resume or
+ * /messages/RECEIPT[/ACTION] is 400
  * bad_name, as a name with a '/' is (so /channels/a/b and /channels/a%2Fb
  * are both 400); a receipt longer than any receipt is 404 unknown_receipt;
  * any other path is 404.
@@ -40,6 +43,9 @@ typedef enum route_kind {
     ROUTE_READYZ,
     ROUTE_STATUS,
     ROUTE_METRICS,
+    ROUTE_LIST,    /* GET /channels */
+    ROUTE_PAUSE,   /* POST /channels/NAME/pause */
+    ROUTE_RESUME,  /* POST /channels/NAME/resume */
     ROUTE_POST,    /* POST /channels/NAME */
     ROUTE_GET,     /* GET /channels/NAME */
     ROUTE_ACK,     /* DELETE /channels/NAME/messages/RECEIPT */

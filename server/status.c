@@ -1,5 +1,5 @@
-/* status.c - /status and /metrics from the registry and each channel's
- * hop_stats, read at the moment of the request. */
+/* status.c - /status, /channels and /metrics from the registry and each
+ * channel's hop_stats, read at the moment of the request. */
 #include "status.h"
 
 #include "budget.h"
@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static server_options limits;
@@ -37,8 +38,8 @@ static double uptime_seconds(void)
 typedef struct sample {
     const char *name;
     uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers, in_flight, leased,
-        held_bytes, lease_expired_total, dead_lettered_total, delayed, delayed_bytes,
-        expired_total;
+        held_bytes, lease_expired_total, dead_lettered_total, delayed, delayed_bytes, expired_total,
+        paused;
     uint64_t sent_total, received_total, requeued_total, rejected_full_total,
         rejected_too_big_total, rejected_storage_full_total, io_errors_total, records_corrupt_total,
         recovered_total, syncs_total;
@@ -56,7 +57,9 @@ static void sample_of(registry_entry *e, sample *s)
     s->memory_bytes = st.memory_bytes;
     s->disk_bytes = st.disk_bytes;
     s->disk_files = st.disk_files;
-    s->waiting_receivers = st.waiting_receivers;
+    /* the core's armed waiters, and those a pause holds back */
+    s->waiting_receivers = st.waiting_receivers + atomic_load(&e->parked);
+    s->paused = atomic_load(&e->paused);
     s->in_flight = st.in_flight;
     s->leased = st.held; /* the core holds exactly the leased messages */
     s->held_bytes = st.held_bytes;
@@ -84,19 +87,25 @@ static void sample_of(registry_entry *e, sample *s)
     s->dedup_log_corrupt_total = d.log_corrupt_total;
 }
 
+/* The channels whose name starts with prefix ("": all), sorted by name.
+ * OUT: *count. NULL (count 0) if none. */
+static sample *samples_of(const char *prefix, size_t *count)
+{
+    registry_entry **list;
+    size_t n = registry_list(&list), k = 0, prefix_len = strlen(prefix);
+    sample *s = n ? calloc(n, sizeof *s) : NULL;
+    for (size_t i = 0; s && i < n; i++)
+        if (strncmp(hop_channel_name(list[i]->ch), prefix, prefix_len) == 0)
+            sample_of(list[i], &s[k++]);
+    registry_list_free(list, n);
+    *count = k;
+    return s;
+}
+
 /* All channels, sorted by name. OUT: *count. NULL (count 0) if none. */
 static sample *samples(size_t *count)
 {
-    registry_entry **list;
-    size_t n = registry_list(&list);
-    sample *s = n ? calloc(n, sizeof *s) : NULL;
-    if (s == NULL)
-        n = 0;
-    for (size_t i = 0; i < n; i++)
-        sample_of(list[i], &s[i]);
-    registry_list_free(list, n);
-    *count = n;
-    return s;
+    return samples_of("", count);
 }
 
 /* ---- /status ---- */
@@ -166,14 +175,29 @@ static json_t *forward_json(const forward_status *f)
     return o;
 }
 
-static json_t *channel_json(const sample *s)
+/* A channel's summary, the fields GET /channels and /status both give:
+ * the one place to add a field both show. New object. */
+static json_t *summary_json(const sample *s)
 {
     json_t *o = json_object();
     json_object_set_new(o, "messages", json_u64(s->messages));
     json_object_set_new(o, "memory_bytes", json_u64(s->memory_bytes));
     json_object_set_new(o, "disk_bytes", json_u64(s->disk_bytes));
-    json_object_set_new(o, "disk_files", json_u64(s->disk_files));
+    json_object_set_new(o, "leased", json_u64(s->leased));
     json_object_set_new(o, "delayed", json_u64(s->delayed));
+    json_object_set_new(o, "waiting_receivers", json_u64(s->waiting_receivers));
+    json_object_set_new(o, "paused", json_boolean(s->paused));
+    json_object_set_new(o, "forwarded", json_boolean(s->forwarded));
+    if (s->forwarded)
+        json_object_set_new(o, "forward", forward_json(&s->forward));
+    return o;
+}
+
+/* A channel in /status: its summary and every other number. */
+static json_t *channel_json(const sample *s)
+{
+    json_t *o = summary_json(s);
+    json_object_set_new(o, "disk_files", json_u64(s->disk_files));
     json_object_set_new(o, "delayed_bytes", json_u64(s->delayed_bytes));
     json_object_set_new(o, "sent_total", json_u64(s->sent_total));
     json_object_set_new(o, "received_total", json_u64(s->received_total));
@@ -183,9 +207,7 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "rejected_storage_full_total", json_u64(s->rejected_storage_full_total));
     json_object_set_new(o, "io_errors_total", json_u64(s->io_errors_total));
     json_object_set_new(o, "records_corrupt_total", json_u64(s->records_corrupt_total));
-    json_object_set_new(o, "waiting_receivers", json_u64(s->waiting_receivers));
     json_object_set_new(o, "in_flight", json_u64(s->in_flight));
-    json_object_set_new(o, "leased", json_u64(s->leased));
     json_object_set_new(o, "leased_bytes", json_u64(s->held_bytes));
     json_object_set_new(o, "lease_expired_total", json_u64(s->lease_expired_total));
     json_object_set_new(o, "dead_lettered_total", json_u64(s->dead_lettered_total));
@@ -196,8 +218,6 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "dedup_keys", json_u64(s->dedup_keys));
     json_object_set_new(o, "dedup_evicted_total", json_u64(s->dedup_evicted_total));
     json_object_set_new(o, "dedup_log_corrupt_total", json_u64(s->dedup_log_corrupt_total));
-    if (s->forwarded)
-        json_object_set_new(o, "forward", forward_json(&s->forward));
     return o;
 }
 
@@ -217,6 +237,26 @@ char *status_json(void)
     free(s);
     /* a failed allocation above leaves a member out; json_dumps then fails
      * only if doc itself is NULL */
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
+    json_decref(doc);
+    return text;
+}
+
+/* ---- /channels ---- */
+
+char *status_channels_json(const char *prefix)
+{
+    size_t n;
+    sample *s = samples_of(prefix, &n);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = summary_json(&s[i]);
+        json_object_set_new(o, "name", json_string(s[i].name));
+        json_array_append_new(list, o);
+    }
+    free(s);
+    json_t *doc = json_object();
+    json_object_set_new(doc, "channels", list);
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
     json_decref(doc);
     return text;
@@ -274,6 +314,10 @@ static const family families[] = {
      offsetof(sample, delayed_bytes)},
     {"hopper_channel_waiting_receivers", "gauge", "GETs waiting for a message.",
      offsetof(sample, waiting_receivers)},
+    {"hopper_channel_paused", "gauge",
+     "1 while the channel is paused (POST /channels/NAME/pause): GETs and forwarding take "
+     "nothing.",
+     offsetof(sample, paused)},
     {"hopper_channel_in_flight_messages", "gauge",
      "Messages read from queue files and handed to a GET whose response is not yet complete.",
      offsetof(sample, in_flight)},

@@ -326,8 +326,9 @@ static void test_not_found(void **state)
     (void)state;
     hs_server s;
     hs_start_ok(&s, NULL);
-    const char *paths[] = {"/",         "/channels", "/channel/x",   "/channelsx/y",
-                           "/status/x", "/healthz/", "/metrics.txt", "/CHANNELS/x"};
+    /* (/channels itself is the list of channels: test_list.c) */
+    const char *paths[] = {"/",         "/channels.json", "/channel/x",   "/channelsx/y",
+                           "/status/x", "/healthz/",      "/metrics.txt", "/CHANNELS/x"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         hs_expect_error(&s, "GET", paths[i], 404, "not_found");
     hs_expect_post_error(&s, "/nothing", "body", 4, "text/plain", 404, "not_found");

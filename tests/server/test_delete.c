@@ -75,7 +75,7 @@ static void test_delete_everything(void **state)
     assert_int_equal(hs_status_value(&s, "a", "messages"), -1); /* not listed */
     snprintf(path, sizeof path, "/channels/a/messages/%s", receipt);
     hs_expect_error(&s, "DELETE", path, 404, "unknown_receipt");
-    hs_expect_error(&s, "DELETE", "/channels/a", 404, "unknown_channel");
+    hs_expect_error(&s, "DELETE", "/channels/a", 404, "no_channel");
     hs_expect_nothing(&s, "a", "0", NULL); /* a GET makes it again: empty */
     hs_expect_post(&s, "a", "new", 202);
     hs_expect_get(&s, "a", "0", "new");
@@ -103,6 +103,17 @@ static void test_delete_wakes_waiters(void **state)
     hs_get_end_ok(&g, 204);
     hs_reply_free(&g.reply);
     assert_true(hs_now() - before < 5.0);
+
+    /* and one a pause holds back */
+    hs_expect_post(&s, "p", "held", 202);
+    hs_expect_request(&s, "POST", "/channels/p/pause", 200);
+    hs_get_begin_ok(&g, &s, "/channels/p?wait=20");
+    hs_get_await_waiting(&g, "p", 1);
+    before = hs_now();
+    delete_ok(&s, "p", 1);
+    hs_get_end_ok(&g, 204);
+    hs_reply_free(&g.reply);
+    assert_true(hs_now() - before < 5.0);
     hs_stop_ok(&s);
 }
 
@@ -118,7 +129,7 @@ static void test_delete_frees_slot_and_refuses(void **state)
     hs_expect_post(&s, "b", "y", 202);
     hs_expect_post_error(&s, "/channels/c", "z", 1, "text/plain", 503, "too_many_channels");
     hs_expect_error(&s, "DELETE", "/channels/f", 409, "forwarded");
-    hs_expect_error(&s, "DELETE", "/channels/nope", 404, "unknown_channel");
+    hs_expect_error(&s, "DELETE", "/channels/nope", 404, "no_channel");
     assert_int_equal(hs_status_value(&s, "nope", "messages"), -1);
     delete_ok(&s, "b", 1);
     hs_expect_post(&s, "c", "z", 202);
