@@ -203,6 +203,15 @@ longpoll_result longpoll_begin(longpoll *lp, registry_entry *entry, uint64_t wai
     return LONGPOLL_SUSPENDED;
 }
 
+void longpoll_rearm(longpoll *lp)
+{
+    timer_cancel(&lp->deadline); /* an expire() running now is over */
+    pthread_mutex_lock(&lp->lock);
+    lp->ended = false;
+    lp->state = LONGPOLL_IDLE;
+    pthread_mutex_unlock(&lp->lock);
+}
+
 longpoll_state longpoll_take(longpoll *lp, void **msg, size_t *len)
 {
     pthread_mutex_lock(&lp->lock);

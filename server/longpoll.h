@@ -72,10 +72,19 @@ typedef enum longpoll_result {
     LONGPOLL_FAILED,    /* OUT: *err */
 } longpoll_result;
 
-/* From the access handler: take the oldest message of e's channel or wait
- * up to wait_ms for one. Once per longpoll. */
+/* From the access handler (or a stream's content reader, stream.h): take
+ * the oldest message of e's channel or wait up to wait_ms for one. Once
+ * per longpoll, or once after each longpoll_rearm(). */
 longpoll_result longpoll_begin(longpoll *lp, registry_entry *e, uint64_t wait_ms, void **msg,
                                size_t *len, hop_err *err);
+
+/* Make lp, whose wait has ended and whose message (if any) was taken
+ * with longpoll_take(), ready for another longpoll_begin(): its deadline
+ * off the timer, its state IDLE. Not with lp->lock held, not from the
+ * timer thread. The waiter is re-armed by that begin: the core touches a
+ * waiter no more once its callback has returned, and the callback touches
+ * it no more once it resumed the connection. */
+void longpoll_rearm(longpoll *lp);
 
 /* True if the client of conn has closed or reset its connection; a message
  * must not be sent into the void. conn must be suspended or in its access

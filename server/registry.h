@@ -21,9 +21,10 @@ typedef struct registry_entry {
     /* expiry.h: messages dropped as expired; of them not logged yet; when
      * the last line about them was logged (monotonic ms, 0: never) */
     atomic_uint_fast64_t expired_total, expired_unlogged, expired_logged_ms;
-    struct forwarder *forwarder; /* forward.h's, or NULL: not forwarded */
-    struct dedup_store *dedup;   /* dedup.h's keys, or NULL: dedup is off */
-    struct registry_entry *next; /* hash bucket chain */
+    atomic_uint_fast64_t streams_open; /* streams on the channel now (stream.h) */
+    struct forwarder *forwarder;       /* forward.h's, or NULL: not forwarded */
+    struct dedup_store *dedup;         /* dedup.h's keys, or NULL: dedup is off */
+    struct registry_entry *next;       /* hash bucket chain */
 } registry_entry;
 
 /* Prepare an empty registry whose channels get limits (copied) and keep
