@@ -17,6 +17,7 @@
 #include "purge.h"
 #include "receipt.h"
 #include "respond.h"
+#include "stream.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ typedef union any_request {
     post_request post;
     get_request get;
     receipt_request receipt;
+    stream_request stream;
 } any_request;
 
 request *dispatch_new(const server_context *server, const char *target)
@@ -157,6 +159,8 @@ static void route_request(request *req, struct MHD_Connection *conn, const char 
         request_fail(req, r->error, NULL);
     } else {
         req->handler = handler_of(r->kind);
+        if (r->kind == ROUTE_GET && stream_wanted(conn))
+            req->handler = &stream_handler; /* Accept: text/event-stream */
         if (req->handler->begin)
             req->handler->begin(req, conn);
     }

@@ -1,6 +1,8 @@
 /* get.h - GET /channels/NAME[?wait=S][&max=N][&lease=L]: take the oldest
  * message (200, delivery.h), or up to N of them, waiting up to S seconds
  * for the first without holding a thread (longpoll.h); 204 when none came.
+ * A GET with Accept: text/event-stream is a stream instead (stream.h):
+ * dispatch.c gives it that handler.
  *
  * Two traps it keeps clear of:
  *   - libmicrohttpd does not notice that the client of a suspended

@@ -180,9 +180,12 @@ void longpoll_init(longpoll *lp, struct MHD_Connection *conn)
 
 /* ---- the waiters of a channel, for pause and resume ---- */
 
-/* Put lp on its channel's list of waiters. */
+/* Put lp on its channel's list of waiters, if it is not on it (a stream's
+ * longpoll begins again after each longpoll_rearm()). */
 static void list_add(longpoll *lp)
 {
+    if (lp->listed)
+        return;
     registry_entry *e = lp->entry;
     pthread_mutex_lock(&e->waiters_lock);
     lp->prev = NULL;
@@ -326,6 +329,15 @@ longpoll_result longpoll_begin(longpoll *lp, registry_entry *entry, uint64_t wai
      * while its access handler is still running. */
     deadline_add(lp, wait_ms);
     return LONGPOLL_SUSPENDED;
+}
+
+void longpoll_rearm(longpoll *lp)
+{
+    timer_cancel(&lp->deadline); /* an expire() running now is over */
+    pthread_mutex_lock(&lp->lock);
+    lp->ended = false;
+    lp->state = LONGPOLL_IDLE;
+    pthread_mutex_unlock(&lp->lock);
 }
 
 longpoll_state longpoll_take(longpoll *lp, void **msg, size_t *len)

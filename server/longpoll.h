@@ -83,11 +83,20 @@ typedef enum longpoll_result {
     LONGPOLL_FAILED,    /* OUT: *err */
 } longpoll_result;
 
-/* From the access handler: take the oldest message of e's channel or wait
- * up to wait_ms for one (of a paused channel: take nothing, answer EMPTY
- * or wait). Once per longpoll. */
+/* From the access handler (or a stream's content reader, stream.h): take
+ * the oldest message of e's channel or wait up to wait_ms for one. Once
+ * per longpoll, or once after each longpoll_rearm(). Of a paused channel: take nothing,
+ * answer EMPTY or wait. */
 longpoll_result longpoll_begin(longpoll *lp, registry_entry *e, uint64_t wait_ms, void **msg,
                                size_t *len, hop_err *err);
+
+/* Make lp, whose wait has ended and whose message (if any) was taken
+ * with longpoll_take(), ready for another longpoll_begin(): its deadline
+ * off the timer, its state IDLE. Not with lp->lock held, not from the
+ * timer thread. The waiter is re-armed by that begin: the core touches a
+ * waiter no more once its callback has returned, and the callback touches
+ * it no more once it resumed the connection. */
+void longpoll_rearm(longpoll *lp);
 
 /* Pause e's channel: GETs from now on wait without taking anything, and
  * those that wait already are disarmed (one whose message is on its way

@@ -24,6 +24,7 @@
 #include "registry.h"
 #include "reserve.h"
 #include "status.h"
+#include "stream.h"
 #include "timer.h"
 
 #include <errno.h>
@@ -98,11 +99,13 @@ static void wait_for_stop(const sigset_t *stop_signals)
 }
 
 /* The graceful stop of HTTP: no new connections, every waiting GET
- * answered 204 now, requests in progress given SHUTDOWN_DRAIN_MS. */
+ * answered 204 now, every stream ended (stream.h), requests in progress
+ * given SHUTDOWN_DRAIN_MS. */
 static void stop_http(void)
 {
     http_quiesce();
     longpoll_stop_waiting();
+    stream_stop_all();
     http_drain(SHUTDOWN_DRAIN_MS);
     http_stop();
 }
@@ -204,6 +207,7 @@ int main(int argc, char **argv)
     }
     leases_open(&o);
     status_init(&o);
+    stream_open();
     if (!http_start(&o))
         goto out_timer;
     wait_for_stop(&stop_signals);

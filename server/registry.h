@@ -30,8 +30,9 @@ typedef struct registry_entry {
     /* expiry.h: messages dropped as expired; of them not logged yet; when
      * the last line about them was logged (monotonic ms, 0: never) */
     atomic_uint_fast64_t expired_total, expired_unlogged, expired_logged_ms;
-    struct forwarder *forwarder; /* forward.h's, or NULL: not forwarded */
-    struct dedup_store *dedup;   /* dedup.h's keys, or NULL: dedup is off */
+    atomic_uint_fast64_t streams_open; /* streams on the channel now (stream.h) */
+    struct forwarder *forwarder;       /* forward.h's, or NULL: not forwarded */
+    struct dedup_store *dedup;         /* dedup.h's keys, or NULL: dedup is off */
     /* Pause (POST /channels/NAME/pause): while paused, neither GETs nor
      * forwarding take messages. Set from pause_file.h at start; changed by
      * longpoll_pause() and longpoll_resume() under waiters_lock. */
@@ -39,10 +40,10 @@ typedef struct registry_entry {
     pthread_mutex_t waiters_lock; /* guards paused's changes and waiters */
     struct longpoll *waiters;     /* longpoll.h's waiting GETs of the channel */
     atomic_uint_fast64_t parked;  /* of them, held back by the pause (not armed) */
-    struct registry_entry *next; /* hash bucket chain */
-    atomic_uint refs;            /* see the top */
-    atomic_bool deleted;         /* unlisted by a DELETE: its channel is shut */
-    char *gone_dir;              /* deleted: its directory, renamed aside (graveyard.h); new */
+    struct registry_entry *next;  /* hash bucket chain */
+    atomic_uint refs;             /* see the top */
+    atomic_bool deleted;          /* unlisted by a DELETE: its channel is shut */
+    char *gone_dir;               /* deleted: its directory, renamed aside (graveyard.h); new */
 } registry_entry;
 
 /* Prepare an empty registry whose channels get limits (copied) and keep

@@ -19,6 +19,9 @@
  *                      connection goes to the handler's resume, which
  *                      answers. -> ANSWERED.
  *   REQUEST_ANSWERED   a response is queued; later calls only drop body.
+ *                      (A stream, stream.h, has phases of its own from
+ *                      here: its content reader suspends and resumes the
+ *                      connection, the access handler sees none of it.)
  * Whatever the phase, MHD's completion callback ends the request: the
  * handler's end (if its begin ran) frees what the request holds and
  * settles the fate of the messages its response carried.

@@ -7,6 +7,7 @@
 #include "forward.h"
 #include "hopper/hopper.h"
 #include "registry.h"
+#include "stream.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -39,7 +40,7 @@ typedef struct sample {
     const char *name;
     uint64_t messages, memory_bytes, disk_bytes, disk_files, waiting_receivers, in_flight, leased,
         held_bytes, lease_expired_total, dead_lettered_total, delayed, delayed_bytes, expired_total,
-        paused;
+        paused, streams;
     uint64_t sent_total, received_total, requeued_total, rejected_full_total,
         rejected_too_big_total, rejected_storage_full_total, io_errors_total, records_corrupt_total,
         recovered_total, syncs_total;
@@ -68,6 +69,7 @@ static void sample_of(registry_entry *e, sample *s)
     s->lease_expired_total = atomic_load(&e->lease_expired_total);
     s->dead_lettered_total = atomic_load(&e->dead_lettered_total);
     s->expired_total = atomic_load(&e->expired_total);
+    s->streams = atomic_load(&e->streams_open);
     s->sent_total = st.sent_total;
     s->received_total = st.received_total;
     s->requeued_total = st.requeued_total;
@@ -207,6 +209,7 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "rejected_storage_full_total", json_u64(s->rejected_storage_full_total));
     json_object_set_new(o, "io_errors_total", json_u64(s->io_errors_total));
     json_object_set_new(o, "records_corrupt_total", json_u64(s->records_corrupt_total));
+    json_object_set_new(o, "streams", json_u64(s->streams));
     json_object_set_new(o, "in_flight", json_u64(s->in_flight));
     json_object_set_new(o, "leased_bytes", json_u64(s->held_bytes));
     json_object_set_new(o, "lease_expired_total", json_u64(s->lease_expired_total));
@@ -318,6 +321,9 @@ static const family families[] = {
      "1 while the channel is paused (POST /channels/NAME/pause): GETs and forwarding take "
      "nothing.",
      offsetof(sample, paused)},
+    {"hopper_channel_streams_open", "gauge",
+     "Event streams open on the channel (GET with Accept: text/event-stream).",
+     offsetof(sample, streams)},
     {"hopper_channel_in_flight_messages", "gauge",
      "Messages read from queue files and handed to a GET whose response is not yet complete.",
      offsetof(sample, in_flight)},
@@ -449,6 +455,9 @@ char *status_metrics(size_t *len)
     fprintf(out, "hopper_uptime_seconds %.3f\n", uptime_seconds());
     put_header(out, "hopper_channels", "gauge", "Channels that exist.");
     fprintf(out, "hopper_channels %zu\n", n);
+    put_header(out, "hopper_streams_open", "gauge",
+               "Event streams open (GET with Accept: text/event-stream).");
+    fprintf(out, "hopper_streams_open %" PRIu64 "\n", stream_count());
     put_budget(out);
 
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
