@@ -1,8 +1,10 @@
 /* channel_state.h - the state of a channel, shared by the files that
  * implement it: channel.c (open, close, stats), send.c, recv.c (receiving,
  * waiters, requeue), flight.c (holds, consuming), group_commit.c (durable
- * sends sharing syncs), recover.c (the recovery at open) and persist.c
- * (the journal, writing memory to disk at close). Its disk part is
+ * sends sharing syncs), recover.c (the recovery at open), persist.c
+ * (the journal, writing memory to disk at close), peek.c (showing
+ * messages without taking them: read_lock, then lock) and purge.c
+ * (dropping them all: write_lock, read_lock, journal_lock, then lock). Its disk part is
  * disk.c's (disk.h). Data only: each file declares its functions in its
  * own header. Private to the library.
  *
@@ -44,7 +46,8 @@ typedef enum hop__flight_state {
  * still name it (see persist.c). */
 typedef struct hop__flight {
     struct hop__flight *next; /* the next newer one */
-    hop_channel *ch;          /* NULL once the channel closed: hop_free() only frees */
+    hop_channel *ch;          /* NULL once the channel closed or was purged: hop_free() only
+                                 frees (set under lock and read_lock, read atomically) */
     hop__qfile *file;
     uint64_t off; /* the record's offset in file */
     hop__flight_state state;
@@ -118,6 +121,8 @@ struct hop_channel {
     size_t in_flight;                         /* lock: handed out, not consumed or requeued */
     hop__hold *holds;                         /* lock: messages held with hop_hold() */
     uint32_t take_counter;                    /* lock: the last take_order given */
+    uint32_t purged_take;                     /* lock: take_counter at the last hop_purge() */
+    bool purged;                              /* lock: hop_purge() ran: purged_take is set */
     size_t held, held_bytes;                  /* lock: the holds, and what they count */
 
     int journal_fd; /* journal_lock; -1 when there is none */

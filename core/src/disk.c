@@ -554,3 +554,106 @@ void hop__disk_consumed(hop__disk *d, hop__qfile *f, hop__qfile **done)
     f->in_flight--;
     hop__disk_detach_finished(d, done);
 }
+
+/* ---- purging ---- */
+
+hop__qfile *hop__disk_purge_candidate(const hop__disk *d)
+{
+    hop__qfile *f = d->head;
+    return f && f->unsynced == 0 && f->appended == 0 ? f : NULL;
+}
+
+/* Records of f published and not read yet (a damaged length may have made
+ * the reader count more read than there were). */
+static size_t unread(const hop__qfile *f)
+{
+    return f->records > f->records_read ? f->records - f->records_read : 0;
+}
+
+size_t hop__disk_purge_detach(hop__disk *d, hop__qfile *f)
+{
+    size_t dropped = unread(f);
+    d->head = f->next;
+    if (d->tail == f)
+        d->tail = NULL;
+    if (d->write_file == f)
+        d->write_file = NULL;
+    d->files--;
+    d->bytes -= f->size;
+    d->records -= dropped;
+    update_busy(d);
+    f->next = NULL;
+    return dropped;
+}
+
+void hop__disk_purge_forget(hop__disk *d, hop__qfile *f)
+{
+    hop__disk_uncount(d, on_disk(f));
+    hop__qfile_free(f);
+}
+
+size_t hop__disk_purge_rest(hop__disk *d)
+{
+    size_t dropped = 0;
+    for (hop__qfile *f = d->head; f; f = f->next) {
+        size_t n = unread(f);
+        dropped += n;
+        d->records -= n;
+        f->records_read += n;
+        f->read_off = f->size;
+        skip_over(f);
+    }
+    update_busy(d);
+    return dropped;
+}
+
+void hop__disk_forget_in_flight(hop__disk *d)
+{
+    for (hop__qfile *f = d->head; f; f = f->next)
+        f->in_flight = 0;
+}
+
+/* ---- peeking ---- */
+
+bool hop__disk_cursor_next(const hop__disk *d, hop__disk_cursor *c)
+{
+    if (c->file && c->off < c->file->size) {
+        c->avail = c->file->size;
+        return true;
+    }
+    hop__qfile *f = c->file ? c->file->next : d->head;
+    while (f && f->read_off == f->size)
+        f = f->next;
+    if (f == NULL)
+        return false;
+    *c = (hop__disk_cursor){f, f->read_off, f->size, f->skip_next};
+    return true;
+}
+
+/* Move c over the ranges to skip, as skip_over() moves a file's read
+ * position. */
+static void cursor_skip(hop__disk_cursor *c)
+{
+    const hop__skip *skips = c->file->skips.items;
+    while (c->skip_next < c->file->skips.count && skips[c->skip_next].off <= c->off) {
+        if (skips[c->skip_next].off == c->off)
+            c->off = skips[c->skip_next].to < c->avail ? skips[c->skip_next].to : c->avail;
+        c->skip_next++;
+    }
+}
+
+hop__read_result hop__disk_cursor_read(hop__disk *d, hop__disk_cursor *c, hop__msg **msg)
+{
+    uint64_t next = 0;
+    *msg = NULL;
+    hop__read_result res = hop__qreader_read(&d->reader, d->dirfd, c->file, c->off, c->avail,
+                                             HOP_MAX_MESSAGE_BYTES, msg, &next);
+    if (res == HOP__READ_OK || res == HOP__READ_CORRUPT)
+        c->off = next;
+    else if (res == HOP__READ_UNFRAMED)
+        c->off = c->avail;
+    else
+        return res;
+    cursor_skip(c);
+    return res;
+}

@@ -223,4 +223,49 @@ void hop__disk_reader_release(hop__disk *d);
  * *finished. State and reader locks held. */
 void hop__disk_consumed(hop__disk *d, hop__qfile *f, hop__qfile **finished);
 
+/* ---- peeking (peek.c) ---- */
+
+/* A walk over the unread records without reading them for good: where it
+ * is. The caller's; start it zeroed. */
+typedef struct hop__disk_cursor {
+    hop__qfile *file; /* the file it is in; NULL before the first */
+    uint64_t off;     /* where its next record begins */
+    uint64_t avail;   /* the file's published size when it looked last */
+    size_t skip_next; /* the first of the file's skips not behind off */
+} hop__disk_cursor;
+
+/* Move c on to where unread records are: further in its file if more was
+ * published there, else the next file with unread records. False if
+ * there are none. Nothing but c changes. State and reader locks held. */
+bool hop__disk_cursor_next(const hop__disk *d, hop__disk_cursor *c);
+/* Read the record at c and move c past it (past the rest of what the file
+ * had published for HOP__READ_UNFRAMED; not for HOP__READ_IO or
+ * HOP__READ_NOMEM), as a receiver would, but nothing is consumed, counted
+ * or logged. OUT: *msg (new) on HOP__READ_OK. Reader lock held alone. */
+hop__read_result hop__disk_cursor_read(hop__disk *d, hop__disk_cursor *c, hop__msg **msg);
+
+/* ---- purging (purge.c) ---- */
+
+/* The oldest file if a purge may remove it: none of its records waits for
+ * a sync (those files are the newest ones). NULL otherwise. State, reader
+ * and writer locks held. */
+hop__qfile *hop__disk_purge_candidate(const hop__disk *d);
+/* f, the oldest file, was removed from the directory: take it off the list
+ * and drop its unread records. Returns how many. Its descriptors and its
+ * bytes on the budget's disk side go with hop__disk_purge_forget(). State,
+ * reader and writer locks held. */
+size_t hop__disk_purge_detach(hop__disk *d, hop__qfile *f);
+/* Give back what f, detached, counted on the budget's disk side, and free
+ * it. Reader and writer locks held, state lock not. */
+void hop__disk_purge_forget(hop__disk *d, hop__qfile *f);
+/* The files left after a purge wait for syncs: their published records
+ * not read yet are dropped (read to their published end, so that what the
+ * syncs publish next is all they hold). Returns how many records were
+ * dropped. State, reader and writer locks held. */
+size_t hop__disk_purge_rest(hop__disk *d);
+/* The flights were cut off (flight.c): no record of any file is in flight
+ * any more, so files wait for none to be consumed. State and reader
+ * locks held. */
+void hop__disk_forget_in_flight(hop__disk *d);
+
 #endif

@@ -49,16 +49,22 @@ static void release_consumed_head(hop_channel *ch)
  * says so. Without locks. */
 static void consume(hop__flight *fl)
 {
-    hop_channel *ch = fl->ch;
-    if (ch == NULL) { /* the channel was closed meanwhile */
+    hop_channel *ch = __atomic_load_n(&fl->ch, __ATOMIC_ACQUIRE);
+    if (ch == NULL) { /* the channel was closed, or purged, meanwhile */
+        hop__free(fl);
+        return;
+    }
+    hop__qfile *finished = NULL;
+    pthread_mutex_lock(&ch->read_lock);
+    pthread_mutex_lock(&ch->lock);
+    if (fl->ch == NULL) { /* purged while the locks were taken: its file may be gone */
+        pthread_mutex_unlock(&ch->lock);
+        pthread_mutex_unlock(&ch->read_lock);
         hop__free(fl);
         return;
     }
     hop__qfile *f = fl->file;
     uint64_t seq = f->seq, off = fl->off;
-    hop__qfile *finished = NULL;
-    pthread_mutex_lock(&ch->read_lock);
-    pthread_mutex_lock(&ch->lock);
     fl->state = HOP__FLIGHT_DONE;
     ch->in_flight--;
     release_consumed_head(ch); /* fl may be freed here */
@@ -74,15 +80,16 @@ static void consume(hop__flight *fl)
  * cost (it is charged: the caller holds the message). ch->lock held. */
 static bool hold_fits(const hop_channel *ch, size_t cost)
 {
-    return (ch->held == 0 ||
-            (cost <= ch->limits.memory_bytes && ch->held_bytes <= ch->limits.memory_bytes - cost)) &&
+    return (ch->held == 0 || (cost <= ch->limits.memory_bytes &&
+                              ch->held_bytes <= ch->limits.memory_bytes - cost)) &&
            hop__budget_reserve(ch->limits.budget, cost);
 }
 
 hop_err hop_hold(hop_channel *ch, void *data)
 {
     hop__msg *m = hop__msg_of(data);
-    if (ch == NULL || m == NULL || (m->flight && m->flight->ch != ch))
+    if (ch == NULL || m == NULL ||
+        (m->flight && __atomic_load_n(&m->flight->ch, __ATOMIC_ACQUIRE) != ch))
         return HOP_INVALID;
     hop__hold *h = hop__malloc(sizeof *h);
     if (h == NULL)
@@ -153,19 +160,32 @@ void hop_free(void *data)
     hop__msg_free(m);
 }
 
+size_t hop__flight_cut_off(hop_channel *ch)
+{
+    size_t out = 0;
+    hop__flight *fl = ch->flights_head;
+    ch->flights_head = ch->flights_tail = NULL;
+    while (fl) {
+        hop__flight *next = fl->next;
+        if (fl->state == HOP__FLIGHT_OUT) {
+            /* a receiver has its message: hop_free() frees the node, which
+             * it may do as soon as it sees ch NULL (so that comes last) */
+            fl->file = NULL;
+            __atomic_store_n(&fl->ch, NULL, __ATOMIC_RELEASE);
+            out++;
+        } else {
+            hop__free(fl); /* nothing refers to it (the caller frees memory next) */
+        }
+        fl = next;
+    }
+    ch->in_flight = 0;
+    return out;
+}
+
 void hop__flight_release_all(hop_channel *ch)
 {
     for (hop__hold *h = ch->holds; h; h = h->next)
         h->ch = NULL; /* hop_free() frees the node */
     ch->holds = NULL;
-    hop__flight *fl = ch->flights_head;
-    ch->flights_head = ch->flights_tail = NULL;
-    while (fl) {
-        hop__flight *next = fl->next;
-        if (fl->state == HOP__FLIGHT_OUT)
-            fl->ch = NULL; /* a receiver has its message: hop_free() frees it */
-        else
-            hop__free(fl); /* nothing refers to it (memory is freed next) */
-        fl = next;
-    }
+    hop__flight_cut_off(ch);
 }

@@ -35,6 +35,15 @@ void hop__flight_drop(hop_channel *ch, hop__flight *fl);
  * against memory_bytes. ch->lock held. */
 void hop__hold_end(hop_channel *ch, hop__msg *m);
 
+/* Forget the flights, as a close or a purge does: the nodes of messages
+ * receivers still have are cut off from ch (their ch is NULL: hop_free()
+ * only frees the node, and touches neither the channel nor the file,
+ * which may be gone); the others are freed, so the messages in memory
+ * that point to them (requeued ones) must be freed next. in_flight is 0
+ * after. Returns how many were cut off. ch->lock held (a purge: with
+ * read_lock too, which consuming takes first), or single-threaded. */
+size_t hop__flight_cut_off(hop_channel *ch);
+
 /* At close, single-threaded: forget the flights and holds. The nodes of
  * messages receivers still have stay, cut off from ch, for hop_free() to
  * free; the others are freed. */

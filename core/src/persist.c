@@ -121,26 +121,27 @@ hop_err hop__persist_rewrite(hop_channel *ch)
     return err == HOP_OK ? journal_replace(ch, entries, n) : err;
 }
 
-/* Rewrite the journal while the channel is in use. write_lock, read_lock
- * and journal_lock keep records from being appended, read or consumed
- * meanwhile; `lock` is held only to read the state, so that memory traffic
- * does not wait for the I/O. */
+hop_err hop__persist_rewrite_locked(hop_channel *ch)
+{
+    hop__disk_retry_unremoved(&ch->disk);
+    hop__jentry *entries = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&ch->lock);
+    hop_err err = journal_entries(ch, &entries, &n);
+    pthread_mutex_unlock(&ch->lock);
+    return err == HOP_OK ? journal_replace(ch, entries, n) : err;
+}
+
+/* Rewrite the journal while the channel is in use, once appends made it
+ * long. */
 static void journal_rewrite_live(hop_channel *ch)
 {
     pthread_mutex_lock(&ch->write_lock);
     pthread_mutex_lock(&ch->read_lock);
     pthread_mutex_lock(&ch->journal_lock);
     hop_err err = HOP_OK;
-    if (ch->journal_size >= JOURNAL_REWRITE_BYTES) {
-        hop__disk_retry_unremoved(&ch->disk);
-        hop__jentry *entries = NULL;
-        size_t n = 0;
-        pthread_mutex_lock(&ch->lock);
-        err = journal_entries(ch, &entries, &n);
-        pthread_mutex_unlock(&ch->lock);
-        if (err == HOP_OK)
-            err = journal_replace(ch, entries, n);
-    }
+    if (ch->journal_size >= JOURNAL_REWRITE_BYTES)
+        err = hop__persist_rewrite_locked(ch);
     int saved = errno;
     pthread_mutex_unlock(&ch->journal_lock);
     pthread_mutex_unlock(&ch->read_lock);

@@ -10,6 +10,12 @@
  * files that could not be). At open and close, single-threaded. HOP_IO
  * (errno set) or HOP_NOMEM: the old journal is as it was. */
 hop_err hop__persist_rewrite(hop_channel *ch);
+/* Rewrite the journal while the channel is in use: write_lock, read_lock
+ * and journal_lock held (they keep records from being appended, read or
+ * consumed meanwhile); `lock` is taken only to read the state, so that
+ * memory traffic does not wait for the I/O. Errors as
+ * hop__persist_rewrite(). */
+hop_err hop__persist_rewrite_locked(hop_channel *ch);
 /* Note that the record of file seq at off was consumed: an append to the
  * journal, which is rewritten when it has grown. A failure is logged and
  * counted (the record may come again after a restart). Without locks. */

@@ -44,6 +44,26 @@ static inline hop__msg *memory_take(hop_channel *ch)
     return m;
 }
 
+/* True if m was out with a receiver when ch was last purged (hop_purge()):
+ * first taken before it. Such a message is not given back: the purge
+ * dropped it, and cut its flight off. Right while fewer than 2^31 messages
+ * are taken between m's first take and the check, as the order of give-
+ * backs is. (A message in memory at the purge was freed by it, so one
+ * taken before it and alive now was out.) ch->lock held. */
+static inline bool out_at_purge(const hop_channel *ch, const hop__msg *m)
+{
+    return ch->purged && m->take_order != 0 && !taken_before(ch->purged_take, m->take_order);
+}
+
+/* Free m, out at a purge, instead of giving it back, and its flight (cut
+ * off by the purge: nothing else refers to it). Its hold has ended. Takes
+ * no lock. */
+static void drop_purged(hop__msg *m)
+{
+    hop__free(m->flight);
+    hop__msg_free(m);
+}
+
 /* m is requeued to memory, at the head but behind the requeued messages
  * that were taken before it: in the order they first left. */
 static void memory_requeue(hop_channel *ch, hop__msg *m)
@@ -288,7 +308,10 @@ void hop__recv_dispatch(hop_channel *ch)
             break; /* nothing left, or a read error the next receiver meets again */
         hop_waiter *w = waiter_pop(ch);
         if (w == NULL) { /* the waiters were cancelled while the lock was dropped */
-            memory_requeue(ch, m);
+            if (out_at_purge(ch, m))
+                drop_purged(m); /* purged while the lock was dropped */
+            else
+                memory_requeue(ch, m);
             break;
         }
         ch->received_total++;
@@ -406,10 +429,28 @@ hop_err hop_requeue(hop_channel *ch, void *data, size_t len)
         hop__msg_free(m);
         return HOP_CLOSED;
     }
+    if (out_at_purge(ch, m)) {
+        pthread_mutex_unlock(&ch->lock);
+        drop_purged(m);
+        return HOP_OK;
+    }
     /* judged now: once requeued, m may be taken and freed at any time */
     hop_err err = len == m->len ? HOP_OK : HOP_INVALID;
     requeued_unlock(ch, m);
     return err;
+}
+
+bool hop__recv_drop_purged(hop_channel *ch, void *data)
+{
+    hop__msg *m = hop__msg_of(data);
+    pthread_mutex_lock(&ch->lock);
+    bool out = out_at_purge(ch, m);
+    if (out)
+        hop__hold_end(ch, m);
+    pthread_mutex_unlock(&ch->lock);
+    if (out)
+        drop_purged(m);
+    return out;
 }
 
 hop_err hop__recv_return(hop_channel *ch, const void *data, size_t len)

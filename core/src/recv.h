@@ -34,6 +34,18 @@ void hop__recv_published(hop_channel *ch, size_t n);
  * due (schedule.c). HOP_CLOSED or HOP_NOMEM: nothing changed. Without
  * locks. */
 hop_err hop__recv_return(hop_channel *ch, const void *data, size_t len);
+/* If data, a message of ch (hop__msg_of(data) not NULL), was out with a
+ * receiver when ch was last purged, free it (its hold ends, its cut-off
+ * flight goes) and return true: a give-back of it drops it. Else false,
+ * nothing changed. Without locks. */
+bool hop__recv_drop_purged(hop_channel *ch, void *data);
+/* Mark every message handed out so far as out at a purge: given back
+ * later, it is dropped. ch->lock held. */
+static inline void hop__recv_mark_purge(hop_channel *ch)
+{
+    ch->purged_take = ch->take_counter;
+    ch->purged = true;
+}
 /* Close ch to every call (sends too): blocked receivers return HOP_CLOSED,
  * receive calls still inside are waited for, and the armed waiters are
  * disarmed and called with HOP_CLOSED (without locks). Without locks. */

@@ -184,6 +184,8 @@ hop_err hop_requeue_at(hop_channel *ch, void *data, size_t len, uint64_t due_ms)
     uint64_t now = hop_now_ms();
     if (due_ms <= now)
         return hop_requeue(ch, data, len);
+    if (hop__recv_drop_purged(ch, data))
+        return HOP_OK; /* out at a purge: dropped, as hop_requeue() does */
     hop_err err = put(ch, &(hop__delay_rec){due_ms, HOP__DELAY_HEAD, data, len}, 1, now);
     if (err == HOP_OK)
         hop_free(data); /* its copy in the delay file stands for it now */

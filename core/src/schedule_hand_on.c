@@ -226,5 +226,6 @@ hop_err hop__schedule_hand_on(hop__schedule *s, hop__delay_id id, uint64_t now)
     hop__delay_reader_close(&r);
     if ((f = hop__sfile_find(s, id)) != NULL)
         f->promoting = false;
+    pthread_cond_broadcast(&s->handed); /* a purge may wait for it */
     return err;
 }

@@ -33,8 +33,9 @@ typedef struct hop__sfile {
 
 struct hop__schedule {
     pthread_mutex_t lock;
-    hop_channel *ch; /* borrowed */
-    int dirfd;       /* the channel's (borrowed) */
+    pthread_cond_t handed; /* a hand-on ended: no file is promoting (schedule_purge.c) */
+    hop_channel *ch;       /* borrowed */
+    int dirfd;             /* the channel's (borrowed) */
     hop__array files;
     uint64_t records, bytes; /* the sums over files; bytes counted on the budget's disk side */
     uint64_t corrupt;        /* records skipped as corrupt */

@@ -79,6 +79,7 @@ static void schedule_free(hop__schedule *s)
 {
     hop__budget_disk_release(s->ch->limits.budget, s->bytes);
     hop__array_release(&s->files);
+    pthread_cond_destroy(&s->handed);
     pthread_mutex_destroy(&s->lock);
     hop__free(s);
 }
@@ -91,6 +92,7 @@ hop_err hop__schedule_open(hop_channel *ch)
     if (s == NULL)
         return HOP_NOMEM;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->handed, NULL);
     s->ch = ch;
     s->dirfd = ch->disk.dirfd;
     s->entry.run = hop__schedule_run;

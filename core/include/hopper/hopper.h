@@ -9,7 +9,7 @@
  *     queue files in <data_dir>/<name>/ until the disk is drained again, so
  *     order is strict across memory and disk.
  *   - Every accepted message is received exactly once, byte-identical, unless
- *     the receiver gives it back with hop_requeue().
+ *     the receiver gives it back with hop_requeue() or hop_purge() drops it.
  *   - When memory is full and a new queue file would exceed
  *     hop_limits.max_disk_files, hop_send() returns HOP_FULL and leaves the
  *     caller's buffer untouched; when the disk side of a shared budget
@@ -302,6 +302,30 @@ hop_err hop_send_batch_async(hop_channel *ch, const hop_buf *msgs, size_t n, hop
  * out; the next call goes on with the next record), HOP_INVALID. */
 hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len);
 
+/* Called by hop_peek() for each message, oldest first: data[0..len) is
+ * borrowed, valid only during the call. Return false to stop. It runs with
+ * locks of the channel held (the reader's, and for messages in memory the
+ * state lock): it must be quick and must not call hopper functions on
+ * that channel, nor hop_free() or hop_requeue() of its messages. */
+typedef bool (*hop_peek_fn)(void *arg, const void *data, size_t len);
+/* Show up to max of the oldest ready messages of ch to fn, in the order
+ * hop_recv() would return them (messages given back at the head first,
+ * then the queue, whether in memory or in queue files), WITHOUT consuming,
+ * holding, requeuing or reordering anything: a hop_recv() after it returns
+ * exactly what it would have returned without it. Delayed messages
+ * (hop_send_at) and messages out with receivers are not shown. A corrupt
+ * record in a queue file is passed over, as hop_recv() skips it (but not
+ * counted: the receiver that skips it counts it). Concurrent receivers
+ * wait while it reads queue files; memory may be received from and sent
+ * to between its memory part and its file part. Memory: records read from
+ * queue files go through a bounded buffer (the channel's read-ahead), never
+ * the whole queue; what is read is charged to the channel's budget while
+ * it is held, like any read, and given back after. OUT: *shown (may be
+ * NULL), how many fn saw. HOP_IO (errno set) if a queue file cannot be read
+ * (what was shown stays shown); HOP_NOMEM; HOP_CLOSED; HOP_INVALID for ch
+ * NULL or fn NULL. */
+hop_err hop_peek(hop_channel *ch, size_t max, hop_peek_fn fn, void *arg, size_t *shown);
+
 /* Give a message taken by hop_recv() back to the head of its channel, ahead
  * of everything that was never taken; among messages given back, it lines
  * up in the order they were first taken, whatever order they come back in.
@@ -312,6 +336,27 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len);
  * hop_recv() returned: the message goes back with its original length),
  * HOP_CLOSED (the message is freed). */
 hop_err hop_requeue(hop_channel *ch, void *data, size_t len);
+
+/* Drop every message of ch: messages given back at the head, the memory
+ * buffer, every queue file, and delayed messages (hop_send_at). Messages
+ * out with receivers at the time (received, held, or read ahead and
+ * handed out) are not counted and not brought back: freeing one later
+ * only frees its memory (a hold still ends as usual), and
+ * hop_requeue()/hop_requeue_at() of one drops it (HOP_OK). Sends after the
+ * purge start a fresh queue, in order; durable sends still waiting for
+ * their sync when it runs are not dropped. Blocked receivers are not
+ * woken. Crash safety: queue files are removed oldest first and the
+ * journal is rewritten so that a crash in the middle leaves at worst the
+ * newest queue files, whole and in order (never a message twice, never a
+ * record of a removed file); on a durable channel the purge is synced
+ * before it returns. Budget: memory and disk counters drop by what was
+ * removed. OUT: *purged (may be NULL), the messages dropped (delayed ones
+ * included), also on failure. HOP_IO (errno set) if a file could not be
+ * removed: what was removed stays removed, the rest is intact and
+ * counted (a delay file that cannot be removed stops the purge before the
+ * channel's own messages). HOP_NOMEM (the journal could not be
+ * rewritten), HOP_CLOSED, HOP_INVALID for ch NULL. */
+hop_err hop_purge(hop_channel *ch, uint64_t *purged);
 
 /* Delayed messages. A message sent with a due time in the future waits on
  * disk, apart from the queue files, until the library's wall clock
