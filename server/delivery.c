@@ -147,6 +147,26 @@ static struct MHD_Response *multipart_response(const outgoing *o, size_t n, size
     return r;
 }
 
+struct MHD_Response *delivery_peek_response(void **msgs, size_t *lens, size_t n)
+{
+    outgoing *o = calloc(n, sizeof *o);
+    if (o == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!prepare(&o[k], msgs[i], lens[i], NULL))
+            continue; /* not an envelope: a GET would skip it too */
+        /* how often it was handed out so far: looking is not a delivery */
+        snprintf(o[k].count, sizeof o[k].count, "%" PRIu32, o[k].env.returns);
+        o[k].headers[o[k].header_count - 1].value_len = strlen(o[k].count);
+        k++;
+    }
+    size_t copied;
+    struct MHD_Response *r = multipart_response(o, k, &copied);
+    free(o);
+    return r;
+}
+
 /* Messages that never went out go back, last first, so that they keep their
  * order at the head of the channel. */
 static void give_back_all_unsent(registry_entry *e, void **msgs, size_t *lens, size_t n)

@@ -57,4 +57,10 @@ void delivery_succeeded(delivery *d);
  * ones by ending their lease (which may have ended already). */
 void delivery_failed(delivery *d);
 
+/* The multipart/mixed response of a peek (peek.h): msgs[0..n) (borrowed,
+ * envelopes as stored) as parts with their headers, id and the count of
+ * deliveries so far (Hopper-Delivery-Count: 0 for one never handed out);
+ * no receipt. NULL if out of memory. */
+struct MHD_Response *delivery_peek_response(void **msgs, size_t *lens, size_t n);
+
 #endif

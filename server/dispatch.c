@@ -13,6 +13,7 @@
 #include "get.h"
 #include "info.h"
 #include "pause.h"
+#include "peek.h"
 #include "post.h"
 #include "purge.h"
 #include "receipt.h"
@@ -35,6 +36,7 @@ typedef union any_request {
     get_request get;
     receipt_request receipt;
     stream_request stream;
+    peek_request peek;
 } any_request;
 
 request *dispatch_new(const server_context *server, const char *target)
@@ -79,6 +81,10 @@ static const request_handler *handler_of(route_kind kind)
         return &release_handler;
     case ROUTE_DELETE:
         return &delete_handler;
+    case ROUTE_PEEK:
+        return &peek_handler;
+    case ROUTE_PURGE:
+        return &purge_handler;
     case ROUTE_ERROR:
         break;
     }

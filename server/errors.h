@@ -46,8 +46,8 @@
     X(FORWARDED, NO_HOP_ERR, 409, "forwarded",                                                     \
       "this channel is forwarded to a URL (--forward): read NAME.dead instead")                    \
     X(DELETE_FORWARDED, NO_HOP_ERR, 409, "forwarded",                                              \
-      "this channel is forwarded to a URL (--forward): it cannot be deleted or purged while the "   \
-      "server forwards it")                                                                        \
+      "this channel is forwarded to a URL (--forward): it cannot be deleted while the server "     \
+      "forwards it")                                                                               \
     X(BAD_KEY, NO_HOP_ERR, 400, "bad_idempotency_key",                                             \
       "an Idempotency-Key (or --dedup-header) is 1 to 256 bytes")                                  \
     X(DUPLICATE_PENDING, NO_HOP_ERR, 409, "duplicate_pending",                                     \

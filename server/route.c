@@ -40,6 +40,7 @@ static const struct {
 } channel_actions[] = {
     {"/pause", {{[METHOD_POST] = ROUTE_PAUSE}, "POST"}},
     {"/resume", {{[METHOD_POST] = ROUTE_RESUME}, "POST"}},
+    {"/messages", {{[METHOD_GET] = ROUTE_PEEK, [METHOD_DELETE] = ROUTE_PURGE}, "GET, DELETE"}},
 };
 
 /* What may follow /channels/NAME/messages/RECEIPT. */

@@ -7,6 +7,7 @@
  *   GET, HEAD  /channels                                  (ROUTE_LIST)
  *   GET, POST, DELETE  /channels/NAME
  *   POST       /channels/NAME/pause, /channels/NAME/resume
+ *   GET, DELETE  /channels/NAME/messages                 (ROUTE_PEEK, ROUTE_PURGE)
  *   DELETE     /channels/NAME/messages/RECEIPT           (ROUTE_ACK)
  *   POST       /channels/NAME/messages/RECEIPT/extend
  *   POST       /channels/NAME/messages/RECEIPT/release
@@ -52,6 +53,8 @@ typedef enum route_kind {
     ROUTE_EXTEND,  /* POST /channels/NAME/messages/RECEIPT/extend */
     ROUTE_RELEASE, /* POST /channels/NAME/messages/RECEIPT/release */
     ROUTE_DELETE,  /* DELETE /channels/NAME */
+    ROUTE_PEEK,    /* GET /channels/NAME/messages */
+    ROUTE_PURGE,   /* DELETE /channels/NAME/messages */
 } route_kind;
 
 typedef struct route {

@@ -4,8 +4,10 @@
 
 #include "budget.h"
 #include "dedup.h"
+#include "envelope.h"
 #include "forward.h"
 #include "hopper/hopper.h"
+#include "purge.h"
 #include "registry.h"
 #include "stream.h"
 
@@ -45,9 +47,30 @@ typedef struct sample {
         rejected_too_big_total, rejected_storage_full_total, io_errors_total, records_corrupt_total,
         recovered_total, syncs_total;
     uint64_t duplicates_total, dedup_keys, dedup_evicted_total, dedup_log_corrupt_total;
+    double oldest_age_seconds; /* of the message a GET would take next; 0 if none */
     bool forwarded;
     forward_status forward; /* if forwarded */
 } sample;
+
+/* hop_peek()'s callback for oldest_age(): the accept time of the first. */
+static bool note_received(void *arg, const void *data, size_t len)
+{
+    uint64_t ttl;
+    if (!envelope_times(data, len, (uint64_t *)arg, &ttl))
+        *(uint64_t *)arg = 0;
+    return false; /* one is enough */
+}
+
+/* How long ago the oldest ready message of ch was accepted, in seconds;
+ * 0 when there is none, or it is of a release that stored no time. */
+static double oldest_age(hop_channel *ch)
+{
+    uint64_t received = 0, now = hop_now_ms();
+    if (hop_peek(ch, 1, note_received, &received, NULL) != HOP_OK || received == 0 ||
+        received > now)
+        return 0;
+    return (double)(now - received) / 1000.0;
+}
 
 static void sample_of(registry_entry *e, sample *s)
 {
@@ -70,6 +93,7 @@ static void sample_of(registry_entry *e, sample *s)
     s->dead_lettered_total = atomic_load(&e->dead_lettered_total);
     s->expired_total = atomic_load(&e->expired_total);
     s->streams = atomic_load(&e->streams_open);
+    s->oldest_age_seconds = oldest_age(e->ch);
     s->sent_total = st.sent_total;
     s->received_total = st.received_total;
     s->requeued_total = st.requeued_total;
@@ -187,6 +211,8 @@ static json_t *summary_json(const sample *s)
     json_object_set_new(o, "disk_bytes", json_u64(s->disk_bytes));
     json_object_set_new(o, "leased", json_u64(s->leased));
     json_object_set_new(o, "delayed", json_u64(s->delayed));
+    json_object_set_new(o, "oldest_age_seconds",
+                        json_real((double)(uint64_t)(s->oldest_age_seconds * 1000.0) / 1000.0));
     json_object_set_new(o, "waiting_receivers", json_u64(s->waiting_receivers));
     json_object_set_new(o, "paused", json_boolean(s->paused));
     json_object_set_new(o, "forwarded", json_boolean(s->forwarded));
@@ -442,6 +468,35 @@ static void put_forward(FILE *out, const sample *s, size_t n)
             put_histogram(out, &s[i]);
 }
 
+/* The server-wide counts of purge.h. */
+static void put_purges(FILE *out)
+{
+    purge_counts c;
+    purge_read_counts(&c);
+    put_header(out, "hopper_purges_total", "counter",
+               "Purges (DELETE /channels/NAME/messages) since start.");
+    fprintf(out, "hopper_purges_total %" PRIu64 "\n", c.purges);
+    put_header(out, "hopper_channels_deleted_total", "counter",
+               "Channels deleted (DELETE /channels/NAME) since start.");
+    fprintf(out, "hopper_channels_deleted_total %" PRIu64 "\n", c.channels_deleted);
+    put_header(out, "hopper_messages_purged_total", "counter",
+               "Messages dropped by purges and deletes since start.");
+    fprintf(out, "hopper_messages_purged_total %" PRIu64 "\n", c.messages_purged);
+}
+
+/* The age of each channel's oldest ready message (a fraction: not in the
+ * integer families). */
+static void put_oldest_ages(FILE *out, const sample *s, size_t n)
+{
+    put_header(out, "hopper_channel_oldest_age_seconds", "gauge",
+               "Seconds since the oldest ready message of the channel was accepted; 0 if none.");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "hopper_channel_oldest_age_seconds{channel=\"");
+        put_label(out, s[i].name);
+        fprintf(out, "\"} %.3f\n", s[i].oldest_age_seconds);
+    }
+}
+
 char *status_metrics(size_t *len)
 {
     char *text = NULL;
@@ -458,6 +513,7 @@ char *status_metrics(size_t *len)
     put_header(out, "hopper_streams_open", "gauge",
                "Event streams open (GET with Accept: text/event-stream).");
     fprintf(out, "hopper_streams_open %" PRIu64 "\n", stream_count());
+    put_purges(out);
     put_budget(out);
 
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
@@ -482,6 +538,7 @@ char *status_metrics(size_t *len)
             fprintf(out, "\",reason=\"%s\"} %" PRIu64 "\n", reasons[r], values[r]);
         }
     }
+    put_oldest_ages(out, s, n);
     put_forward(out, s, n);
     free(s);
     if (fclose(out) != 0) {

@@ -12,6 +12,7 @@
 #include "harness.h"
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -363,6 +364,50 @@ static void test_disk_full_at_stop(void **state)
     stop_fault("pwritev ENOSPC -1\n");
 }
 
+/* A purge (DELETE /channels/NAME/messages) that an I/O error stops as it
+ * removes the oldest queue file, then a crash (SIGKILL): what comes back
+ * is the newest part of the channel, whole and in order, none twice. */
+static void test_purge_cut_short(void **state)
+{
+    (void)state;
+    fault_case fc;
+    const char *args[] = {"--memory-bytes", "2KiB", "--file-bytes", "4KiB", NULL};
+    start_with_faults(&fc, args);
+    enum { N = 60 };
+    char texts[N][256];
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof texts[i], "purge %02d %0200d", i, 0);
+        assert_int_equal(post(&fc, "c", texts[i]), 202);
+    }
+    assert_true(hs_status_value(&fc.s, "c", "disk_files") > 2);
+    write_file(fc.control, "unlinkat EIO 1\n");
+    hs_reply r;
+    assert_int_equal(hs_request(&fc.s, "DELETE", "/channels/c/messages", NULL, 0, NULL, &r), 0);
+    assert_true(hs_is_error(&r, 500, "io_error"));
+    hs_reply_free(&r);
+    assert_int_equal(injected(&fc), 1);
+    write_file(fc.control, "");
+    assert_int_equal(hs_stop_with(&fc.s, SIGKILL), -1); /* died of the signal */
+
+    hs_start_in_ok(&fc.s, fc.dir, args);
+    int first = -1, got = 0;
+    char body[300];
+    while (hs_get_text(&fc.s, "c", "0", body, sizeof body) == 200) {
+        int i;
+        assert_int_equal(sscanf(body, "purge %d", &i), 1);
+        if (first < 0)
+            first = i;
+        assert_int_equal(i, first + got); /* in order, none twice, no gap */
+        assert_string_equal(body, texts[i]);
+        got++;
+    }
+    assert_true(got > 0 && got < N);
+    assert_int_equal(first + got, N); /* the newest */
+    hs_stop_ok(&fc.s);
+    hs_remove_tree(fc.dir);
+    hs_remove_tree(fc.aux);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_io_error_while_deleting),
         cmocka_unit_test(test_rename_fails_at_stop),
         cmocka_unit_test(test_disk_full_at_stop),
+        cmocka_unit_test(test_purge_cut_short),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

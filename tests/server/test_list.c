@@ -15,9 +15,9 @@
 
 /* The fields every entry has, and nothing else for a channel that is not
  * forwarded. */
-static const char *const fields[] = {"name",     "messages", "memory_bytes",      "disk_bytes",
-                                     "leased",   "delayed",  "waiting_receivers", "paused",
-                                     "forwarded"};
+static const char *const fields[] = {
+    "name",    "messages",          "memory_bytes", "disk_bytes", "leased",
+    "delayed", "waiting_receivers", "paused",       "forwarded",  "oldest_age_seconds"};
 #define FIELD_COUNT (sizeof fields / sizeof fields[0])
 
 /* GET path: 200 JSON {"channels": [...]}; returns the array's document
@@ -76,6 +76,10 @@ static void expect_entry(const hs_server *s, json_t *entry, const char *name, lo
     assert_int_equal(number(entry, "waiting_receivers"), waiting);
     assert_int_equal(number(entry, "memory_bytes"), hs_status_value(s, name, "memory_bytes"));
     assert_int_equal(number(entry, "disk_bytes"), hs_status_value(s, name, "disk_bytes"));
+    json_t *age = json_object_get(entry, "oldest_age_seconds");
+    assert_true(json_is_real(age) && json_real_value(age) >= 0 && json_real_value(age) < 60);
+    if (messages == 0)
+        assert_true(json_real_value(age) == 0);
     assert_true(json_is_false(json_object_get(entry, "paused")));
     assert_true(json_is_false(json_object_get(entry, "forwarded")));
 }
