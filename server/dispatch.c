@@ -17,6 +17,7 @@
 #include "post.h"
 #include "purge.h"
 #include "receipt.h"
+#include "redrive.h"
 #include "respond.h"
 #include "stream.h"
 
@@ -37,6 +38,7 @@ typedef union any_request {
     receipt_request receipt;
     stream_request stream;
     peek_request peek;
+    redrive_request redrive;
 } any_request;
 
 request *dispatch_new(const server_context *server, const char *target)
@@ -85,6 +87,8 @@ static const request_handler *handler_of(route_kind kind)
         return &peek_handler;
     case ROUTE_PURGE:
         return &purge_handler;
+    case ROUTE_REDRIVE:
+        return &redrive_handler;
     case ROUTE_ERROR:
         break;
     }

@@ -41,6 +41,7 @@ static const struct {
     {"/pause", {{[METHOD_POST] = ROUTE_PAUSE}, "POST"}},
     {"/resume", {{[METHOD_POST] = ROUTE_RESUME}, "POST"}},
     {"/messages", {{[METHOD_GET] = ROUTE_PEEK, [METHOD_DELETE] = ROUTE_PURGE}, "GET, DELETE"}},
+    {"/redrive", {{[METHOD_POST] = ROUTE_REDRIVE}, "POST"}},
 };
 
 /* What may follow /channels/NAME/messages/RECEIPT. */

@@ -6,7 +6,7 @@
  *   GET, HEAD  /healthz, /readyz, /status, /metrics
  *   GET, HEAD  /channels                                  (ROUTE_LIST)
  *   GET, POST, DELETE  /channels/NAME
- *   POST       /channels/NAME/pause, /channels/NAME/resume
+ *   POST       /channels/NAME/pause, /channels/NAME/resume, /channels/NAME/redrive
  *   GET, DELETE  /channels/NAME/messages                 (ROUTE_PEEK, ROUTE_PURGE)
  *   DELETE     /channels/NAME/messages/RECEIPT           (ROUTE_ACK)
  *   POST       /channels/NAME/messages/RECEIPT/extend
@@ -55,6 +55,7 @@ typedef enum route_kind {
     ROUTE_DELETE,  /* DELETE /channels/NAME */
     ROUTE_PEEK,    /* GET /channels/NAME/messages */
     ROUTE_PURGE,   /* DELETE /channels/NAME/messages */
+    ROUTE_REDRIVE, /* POST /channels/NAME/redrive */
 } route_kind;
 
 typedef struct route {

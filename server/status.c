@@ -8,6 +8,7 @@
 #include "forward.h"
 #include "hopper/hopper.h"
 #include "purge.h"
+#include "redrive.h"
 #include "registry.h"
 #include "stream.h"
 
@@ -468,7 +469,7 @@ static void put_forward(FILE *out, const sample *s, size_t n)
             put_histogram(out, &s[i]);
 }
 
-/* The server-wide counts of purge.h. */
+/* The server-wide counts of purge.h and redrive.h. */
 static void put_purges(FILE *out)
 {
     purge_counts c;
@@ -482,6 +483,14 @@ static void put_purges(FILE *out)
     put_header(out, "hopper_messages_purged_total", "counter",
                "Messages dropped by purges and deletes since start.");
     fprintf(out, "hopper_messages_purged_total %" PRIu64 "\n", c.messages_purged);
+    uint64_t redrives, moved;
+    redrive_read_counts(&redrives, &moved);
+    put_header(out, "hopper_redrives_total", "counter",
+               "Redrives (POST /channels/NAME/redrive) since start.");
+    fprintf(out, "hopper_redrives_total %" PRIu64 "\n", redrives);
+    put_header(out, "hopper_messages_redriven_total", "counter",
+               "Messages moved from NAME.dead back to NAME by redrives since start.");
+    fprintf(out, "hopper_messages_redriven_total %" PRIu64 "\n", moved);
 }
 
 /* The age of each channel's oldest ready message (a fraction: not in the
