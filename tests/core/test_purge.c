@@ -7,6 +7,7 @@
  * leaving the newest messages whole and in order; a blocked receiver is
  * not woken. Delayed messages use a clock the test moves. Each test runs
  * in its own temp dir; the channel is <dir>/ch. */
+#include "delay_util.h"
 #include "sync_hook.h"
 
 #include "io.h"
@@ -20,37 +21,7 @@
 #include <unistd.h>
 
 #define LEN 100
-/* A start on a window boundary (a multiple of 60 s). */
-#define BASE ((uint64_t)28333334 * 60000)
-
-static _Atomic uint64_t fake_now;
-
-static uint64_t fake_clock(void *arg)
-{
-    (void)arg;
-    return atomic_load(&fake_now);
-}
-
-/* Move the clock to BASE + ms and let the scheduler do what is due. */
-static void move_to(uint64_t ms)
-{
-    atomic_store(&fake_now, BASE + ms);
-    hop_clock_moved();
-}
-
-static int setup(void **state)
-{
-    atomic_store(&fake_now, BASE);
-    hop_set_clock(fake_clock, NULL);
-    return tu_dir_setup(state);
-}
-
-static int teardown(void **state)
-{
-    hop__io_set(NULL);
-    hop_set_clock(NULL, NULL);
-    return tu_dir_teardown(state);
-}
+#define BASE DU_BASE
 
 /* ---- messages ---- */
 
@@ -174,7 +145,7 @@ static void test_purge_everything(void **state)
     assert_int_equal(hop_budget_used(b), memory0);
     assert_int_equal(hop_budget_disk_used(b), disk0);
 
-    move_to(20000); /* the delayed ones were dropped: nothing is handed on */
+    du_move_to(20000); /* the delayed ones were dropped: nothing is handed on */
     assert_empty(ch);
     assert_int_equal(hop_purge(ch, &purged), HOP_OK); /* an empty purge */
     assert_int_equal(purged, 0);
@@ -222,7 +193,7 @@ static void test_messages_out(void **state)
     send_ids(ch, 50, 60);
     void *fresh = recv_id(ch, 50);
     assert_int_equal(hop_requeue(ch, fresh, LEN), HOP_OK); /* taken after: given back */
-    move_to(6000);
+    du_move_to(6000);
     drain_range(ch, 50, 60);
 
     hop_channel_close(ch); /* out[3] and out[7] still out */
@@ -249,7 +220,7 @@ static void purge_and_reopen(const tu_dir *d, hop_limits l)
     hop_free(out);
     ch = tu_open(d, l);
     assert_empty(ch);
-    move_to(4000);
+    du_move_to(4000);
     assert_empty(ch);
     assert_int_equal(tu_stats(ch).recovered_total, 0);
     send_ids(ch, 60, 70);
@@ -472,7 +443,7 @@ static void test_waiting_receiver_not_woken(void **state)
     uint64_t purged = 0;
     assert_int_equal(hop_purge(ch, &purged), HOP_OK);
     assert_int_equal(purged, 3);
-    move_to(2000); /* they were due now */
+    du_move_to(2000); /* they were due now */
     tu_sleep_ms(100);
     assert_int_equal(tu_stats(ch).waiting_receivers, 1); /* still waiting */
     send_ids(ch, 77, 78);
@@ -486,7 +457,7 @@ static void test_waiting_receiver_not_woken(void **state)
 int main(void)
 {
     tu_log_capture();
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, du_setup, du_teardown)
     const struct CMUnitTest tests[] = {
         T(test_purge_everything),
         T(test_messages_out),

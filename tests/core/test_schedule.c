@@ -5,7 +5,7 @@
  * a coarse file into fine ones, the head and the tail, the limits, close
  * and reopen, a torn file, durable channels, a receiver waiting. Each
  * test runs in its own temp dir; the channel is <dir>/ch. */
-#include "test_util.h"
+#include "delay_util.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -15,36 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A start on a window boundary (a multiple of 60 s). */
-#define BASE ((uint64_t)28333334 * 60000)
-
-static _Atomic uint64_t fake_now;
-
-static uint64_t fake_clock(void *arg)
-{
-    (void)arg;
-    return atomic_load(&fake_now);
-}
-
-/* Move the clock to BASE + ms and let the scheduler do what is due. */
-static void move_to(uint64_t ms)
-{
-    atomic_store(&fake_now, BASE + ms);
-    hop_clock_moved();
-}
-
-static int setup(void **state)
-{
-    atomic_store(&fake_now, BASE);
-    hop_set_clock(fake_clock, NULL);
-    return tu_dir_setup(state);
-}
-
-static int teardown(void **state)
-{
-    hop_set_clock(NULL, NULL);
-    return tu_dir_teardown(state);
-}
+#define BASE DU_BASE
 
 static hop_limits roomy(void)
 {
@@ -54,39 +25,6 @@ static hop_limits roomy(void)
 static void send_at_ok(hop_channel *ch, const char *text, uint64_t due)
 {
     assert_int_equal(hop_send_at(ch, text, strlen(text), BASE + due), HOP_OK);
-}
-
-/* The next message is text. */
-static void recv_text(hop_channel *ch, const char *text)
-{
-    void *data;
-    size_t len;
-    hop_err err = hop_recv(ch, 0, &data, &len);
-    if (err != HOP_OK)
-        fail_msg("expected \"%s\", got %s", text, hop_err_name(err));
-    if (len != strlen(text) || memcmp(data, text, len) != 0)
-        fail_msg("expected \"%s\", got \"%.*s\"", text, (int)len, (char *)data);
-    hop_free(data);
-}
-
-static void recv_none(hop_channel *ch)
-{
-    void *data;
-    size_t len;
-    assert_int_equal(hop_recv(ch, 0, &data, &len), HOP_TIMEOUT);
-}
-
-/* Delay files in the channel directory. */
-static int count_delay_files(const tu_dir *d)
-{
-    DIR *dir = opendir(d->chan);
-    assert_non_null(dir);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL)
-        n += strncmp(e->d_name, "delay-", 6) == 0;
-    closedir(dir);
-    return n;
 }
 
 /* Not handed on a moment before its slot ends; handed on when it ends. */
@@ -99,16 +37,16 @@ static void test_never_early(void **state)
     assert_int_equal(s.delayed, 1);
     assert_true(s.delayed_bytes > 0);
     assert_int_equal(s.messages, 0);
-    move_to(4999);
-    recv_none(ch);
-    move_to(5049); /* its slot [5000, 5050) has not ended: at most 50 ms late */
-    recv_none(ch);
-    move_to(5050);
-    recv_text(ch, "a");
+    du_move_to(4999);
+    du_recv_none(ch);
+    du_move_to(5049); /* its slot [5000, 5050) has not ended: at most 50 ms late */
+    du_recv_none(ch);
+    du_move_to(5050);
+    du_recv_text(ch, "a");
     s = tu_stats(ch);
     assert_int_equal(s.delayed, 0);
     assert_int_equal(s.delayed_bytes, 0);
-    assert_int_equal(count_delay_files(d), 0);
+    assert_int_equal(du_count_delay_files(d), 0);
     hop_channel_close(ch);
 }
 
@@ -119,8 +57,8 @@ static void test_due_now_is_a_send(void **state)
     hop_channel *ch = tu_open(d, roomy());
     send_at_ok(ch, "now", 0);
     assert_int_equal(hop_send_at(ch, "past", 4, BASE - 10), HOP_OK);
-    recv_text(ch, "now");
-    recv_text(ch, "past");
+    du_recv_text(ch, "now");
+    du_recv_text(ch, "past");
     assert_int_equal(tu_stats(ch).delayed, 0);
     hop_channel_close(ch);
 }
@@ -136,25 +74,25 @@ static void test_fifo(void **state)
     send_at_ok(ch, "b", 60000);
     send_at_ok(ch, "a2", 120000);
     send_at_ok(ch, "a3", 120010); /* the same slot as a1, a2 */
-    assert_int_equal(count_delay_files(d), 2);
-    move_to(60499);
-    recv_text(ch, "b");
-    recv_none(ch);
-    move_to(60550);
-    recv_text(ch, "c");
-    move_to(119500); /* the window of 120000 is split now */
+    assert_int_equal(du_count_delay_files(d), 2);
+    du_move_to(60499);
+    du_recv_text(ch, "b");
+    du_recv_none(ch);
+    du_move_to(60550);
+    du_recv_text(ch, "c");
+    du_move_to(119500); /* the window of 120000 is split now */
     assert_int_equal(tu_stats(ch).delayed, 3);
     send_at_ok(ch, "a4", 120000); /* straight to its fine slot, behind the others */
     send_at_ok(ch, "a5", 120049);
-    recv_none(ch);
-    move_to(120050);
-    recv_text(ch, "a1");
-    recv_text(ch, "a2");
-    recv_text(ch, "a3");
-    recv_text(ch, "a4");
-    recv_text(ch, "a5");
-    recv_none(ch);
-    assert_int_equal(count_delay_files(d), 0);
+    du_recv_none(ch);
+    du_move_to(120050);
+    du_recv_text(ch, "a1");
+    du_recv_text(ch, "a2");
+    du_recv_text(ch, "a3");
+    du_recv_text(ch, "a4");
+    du_recv_text(ch, "a5");
+    du_recv_none(ch);
+    assert_int_equal(du_count_delay_files(d), 0);
     hop_channel_close(ch);
 }
 
@@ -170,11 +108,11 @@ static void test_batch(void **state)
     hop_buf two[2] = {{big, sizeof big}, {big, sizeof big}};
     assert_int_equal(hop_send_batch_at(ch, two, 2, BASE + 1000), HOP_FULL);
     assert_int_equal(tu_stats(ch).delayed, 3);
-    move_to(1050);
-    recv_text(ch, "x");
-    recv_text(ch, "y");
-    recv_text(ch, "z");
-    recv_none(ch);
+    du_move_to(1050);
+    du_recv_text(ch, "x");
+    du_recv_text(ch, "y");
+    du_recv_text(ch, "z");
+    du_recv_none(ch);
     hop_channel_close(ch);
 }
 
@@ -193,11 +131,11 @@ static void test_requeue_at_head(void **state)
     assert_int_equal(hop_requeue_at(ch, data, len + 1, BASE + 1000), HOP_INVALID);
     assert_int_equal(hop_requeue_at(ch, data, len, BASE + 1000), HOP_OK);
     assert_int_equal(tu_stats(ch).delayed, 1);
-    move_to(999);
-    recv_text(ch, "y");
-    move_to(1050);
-    recv_text(ch, "x");
-    recv_text(ch, "z");
+    du_move_to(999);
+    du_recv_text(ch, "y");
+    du_move_to(1050);
+    du_recv_text(ch, "x");
+    du_recv_text(ch, "z");
 
     /* sends and a give-back in one slot: the give-back at the head, the
      * sends at the tail in their order */
@@ -207,11 +145,11 @@ static void test_requeue_at_head(void **state)
     send_at_ok(ch, "t1", 2000);
     assert_int_equal(hop_requeue_at(ch, data, len, BASE + 2000), HOP_OK);
     send_at_ok(ch, "t2", 2010);
-    move_to(2050);
-    recv_text(ch, "q");
-    recv_text(ch, "r");
-    recv_text(ch, "t1");
-    recv_text(ch, "t2");
+    du_move_to(2050);
+    du_recv_text(ch, "q");
+    du_recv_text(ch, "r");
+    du_recv_text(ch, "t1");
+    du_recv_text(ch, "t2");
     hop_channel_close(ch);
 }
 
@@ -244,8 +182,8 @@ static void test_limits(void **state)
     assert_int_equal(hop_send_at(ch, payload, sizeof payload, BASE + 1000), HOP_NOSPACE);
     assert_int_equal(hop_send_at(ch, "s", 1, BASE + 1000), HOP_OK);
     assert_int_equal(hop_budget_disk_used(b), tu_dir_bytes(bdir));
-    move_to(1050);
-    recv_text(ch, "s");
+    du_move_to(1050);
+    du_recv_text(ch, "s");
     assert_int_equal(hop_budget_disk_used(b), tu_dir_bytes(bdir));
     hop_channel_close(ch);
     assert_int_equal(hop_budget_disk_used(b), 0);
@@ -288,21 +226,21 @@ static void test_interleaved_slots(void **state)
     hop_channel *ch = tu_open(d, roomy());
     for (int i = 0; i < 6; i++)
         send_at_ok(ch, texts[i], dues[i]);
-    assert_int_equal(count_delay_files(d), 1);
-    move_to(1149);
-    recv_none(ch);
-    move_to(1150); /* slot 2, [1100, 1150) */
-    recv_text(ch, "a");
-    recv_text(ch, "b");
-    recv_text(ch, "c");
-    recv_text(ch, "d");
-    recv_none(ch);
-    move_to(1299);
-    recv_none(ch);
-    move_to(1300); /* slot 5 */
-    recv_text(ch, "x");
-    recv_text(ch, "y");
-    assert_int_equal(count_delay_files(d), 0);
+    assert_int_equal(du_count_delay_files(d), 1);
+    du_move_to(1149);
+    du_recv_none(ch);
+    du_move_to(1150); /* slot 2, [1100, 1150) */
+    du_recv_text(ch, "a");
+    du_recv_text(ch, "b");
+    du_recv_text(ch, "c");
+    du_recv_text(ch, "d");
+    du_recv_none(ch);
+    du_move_to(1299);
+    du_recv_none(ch);
+    du_move_to(1300); /* slot 5 */
+    du_recv_text(ch, "x");
+    du_recv_text(ch, "y");
+    assert_int_equal(du_count_delay_files(d), 0);
 
     /* again, and a crash after a and b went: the mark says slot 2, from c */
     for (int i = 0; i < 6; i++)
@@ -311,21 +249,21 @@ static void test_interleaved_slots(void **state)
     write_mark(d, 2000, 2, 32 + 3 * 25);
     ch = tu_open(d, roomy());
     assert_int_equal(tu_stats(ch).delayed, 4);
-    move_to(2150);
-    recv_text(ch, "c");
-    recv_text(ch, "d");
-    recv_none(ch);
+    du_move_to(2150);
+    du_recv_text(ch, "c");
+    du_recv_text(ch, "d");
+    du_recv_none(ch);
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 
     /* a crash after x went too: slot 5, from y */
     write_mark(d, 2000, 5, 32 + 4 * 25);
     ch = tu_open(d, roomy());
     assert_int_equal(tu_stats(ch).delayed, 1);
-    move_to(2300);
-    recv_text(ch, "y");
-    recv_none(ch);
+    du_move_to(2300);
+    du_recv_text(ch, "y");
+    du_recv_none(ch);
     assert_int_equal(tu_stats(ch).delayed, 0);
-    assert_int_equal(count_delay_files(d), 0);
+    assert_int_equal(du_count_delay_files(d), 0);
     hop_channel_close(ch);
 }
 
@@ -342,9 +280,9 @@ static void test_refused_hand_on(void **state)
     char fill[100] = {0};
     assert_int_equal(hop_send(ch, fill, 100), HOP_OK);
     assert_int_equal(hop_send(ch, fill, 100), HOP_OK); /* no queue file left */
-    move_to(1050);
+    du_move_to(1050);
     assert_int_equal(tu_stats(ch).delayed, 2);
-    recv_text(ch, "0");
+    du_recv_text(ch, "0");
     for (int i = 0; i < 2; i++) {
         void *data;
         size_t len;
@@ -352,9 +290,9 @@ static void test_refused_hand_on(void **state)
         assert_int_equal(len, 100);
         hop_free(data);
     }
-    move_to(1200);
-    recv_text(ch, "1");
-    recv_text(ch, "2");
+    du_move_to(1200);
+    du_recv_text(ch, "1");
+    du_recv_text(ch, "2");
     assert_int_equal(tu_stats(ch).delayed, 0);
     hop_channel_close(ch);
 }
@@ -378,20 +316,20 @@ static void test_reopen(void **state)
     hop_stats s = tu_stats(ch);
     assert_int_equal(s.delayed, 4);
     assert_int_equal(s.messages, 0);
-    move_to(499);
-    recv_none(ch);
-    move_to(800);
-    recv_text(ch, "back");
-    recv_text(ch, "near");
-    recv_text(ch, "near2");
+    du_move_to(499);
+    du_recv_none(ch);
+    du_move_to(800);
+    du_recv_text(ch, "back");
+    du_recv_text(ch, "near");
+    du_recv_text(ch, "near2");
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 
     /* a channel holding only a delayed message is not removed */
     assert_int_equal(hop_channel_remove(d->data, "ch"), HOP_INVALID);
-    move_to(600000 + 50);
+    du_move_to(600000 + 50);
     ch = tu_open(d, roomy());
     hop_clock_moved(); /* due at open: handed on soon after */
-    recv_text(ch, "far");
+    du_recv_text(ch, "far");
     assert_int_equal(hop_channel_close(ch), HOP_OK);
     assert_int_equal(hop_channel_remove(d->data, "ch"), HOP_OK);
 }
@@ -414,11 +352,11 @@ static void test_torn_and_corrupt(void **state)
     tu_flip_byte(path, 32 + 24 + 1, 0x40);               /* "one" damaged */
     ch = tu_open(d, roomy());
     assert_int_equal(tu_stats(ch).delayed, 1);
-    move_to(1050);
-    recv_text(ch, "two");
-    recv_none(ch);
+    du_move_to(1050);
+    du_recv_text(ch, "two");
+    du_recv_none(ch);
     assert_int_equal(tu_stats(ch).records_corrupt_total, 1);
-    assert_int_equal(count_delay_files(d), 0);
+    assert_int_equal(du_count_delay_files(d), 0);
     hop_channel_close(ch);
 }
 
@@ -431,7 +369,7 @@ static void test_durable(void **state)
     l.durable = true;
     hop_channel *ch = tu_open(d, l);
     send_at_ok(ch, "d", 1000);
-    assert_int_equal(count_delay_files(d), 1);
+    assert_int_equal(du_count_delay_files(d), 1);
     void *data;
     size_t len;
     assert_int_equal(hop_send(ch, "e", 1), HOP_OK);
@@ -440,21 +378,21 @@ static void test_durable(void **state)
     hop_channel_close(ch);
     ch = tu_open(d, l);
     assert_int_equal(tu_stats(ch).delayed, 2);
-    move_to(1050);
+    du_move_to(1050);
     void *x;
     assert_int_equal(hop_recv(ch, 1000, &x, &len), HOP_OK);
     assert_memory_equal(x, "d", 1);
     hop_free(x);
-    recv_text(ch, "e"); /* durable: given back to the tail */
+    du_recv_text(ch, "e"); /* durable: given back to the tail */
 
     /* a slot of many messages is handed on in batches: a sync each */
     for (int i = 0; i < 100; i++)
         send_at_ok(ch, "b", 2000);
     uint64_t syncs = tu_stats(ch).syncs_total;
-    move_to(2050);
+    du_move_to(2050);
     assert_true(tu_stats(ch).syncs_total - syncs <= 4);
     for (int i = 0; i < 100; i++)
-        recv_text(ch, "b");
+        du_recv_text(ch, "b");
 
     /* a window split in checkpoints, then a reopen: nothing lost or doubled */
     char text[16];
@@ -462,17 +400,17 @@ static void test_durable(void **state)
         snprintf(text, sizeof text, "w%d", i);
         send_at_ok(ch, text, 130000 + (uint64_t)i % 3);
     }
-    move_to(129500);
-    assert_int_equal(count_delay_files(d), 1);
+    du_move_to(129500);
+    assert_int_equal(du_count_delay_files(d), 1);
     hop_channel_close(ch);
     ch = tu_open(d, l);
     assert_int_equal(tu_stats(ch).delayed, 70);
-    move_to(130050);
+    du_move_to(130050);
     for (int i = 0; i < 70; i++) {
         snprintf(text, sizeof text, "w%d", i);
-        recv_text(ch, text);
+        du_recv_text(ch, text);
     }
-    recv_none(ch);
+    du_recv_none(ch);
     hop_channel_close(ch);
 }
 
@@ -499,7 +437,7 @@ static void test_waiting_receiver(void **state)
     assert_int_equal(pthread_create(&t, NULL, blocked_recv, ch), 0);
     while (tu_stats(ch).waiting_receivers == 0)
         tu_sleep_ms(1);
-    move_to(1050);
+    du_move_to(1050);
     void *res;
     pthread_join(t, &res);
     assert_int_equal((intptr_t)res, HOP_OK);
@@ -515,7 +453,7 @@ static void *delayed_sender(void *arg)
     uintptr_t t = (uintptr_t)((void **)arg)[1];
     for (uint32_t i = 0; i < PER_SENDER; i++) {
         uint32_t payload[2] = {(uint32_t)t, i};
-        uint64_t due = atomic_load(&fake_now) + 1 + (i % 7) * 40;
+        uint64_t due = du_now() + 1 + (i % 7) * 40;
         if (hop_send_at(ch, payload, sizeof payload, due) != HOP_OK)
             return (void *)1;
     }
@@ -536,13 +474,13 @@ static void test_concurrent(void **state)
         assert_int_equal(pthread_create(&t[i], NULL, delayed_sender, args[i]), 0);
     }
     for (uint64_t ms = 0; ms < 400; ms += 7)
-        move_to(ms);
+        du_move_to(ms);
     for (int i = 0; i < SENDERS; i++) {
         void *res;
         pthread_join(t[i], &res);
         assert_null(res);
     }
-    move_to(100000);
+    du_move_to(100000);
     uint32_t last[SENDERS][7];
     memset(last, 0xff, sizeof last);
     size_t n = 0;
@@ -586,7 +524,7 @@ static void test_real_clock(void **state)
 int main(void)
 {
     tu_log_capture();
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, du_setup, du_teardown)
     const struct CMUnitTest tests[] = {
         T(test_never_early),
         T(test_due_now_is_a_send),
