@@ -5,6 +5,7 @@
  * once; an unknown or forwarded channel is refused; a delete cut short by
  * a stop is finished at the next start. */
 #include "harness.h"
+#include "sse_client.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -117,6 +118,31 @@ static void test_delete_wakes_waiters(void **state)
     hs_stop_ok(&s);
 }
 
+/* A stream on the channel ends, cleanly and at once; the server still
+ * stops cleanly. */
+static void test_delete_ends_streams(void **state)
+{
+    (void)state;
+    hs_server s;
+    hs_start_ok(&s, NULL);
+    hs_expect_post(&s, "st", "one", 202);
+    sse_client c;
+    assert_int_equal(sse_open(&c, &s, "/channels/st", 0), 0);
+    sse_block b;
+    assert_true(sse_next_event(&c, &b, 5000));
+    sse_block_free(&b);
+    hs_await_status_ok(&s, "st", "streams", 1);
+    double before = hs_now();
+    delete_ok(&s, "st", 0);
+    while (sse_pump(&c, 5000) && hs_now() - before < 5.0)
+        ;
+    assert_true(c.ended);
+    assert_true(hs_now() - before < 5.0);
+    sse_close(&c);
+    assert_int_equal(hs_metric_value(&s, "hopper_streams_open", NULL), 0);
+    hs_stop_ok(&s);
+}
+
 /* The name's --max-channels slot is free once deleted; an unknown channel
  * is 404 and not made; a forwarded one is 409 and stays. */
 static void test_delete_frees_slot_and_refuses(void **state)
@@ -164,6 +190,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_delete_everything, hs_dir_setup, hs_dir_teardown),
         cmocka_unit_test(test_delete_wakes_waiters),
+        cmocka_unit_test(test_delete_ends_streams),
         cmocka_unit_test(test_delete_frees_slot_and_refuses),
         cmocka_unit_test_setup_teardown(test_delete_finished_at_start, hs_dir_setup,
                                         hs_dir_teardown),
