@@ -86,7 +86,11 @@ typedef struct hop__schedule hop__schedule;
 struct hop_waiter {
     hop_ready_fn fn;
     void *arg;
-    hop_channel *ch; /* the channel it was last armed on */
+    /* The channel it was last armed on: set under that channel's lock, read
+     * by hop_waiter_cancel() before it can take the lock, maybe on another
+     * thread than the one arming (a cancel racing the first arm sees NULL:
+     * not armed yet, which is true). */
+    _Atomic(hop_channel *) ch;
     hop_waiter *prev, *next;
     bool armed; /* guarded by ch->lock */
 };

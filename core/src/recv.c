@@ -246,7 +246,7 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
 /* w waits at the end of ch's armed waiters. ch->lock held. */
 static void waiter_arm(hop_channel *ch, hop_waiter *w)
 {
-    w->ch = ch;
+    atomic_store(&w->ch, ch);
     w->armed = true;
     w->next = NULL;
     w->prev = ch->waiters_tail;
@@ -377,9 +377,9 @@ out_unlock:
 
 bool hop_waiter_cancel(hop_waiter *w)
 {
-    if (w == NULL || w->ch == NULL)
+    hop_channel *ch = w ? atomic_load(&w->ch) : NULL;
+    if (ch == NULL)
         return false;
-    hop_channel *ch = w->ch;
     pthread_mutex_lock(&ch->lock);
     bool was_armed = w->armed;
     if (was_armed)
