@@ -22,7 +22,7 @@ static void get_begin(request *req, struct MHD_Connection *conn)
 {
     get_request *g = get_of(req);
     longpoll_init(&g->lp, conn);
-    if (!query_wait(req, conn, &g->wait_ms) || !query_max(req, conn, &g->max) ||
+    if (!query_wait(req, conn, &g->wait_ms) || !query_max(req, conn, DELIVERY_MAX_BATCH, &g->max) ||
         !query_lease(req, conn, &g->lease_ms))
         return;
     if (forward_is_forwarded(req->route.name)) {

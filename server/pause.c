@@ -20,8 +20,7 @@ static pthread_mutex_t changing = PTHREAD_MUTEX_INITIALIZER;
 static void pause_begin(request *req, struct MHD_Connection *conn)
 {
     (void)conn;
-    if ((req->entry = registry_find(req->route.name)) == NULL)
-        request_fail(req, API_NO_CHANNEL, "no channel %s exists", req->route.name);
+    request_find_channel(req);
 }
 
 /* Make req's channel paused or not: on disk, then in memory. 0 or the
@@ -56,9 +55,7 @@ static enum MHD_Result answer(request *req, struct MHD_Connection *conn, bool pa
     json_t *doc = json_object();
     json_object_set_new(doc, "channel", json_string(req->route.name));
     json_object_set_new(doc, "paused", json_boolean(paused));
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    return respond_owned(req, conn, "application/json", text, text ? strlen(text) : 0);
+    return respond_json(req, conn, doc);
 }
 
 static enum MHD_Result pause_finish(request *req, struct MHD_Connection *conn)

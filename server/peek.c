@@ -16,12 +16,11 @@
 static void peek_begin(request *req, struct MHD_Connection *conn)
 {
     peek_request *p = (peek_request *)req;
-    if (!query_max(req, conn, &p->max))
+    if (!query_max(req, conn, DELIVERY_MAX_BATCH, &p->max))
         return;
     if (p->max == 0)
         p->max = PEEK_DEFAULT_MAX;
-    if ((req->entry = registry_find(req->route.name)) == NULL)
-        request_fail(req, API_NO_CHANNEL, "no channel %s exists", req->route.name);
+    request_find_channel(req);
 }
 
 /* The copies hop_peek() makes for us. */

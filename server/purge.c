@@ -27,8 +27,7 @@ void purge_read_counts(purge_counts *out)
 static void find_begin(request *req, struct MHD_Connection *conn)
 {
     (void)conn;
-    if ((req->entry = registry_find(req->route.name)) == NULL)
-        request_fail(req, API_NO_CHANNEL, "no channel %s exists", req->route.name);
+    request_find_channel(req);
 }
 
 /* Drop everything e's channel holds, leased messages too. OUT: *n, how
@@ -52,9 +51,7 @@ static enum MHD_Result answer(request *req, struct MHD_Connection *conn, uint64_
     if (deleted)
         json_object_set_new(doc, "deleted", json_true());
     json_object_set_new(doc, "purged", json_integer((json_int_t)n));
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    return respond_owned(req, conn, "application/json", text, text ? strlen(text) : 0);
+    return respond_json(req, conn, doc);
 }
 
 static enum MHD_Result purge_finish(request *req, struct MHD_Connection *conn)

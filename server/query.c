@@ -37,16 +37,15 @@ bool query_wait(request *req, struct MHD_Connection *conn, uint64_t *ms)
     return true;
 }
 
-bool query_max(request *req, struct MHD_Connection *conn, size_t *max)
+bool query_max(request *req, struct MHD_Connection *conn, size_t limit, size_t *max)
 {
     bool bad;
     const char *value = query_value(conn, "max", &bad);
     *max = 0;
     if (value == NULL && !bad)
         return true;
-    if (bad || !target_parse_count(value, DELIVERY_MAX_BATCH, max)) {
-        request_fail(req, API_BAD_MAX, "max must be a whole number from 1 to %d",
-                     DELIVERY_MAX_BATCH);
+    if (bad || !target_parse_count(value, limit, max)) {
+        request_fail(req, API_BAD_MAX, "max must be a whole number from 1 to %zu", limit);
         return false;
     }
     return true;

@@ -18,9 +18,9 @@
 #define QUERY_DEFAULT_WAIT_SECONDS 30.0
 bool query_wait(request *req, struct MHD_Connection *conn, uint64_t *ms);
 
-/* ?max=N, 1 to DELIVERY_MAX_BATCH. OUT: *max, 0 when absent. False, req
- * failed (API_BAD_MAX), if bad. */
-bool query_max(request *req, struct MHD_Connection *conn, size_t *max);
+/* ?max=N, 1 to limit (DELIVERY_MAX_BATCH for a GET or a peek). OUT: *max,
+ * 0 when absent. False, req failed (API_BAD_MAX), if bad. */
+bool query_max(request *req, struct MHD_Connection *conn, size_t limit, size_t *max);
 
 /* ?lease=SECONDS, above 0 and at most --max-lease. OUT: *ms, 0 when
  * absent. False, req failed (API_BAD_LEASE), if bad. */

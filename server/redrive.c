@@ -8,6 +8,7 @@
 #include "expiry.h"
 #include "giveback.h"
 #include "log.h"
+#include "query.h"
 #include "respond.h"
 #include "skip_corrupt.h"
 
@@ -31,28 +32,13 @@ void redrive_read_counts(uint64_t *count, uint64_t *moved)
     *moved = atomic_load(&redriven);
 }
 
-/* ?max=N, 1 to REDRIVE_MAX; absent: REDRIVE_MAX. False, req failed. */
-static bool parse_max(request *req, struct MHD_Connection *conn, size_t *max)
-{
-    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "max");
-    *max = REDRIVE_MAX;
-    if (v == NULL)
-        return true;
-    char *end;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (v[0] < '0' || v[0] > '9' || *end != '\0' || n < 1 || n > REDRIVE_MAX) {
-        request_fail(req, API_BAD_MAX, "max must be a whole number from 1 to %d", REDRIVE_MAX);
-        return false;
-    }
-    *max = (size_t)n;
-    return true;
-}
-
 static void redrive_begin(request *req, struct MHD_Connection *conn)
 {
     redrive_request *r = (redrive_request *)req;
-    if (!parse_max(req, conn, &r->max))
+    if (!query_max(req, conn, REDRIVE_MAX, &r->max))
         return;
+    if (r->max == 0)
+        r->max = REDRIVE_MAX;
     const char *name = req->route.name;
     size_t n = strlen(name), suffix = strlen(GIVEBACK_DEAD_SUFFIX);
     if ((n >= suffix && strcmp(name + n - suffix, GIVEBACK_DEAD_SUFFIX) == 0) ||
@@ -154,9 +140,7 @@ static enum MHD_Result redrive_finish(request *req, struct MHD_Connection *conn)
     json_object_set_new(doc, "channel", json_string(req->route.name));
     json_object_set_new(doc, "from", json_string(dead_name));
     json_object_set_new(doc, "moved", json_integer((json_int_t)moved));
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    return respond_owned(req, conn, "application/json", text, text ? strlen(text) : 0);
+    return respond_json(req, conn, doc);
 }
 
 const request_handler redrive_handler = {.begin = redrive_begin, .finish = redrive_finish};

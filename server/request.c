@@ -28,3 +28,10 @@ bool request_open_channel(request *req)
         request_fail(req, err, NULL);
     return err == API_OK;
 }
+
+bool request_find_channel(request *req)
+{
+    if ((req->entry = registry_find(req->route.name)) == NULL)
+        request_fail(req, API_NO_CHANNEL, "no channel %s exists", req->route.name);
+    return req->entry != NULL;
+}

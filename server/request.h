@@ -99,4 +99,9 @@ void request_fail(request *req, api_error err, const char *fmt, ...)
  * channels, or what opening it failed with). */
 bool request_open_channel(request *req);
 
+/* Look up req's channel without creating it: req->entry. False, with req
+ * failed (API_NO_CHANNEL), when there is none: the requests that act on a
+ * channel (pause, peek, purge, delete) never make one. */
+bool request_find_channel(request *req);
+
 #endif

@@ -41,6 +41,13 @@ enum MHD_Result respond_owned(const request *req, struct MHD_Connection *conn,
     return respond_queue(req, conn, MHD_HTTP_OK, r);
 }
 
+enum MHD_Result respond_json(const request *req, struct MHD_Connection *conn, json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    return respond_owned(req, conn, "application/json", text, text ? strlen(text) : 0);
+}
+
 enum MHD_Result respond_no_content(const request *req, struct MHD_Connection *conn)
 {
     return respond_static(req, conn, MHD_HTTP_NO_CONTENT, NULL, "");

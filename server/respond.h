@@ -9,6 +9,7 @@
 
 #include "request.h"
 
+#include <jansson.h>
 #include <microhttpd.h>
 #include <stddef.h>
 
@@ -26,6 +27,10 @@ enum MHD_Result respond_static(const request *req, struct MHD_Connection *conn, 
  * means it could not be made: 503 out of memory. */
 enum MHD_Result respond_owned(const request *req, struct MHD_Connection *conn,
                               const char *content_type, char *text, size_t len);
+
+/* 200 with doc (taken: released here; NULL means out of memory) as compact
+ * JSON: the small answers of the channel actions. */
+enum MHD_Result respond_json(const request *req, struct MHD_Connection *conn, json_t *doc);
 
 /* 204 No Content. */
 enum MHD_Result respond_no_content(const request *req, struct MHD_Connection *conn);
