@@ -1,7 +1,8 @@
 /* redrive.c - moving a channel's dead letters back (see redrive.h). The
  * move goes in batches: up to BATCH messages taken from the head of
- * NAME.dead, sent to NAME as one batch (one sync on a durable channel),
- * then consumed from NAME.dead. */
+ * NAME.dead go to NAME with hop_move(), which a crash cannot split (each
+ * message is in one of the two channels after it), one queue file and a
+ * few syncs a batch. */
 #include "redrive.h"
 
 #include "envelope.h"
@@ -88,21 +89,15 @@ static hop_err move(registry_entry *dead, registry_entry *to, size_t max, uint64
 {
     void *msgs[BATCH];
     size_t lens[BATCH];
-    hop_buf bufs[BATCH];
     uint32_t returns[BATCH];
     *moved = 0;
     while (*moved < max) {
         size_t want = max - *moved < BATCH ? max - *moved : BATCH;
         hop_err err;
         size_t n = take(dead, msgs, lens, returns, want, &err);
-        for (size_t i = 0; i < n; i++)
-            bufs[i] = (hop_buf){msgs[i], lens[i]};
-        hop_err sent = n ? hop_send_batch(to->ch, bufs, n) : HOP_OK;
-        for (size_t i = n; i-- > 0;) {
-            if (sent == HOP_OK) {
-                hop_free(msgs[i]); /* consumed from dead: it lives on in to */
-                continue;
-            }
+        /* one step a crash cannot split: consumed from dead, in to */
+        hop_err sent = n ? hop_move(dead->ch, to->ch, msgs, n) : HOP_OK;
+        for (size_t i = n; sent != HOP_OK && i-- > 0;) {
             envelope_set_returns(msgs[i], lens[i], returns[i]); /* as it was */
             giveback_unsent(dead, msgs[i], lens[i]);            /* back to the head, last first */
         }

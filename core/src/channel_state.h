@@ -3,8 +3,9 @@
  * waiters, requeue), flight.c (holds, consuming), group_commit.c (durable
  * sends sharing syncs), recover.c (the recovery at open), persist.c
  * (the journal, writing memory to disk at close), peek.c (showing
- * messages without taking them: read_lock, then lock) and purge.c
- * (dropping them all: write_lock, read_lock, journal_lock, then lock). Its disk part is
+ * messages without taking them: read_lock, then lock), purge.c
+ * (dropping them all: write_lock, read_lock, journal_lock, then lock) and
+ * move.c (another channel's messages joining as a file: write_lock, lock). Its disk part is
  * disk.c's (disk.h). Data only: each file declares its functions in its
  * own header. Private to the library.
  *
@@ -139,6 +140,11 @@ struct hop_channel {
     hop_waiter *waiters_tail;
     size_t waiters;
     size_t inside; /* receive calls in progress, which close waits for */
+
+    /* A move from this channel (move.c) could not journal its records as
+     * consumed: its intent stays for the next open, and no other move may
+     * overwrite it. Guarded by move.c's lock. */
+    bool move_stuck;
 
     uint64_t requeued_total, rejected_full_total;
     uint64_t io_errors_total;

@@ -400,6 +400,43 @@ int hop__disk_append_cancel(hop__disk *d, hop__disk_run *run)
     return fd;
 }
 
+/* ---- a file moved in whole ---- */
+
+hop_err hop__disk_move_plan(hop__disk *d, uint64_t bytes, uint64_t *seq)
+{
+    if (d->files >= d->limits->max_disk_files)
+        return HOP_FULL;
+    if (!reserve(d, bytes))
+        return HOP_NOSPACE;
+    d->files++;
+    *seq = d->next_seq++;
+    return HOP_OK;
+}
+
+void hop__disk_move_cancel(hop__disk *d, uint64_t bytes)
+{
+    d->files--;
+    hop__disk_uncount(d, bytes);
+}
+
+void hop__disk_move_adopt(hop__disk *d, hop__qfile *f, uint64_t seq, uint64_t bytes, size_t records)
+{
+    *f = (hop__qfile){.seq = seq,
+                      .write_fd = -1,
+                      .read_fd = -1,
+                      .size = bytes,
+                      .records = records,
+                      .read_off = HOP__FILE_HEADER_SIZE,
+                      .sealed = true,
+                      .written = bytes};
+    if (d->write_file)
+        seal(d, d->write_file);
+    append_to_list(d, f);
+    d->bytes += bytes;
+    d->records += records;
+    update_busy(d);
+}
+
 /* ---- durable records, after their sync ---- */
 
 void hop__disk_publish_synced(hop__disk *d, const hop__disk_span *span)

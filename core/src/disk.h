@@ -184,6 +184,24 @@ void hop__disk_append_roll_back(hop__disk *d, hop__disk_run *run);
  * state lock is dropped, or -1. State and writer locks held. */
 int hop__disk_append_cancel(hop__disk *d, hop__disk_run *run);
 
+/* ---- a file moved in whole (move.c) ---- */
+
+/* Room for one more file of bytes, made elsewhere, to join the list as
+ * the newest: a file is counted (HOP_FULL past max_disk_files) and bytes
+ * on the budget's disk side (HOP_NOSPACE); nothing changed then. OUT:
+ * *seq, the number it takes. State and writer locks held. */
+hop_err hop__disk_move_plan(hop__disk *d, uint64_t bytes, uint64_t *seq);
+/* The move planned did not happen: its room is given back (its number
+ * stays unused). State and writer locks held. */
+void hop__disk_move_cancel(hop__disk *d, uint64_t bytes);
+/* The file planned (seq) is in the directory now, synced, holding records
+ * whole records in its bytes: f (allocated zeroed by the caller, taken)
+ * describes it and joins the list as the newest file, sealed, its records
+ * readable. The file appended to so far is sealed, so that later appends
+ * go after it. State and writer locks held, nothing pending. */
+void hop__disk_move_adopt(hop__disk *d, hop__qfile *f, uint64_t seq, uint64_t bytes,
+                          size_t records);
+
 /* ---- durable records, after their sync ---- */
 
 /* The record at span is synced: it is readable now. State lock held. */

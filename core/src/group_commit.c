@@ -166,14 +166,19 @@ hop_err hop__group_commit_open(hop_channel *ch, hop__published_fn published)
     return err;
 }
 
-void hop__group_commit_close(hop_channel *ch)
+void hop__group_commit_wait_idle(hop_channel *ch)
 {
-    if (!ch->commit.joined)
-        return;
     pthread_mutex_lock(&ch->commit.lock);
     while (ch->commit.state != HOP__COMMIT_IDLE)
         pthread_cond_wait(&ch->commit.settled, &ch->commit.lock);
     pthread_mutex_unlock(&ch->commit.lock);
+}
+
+void hop__group_commit_close(hop_channel *ch)
+{
+    if (!ch->commit.joined)
+        return;
+    hop__group_commit_wait_idle(ch);
     ch->commit.joined = false;
     pool_leave();
 }

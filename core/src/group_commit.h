@@ -32,6 +32,10 @@ hop_err hop__group_commit_open(hop_channel *ch, hop__published_fn published);
  * did not join: nothing. */
 void hop__group_commit_close(hop_channel *ch);
 
+/* Wait until no request of ch waits for a sync (at once if ch did not
+ * join). Without locks. */
+void hop__group_commit_wait_idle(hop_channel *ch);
+
 /* Queue reqs[0..n), whose records were just appended and staged, in the
  * order of the appends: write_lock held. Returns true if ch must be handed
  * to the sync threads with hop__group_commit_start() once write_lock is

@@ -197,6 +197,18 @@ void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off)
         journal_rewrite_live(ch);
 }
 
+hop_err hop__persist_sync(hop_channel *ch)
+{
+    pthread_mutex_lock(&ch->journal_lock);
+    hop_err err = HOP_IO;
+    if (ch->journal_fd < 0)
+        errno = EBADF;
+    else if (hop__io_current->fdatasync(ch->journal_fd) == 0)
+        err = HOP_OK;
+    pthread_mutex_unlock(&ch->journal_lock);
+    return err;
+}
+
 /* ---- close: what memory holds goes to disk ---- */
 
 /* True if fl's record is written again at close: a receiver still has its

@@ -26,6 +26,10 @@ void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
  * write_lock or read_lock held, not lock). HOP_IO (errno set) if it could
  * not be written, or there is no journal. */
 hop_err hop__persist_note_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
+/* Sync the journal, so that what it notes as consumed survives a power
+ * failure. Takes journal_lock. HOP_IO (errno set) if that fails or there
+ * is no journal. */
+hop_err hop__persist_sync(hop_channel *ch);
 /* At close, single-threaded, with a directory: rewrite the journal, then
  * write the records receivers still have and the messages in memory, in
  * that order, to a synced file read before the others, and note the

@@ -20,6 +20,7 @@
 #include "disk.h"
 #include "io.h"
 #include "journal.h"
+#include "move_file.h"
 #include "log.h"
 #include "persist.h"
 #include "queue_file.h"
@@ -397,5 +398,8 @@ hop_err hop__recover_open(hop_channel *ch, const char *data_dir)
         return HOP_IO;
     if (flock(ch->disk.dirfd, LOCK_EX | LOCK_NB) != 0)
         return HOP_IO;
+    hop_err err = hop__move_recover(ch->disk.dirfd, ch->name); /* before the journal is read */
+    if (err != HOP_OK)
+        return err;
     return recover(ch);
 }

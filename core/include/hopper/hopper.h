@@ -358,6 +358,28 @@ hop_err hop_requeue(hop_channel *ch, void *data, size_t len);
  * rewritten), HOP_CLOSED, HOP_INVALID for ch NULL. */
 hop_err hop_purge(hop_channel *ch, uint64_t *purged);
 
+/* The most messages one hop_move() takes. */
+#define HOP_MOVE_MAX 1024
+
+/* Move msgs[0..n), messages the caller received from `from` (hop_recv()
+ * and the like) and still has (their payloads may have been changed in
+ * place, not their lengths), to the tail of `to`, in that order, as one
+ * step a crash cannot split: after a crash each of them is in exactly one
+ * of the two channels, if it was in a queue file of `from` (one only in
+ * its memory is lost by a crash as any such message; once moved it is in
+ * a queue file of `to`). They go to a new queue file of `to`, synced
+ * whether `to` is durable or not; messages sent to `to` after the call
+ * come after them. Both channels need a directory, on one file system.
+ * HOP_OK: the messages are consumed from `from` and freed. Otherwise they
+ * are still the caller's (to give back with hop_requeue()) and neither
+ * channel changed: HOP_FULL (`to` is at max_disk_files), HOP_NOSPACE (the
+ * budget's disk side), HOP_IO (errno set; also while an earlier move
+ * from `from` is not journalled as consumed: the next open settles it),
+ * HOP_NOMEM, HOP_CLOSED, HOP_INVALID (n is 0 or above HOP_MOVE_MAX,
+ * from == to, a channel without a directory, or a message not received
+ * from `from`). Moves of the library run one at a time. */
+hop_err hop_move(hop_channel *from, hop_channel *to, void *const *msgs, size_t n);
+
 /* Delayed messages. A message sent with a due time in the future waits on
  * disk, apart from the queue files, until the library's wall clock
  * (hop_now_ms()) reaches it; then it joins the channel as hop_send() would
