@@ -10,7 +10,9 @@
  * ftruncate, pread; ERRNO is ENOSPC, EIO, EMFILE, ENFILE or EROFS, or for
  * pwritev PARTIAL: the call writes half of its bytes and returns that
  * count, and the next pwritev fails with ENOSPC (a disk that fills in the
- * middle of a record: the writer's retry of the rest meets it); COUNT is
+ * middle of a record: the writer's retry of the rest meets it), or for
+ * renameat KILL or KILLAFTER: the process dies of SIGKILL just before the
+ * call, or just after it (a crash on either side of a rename); COUNT is
  * how many calls fail from now on (-1: every one). The file is read again
  * whenever its modification time or size changes, which resets the counts;
  * an empty or missing file injects nothing. Only calls on the data
@@ -27,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,6 +40,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* renameat only: the process dies of SIGKILL before the call, or right
+ * after it. */
+#define KILL_BEFORE (-2)
+#define KILL_AFTER (-3)
+
 enum call { PWRITEV, FDATASYNC, FSYNC, OPENAT, RENAMEAT, UNLINKAT, FTRUNCATE, PREAD, CALLS };
 
 static const char *const call_names[CALLS] = {
@@ -46,8 +54,9 @@ static const char *const call_names[CALLS] = {
 static const struct {
     const char *name;
     int value;
-} errnos[] = {{"ENOSPC", ENOSPC}, {"EIO", EIO},     {"EMFILE", EMFILE},
-              {"ENFILE", ENFILE}, {"EROFS", EROFS}, {"PARTIAL", -1}};
+} errnos[] = {
+    {"ENOSPC", ENOSPC}, {"EIO", EIO},    {"EMFILE", EMFILE},    {"ENFILE", ENFILE},
+    {"EROFS", EROFS},   {"PARTIAL", -1}, {"KILL", KILL_BEFORE}, {"KILLAFTER", KILL_AFTER}};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct timespec seen_mtime;
@@ -226,8 +235,17 @@ ssize_t pread64(int fd, void *buf, size_t len, off_t off)
 
 int renameat(int olddir, const char *old, int newdir, const char *new)
 {
-    FAIL_IF(RENAMEAT, true);
-    return REAL(renameat)(olddir, old, newdir, new);
+    int e = fault(RENAMEAT);
+    if (e == KILL_BEFORE)
+        raise(SIGKILL);
+    if (e > 0) {
+        errno = e;
+        return -1;
+    }
+    int r = REAL(renameat)(olddir, old, newdir, new);
+    if (e == KILL_AFTER)
+        raise(SIGKILL);
+    return r;
 }
 
 int unlinkat(int dir, const char *path, int flags)

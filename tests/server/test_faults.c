@@ -8,7 +8,10 @@
  *   - every POST that got a 202, before, during and after the fault, is
  *     delivered once, in order, and nothing refused ever is;
  *   - after a restart on the same data directory without faults, nothing
- *     consumed comes back and nothing accepted is missing. */
+ *     consumed comes back and nothing accepted is missing.
+ *
+ * And crashes: a purge cut short, and a redrive killed on either side of
+ * the rename that commits its batch (each message then in one channel). */
 #include "harness.h"
 
 #include <setjmp.h>
@@ -408,6 +411,58 @@ static void test_purge_cut_short(void **state)
     hs_remove_tree(fc.aux);
 }
 
+/* A redrive killed just before, or just after, the rename that commits
+ * its batch: after the restart each message is in exactly one of the two
+ * channels, in order (before: all still dead letters; after: all moved). */
+static void redrive_killed(const char *control, bool moved)
+{
+    fault_case fc;
+    const char *args[] = {"--memory-bytes", "0", NULL}; /* every message in a queue file */
+    start_with_faults(&fc, args);
+    enum { DEAD = 10, LIVE = 3 };
+    char texts[DEAD + LIVE][64];
+    for (int i = 0; i < DEAD + LIVE; i++) {
+        snprintf(texts[i], sizeof texts[i], "%s %02d", i < DEAD ? "dead" : "live", i);
+        assert_int_equal(post(&fc, i < DEAD ? "jobs.dead" : "jobs", texts[i]), 202);
+    }
+    write_file(fc.control, control);
+    hs_reply r;
+    assert_int_not_equal(hs_request(&fc.s, "POST", "/channels/jobs/redrive", NULL, 0, NULL, &r),
+                         0); /* no answer: the server died */
+    assert_int_equal(injected(&fc), 1);
+    write_file(fc.control, "");
+    assert_int_equal(hs_stop_with(&fc.s, SIGKILL), -1);
+
+    hs_start_in_ok(&fc.s, fc.dir, args);
+    char body[64];
+    for (int i = DEAD; i < DEAD + LIVE; i++) { /* what jobs had comes first */
+        assert_int_equal(hs_get_text(&fc.s, "jobs", "0", body, sizeof body), 200);
+        assert_string_equal(body, texts[i]);
+    }
+    const char *holder = moved ? "jobs" : "jobs.dead";
+    for (int i = 0; i < DEAD; i++) {
+        assert_int_equal(hs_get_text(&fc.s, holder, "0", body, sizeof body), 200);
+        assert_string_equal(body, texts[i]);
+    }
+    assert_int_equal(hs_get_text(&fc.s, "jobs", "0", body, sizeof body), 204);
+    assert_int_equal(hs_get_text(&fc.s, "jobs.dead", "0", body, sizeof body), 204);
+    hs_stop_ok(&fc.s);
+    hs_remove_tree(fc.dir);
+    hs_remove_tree(fc.aux);
+}
+
+static void test_redrive_killed_before_commit(void **state)
+{
+    (void)state;
+    redrive_killed("renameat KILL 1\n", false);
+}
+
+static void test_redrive_killed_after_commit(void **state)
+{
+    (void)state;
+    redrive_killed("renameat KILLAFTER 1\n", true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +479,8 @@ int main(void)
         cmocka_unit_test(test_rename_fails_at_stop),
         cmocka_unit_test(test_disk_full_at_stop),
         cmocka_unit_test(test_purge_cut_short),
+        cmocka_unit_test(test_redrive_killed_before_commit),
+        cmocka_unit_test(test_redrive_killed_after_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
