@@ -426,9 +426,10 @@ static void redrive_killed(const char *control, bool moved)
         assert_int_equal(post(&fc, i < DEAD ? "jobs.dead" : "jobs", texts[i]), 202);
     }
     write_file(fc.control, control);
-    hs_reply r;
+    hs_reply r = {0};
     assert_int_not_equal(hs_request(&fc.s, "POST", "/channels/jobs/redrive", NULL, 0, NULL, &r),
                          0); /* no answer: the server died */
+    hs_reply_free(&r);
     assert_int_equal(injected(&fc), 1);
     write_file(fc.control, "");
     assert_int_equal(hs_stop_with(&fc.s, SIGKILL), -1);
