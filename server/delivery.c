@@ -147,8 +147,9 @@ static struct MHD_Response *multipart_response(const outgoing *o, size_t n, size
     return r;
 }
 
-struct MHD_Response *delivery_peek_response(void **msgs, size_t *lens, size_t n)
+struct MHD_Response *delivery_peek_response(void **msgs, size_t *lens, size_t n, size_t *copied)
 {
+    *copied = 0;
     outgoing *o = calloc(n, sizeof *o);
     if (o == NULL)
         return NULL;
@@ -161,8 +162,7 @@ struct MHD_Response *delivery_peek_response(void **msgs, size_t *lens, size_t n)
         o[k].headers[o[k].header_count - 1].value_len = strlen(o[k].count);
         k++;
     }
-    size_t copied;
-    struct MHD_Response *r = multipart_response(o, k, &copied);
+    struct MHD_Response *r = multipart_response(o, k, copied);
     free(o);
     return r;
 }

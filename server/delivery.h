@@ -60,7 +60,8 @@ void delivery_failed(delivery *d);
 /* The multipart/mixed response of a peek (peek.h): msgs[0..n) (borrowed,
  * envelopes as stored) as parts with their headers, id and the count of
  * deliveries so far (Hopper-Delivery-Count: 0 for one never handed out);
- * no receipt. NULL if out of memory. */
-struct MHD_Response *delivery_peek_response(void **msgs, size_t *lens, size_t n);
+ * no receipt. OUT: *copied, the bytes of message it copied. NULL if out
+ * of memory. */
+struct MHD_Response *delivery_peek_response(void **msgs, size_t *lens, size_t n, size_t *copied);
 
 #endif

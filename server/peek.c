@@ -1,9 +1,12 @@
 /* peek.c - looking at what a channel holds without taking it (see
  * peek.h). The core shows messages to a callback under the channel's
  * locks (hop_peek()); the callback copies them, and the response is built
- * after, from the copies: at most N of them, like a GET ?max=N. */
+ * after, from the copies: at most N of them, like a GET ?max=N. Like a
+ * GET's, the copies and the response are charged to the server's budget
+ * while they exist, so that the channels' memory yields to them. */
 #include "peek.h"
 
+#include "budget.h"
 #include "delivery.h"
 #include "expiry.h"
 #include "log.h"
@@ -28,6 +31,7 @@ typedef struct shown {
     void **msgs;
     size_t *lens;
     size_t n, max;
+    size_t charged; /* what the copies are charged to the budget */
     uint64_t now_ms;
     bool nomem;
 } shown;
@@ -44,6 +48,8 @@ static bool keep(void *arg, const void *data, size_t len)
         return false;
     }
     memcpy(copy, data, len);
+    s->charged += hop_message_cost(len);
+    budget_charge(hop_message_cost(len));
     s->msgs[s->n] = copy;
     s->lens[s->n++] = len;
     return s->n < s->max;
@@ -66,13 +72,26 @@ static enum MHD_Result peek_finish(request *req, struct MHD_Connection *conn)
     } else if (s.n == 0) {
         result = respond_no_content(req, conn);
     } else {
-        result = respond_queue(req, conn, MHD_HTTP_OK, delivery_peek_response(s.msgs, s.lens, s.n));
+        size_t copied;
+        struct MHD_Response *r = delivery_peek_response(s.msgs, s.lens, s.n, &copied);
+        p->charged = r ? copied : 0; /* the response's copy, until the request ends */
+        budget_charge(p->charged);
+        result = respond_queue(req, conn, MHD_HTTP_OK, r);
     }
     for (size_t i = 0; i < s.n; i++)
         free(s.msgs[i]);
+    budget_release(s.charged);
     free(s.msgs);
     free(s.lens);
     return result;
 }
 
-const request_handler peek_handler = {.begin = peek_begin, .finish = peek_finish};
+static void peek_end(request *req, enum MHD_RequestTerminationCode toe)
+{
+    (void)toe;
+    peek_request *p = (peek_request *)req;
+    budget_release(p->charged);
+    p->charged = 0;
+}
+
+const request_handler peek_handler = {.begin = peek_begin, .finish = peek_finish, .end = peek_end};

@@ -17,6 +17,7 @@
 typedef struct peek_request {
     request base;
     size_t max;
+    size_t charged; /* bytes of the response charged to the budget (budget.h) until the end */
 } peek_request;
 
 extern const request_handler peek_handler;

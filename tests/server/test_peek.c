@@ -94,6 +94,36 @@ static void test_peek_changes_nothing(void **state)
     hs_stop_ok(&s);
 }
 
+/* What a peek copies counts on the server's budget while it exists, as a
+ * GET's does, and is given back once the response is over: the budget's
+ * memory is where it was before, peek after peek. */
+static void test_peek_gives_its_memory_back(void **state)
+{
+    (void)state;
+    hs_server s;
+    const char *args[] = {"--memory-bytes", "0", NULL}; /* the messages in queue files */
+    hs_start_ok(&s, args);
+    enum { N = 20, SIZE = 64 * 1024 };
+    static char body[SIZE];
+    memset(body, 'p', sizeof body);
+    for (int i = 0; i < N; i++)
+        hs_expect_post_bytes(&s, "big", body, sizeof body, NULL, 202);
+    long long idle = hs_budget_value(&s, "memory_bytes");
+    for (int round = 0; round < 3; round++) {
+        hs_reply r;
+        assert_int_equal(hs_get(&s, "/channels/big/messages?max=1000", &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_true(r.len > (size_t)N * SIZE); /* every message, with its part headers */
+        hs_reply_free(&r);
+        double deadline = hs_now() + 5;
+        while (hs_budget_value(&s, "memory_bytes") != idle && hs_now() < deadline)
+            usleep(10000);
+        assert_int_equal(hs_budget_value(&s, "memory_bytes"), idle);
+    }
+    assert_int_equal(hs_status_value(&s, "big", "messages"), N);
+    hs_stop_ok(&s);
+}
+
 /* Bad requests: an unknown channel (404, not made), a bad max (400),
  * other methods (405). */
 static void test_peek_refusals(void **state)
@@ -155,6 +185,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peek_changes_nothing),
         cmocka_unit_test(test_peek_refusals),
+        cmocka_unit_test(test_peek_gives_its_memory_back),
         cmocka_unit_test(test_oldest_age),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
