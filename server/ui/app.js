@@ -306,7 +306,7 @@ function renderBudget(b)
 
 function stateText(c)
 {
-    const parts = [c.paused ? '⏸ paused' : '▶ active'];
+    const parts = [c.paused ? '‖ paused' : '▶ active'];
     if (c.forwarded && c.forward) {
         let f = `→ forwarding: ${c.forward.state}`;
         if (c.forward.next_attempt_seconds > 0)
@@ -370,8 +370,10 @@ function sparkline(name)
     const samples = state.history.get(name) || [];
     const max = Math.max(1, ...samples.map(s => s.messages));
     const end = samples.length ? samples[samples.length - 1].t : 0;
+    /* what the page has seen, up to HISTORY_MS, fills the width */
+    const span = samples.length ? Math.min(HISTORY_MS, Math.max(10000, end - samples[0].t)) : HISTORY_MS;
     const points = samples.map(s => {
-        const x = w - ((end - s.t) / HISTORY_MS) * w;
+        const x = w - ((end - s.t) / span) * w;
         const y = h - 1 - (s.messages / max) * (h - 2);
         return `${x.toFixed(1)},${y.toFixed(1)}`;
     });
@@ -379,7 +381,7 @@ function sparkline(name)
     line.setAttribute('points', points.join(' '));
     svg.append(line);
     const title = document.createElementNS(SVG_NS, 'title');
-    title.textContent = `depth over the last 5 minutes, at most ${formatCount(max)}`;
+    title.textContent = `depth over the last ${formatSeconds(span / 1000)} (5 min at most), peak ${formatCount(max)}`;
     svg.append(title);
     return svg;
 }
