@@ -198,14 +198,30 @@ function isAdmin(name)
 /* ---- polling ---- */
 
 let pollTimer = null;
+let polling = null; /* the poll in flight */
 
-async function poll(now)
+/* Read /status now and draw it, then again POLL_MS later (skipped while
+ * the tab is hidden, unless now is true). One poll at a time: a call while
+ * one is in flight waits for it, and with now reads again after it (an
+ * action's effect may be newer than what it read). */
+function poll(now)
 {
+    if (polling)
+        return now === true ? polling.then(() => poll(true)) : polling;
     clearTimeout(pollTimer);
     if (now !== true && document.hidden) {
         pollTimer = setTimeout(poll, POLL_MS);
-        return;
+        return Promise.resolve();
     }
+    polling = readStatus().finally(() => {
+        polling = null;
+        pollTimer = setTimeout(poll, POLL_MS);
+    });
+    return polling;
+}
+
+async function readStatus()
+{
     try {
         const res = await api('GET', '/status');
         if (res.ok) {
@@ -221,7 +237,6 @@ async function poll(now)
     } catch (e) {
         setConn(false, 'Cannot reach the server: ' + e.message);
     }
-    pollTimer = setTimeout(poll, POLL_MS);
 }
 
 /* Keep each channel's samples of the last HISTORY_MS. */

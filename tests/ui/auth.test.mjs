@@ -9,7 +9,7 @@ import {execFileSync} from 'node:child_process';
 import {createHash} from 'node:crypto';
 import {writeFileSync} from 'node:fs';
 import {join} from 'node:path';
-import {assert, Checks, http, openPage, sleep, startHopper, status} from './lib.mjs';
+import {assert, Checks, http, openPage, sleep, startHopper, status, stopChecked} from './lib.mjs';
 
 const [bin, outDir = '.'] = process.argv.slice(2);
 if (!bin) {
@@ -100,5 +100,5 @@ await checks.run('no request left the origin; no page error', async () => {
 });
 
 await browser.close();
-await server.stop();
+await stopChecked(checks, server);
 process.exit(checks.finish());

@@ -9,7 +9,7 @@
 import {copyFileSync} from 'node:fs';
 import {dirname, join} from 'node:path';
 import {fileURLToPath} from 'node:url';
-import {assert, Checks, http, openPage, sleep, startHopper, status, tableRows} from './lib.mjs';
+import {assert, Checks, http, openPage, sleep, startHopper, status, stopChecked, tableRows} from './lib.mjs';
 
 const [bin, outDir = '.'] = process.argv.slice(2);
 if (!bin) {
@@ -30,13 +30,15 @@ for (let i = 1; i <= 3; i++)
 await post('beta', 'beta-1');
 await post('xss', XSS, {'X-Note': XSS_HEADER});
 await post('odd.name_with-all-chars', 'x');
+await http(origin, 'POST', '/channels/bin', {body: Uint8Array.from({length: 40}, (_, i) => i),
+                                             headers: {'Content-Type': 'application/octet-stream'}});
 await http(origin, 'GET', '/channels/empty?wait=0');
 // a message dead-lettered: a lease that ends unacknowledged, once
 await post('jobs', 'will die');
 await post('jobs', 'stays');
 await http(origin, 'GET', '/channels/jobs?lease=1');
 
-const {browser, page, problems} = await openPage(origin);
+const {browser, page, problems, requests} = await openPage(origin);
 const cell = (name, col) =>
     page.$eval(`#channels-body tr[data-channel="${name}"] [data-col="${col}"]`, td => td.getAttribute('data-value'));
 const waitCell = (name, col, want, timeout = 2000) =>
@@ -66,6 +68,8 @@ await checks.run('GET / and its files: types, no-cache, CSP, nosniff; 404 and 40
     assert(total < 100 * 1024, `page is ${total} bytes`);
     const missing = await http(origin, 'GET', '/ui/nope.js');
     assert(missing.status === 404 && missing.json().error === 'not_found', '/ui/nope.js ' + missing.status);
+    const head = await fetch(origin + '/', {method: 'HEAD'});
+    assert(head.status === 200 && head.headers.get('etag') === etag && (await head.text()) === '', 'HEAD /');
     const post = await fetch(origin + '/', {method: 'POST'});
     assert(post.status === 405 && post.headers.get('allow') === 'GET, HEAD', 'POST / ' + post.status);
     console.log(`     page size: ${total} bytes`);
@@ -172,6 +176,10 @@ await checks.run('payloads, headers and names render as text, never markup', asy
 
 await checks.run('peek shows the oldest message first, with type and size', async () => {
     await page.click('tr[data-channel="alpha"] button.open');
+    await page.keyboard.press('Escape'); /* closes the detail, focus back on alpha's name */
+    assert(await page.$eval('#detail', e => e.hidden), 'Escape closes');
+    assert(await page.evaluate(() => document.activeElement.textContent) === 'alpha', 'focus back');
+    await page.keyboard.press('Enter'); /* opens it again, from the keyboard */
     await page.waitForFunction(() => document.querySelector('#detail-title').textContent === 'alpha' &&
                                document.querySelectorAll('#peek li').length === 3, {timeout: 3000});
     const items = await page.$$eval('#peek li', lis => lis.map(li => ({
@@ -180,6 +188,18 @@ await checks.run('peek shows the oldest message first, with type and size', asyn
     assert(/text\/plain/.test(items[0].meta) && /7 B/.test(items[0].meta), items[0].meta);
     const st = await status(origin);
     assert(st.channels.alpha.messages === 3, 'peek took nothing');
+});
+
+await checks.run('peek shows a binary payload as hex', async () => {
+    await page.click('tr[data-channel="bin"] button.open');
+    await page.waitForFunction(() => document.querySelector('#detail-title').textContent === 'bin' &&
+                               document.querySelector('#peek li .payload.hex'), {timeout: 3000});
+    const hex = await page.$eval('#peek li .payload', e => e.textContent);
+    assert(hex.startsWith('0000  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f'), hex);
+    assert(/0020  20 21 22 23 24 25 26 27 +  !"#\$%&'/.test(hex), hex);
+    const meta = await page.$eval('#peek li .message-meta', e => e.textContent);
+    assert(/application\/octet-stream · 40 B · shown as hex/.test(meta), meta);
+    await page.click('tr[data-channel="alpha"] button.open');
 });
 
 await checks.run('purge asks first, then empties the channel', async () => {
@@ -240,6 +260,14 @@ await checks.run('no request left the origin; no console or page error', async (
     assert(problems.length === 0, problems.join('\n'));
 });
 
+await checks.run('the page reads /status only (peek and the actions aside)', async () => {
+    const allowed = /^(GET \/|GET \/ui\/app\.(js|css)|GET \/ui\/icon\.svg|GET \/status|GET \/whoami|GET \/channels\/[^/]+\/messages|DELETE \/channels\/[^/]+\/messages|POST \/channels\/[^/]+\/(pause|resume|redrive))$/;
+    const other = [...new Set(requests.filter(r => !allowed.test(r)))];
+    assert(other.length === 0, 'other requests: ' + other.join(', '));
+    const polls = requests.filter(r => r === 'GET /status').length;
+    assert(polls >= 5, `${polls} polls of /status`);
+});
+
 await browser.close();
-await server.stop();
+await stopChecked(checks, server);
 process.exit(checks.finish());

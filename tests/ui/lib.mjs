@@ -35,10 +35,11 @@ export function startHopper(bin, extra = [])
                 proc.removeListener('exit', early);
                 resolve({
                     origin: `http://127.0.0.1:${m[1]}`, proc, dir, log: () => log,
+                    // resolves hopper's exit code (null if killed by a signal)
                     stop: () => new Promise(done => {
-                        proc.once('exit', () => {
+                        proc.once('exit', code => {
                             rmSync(dir, {recursive: true, force: true});
-                            done();
+                            done(code);
                         });
                         proc.kill('SIGTERM');
                     }),
@@ -75,9 +76,11 @@ export async function openPage(origin, viewport = {width: 1280, height: 900})
     const page = await browser.newPage();
     await page.setViewport(viewport);
     const problems = [];
+    const requests = []; /* "METHOD /path" of each request the page made */
     await page.setRequestInterception(true);
     page.on('request', req => {
         const url = req.url();
+        requests.push(req.method() + ' ' + new URL(url).pathname);
         if (new URL(url).origin !== origin) {
             problems.push('request to another origin: ' + url);
             req.abort();
@@ -90,7 +93,7 @@ export async function openPage(origin, viewport = {width: 1280, height: 900})
             problems.push('console error: ' + msg.text());
     });
     page.on('pageerror', err => problems.push('page error: ' + err.message));
-    return {browser, page, problems};
+    return {browser, page, problems, requests};
 }
 
 // Named checks run in order; a failed one is reported and the next runs.
@@ -143,4 +146,16 @@ export async function tableRows(page)
             row[cell.getAttribute('data-col')] = cell.getAttribute('data-value');
         return row;
     }));
+}
+
+// Stop server; a check that it exited 0 with no sanitizer report in its log.
+export async function stopChecked(checks, server)
+{
+    const code = await server.stop();
+    await checks.run('hopper stops cleanly (exit 0, no sanitizer report)', async () => {
+        const log = server.log();
+        assert(code === 0, `hopper exited ${code}:\n${log.slice(-2000)}`);
+        assert(!/ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer/.test(log),
+               'a sanitizer report:\n' + log.slice(-4000));
+    });
 }
