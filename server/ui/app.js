@@ -321,11 +321,12 @@ function renderBudget(b)
 
 function stateText(c)
 {
-    const parts = [c.paused ? '‖ paused' : '▶ active'];
+    /* a forwarded channel that is not paused shows its forwarding alone */
+    const parts = c.paused ? ['‖ paused'] : c.forwarded ? [] : ['▶ active'];
     if (c.forwarded && c.forward) {
-        let f = `→ forwarding: ${c.forward.state}`;
+        let f = `→ forward ${c.forward.state}`;
         if (c.forward.next_attempt_seconds > 0)
-            f += `, next try in ${formatSeconds(c.forward.next_attempt_seconds)}`;
+            f += `, next in ${formatSeconds(c.forward.next_attempt_seconds)}`;
         parts.push(f);
     }
     return parts.join(' · ');
@@ -376,7 +377,7 @@ function renderHead()
 /* A polyline of the channel's depth over the last HISTORY_MS. */
 function sparkline(name)
 {
-    const w = 80, h = 18;
+    const w = 64, h = 18;
     const svg = document.createElementNS(SVG_NS, 'svg');
     svg.setAttribute('class', 'spark');
     svg.setAttribute('viewBox', `0 0 ${w} ${h}`);

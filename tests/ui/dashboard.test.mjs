@@ -20,7 +20,10 @@ if (!bin) {
 const XSS = '<img src=x onerror="window.__xss=1">';
 const XSS_HEADER = '<script>window.__xss=2</script>';
 const checks = new Checks('ui dashboard');
-const server = await startHopper(bin, ['--keep-headers', 'X-Note', '--max-deliveries', '1']);
+// hooks is forwarded to a closed port on 127.0.0.1: it retries, 30 s apart
+const server = await startHopper(bin, ['--keep-headers', 'X-Note', '--max-deliveries', '1',
+                                       '--forward', 'hooks=http://127.0.0.1:9/hook',
+                                       '--forward-retry-min', '30', '--forward-retry-max', '30']);
 const {origin} = server;
 const post = (name, body, headers = {}) =>
     http(origin, 'POST', `/channels/${name}`, {body, headers: {'Content-Type': 'text/plain', ...headers}});
@@ -33,6 +36,7 @@ await post('odd.name_with-all-chars', 'x');
 await http(origin, 'POST', '/channels/bin', {body: Uint8Array.from({length: 40}, (_, i) => i),
                                              headers: {'Content-Type': 'application/octet-stream'}});
 await http(origin, 'GET', '/channels/empty?wait=0');
+await post('hooks', 'to forward');
 // a message dead-lettered: a lease that ends unacknowledged, once
 await post('jobs', 'will die');
 await post('jobs', 'stays');
@@ -98,6 +102,13 @@ await checks.run('the table matches /status: names and counts', async () => {
     assert(/Memory/.test(gauges) && /limit 16\.0 MiB/.test(gauges) && /reserved/.test(gauges), 'gauges: ' + gauges);
 });
 
+await checks.run('a forwarded channel shows its state and next try', async () => {
+    await page.waitForFunction(() => /→ forward (retrying|failing), next in \d+(\.\d)? s/.test(
+        document.querySelector('tr[data-channel="hooks"] [data-col="state"]').textContent), {timeout: 4000});
+    const st = await status(origin);
+    assert(st.channels.hooks.forwarded && st.channels.hooks.forward.state !== 'ok', JSON.stringify(st.channels.hooks));
+});
+
 await checks.run('the table follows a change within 2 s', async () => {
     await post('beta', 'beta-2');
     await post('beta', 'beta-3');
@@ -151,7 +162,7 @@ await checks.run('filtering by name', async () => {
     names = (await tableRows(page)).map(r => r.name);
     assert(names.length === 1 && names[0] === 'jobs.dead', 'case-insensitive: ' + names);
     await page.$eval('#filter', e => { e.value = ''; e.dispatchEvent(new Event('input')); });
-    assert((await tableRows(page)).length >= 7, 'cleared');
+    assert((await tableRows(page)).length >= 9, 'cleared');
 });
 
 await checks.run('payloads, headers and names render as text, never markup', async () => {
