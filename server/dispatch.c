@@ -20,6 +20,7 @@
 #include "redrive.h"
 #include "respond.h"
 #include "stream.h"
+#include "ui.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,8 @@ static const request_handler *handler_of(route_kind kind)
         return &purge_handler;
     case ROUTE_REDRIVE:
         return &redrive_handler;
+    case ROUTE_UI:
+        return &ui_handler;
     case ROUTE_ERROR:
         break;
     }

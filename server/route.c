@@ -8,6 +8,7 @@
 
 #define CHANNELS_PREFIX "/channels/"
 #define MESSAGES_SEGMENT "/messages/"
+#define UI_PREFIX "/ui/"
 
 /* What each method does on one path: its route, or ROUTE_ERROR (0, what
  * designated initializers leave) for a method that is not allowed. */
@@ -26,7 +27,11 @@ static const struct {
     {"/status", {{[METHOD_GET] = ROUTE_STATUS, [METHOD_HEAD] = ROUTE_STATUS}, "GET, HEAD"}},
     {"/metrics", {{[METHOD_GET] = ROUTE_METRICS, [METHOD_HEAD] = ROUTE_METRICS}, "GET, HEAD"}},
     {"/channels", {{[METHOD_GET] = ROUTE_LIST, [METHOD_HEAD] = ROUTE_LIST}, "GET, HEAD"}},
+    {"/", {{[METHOD_GET] = ROUTE_UI, [METHOD_HEAD] = ROUTE_UI}, "GET, HEAD"}},
 };
+
+/* /ui/ANYTHING: the dashboard's files, which its handler knows. */
+static const resource ui_files = {{[METHOD_GET] = ROUTE_UI, [METHOD_HEAD] = ROUTE_UI}, "GET, HEAD"};
 
 /* /channels/NAME */
 static const resource channel = {
@@ -152,6 +157,9 @@ void route_parse(const char *target, route_method method, route *out)
     for (size_t i = 0; i < sizeof info_paths / sizeof info_paths[0]; i++)
         if (path_is(path, len, info_paths[i].path))
             choose(out, &info_paths[i].methods, method);
+    size_t ui_prefix = strlen(UI_PREFIX);
+    if (len > ui_prefix && memcmp(path, UI_PREFIX, ui_prefix) == 0)
+        choose(out, &ui_files, method);
     /* /channels/ must be there both decoded and raw: the name is read from
      * the raw target */
     size_t prefix = strlen(CHANNELS_PREFIX), raw_len = strcspn(target, "?");

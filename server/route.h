@@ -4,6 +4,8 @@
  *
  * The routes:
  *   GET, HEAD  /healthz, /readyz, /status, /metrics
+ *   GET, HEAD  /, /ui/ANYTHING                           (ROUTE_UI: the dashboard,
+ *              whose handler answers 404 for a file it does not have)
  *   GET, HEAD  /channels                                  (ROUTE_LIST)
  *   GET, POST, DELETE  /channels/NAME
  *   POST       /channels/NAME/pause, /channels/NAME/resume, /channels/NAME/redrive
@@ -56,6 +58,7 @@ typedef enum route_kind {
     ROUTE_PEEK,    /* GET /channels/NAME/messages */
     ROUTE_PURGE,   /* DELETE /channels/NAME/messages */
     ROUTE_REDRIVE, /* POST /channels/NAME/redrive */
+    ROUTE_UI,      /* GET / and /ui/... (ui.h) */
 } route_kind;
 
 typedef struct route {

@@ -326,9 +326,11 @@ static void test_not_found(void **state)
     (void)state;
     hs_server s;
     hs_start_ok(&s, NULL);
-    /* (/channels itself is the list of channels: test_list.c) */
-    const char *paths[] = {"/",         "/channels.json", "/channel/x",   "/channelsx/y",
-                           "/status/x", "/healthz/",      "/metrics.txt", "/CHANNELS/x"};
+    /* (/channels itself is the list of channels: test_list.c; / is the
+     * dashboard, whose files are the only ones under /ui/: tests/ui) */
+    const char *paths[] = {"/index.html", "/channels.json", "/channel/x",   "/channelsx/y",
+                           "/status/x",   "/healthz/",      "/metrics.txt", "/CHANNELS/x",
+                           "/ui",         "/ui/",           "/ui/nope.js",  "/ui/app.js/x"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         hs_expect_error(&s, "GET", paths[i], 404, "not_found");
     hs_expect_post_error(&s, "/nothing", "body", 4, "text/plain", 404, "not_found");
