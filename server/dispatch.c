@@ -9,6 +9,7 @@
  * reading the body and without keeping the connection. */
 #include "dispatch.h"
 
+#include "auth.h"
 #include "datadir.h"
 #include "get.h"
 #include "info.h"
@@ -20,6 +21,7 @@
 #include "redrive.h"
 #include "respond.h"
 #include "stream.h"
+#include "whoami.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +91,10 @@ static const request_handler *handler_of(route_kind kind)
         return &purge_handler;
     case ROUTE_REDRIVE:
         return &redrive_handler;
+    case ROUTE_WHOAMI:
+        return &whoami_handler;
     case ROUTE_ERROR:
+    case ROUTE_KINDS:
         break;
     }
     return NULL;
@@ -155,14 +160,18 @@ static bool answer_before_body(struct MHD_Connection *conn)
     return length && strtoull(length, NULL, 10) > DISCARD_LIMIT;
 }
 
-/* Route req, and begin it with its route's handler. A valid channel name
- * that is a file of the data directory is refused whatever follows it. */
+/* Route req, and begin it with its route's handler. Its token comes
+ * first (auth.h): a refused one learns nothing of the route. A valid
+ * channel name that is a file of the data directory is refused whatever
+ * follows it. */
 static void route_request(request *req, struct MHD_Connection *conn, const char *method)
 {
     route *r = &req->route;
     route_parse(req->target, route_method_of(method), r);
     req->phase = REQUEST_BODY;
-    if (r->name[0] && datadir_name_reserved(r->name)) {
+    if (!auth_check(req, conn)) {
+        /* refused: nothing is begun, nothing stored */
+    } else if (r->name[0] && datadir_name_reserved(r->name)) {
         request_fail(req, API_BAD_NAME, "%s is reserved: it is a file of the data directory",
                      r->name);
     } else if (r->kind == ROUTE_ERROR) {
@@ -245,6 +254,7 @@ void dispatch_end(request *req, enum MHD_RequestTerminationCode toe)
     if (req->handler && req->handler->end)
         req->handler->end(req, toe);
     registry_put(req->entry);
+    auth_release(req);
     free(req->target);
     free(req); /* the any_request it begins */
 }

@@ -26,6 +26,7 @@ static const struct {
     {"/status", {{[METHOD_GET] = ROUTE_STATUS, [METHOD_HEAD] = ROUTE_STATUS}, "GET, HEAD"}},
     {"/metrics", {{[METHOD_GET] = ROUTE_METRICS, [METHOD_HEAD] = ROUTE_METRICS}, "GET, HEAD"}},
     {"/channels", {{[METHOD_GET] = ROUTE_LIST, [METHOD_HEAD] = ROUTE_LIST}, "GET, HEAD"}},
+    {"/whoami", {{[METHOD_GET] = ROUTE_WHOAMI, [METHOD_HEAD] = ROUTE_WHOAMI}, "GET, HEAD"}},
 };
 
 /* /channels/NAME */

@@ -3,7 +3,7 @@
  * directory, so that it reads (and can be tested) on its own.
  *
  * The routes:
- *   GET, HEAD  /healthz, /readyz, /status, /metrics
+ *   GET, HEAD  /healthz, /readyz, /status, /metrics, /whoami
  *   GET, HEAD  /channels                                  (ROUTE_LIST)
  *   GET, POST, DELETE  /channels/NAME
  *   POST       /channels/NAME/pause, /channels/NAME/resume, /channels/NAME/redrive
@@ -56,6 +56,8 @@ typedef enum route_kind {
     ROUTE_PEEK,    /* GET /channels/NAME/messages */
     ROUTE_PURGE,   /* DELETE /channels/NAME/messages */
     ROUTE_REDRIVE, /* POST /channels/NAME/redrive */
+    ROUTE_WHOAMI,  /* GET /whoami */
+    ROUTE_KINDS    /* how many there are: auth.c has a row for each */
 } route_kind;
 
 typedef struct route {
