@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -423,6 +424,215 @@ static void test_tokens_not_logged(void **state)
     hs_stop_ok(&s);
 }
 
+/* ---- reloads ---- */
+
+/* Put text in force at path: written beside it and renamed over it, as an
+ * editor or a configuration tool would, then SIGHUP; wait for the log to
+ * say logged. */
+static void reload(hs_server *s, const char *path, const char *text, const char *logged)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    write_file(tmp, text);
+    assert_int_equal(rename(tmp, path), 0);
+    assert_int_equal(kill(s->pid, SIGHUP), 0);
+    if (!hs_log_wait(s, logged, HS_PATIENCE_MS))
+        fail_msg("no '%s' in the log after SIGHUP", logged);
+}
+
+static void test_reload(void **state)
+{
+    const char *dir = *state;
+    char path[512], line[512], text[2048];
+    snprintf(path, sizeof path, "%s/auth", dir);
+    file_line("old-token", "send:*", text, sizeof text);
+    write_file(path, text);
+    const char *args[] = {"--auth-file", path, NULL};
+    hs_server s;
+    hs_start_in_ok(&s, data_dir(dir), args);
+    expect_status(&s, "POST", "/channels/a", "old-token", 202, NULL);
+    expect_status(&s, "POST", "/channels/a", "new-token", 401, "invalid_token");
+
+    /* a good file: the new token in, the old one out */
+    file_line("new-token", "send:a metrics", text, sizeof text);
+    file_line("other-token", "receive:a", line, sizeof line);
+    strcat(text, line);
+    reload(&s, path, text, "SIGHUP: 2 token(s) in force");
+    expect_status(&s, "POST", "/channels/a", "new-token", 202, NULL);
+    expect_status(&s, "GET", "/channels/a?wait=0", "other-token", 200, NULL);
+    expect_status(&s, "POST", "/channels/a", "old-token", 401, "invalid_token");
+
+    /* a bad file: the tokens in force stay, and the log says why */
+    file_line("newer-token", "send:*", text, sizeof text);
+    strcat(text, "this line is wrong\n");
+    reload(&s, path, text, "the tokens in force are kept");
+    char where[600];
+    snprintf(where, sizeof where, "%s:2: the first field is 4 characters", path);
+    assert_true(hs_log_wait(&s, where, HS_PATIENCE_MS));
+    assert_true(hs_log_wait(&s, "error SIGHUP", HS_PATIENCE_MS));
+    expect_status(&s, "POST", "/channels/a", "new-token", 202, NULL);
+    expect_status(&s, "POST", "/channels/a", "newer-token", 401, "invalid_token");
+    expect_status(&s, "GET", "/healthz", NULL, 200, NULL);
+
+    /* a file that went away: likewise */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(kill(s.pid, SIGHUP), 0);
+    assert_true(hs_log_wait(&s, "cannot read", HS_PATIENCE_MS));
+    expect_status(&s, "GET", "/channels/a?wait=0", "other-token", 200, NULL);
+    /* and SIGTERM still stops it cleanly */
+    hs_stop_ok(&s);
+}
+
+/* ---- malformed files ---- */
+
+/* Run hopper with args and env: it must exit code with text in its output. */
+static void expect_run(const char *const *args, const char *const *env, int code, const char *text)
+{
+    int got = -2;
+    char *output = NULL;
+    assert_int_equal(hs_run(args, env, &got, &output), 0);
+    if (got != code || strstr(output, text) == NULL)
+        fail_msg("exit %d (expected %d, with '%s'), output:\n%s", got, code, text, output);
+    free(output);
+}
+
+static void test_malformed(void **state)
+{
+    const char *dir = *state;
+    char hash[80], path[512];
+    file_line("t", "", hash, sizeof hash);
+    hash[64] = '\0';
+    char upper[80];
+    snprintf(upper, sizeof upper, "%s", hash);
+    for (char *p = upper; *p; p++)
+        *p = (char)(*p >= 'a' && *p <= 'f' ? *p - 32 : *p);
+    static const struct {
+        const char *fmt; /* %1$s: a good hash */
+        const char *message;
+    } cases[] = {
+        {"%1$.63s send:a\n", ":1: the first field is 63 characters"},
+        {"# c\n\n%1$s send:a\n%1$.60sabcz metrics\n", ":4: the first field is not 64 lowercase"},
+        {"%1$s\n", ":1: the token has no scope"},
+        {"%1$s   # only a comment\n", ":1: the token has no scope"},
+        {"%1$s bogus:a\n", ":1: 'bogus:a' is no scope"},
+        {"%1$s send:\n", ":1: send: has no channel"},
+        {"%1$s send:a/b\n", ":1: send:a/b: a channel is letters"},
+        {"%1$s receive:a*b\n", ":1: receive:a*b: a channel is letters"},
+        {"%1$s admin:..\n", ":1: admin:.. is not a channel name"},
+        {"%1$s metrics:jobs\n", ":1: metrics takes no channel"},
+        {"%1$s receive\n", ":1: receive needs a channel"},
+        {"%1$s send:a\n%1$s metrics\n", ":2: the same token as line 1"},
+        {"\n\n%1$s send:a\r\n%1$.64s\r metrics\n", ":4: holds a NUL or carriage return"},
+        {"this-is-a-token send:a\n", ":1: the first field is 15 characters"},
+    };
+    snprintf(path, sizeof path, "%s/auth", dir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[1024], where[600];
+        snprintf(text, sizeof text, cases[i].fmt, hash);
+        write_file(path, text);
+        const char *args[] = {"--data-dir", data_dir(dir), "--auth-file", path, NULL};
+        snprintf(where, sizeof where, "%s%s", path, cases[i].message);
+        expect_run(args, NULL, 2, where);
+    }
+    char text[200], where[600];
+    snprintf(text, sizeof text, "%s send:a\n", upper);
+    write_file(path, text);
+    const char *args[] = {"--data-dir", data_dir(dir), "--auth-file", path, NULL};
+    expect_run(args, NULL, 2, "auth:1: the first field is not 64 lowercase hex digits");
+    /* the environment twin, and a file that is not there */
+    char env_entry[600];
+    snprintf(env_entry, sizeof env_entry, "HOPPER_AUTH_FILE=%s", path);
+    const char *data_only[] = {"--data-dir", data_dir(dir), NULL};
+    const char *env[] = {env_entry, NULL};
+    expect_run(data_only, env, 2, "auth:1: the first field is not 64");
+    const char *missing[] = {"--auth-file", "/nonexistent/auth", NULL};
+    snprintf(where, sizeof where, "/nonexistent/auth: cannot read");
+    expect_run(missing, NULL, 2, where);
+    /* a kept Authorization header would hand the tokens to receivers */
+    snprintf(text, sizeof text, "%s send:a\n", hash);
+    write_file(path, text);
+    const char *kept[] = {"--auth-file", path, "--keep-headers", "X-A,Auth*", NULL};
+    expect_run(kept, NULL, 2, "--keep-headers keeps Authorization");
+}
+
+static void test_env_file(void **state)
+{
+    const char *dir = *state;
+    char path[512], entry[600];
+    write_standard(dir, path, sizeof path);
+    snprintf(entry, sizeof entry, "HOPPER_AUTH_FILE=%s", path);
+    const char *env[] = {entry, "HOPPER_PUBLIC_METRICS=yes", NULL};
+    hs_server s;
+    hs_start_in_env_ok(&s, data_dir(dir), NULL, env);
+    expect_status(&s, "POST", "/channels/jobs", NULL, 401, "unauthorized");
+    expect_status(&s, "POST", "/channels/jobs", T_JOBS, 202, NULL);
+    expect_status(&s, "GET", "/metrics", NULL, 200, NULL);
+    hs_stop_ok(&s);
+}
+
+/* ---- hopper token ---- */
+
+/* Run "hopper token": OUT the token and the file line it printed. */
+static void new_token(char *token, size_t token_size, char *line, size_t line_size)
+{
+    const char *args[] = {"token", NULL};
+    int code = -2;
+    char *output = NULL;
+    assert_int_equal(hs_run(args, NULL, &code, &output), 0);
+    assert_int_equal(code, 0);
+    char *nl = strchr(output, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    snprintf(token, token_size, "%s", output);
+    snprintf(line, line_size, "%s", nl + 1);
+    free(output);
+    /* exactly two lines */
+    nl = strchr(line, '\n');
+    assert_non_null(nl);
+    assert_string_equal(nl, "\n");
+    *nl = '\0';
+}
+
+static void test_token_command(void **state)
+{
+    const char *dir = *state;
+    char token[128], line[512], token2[128], line2[512];
+    new_token(token, sizeof token, line, sizeof line);
+    new_token(token2, sizeof token2, line2, sizeof line2);
+    /* 32 random bytes in base64url without padding: 43 characters */
+    assert_int_equal(strlen(token), 43);
+    assert_int_equal(
+        strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
+    assert_string_not_equal(token, token2);
+    /* the line: the token's SHA-256 in hex, then the placeholder scopes */
+    char expected[512];
+    file_line(token, "send:CHANGE-ME receive:CHANGE-ME", expected, sizeof expected);
+    assert_memory_equal(line, expected, strlen(expected) - 1);
+    assert_null(strstr(line, token));
+
+    /* pasted as it is, it loads, and the token is the one it admits */
+    char path[512];
+    snprintf(path, sizeof path, "%s/auth", dir);
+    strcat(line, "\n");
+    strcat(line, line2);
+    write_file(path, line);
+    const char *args[] = {"--auth-file", path, NULL};
+    hs_server s;
+    hs_start_in_ok(&s, data_dir(dir), args);
+    json_t *doc = whoami(&s, token);
+    assert_int_equal(json_integer_value(json_object_get(doc, "line")), 1);
+    json_decref(doc);
+    doc = whoami(&s, token2);
+    assert_int_equal(json_integer_value(json_object_get(doc, "line")), 2);
+    json_decref(doc);
+    expect_status(&s, "POST", "/channels/CHANGE-ME", token, 202, NULL);
+    expect_status(&s, "POST", "/channels/jobs", token, 403, "forbidden");
+    hs_stop_ok(&s);
+
+    const char *extra[] = {"token", "more", NULL};
+    expect_run(extra, NULL, 2, "takes no arguments");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +642,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_whoami, hs_dir_setup, hs_dir_teardown),
         cmocka_unit_test_setup_teardown(test_refused_stores_nothing, hs_dir_setup, hs_dir_teardown),
         cmocka_unit_test_setup_teardown(test_tokens_not_logged, hs_dir_setup, hs_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_reload, hs_dir_setup, hs_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed, hs_dir_setup, hs_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_env_file, hs_dir_setup, hs_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_token_command, hs_dir_setup, hs_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
