@@ -229,19 +229,29 @@ static size_t close_channels(void)
     return lost;
 }
 
-int main(int argc, char **argv)
+/* Run a subcommand, or read the options of the server. -1 with *o filled
+ * in when the server is to run; else the exit code. */
+static int read_command(int argc, char **argv, server_options *o)
 {
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return token_main(argc, argv);
-    server_options o;
-    switch (options_parse(argc, argv, &o)) {
+    switch (options_parse(argc, argv, o)) {
     case OPTIONS_OK:
-        break;
+        return -1;
     case OPTIONS_HELP:
         return 0;
     case OPTIONS_ERROR:
-        return 2;
+        break;
     }
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    server_options o;
+    int code = read_command(argc, argv, &o);
+    if (code >= 0)
+        return code;
     log_route_core();
     pin_mmap_threshold();
     log_starting(&o);
