@@ -169,9 +169,9 @@ static void route_request(request *req, struct MHD_Connection *conn, const char 
     route *r = &req->route;
     route_parse(req->target, route_method_of(method), r);
     req->phase = REQUEST_BODY;
-    if (!auth_check(req, conn)) {
-        /* refused: nothing is begun, nothing stored */
-    } else if (r->name[0] && datadir_name_reserved(r->name)) {
+    if (!auth_check(req, conn))
+        return; /* refused: nothing is begun, nothing stored */
+    if (r->name[0] && datadir_name_reserved(r->name)) {
         request_fail(req, API_BAD_NAME, "%s is reserved: it is a file of the data directory",
                      r->name);
     } else if (r->kind == ROUTE_ERROR) {
