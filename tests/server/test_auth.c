@@ -483,6 +483,40 @@ static void test_reload(void **state)
     hs_stop_ok(&s);
 }
 
+/* A request in flight when the file is reloaded keeps the set it was
+ * decided with, to its end: a GET /whoami whose body comes only after a
+ * reload has removed its token still answers with that token's scopes
+ * (and, under ASan, reads no freed set). */
+static void test_reload_in_flight(void **state)
+{
+    const char *dir = *state;
+    char path[512], text[1024];
+    snprintf(path, sizeof path, "%s/auth", dir);
+    file_line("old-token", "receive:kept", text, sizeof text);
+    write_file(path, text);
+    const char *args[] = {"--auth-file", path, NULL};
+    hs_server s;
+    hs_start_in_ok(&s, data_dir(dir), args);
+    int fd = hs_connect(&s);
+    assert_true(fd >= 0);
+    static const char head[] = "GET /whoami HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Authorization: Bearer old-token\r\nContent-Length: 5\r\n"
+                               "Expect: 100-continue\r\n\r\n";
+    assert_int_equal(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+    /* "100 Continue" comes once the first call, which decides, is over */
+    char buf[4096];
+    const char *body = NULL;
+    assert_int_equal(hs_read_response(fd, buf, sizeof buf, HS_PATIENCE_MS, &body), 100);
+    file_line("new-token", "metrics", text, sizeof text);
+    reload(&s, path, text, "SIGHUP: 1 token(s) in force");
+    expect_status(&s, "GET", "/whoami", "old-token", 401, "invalid_token");
+    assert_int_equal(write(fd, "hello", 5), 5);
+    assert_int_equal(hs_read_response(fd, buf, sizeof buf, HS_PATIENCE_MS, &body), 200);
+    assert_non_null(strstr(body, "\"scopes\":[\"receive:kept\"]"));
+    close(fd);
+    hs_stop_ok(&s);
+}
+
 /* ---- malformed files ---- */
 
 /* Run hopper with args and env: it must exit code with text in its output. */
@@ -643,6 +677,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_stores_nothing, hs_dir_setup, hs_dir_teardown),
         cmocka_unit_test_setup_teardown(test_tokens_not_logged, hs_dir_setup, hs_dir_teardown),
         cmocka_unit_test_setup_teardown(test_reload, hs_dir_setup, hs_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_reload_in_flight, hs_dir_setup, hs_dir_teardown),
         cmocka_unit_test_setup_teardown(test_malformed, hs_dir_setup, hs_dir_teardown),
         cmocka_unit_test_setup_teardown(test_env_file, hs_dir_setup, hs_dir_teardown),
         cmocka_unit_test_setup_teardown(test_token_command, hs_dir_setup, hs_dir_teardown),
