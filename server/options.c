@@ -45,7 +45,8 @@ static const char *default_text(const option_spec *s)
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: hopper [flags]\n\nhopper %s - an HTTP message buffer with bounded memory.\n\n",
+            "Usage: hopper [flags]\n       hopper token\n\nhopper %s - an HTTP message buffer "
+            "with bounded memory.\n\n",
             HOP_VERSION);
     for (size_t i = 0; i < OPT_COUNT; i++) {
         const option_spec *s = &option_specs[i];
