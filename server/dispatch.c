@@ -9,6 +9,7 @@
  * reading the body and without keeping the connection. */
 #include "dispatch.h"
 
+#include "auth.h"
 #include "datadir.h"
 #include "get.h"
 #include "info.h"
@@ -21,6 +22,7 @@
 #include "respond.h"
 #include "stream.h"
 #include "ui.h"
+#include "whoami.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +94,10 @@ static const request_handler *handler_of(route_kind kind)
         return &redrive_handler;
     case ROUTE_UI:
         return &ui_handler;
+    case ROUTE_WHOAMI:
+        return &whoami_handler;
     case ROUTE_ERROR:
+    case ROUTE_KINDS:
         break;
     }
     return NULL;
@@ -158,13 +163,17 @@ static bool answer_before_body(struct MHD_Connection *conn)
     return length && strtoull(length, NULL, 10) > DISCARD_LIMIT;
 }
 
-/* Route req, and begin it with its route's handler. A valid channel name
- * that is a file of the data directory is refused whatever follows it. */
+/* Route req, and begin it with its route's handler. Its token comes
+ * first (auth.h): a refused one learns nothing of the route. A valid
+ * channel name that is a file of the data directory is refused whatever
+ * follows it. */
 static void route_request(request *req, struct MHD_Connection *conn, const char *method)
 {
     route *r = &req->route;
     route_parse(req->target, route_method_of(method), r);
     req->phase = REQUEST_BODY;
+    if (!auth_check(req, conn))
+        return; /* refused: nothing is begun, nothing stored */
     if (r->name[0] && datadir_name_reserved(r->name)) {
         request_fail(req, API_BAD_NAME, "%s is reserved: it is a file of the data directory",
                      r->name);
@@ -248,6 +257,7 @@ void dispatch_end(request *req, enum MHD_RequestTerminationCode toe)
     if (req->handler && req->handler->end)
         req->handler->end(req, toe);
     registry_put(req->entry);
+    auth_release(req);
     free(req->target);
     free(req); /* the any_request it begins */
 }

@@ -54,6 +54,11 @@
       "a POST with the same key is being stored: try again to learn its outcome")                  \
     X(METHOD_NOT_ALLOWED, NO_HOP_ERR, 405, "method_not_allowed",                                   \
       "this path does not support that method")                                                    \
+    X(UNAUTHORIZED, NO_HOP_ERR, 401, "unauthorized",                                               \
+      "this request needs a token: Authorization: Bearer TOKEN (see --auth-file)")                 \
+    X(INVALID_TOKEN, NO_HOP_ERR, 401, "invalid_token",                                             \
+      "the bearer token is not one of the server's --auth-file")                                   \
+    X(FORBIDDEN, NO_HOP_ERR, 403, "forbidden", "this token's scopes do not allow this request")    \
     X(TOO_BIG, HOP_TOO_BIG, 413, "too_big", "the message is larger than --max-message-bytes")      \
     X(FULL, HOP_FULL, 507, "full", "the channel's memory and disk files are full")                 \
     X(STORAGE_FULL, HOP_NOSPACE, 507, "storage_full",                                              \

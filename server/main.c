@@ -1,6 +1,7 @@
 /* main.c - hopper's startup and shutdown: options, data directory, channel
  * registry with the channels the data directory holds, the timer of waits
- * and leases, HTTP daemon; then wait for SIGTERM or SIGINT and stop
+ * and leases, HTTP daemon; then wait for SIGTERM or SIGINT (SIGHUP, with
+ * --auth-file, reloads the tokens meanwhile) and stop
  * gracefully: HTTP first (messages of unfinished GETs go back to their
  * channels), then the timer and the leases, then the reserve file (its room
  * is for what comes next), then the channels (their messages are written
@@ -9,7 +10,9 @@
  * Exit codes: 0 after a clean stop or --help, 1 when the server cannot
  * start (data directory, no room for the reserve, a channel in it, listen
  * address) or when a stop could not write the messages in memory to disk
- * (they are lost, and the log says how many), 2 for a bad flag or value. */
+ * (they are lost, and the log says how many), 2 for a bad flag or value or
+ * a malformed --auth-file. "hopper token" is a subcommand (token.h). */
+#include "auth_store.h"
 #include "budget.h"
 #include "datadir.h"
 #include "expiry.h"
@@ -26,6 +29,12 @@
 #include "status.h"
 #include "stream.h"
 #include "timer.h"
+#include "token.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -70,32 +79,81 @@ static void log_starting(const server_options *o)
              o->max_channels, o->max_wait, o->threads, o->durable ? "yes" : "no");
 }
 
-/* Block the stop signals before any thread starts, so every thread
- * inherits the mask and only sigtimedwait() in wait_for_stop() sees them:
- * no handler runs in an arbitrary thread. A write to a closed socket must
- * not kill us. OUT: *stop_signals. */
+/* Block the stop signals, and SIGHUP when there is an --auth-file to
+ * reload (without one SIGHUP keeps its old effect), before any thread
+ * starts, so every thread inherits the mask and only sigtimedwait() in
+ * wait_for_stop() sees them: no handler runs in an arbitrary thread. A
+ * write to a closed socket must not kill us. OUT: *stop_signals. */
 static void block_stop_signals(sigset_t *stop_signals)
 {
     sigemptyset(stop_signals);
     sigaddset(stop_signals, SIGTERM);
     sigaddset(stop_signals, SIGINT);
+    if (auth_store_enabled())
+        sigaddset(stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* SIGHUP: the --auth-file again. A refused file leaves the tokens as they
+ * were, and says why. */
+static void reload_tokens(void)
+{
+    char why[512];
+    size_t tokens = 0;
+    if (auth_store_reload(&tokens, why, sizeof why))
+        log_info("SIGHUP: %zu token(s) in force", tokens);
+    else
+        log_error("SIGHUP: the tokens in force are kept: %s", why);
+}
+
 /* Wait for one of stop_signals, giving free heap memory back every
- * TRIM_INTERVAL_S meanwhile, and log it. */
+ * TRIM_INTERVAL_S and reloading the tokens on SIGHUP meanwhile, and log
+ * it. */
 static void wait_for_stop(const sigset_t *stop_signals)
 {
     int sig;
     const struct timespec trim_interval = {.tv_sec = TRIM_INTERVAL_S};
-    while ((sig = sigtimedwait(stop_signals, NULL, &trim_interval)) < 0) {
-        if (errno == EAGAIN) {
+    while ((sig = sigtimedwait(stop_signals, NULL, &trim_interval)) < 0 || sig == SIGHUP) {
+        if (sig == SIGHUP) {
+            reload_tokens();
+        } else if (errno == EAGAIN) {
             malloc_trim(0);
             budget_log_tick();
         }
     }
     log_info("stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* True if addr is a loopback address (127/8, ::1, or 127/8 mapped). */
+static bool is_loopback(const struct sockaddr_storage *addr)
+{
+    if (addr->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)addr)->sin_addr.s_addr) >> 24) == 127;
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+}
+
+/* The tokens of --auth-file in force, or a warning when anyone who can
+ * reach the address may do anything. False (printed) for a file that
+ * cannot be read or is malformed. */
+static bool open_tokens(const server_options *o)
+{
+    char why[512];
+    if (o->auth_file == NULL) {
+        if (!is_loopback(&o->listen_addr))
+            log_warn("no --auth-file, and %s is not a loopback address: whoever can reach it "
+                     "may send, take and delete messages",
+                     o->listen);
+        return true;
+    }
+    if (!auth_store_open(o->auth_file, why, sizeof why)) {
+        fprintf(stderr, "hopper: --auth-file: %s\n", why);
+        return false;
+    }
+    log_info("tokens: %s in force; every request but /healthz and /readyz needs one%s",
+             o->auth_file, o->public_metrics ? " (and but /status, /metrics, GET /channels)" : "");
+    return true;
 }
 
 /* The graceful stop of HTTP: no new connections, every waiting GET
@@ -171,22 +229,38 @@ static size_t close_channels(void)
     return lost;
 }
 
-int main(int argc, char **argv)
+/* Run a subcommand, or read the options of the server. -1 with *o filled
+ * in when the server is to run; else the exit code. */
+static int read_command(int argc, char **argv, server_options *o)
 {
-    server_options o;
-    switch (options_parse(argc, argv, &o)) {
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return token_main(argc, argv);
+    switch (options_parse(argc, argv, o)) {
     case OPTIONS_OK:
-        break;
+        return -1;
     case OPTIONS_HELP:
         return 0;
     case OPTIONS_ERROR:
-        return 2;
+        break;
     }
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    server_options o;
+    int code = read_command(argc, argv, &o);
+    if (code >= 0)
+        return code;
     log_route_core();
     pin_mmap_threshold();
     log_starting(&o);
-    if (!datadir_open(o.data_dir))
+    if (!open_tokens(&o))
+        return 2;
+    if (!datadir_open(o.data_dir)) {
+        auth_store_close();
         return 1;
+    }
     sigset_t stop_signals;
     block_stop_signals(&stop_signals);
 
@@ -222,6 +296,7 @@ out_reserve:
     reserve_release();
 out_datadir:
     datadir_close();
+    auth_store_close(); /* no request is left to hold the tokens */
     if (lost > 0) {
         /* a supervisor must see it: not a clean stop */
         log_error("stopped: %zu message(s) LOST (see above)", lost);

@@ -45,7 +45,8 @@ static const char *default_text(const option_spec *s)
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: hopper [flags]\n\nhopper %s - an HTTP message buffer with bounded memory.\n\n",
+            "Usage: hopper [flags]\n       hopper token\n\nhopper %s - an HTTP message buffer "
+            "with bounded memory.\n\n",
             HOP_VERSION);
     for (size_t i = 0; i < OPT_COUNT; i++) {
         const option_spec *s = &option_specs[i];
@@ -250,7 +251,18 @@ static bool header_name_valid(const char *text)
     return text[0] != '\0';
 }
 
-/* store_value() for the options of duplicates refused. */
+/* store_value() for the options of tokens. */
+static const char *store_auth_value(size_t i, const char *text, const parsed_value *v,
+                                    server_options *out)
+{
+    if (i == OPT_AUTH_FILE)
+        out->auth_file = text;
+    else if (i == OPT_PUBLIC_METRICS)
+        out->public_metrics = v->flag;
+    return NULL;
+}
+
+/* store_value() for the options of duplicates refused, else of tokens. */
 static const char *store_dedup_value(size_t i, const char *text, const parsed_value *v,
                                      server_options *out)
 {
@@ -266,6 +278,8 @@ static const char *store_dedup_value(size_t i, const char *text, const parsed_va
     case OPT_DEDUP_MAX_KEYS:
         out->dedup_max_keys = (size_t)v->number;
         break;
+    default:
+        return store_auth_value(i, text, v, out);
     }
     return NULL;
 }
@@ -503,6 +517,11 @@ static bool options_consistent(const server_options *o)
                 "Try 'hopper --help'.\n",
                 o->memory_bytes, o->max_message_bytes,
                 hop_message_cost(o->max_message_bytes + ENVELOPE_ALLOWANCE));
+        return false;
+    }
+    if (o->auth_file && keep_headers_match(&o->keep_headers, "Authorization", 13)) {
+        usage_error("--keep-headers keeps Authorization, which with --auth-file is the senders' "
+                    "token: every receiver would read it");
         return false;
     }
     if (o->forward_retry_min > o->forward_retry_max) {

@@ -51,6 +51,9 @@ typedef struct server_options {
     const char *dedup_header; /* besides Idempotency-Key, or NULL */
     double dedup_window;      /* seconds a key is remembered; 0: no keys kept */
     size_t dedup_max_keys;    /* per channel; beyond, the oldest go */
+    /* tokens (auth.h) */
+    const char *auth_file; /* --auth-file, or NULL: no tokens needed */
+    bool public_metrics;   /* /status, /metrics, GET /channels need no token */
 } server_options;
 
 /* Most attempts in flight --forward-concurrency allows per channel. */

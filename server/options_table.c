@@ -91,6 +91,13 @@ const option_spec option_specs[OPT_COUNT] = {
     [OPT_DEDUP_MAX_KEYS] = {"dedup-max-keys", "N", "100000", KIND_COUNT, 1, DEDUP_MAX_KEYS_LIMIT,
                             "keys a channel keeps at most (up to 256 bytes each, counted in "
                             "--memory-limit); beyond, the oldest are forgotten"},
+    [OPT_AUTH_FILE] = {"auth-file", "FILE", NULL, KIND_PATH, 0, 0,
+                       "tokens (their SHA-256) and their scopes, one a line: every request but "
+                       "/healthz and /readyz then needs Authorization: Bearer TOKEN; SIGHUP "
+                       "reloads it; 'hopper token' makes a token"},
+    [OPT_PUBLIC_METRICS] = {"public-metrics", NULL, "no", KIND_FLAG, 0, 0,
+                            "with --auth-file, /status, /metrics and GET /channels need no "
+                            "token"},
 };
 
 const char *const option_help_tail =
@@ -110,4 +117,6 @@ const char *const option_help_tail =
     "                               ?ttl=S (or Hopper-TTL: S) drops it if not handed out\n"
     "                               within S seconds\n"
     "  GET  /channels/NAME?wait=S   take the oldest message (200), or 204 after S seconds\n"
-    "  GET  /status, /metrics, /healthz, /readyz\n";
+    "  GET  /status, /metrics, /healthz, /readyz, /whoami\n"
+    "\n"
+    "hopper token prints a new random token and the --auth-file line for it.\n";

@@ -32,6 +32,7 @@
 #ifndef HOPPER_SERVER_REQUEST_H
 #define HOPPER_SERVER_REQUEST_H
 
+#include "auth_file.h"
 #include "errors.h"
 #include "options.h"
 #include "registry.h"
@@ -85,6 +86,8 @@ struct request {
     route route;                    /* what the request is for: kind, name, receipt */
     registry_entry *entry;          /* the channel, once looked up or created */
     api_error error;                /* REQUEST_REFUSED: the answer */
+    auth_set *auth;                 /* the token set it was decided with (auth.h), or NULL */
+    const auth_token *token;        /* the token it presented, in auth; or NULL */
     char message[192];              /* its message, "" for the table's */
     size_t discarded;               /* body bytes read and dropped */
 };

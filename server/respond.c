@@ -59,6 +59,13 @@ enum MHD_Result respond_error(const request *req, struct MHD_Connection *conn, a
     struct MHD_Response *r = api_error_response(err, message);
     if (r && err == API_METHOD_NOT_ALLOWED)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->route.allow);
+    /* RFC 6750: a 401 says which scheme to use, and whether the token
+     * given was refused */
+    if (r && err == API_UNAUTHORIZED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (r && err == API_INVALID_TOKEN)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer error=\"invalid_token\"");
     /* after a request whose end is unknown, what follows on the connection
      * cannot be told apart from it: no second request is read there */
     if (r && err == API_BAD_FRAMING)

@@ -36,8 +36,8 @@ enum MHD_Result respond_json(const request *req, struct MHD_Connection *conn, js
 enum MHD_Result respond_no_content(const request *req, struct MHD_Connection *conn);
 
 /* The JSON error err, with req->message when req->error is err and it has
- * one; a 405 names req's Allow header; API_BAD_FRAMING closes the
- * connection. */
+ * one; a 405 names req's Allow header; a 401 its WWW-Authenticate;
+ * API_BAD_FRAMING closes the connection. */
 enum MHD_Result respond_error(const request *req, struct MHD_Connection *conn, api_error err);
 
 #endif

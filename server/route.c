@@ -28,6 +28,7 @@ static const struct {
     {"/metrics", {{[METHOD_GET] = ROUTE_METRICS, [METHOD_HEAD] = ROUTE_METRICS}, "GET, HEAD"}},
     {"/channels", {{[METHOD_GET] = ROUTE_LIST, [METHOD_HEAD] = ROUTE_LIST}, "GET, HEAD"}},
     {"/", {{[METHOD_GET] = ROUTE_UI, [METHOD_HEAD] = ROUTE_UI}, "GET, HEAD"}},
+    {"/whoami", {{[METHOD_GET] = ROUTE_WHOAMI, [METHOD_HEAD] = ROUTE_WHOAMI}, "GET, HEAD"}},
 };
 
 /* /ui/ANYTHING: the dashboard's files, which its handler knows. */

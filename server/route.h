@@ -3,7 +3,7 @@
  * directory, so that it reads (and can be tested) on its own.
  *
  * The routes:
- *   GET, HEAD  /healthz, /readyz, /status, /metrics
+ *   GET, HEAD  /healthz, /readyz, /status, /metrics, /whoami
  *   GET, HEAD  /, /ui/ANYTHING                           (ROUTE_UI: the dashboard,
  *              whose handler answers 404 for a file it does not have)
  *   GET, HEAD  /channels                                  (ROUTE_LIST)
@@ -59,6 +59,8 @@ typedef enum route_kind {
     ROUTE_PURGE,   /* DELETE /channels/NAME/messages */
     ROUTE_REDRIVE, /* POST /channels/NAME/redrive */
     ROUTE_UI,      /* GET / and /ui/... (ui.h) */
+    ROUTE_WHOAMI,  /* GET /whoami */
+    ROUTE_KINDS    /* how many there are: auth.c has a row for each */
 } route_kind;
 
 typedef struct route {

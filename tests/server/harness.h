@@ -109,12 +109,20 @@ int hs_post(const hs_server *s, const char *path, const void *body, size_t len,
  * curl header line ("Name: value"; "Name;" sends Name with an empty value). */
 int hs_post_headers(const hs_server *s, const char *path, const void *body, size_t len,
                     const char *content_type, const char *const *headers, hs_reply *out);
+/* method path with more request headers (as hs_post_headers()); body may
+ * be NULL (no body). */
+int hs_request_headers(const hs_server *s, const char *method, const char *path, const void *body,
+                       size_t len, const char *content_type, const char *const *headers,
+                       hs_reply *out);
 /* POST with "Expect: 100-continue": the body is sent only if the server
  * asks for it. curl waits 20 s for the "100 Continue", not its default 1 s,
  * so a server that neither answers nor asks shows in r.uploaded and
  * r.seconds however slow the machine is. */
 int hs_post_expect(const hs_server *s, const char *path, const void *body, size_t len,
                    hs_reply *out);
+/* hs_post_expect() with more request headers (as hs_post_headers()). */
+int hs_post_expect_headers(const hs_server *s, const char *path, const void *body, size_t len,
+                           const char *const *headers, hs_reply *out);
 /* POST with Transfer-Encoding: chunked (no Content-Length). */
 int hs_post_chunked(const hs_server *s, const char *path, const void *body, size_t len,
                     hs_reply *out);

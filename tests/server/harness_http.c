@@ -170,6 +170,19 @@ int hs_post_headers(const hs_server *s, const char *path, const void *body, size
                    out);
 }
 
+int hs_request_headers(const hs_server *s, const char *method, const char *path, const void *body,
+                       size_t len, const char *content_type, const char *const *headers,
+                       hs_reply *out)
+{
+    return perform(s, method, path, body, len, content_type, headers, false, false, out);
+}
+
+int hs_post_expect_headers(const hs_server *s, const char *path, const void *body, size_t len,
+                           const char *const *headers, hs_reply *out)
+{
+    return perform(s, "POST", path, body, len, "text/plain", headers, false, true, out);
+}
+
 int hs_post_chunked(const hs_server *s, const char *path, const void *body, size_t len,
                     hs_reply *out)
 {
