@@ -46,6 +46,24 @@ static bool read_file(const char *path, char *buf, size_t *len, char *why, size_
     return true;
 }
 
+/* One secret line[0..len) of rule's file into *key. Standard Webhooks
+ * secrets are read as --forward-secret's ("whsec_<base64>" decoded); GitHub
+ * and Stripe sign with the secret's bytes as they are (Stripe's own begin
+ * with whsec_ too, and are not decoded). False with *why. */
+static bool parse_secret(const verify_rule *rule, const char *line, size_t len, forward_signer *key,
+                         const char **why)
+{
+    if (rule->scheme == VERIFY_STANDARD)
+        return forward_signer_parse(line, len, key, why);
+    if (len > FORWARD_SIGN_KEY_MAX) {
+        *why = "the secret is longer than " FORWARD_SIGN_KEY_MAX_TEXT " bytes";
+        return false;
+    }
+    memcpy(key->key, line, len);
+    key->key_len = len;
+    return true;
+}
+
 /* Read rule's secrets from rule->path: rule->keys, rule->key_count. */
 static bool load_secrets(verify_rule *rule, char *why, size_t why_size)
 {
@@ -66,7 +84,7 @@ static bool load_secrets(verify_rule *rule, char *why, size_t why_size)
         if (n > 0 && rule->key_count == VERIFY_SECRETS_MAX)
             wrong = "holds more secrets than 16";
         else if (n > 0 &&
-                 forward_signer_parse(text + start, n, &rule->keys[rule->key_count], &wrong)) {
+                 parse_secret(rule, text + start, n, &rule->keys[rule->key_count], &wrong)) {
             rule->key_count++;
             wrong = NULL;
         }

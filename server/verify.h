@@ -46,8 +46,9 @@ typedef struct verify_rules {
  * separated by blanks (the HOPPER_VERIFY form). SCHEME is github, stripe or
  * standard-webhooks; SECRET_FILE is read now: one secret a line (a
  * trailing CR dropped, empty lines skipped), at least one, each at most
- * FORWARD_SIGN_KEY_MAX bytes ("whsec_<base64>" decoded, as
- * --forward-secret's). NAME is borrowed from text. True on success; else
+ * FORWARD_SIGN_KEY_MAX bytes (for standard-webhooks "whsec_<base64>" is
+ * decoded, as --forward-secret's; github and stripe use the bytes as
+ * they are). NAME is borrowed from text. True on success; else
  * why[0..why_size) says what is wrong (and which file), and r may hold
  * some of the entries. */
 bool verify_rules_add(verify_rules *r, const char *text, char *why, size_t why_size);
