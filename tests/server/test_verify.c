@@ -8,7 +8,8 @@
  * timestamps either way refused, a rotated secret (a file's second line)
  * accepted; a prefix rule; a channel not covered unaffected; the failure
  * counters of /metrics and /status; a multipart batch signed over its raw
- * body; bad --verify flags exit 2.
+ * body; HOPPER_VERIFY; a channel refused after a good signature (the body
+ * back); bad --verify flags exit 2.
  *
  * The secret files are made once for the group in a temporary directory;
  * each test starts its own server. */
@@ -422,6 +423,46 @@ static void test_batch_signed(void **state)
     hs_stop_ok(&s);
 }
 
+/* HOPPER_VERIFY takes entries separated by blanks, as the flag repeated. */
+static void test_environment(void **state)
+{
+    (void)state;
+    char env[1400];
+    snprintf(env, sizeof env, "HOPPER_VERIFY=%s \t%s", files.github_rule, files.stripe_rule);
+    const char *const envs[] = {env, NULL};
+    hs_server s;
+    hs_start_env_ok(&s, NULL, envs);
+    const char *const headers[] = {"X-Hub-Signature-256: " GITHUB_SIGNATURE, NULL};
+    expect_accepted(&s, "hooks", GITHUB_BODY, headers);
+    expect_refused(&s, "hooks", "Hello, World?", headers, "github");
+    expect_refused(&s, "pay", GITHUB_BODY, headers, "stripe");
+    hs_expect_post(&s, "std", "not covered here", 202);
+    hs_stop_ok(&s);
+}
+
+/* A good signature for a channel that cannot be made (--max-channels):
+ * decided after the body, so the body comes back with the 503. */
+static void test_channel_refused_after_signature(void **state)
+{
+    (void)state;
+    const char *args[] = {"--verify", files.github_rule, "--max-channels", "1", NULL};
+    hs_server s;
+    hs_start_ok(&s, args);
+    hs_expect_post(&s, "other", "takes the one slot", 202);
+    const char *const headers[] = {"X-Hub-Signature-256: " GITHUB_SIGNATURE, NULL};
+    hs_reply r;
+    post(&s, "hooks", GITHUB_BODY, headers, &r);
+    char error[64] = "";
+    hs_header(&r, "Hopper-Error", error, sizeof error);
+    bool same = r.len == strlen(GITHUB_BODY) && memcmp(r.body, GITHUB_BODY, r.len) == 0;
+    long status = r.status;
+    hs_reply_free(&r);
+    assert_int_equal(status, 503);
+    assert_string_equal(error, "too_many_channels");
+    assert_true(same);
+    hs_stop_ok(&s);
+}
+
 /* Run hopper with one --verify value: it must exit 2 saying text. */
 static void expect_bad_flag(const char *value, const char *text)
 {
@@ -484,6 +525,8 @@ int main(void)
         cmocka_unit_test(test_standard_webhooks),
         cmocka_unit_test(test_prefix_and_uncovered),
         cmocka_unit_test(test_batch_signed),
+        cmocka_unit_test(test_environment),
+        cmocka_unit_test(test_channel_refused_after_signature),
         cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_status_lists_rules),
     };
