@@ -98,6 +98,8 @@ static bool load_secrets(verify_rule *rule, char *why, size_t why_size)
         snprintf(why, why_size, "%s holds no secret", rule->path);
         ok = false;
     }
+    if (text)
+        explicit_bzero(text, len); /* the secrets live on in rule->keys only */
     free(text);
     return ok;
 }
@@ -191,6 +193,8 @@ void verify_rules_free(verify_rules *r)
 {
     for (size_t i = 0; i < r->count; i++) {
         free((char *)r->items[i].path);
+        if (r->items[i].keys)
+            explicit_bzero(r->items[i].keys, VERIFY_SECRETS_MAX * sizeof *r->items[i].keys);
         free(r->items[i].keys);
     }
     r->count = 0;
