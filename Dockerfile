@@ -19,7 +19,7 @@ FROM debian:${DEBIAN_TAG} AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev \
-        libcurl4-openssl-dev nettle-dev \
+        libcurl4-openssl-dev nettle-dev libgnutls28-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the server build reads (.dockerignore keeps the rest out).
@@ -41,18 +41,18 @@ LABEL org.opencontainers.image.title="hopper" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.base.name="docker.io/library/debian:${DEBIAN_TAG}"
 # The runtime libraries: hopper's NEEDED entries are libmicrohttpd.so.12,
-# libjansson.so.4, libcurl.so.4 (forwarding), libnettle.so.8 (its
-# signatures) and libc.so.6 (objdump -p build/server/hopper | grep NEEDED);
-# dpkg -S maps them to libmicrohttpd12, libjansson4, libcurl4, libnettle8
-# and libc6 (in the base image). apt pulls what those depend on (libgnutls30,
-# OpenSSL, and their libraries); ca-certificates is the system CA store that
-# https forwarding trusts.
+# libjansson.so.4, libcurl.so.4 (forwarding), libnettle.so.8 (signatures),
+# libgnutls.so.30 (checking --tls-cert/--tls-key) and libc.so.6 (objdump -p
+# build/server/hopper | grep NEEDED); dpkg -S maps them to libmicrohttpd12,
+# libjansson4, libcurl4, libnettle8, libgnutls30 and libc6 (in the base
+# image). apt pulls what those depend on (OpenSSL, and their libraries);
+# ca-certificates is the system CA store that https forwarding trusts.
 # tests/docker/check_runtime_libs.sh checks this line against the binary.
 # The uid/gid 10001 is fixed so volumes and Kubernetes' runAsUser/fsGroup can
 # name it; hopper refuses a data dir owned by any other uid (server/datadir.c).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmicrohttpd12 libjansson4 libcurl4 \
-        libnettle8 ca-certificates \
+        libnettle8 libgnutls30 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 hopper \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \

@@ -3,6 +3,7 @@
 #include "auth.h"
 
 #include "auth_store.h"
+#include "verify.h"
 
 #include <string.h>
 #include <strings.h>
@@ -118,9 +119,11 @@ bool auth_check(request *req, struct MHD_Connection *conn)
         .authorization =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         .public_metrics = req->server->options.public_metrics,
-        /* MERGE(verify): verify_covers(req->route.name). The one place a
-         * --verify rule exempts a POST from tokens; false until then. */
-        .signed_channel = false,
+        /* The one place a --verify rule exempts a POST from tokens: its
+         * signature is checked once the body is in (verify.h); the sender
+         * (GitHub, Stripe, ...) cannot send a token. */
+        .signed_channel = req->route.kind == ROUTE_POST &&
+                          verify_covers(&req->server->options.verify, req->route.name),
     };
     auth_verdict v = auth_decide(req->auth, &q, &req->token);
     if (v != AUTH_ALLOWED)

@@ -52,6 +52,8 @@
       "an Idempotency-Key (or --dedup-header) is 1 to 256 bytes")                                  \
     X(DUPLICATE_PENDING, NO_HOP_ERR, 409, "duplicate_pending",                                     \
       "a POST with the same key is being stored: try again to learn its outcome")                  \
+    X(BAD_SIGNATURE, NO_HOP_ERR, 401, "bad_signature",                                             \
+      "the webhook signature (--verify) is missing, malformed, stale or wrong")                    \
     X(METHOD_NOT_ALLOWED, NO_HOP_ERR, 405, "method_not_allowed",                                   \
       "this path does not support that method")                                                    \
     X(UNAUTHORIZED, NO_HOP_ERR, 401, "unauthorized",                                               \

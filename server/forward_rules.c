@@ -20,8 +20,7 @@ static bool name_char(char c)
            c == '_' || c == '-';
 }
 
-/* NAME of an entry: a channel name, or a prefix ending in '*'. */
-static bool name_ok(const char *name, size_t len, bool *prefix)
+bool forward_rules_name_ok(const char *name, size_t len, bool *prefix)
 {
     *prefix = len > 0 && name[len - 1] == '*';
     size_t chars = *prefix ? len - 1 : len;
@@ -57,7 +56,7 @@ static const char *add_one(forward_rules *r, const char *text, size_t len)
         return "is not NAME=URL";
     forward_rule rule = {.name = text, .name_len = (size_t)(eq - text), .url = eq + 1};
     rule.url_len = len - rule.name_len - 1;
-    if (!name_ok(rule.name, rule.name_len, &rule.prefix))
+    if (!forward_rules_name_ok(rule.name, rule.name_len, &rule.prefix))
         return "has a NAME that is neither a channel name nor a prefix ending in '*'";
     if (!url_ok(rule.url, rule.url_len))
         return "has a URL that is not http:// or https:// with a host";

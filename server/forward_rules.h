@@ -36,6 +36,11 @@ typedef struct forward_rules {
  * of the entries. */
 bool forward_rules_add(forward_rules *r, const char *text, char *why, size_t why_size);
 
+/* True if name[0..len) is the NAME of an entry: a channel name, or a
+ * prefix ending in '*' whose other characters are channel name characters.
+ * --verify's NAME is the same (verify.c). OUT: *prefix, it ends in '*'. */
+bool forward_rules_name_ok(const char *name, size_t len, bool *prefix);
+
 /* The rule that forwards channel name (the first that matches, in the
  * order given), or NULL. */
 const forward_rule *forward_rules_match(const forward_rules *r, const char *name);

@@ -23,6 +23,27 @@ static size_t decode_base64(const char *text, size_t len, unsigned char *out)
     return n;
 }
 
+bool forward_signer_parse(const char *text, size_t len, forward_signer *out, const char **why)
+{
+    size_t prefix = strlen(SECRET_PREFIX);
+    if (len == 0) {
+        *why = "the key is empty";
+        return false;
+    }
+    if (len > prefix && memcmp(text, SECRET_PREFIX, prefix) == 0) {
+        out->key_len = decode_base64(text + prefix, len - prefix, out->key);
+        *why = "what follows whsec_ is not base64";
+        return out->key_len > 0;
+    }
+    if (len > FORWARD_SIGN_KEY_MAX) {
+        *why = "the key is longer than " FORWARD_SIGN_KEY_MAX_TEXT " bytes";
+        return false;
+    }
+    memcpy(out->key, text, len);
+    out->key_len = len;
+    return true;
+}
+
 bool forward_signer_load(const char *path, forward_signer *out, char *why, size_t why_size)
 {
     char text[2 * FORWARD_SIGN_KEY_MAX + 16];
@@ -36,25 +57,15 @@ bool forward_signer_load(const char *path, forward_signer *out, char *why, size_
     fclose(f);
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         len--;
-    if (too_long || len == 0) {
-        snprintf(why, why_size, "%s: the key is %s", path, len == 0 ? "empty" : "too long");
+    if (too_long) {
+        snprintf(why, why_size, "%s: the key is too long", path);
         return false;
     }
-    size_t prefix = strlen(SECRET_PREFIX);
-    if (len > prefix && memcmp(text, SECRET_PREFIX, prefix) == 0) {
-        out->key_len = decode_base64(text + prefix, len - prefix, out->key);
-        if (out->key_len == 0) {
-            snprintf(why, why_size, "%s: what follows whsec_ is not base64", path);
-            return false;
-        }
-        return true;
-    }
-    if (len > FORWARD_SIGN_KEY_MAX) {
-        snprintf(why, why_size, "%s: the key is longer than %d bytes", path, FORWARD_SIGN_KEY_MAX);
+    const char *wrong;
+    if (!forward_signer_parse(text, len, out, &wrong)) {
+        snprintf(why, why_size, "%s: %s", path, wrong);
         return false;
     }
-    memcpy(out->key, text, len);
-    out->key_len = len;
     return true;
 }
 

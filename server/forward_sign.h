@@ -11,6 +11,7 @@
 
 /* Longest key accepted, in bytes once decoded. */
 #define FORWARD_SIGN_KEY_MAX 256
+#define FORWARD_SIGN_KEY_MAX_TEXT "256"
 /* "v1," and the base64 of 32 bytes, and NUL. */
 #define FORWARD_SIGNATURE_SIZE (3 + 44 + 1)
 
@@ -23,6 +24,13 @@ typedef struct forward_signer {
  * libraries take) is decoded, anything else is the key's bytes; a trailing
  * newline is dropped either way. True, or false with why[0..why_size). */
 bool forward_signer_load(const char *path, forward_signer *out, char *why, size_t why_size);
+
+/* The key of text[0..len) (one line, its newline already dropped), read
+ * as forward_signer_load() reads a file: "whsec_<base64>" decoded, else the
+ * bytes as they are. verify.c reads the secrets of --verify this way too,
+ * so that one key file serves a hopper that signs and one that verifies.
+ * True, or false with *why (static text). */
+bool forward_signer_parse(const char *text, size_t len, forward_signer *out, const char **why);
 
 /* The webhook-signature value for message id at timestamp (seconds since
  * the epoch) of body[0..len). OUT: out. */

@@ -12,6 +12,7 @@
 
 #include "dispatch.h"
 #include "log.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -204,7 +205,9 @@ static unsigned int connection_limit(size_t wanted)
     return (unsigned int)wanted;
 }
 
-static void log_listening(void)
+/* "serving http: listening on ADDR:PORT" (or https), the real port: what
+ * the tests and scripts wait for, the port last on the line. */
+static void log_listening(const char *scheme)
 {
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(http.daemon, MHD_DAEMON_INFO_LISTEN_FD);
     struct sockaddr_storage addr;
@@ -216,17 +219,31 @@ static void log_listening(void)
             struct sockaddr_in6 *a = (struct sockaddr_in6 *)&addr;
             inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
             port = ntohs(a->sin6_port);
-            log_info("listening on [%s]:%u", host, port);
+            log_info("serving %s: listening on [%s]:%u", scheme, host, port);
             return;
         }
         struct sockaddr_in *a = (struct sockaddr_in *)&addr;
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
         port = ntohs(a->sin_port);
     }
-    log_info("listening on %s:%u", host, port);
+    log_info("serving %s: listening on %s:%u", scheme, host, port);
 }
 
-bool http_start(const server_options *o)
+/* The options of HTTPS for MHD_OPTION_ARRAY (tls NULL: none, plain HTTP).
+ * OUT: items, room for 4. */
+static void tls_options(const tls_files *tls, struct MHD_OptionItem *items)
+{
+    size_t n = 0;
+    if (tls) {
+        items[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, tls->cert_pem};
+        items[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, tls->key_pem};
+        items[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES};
+    }
+    items[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+}
+
+bool http_start(const server_options *o, const tls_files *tls)
 {
     http.context.options = *o;
     unsigned int connections = connection_limit(o->max_connections);
@@ -236,6 +253,10 @@ bool http_start(const server_options *o)
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO;
     if (o->listen_addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (tls)
+        flags |= MHD_USE_TLS;
+    struct MHD_OptionItem tls_items[4];
+    tls_options(tls, tls_items);
     /* the logger goes first so that MHD reports even option errors through it */
     // clang-format off
     http.daemon = MHD_start_daemon(
@@ -250,6 +271,7 @@ bool http_start(const server_options *o)
          * connections we close rather than leave them queued */
         MHD_OPTION_CONNECTION_LIMIT, connections + ACCEPT_SLACK,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)ceil(o->idle_timeout),
+        MHD_OPTION_ARRAY, tls_items,
         MHD_OPTION_END);
     // clang-format on
     if (http.daemon == NULL) {
@@ -257,7 +279,7 @@ bool http_start(const server_options *o)
         return false;
     }
     atomic_store(&http.started, true);
-    log_listening();
+    log_listening(tls ? "https" : "http");
     log_info("at most %u connections; idle ones closed after %g s", connections,
              ceil(o->idle_timeout));
     return true;

@@ -4,12 +4,15 @@
 #define HOPPER_SERVER_HTTP_H
 
 #include "options.h"
+#include "tls.h"
 
 #include <stdbool.h>
 
-/* Start listening as o says (o is copied) and log "listening on ADDR:PORT"
- * with the real port. False (logged) if the daemon cannot start. */
-bool http_start(const server_options *o);
+/* Start listening as o says (o is copied) and log "serving SCHEME:
+ * listening on ADDR:PORT" with the real port: https with tls (borrowed
+ * until http_stop(); tls_load() checked it), plain http with NULL. False
+ * (logged) if the daemon cannot start. */
+bool http_start(const server_options *o, const tls_files *tls);
 
 /* Graceful stop, in steps (main.c runs them in this order):
  * quiesce: new connections are closed at once; responses from now on

@@ -8,10 +8,11 @@
  * to disk), then the budget and the data dir lock.
  *
  * Exit codes: 0 after a clean stop or --help, 1 when the server cannot
- * start (data directory, no room for the reserve, a channel in it, listen
- * address) or when a stop could not write the messages in memory to disk
- * (they are lost, and the log says how many), 2 for a bad flag or value or
- * a malformed --auth-file. "hopper token" is a subcommand (token.h). */
+ * start (TLS certificate or key, data directory, no room for the reserve,
+ * a channel in it, listen address) or when a stop could not write the
+ * messages in memory to disk (they are lost, and the log says how many), 2
+ * for a bad flag or value or a malformed --auth-file. "hopper token" is a
+ * subcommand (token.h). */
 #include "auth_store.h"
 #include "budget.h"
 #include "datadir.h"
@@ -29,17 +30,17 @@
 #include "status.h"
 #include "stream.h"
 #include "timer.h"
+#include "tls.h"
 #include "token.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdio.h>
-#include <string.h>
-
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 
 /* How long in-flight requests (uploads, answers being written) may take to
  * finish once the server is told to stop: well inside the 10 s a container
@@ -73,10 +74,11 @@ static void log_starting(const server_options *o)
     log_info("hopper %s starting: data-dir %s, memory-limit %zu, disk-limit %" PRIu64 " (%" PRIu64
              " of it the reserve for a clean stop), memory-bytes %zu, file-bytes "
              "%zu, max-disk-files %zu, max-message-bytes %zu, max-channels %zu, max-wait %g, "
-             "threads %u, durable %s",
+             "threads %u, durable %s, scheme %s, --verify rules %zu",
              HOP_VERSION, o->data_dir, o->memory_limit, o->disk_limit, options_reserve_bytes(o),
              o->memory_bytes, o->file_bytes, o->max_disk_files, o->max_message_bytes,
-             o->max_channels, o->max_wait, o->threads, o->durable ? "yes" : "no");
+             o->max_channels, o->max_wait, o->threads, o->durable ? "yes" : "no",
+             o->tls_cert ? "https" : "http", o->verify.count);
 }
 
 /* Block the stop signals, and SIGHUP when there is an --auth-file to
@@ -246,32 +248,23 @@ static int read_command(int argc, char **argv, server_options *o)
     return 2;
 }
 
-int main(int argc, char **argv)
+/* Run the server as o says, with tls (NULL: plain HTTP), until a stop
+ * signal; the exit code. */
+static int serve(const server_options *o, const tls_files *tls)
 {
-    server_options o;
-    int code = read_command(argc, argv, &o);
-    if (code >= 0)
-        return code;
-    log_route_core();
-    pin_mmap_threshold();
-    log_starting(&o);
-    if (!open_tokens(&o))
-        return 2;
-    if (!datadir_open(o.data_dir)) {
-        auth_store_close();
+    if (!datadir_open(o->data_dir))
         return 1;
-    }
     sigset_t stop_signals;
     block_stop_signals(&stop_signals);
 
     int status = 1;
     size_t lost = 0;
-    if (!reserve_open(o.data_dir, options_reserve_bytes(&o)))
+    if (!reserve_open(o->data_dir, options_reserve_bytes(o)))
         goto out_datadir;
-    if (!open_budget_and_registry(&o))
+    if (!open_budget_and_registry(o))
         goto out_reserve;
-    expiry_open((uint64_t)(o.max_age * 1000.0 + 0.5)); /* before anything takes messages */
-    if (!forward_start(&o))
+    expiry_open((uint64_t)(o->max_age * 1000.0 + 0.5)); /* before anything takes messages */
+    if (!forward_start(o))
         goto out_registry;
     if (!recover_channels())
         goto out_registry;
@@ -279,10 +272,10 @@ int main(int argc, char **argv)
         log_error("cannot start the timer thread");
         goto out_registry;
     }
-    leases_open(&o);
-    status_init(&o);
+    leases_open(o);
+    status_init(o);
     stream_open();
-    if (!http_start(&o))
+    if (!http_start(o, tls))
         goto out_timer;
     wait_for_stop(&stop_signals);
     stop_traffic();
@@ -296,7 +289,6 @@ out_reserve:
     reserve_release();
 out_datadir:
     datadir_close();
-    auth_store_close(); /* no request is left to hold the tokens */
     if (lost > 0) {
         /* a supervisor must see it: not a clean stop */
         log_error("stopped: %zu message(s) LOST (see above)", lost);
@@ -304,5 +296,29 @@ out_datadir:
     }
     if (status == 0)
         log_info("stopped");
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    server_options o;
+    int code = read_command(argc, argv, &o);
+    if (code >= 0)
+        return code;
+    log_route_core();
+    pin_mmap_threshold();
+    log_starting(&o);
+    int status = 2;
+    if (open_tokens(&o)) {
+        tls_files tls;
+        status = 1;
+        if (o.tls_cert == NULL || tls_load(o.tls_cert, o.tls_key, &tls)) {
+            status = serve(&o, o.tls_cert ? &tls : NULL);
+            if (o.tls_cert)
+                tls_free(&tls);
+        }
+        auth_store_close(); /* no request is left to hold the tokens */
+    }
+    verify_rules_free(&o.verify);
     return status;
 }

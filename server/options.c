@@ -235,6 +235,12 @@ static const char *parse_kind(const option_spec *s, const char *text, server_opt
             return detail;
         return NULL;
     }
+    case KIND_VERIFIES: {
+        static char detail[1024];
+        if (!verify_rules_add(&out->verify, text, detail, sizeof detail))
+            return detail;
+        return NULL;
+    }
     }
     return "is of an unknown kind";
 }
@@ -251,7 +257,17 @@ static bool header_name_valid(const char *text)
     return text[0] != '\0';
 }
 
-/* store_value() for the options of tokens. */
+/* store_value() for TLS and --verify (whose entries parse_kind() read). */
+static const char *store_security_value(size_t i, const char *text, server_options *out)
+{
+    if (i == OPT_TLS_CERT)
+        out->tls_cert = text;
+    else if (i == OPT_TLS_KEY)
+        out->tls_key = text;
+    return NULL;
+}
+
+/* store_value() for the options of tokens, else of TLS and --verify. */
 static const char *store_auth_value(size_t i, const char *text, const parsed_value *v,
                                     server_options *out)
 {
@@ -259,6 +275,8 @@ static const char *store_auth_value(size_t i, const char *text, const parsed_val
         out->auth_file = text;
     else if (i == OPT_PUBLIC_METRICS)
         out->public_metrics = v->flag;
+    else
+        return store_security_value(i, text, out);
     return NULL;
 }
 
@@ -524,6 +542,12 @@ static bool options_consistent(const server_options *o)
                     "token: every receiver would read it");
         return false;
     }
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+        usage_error("%s is given without %s: HTTPS needs both the certificate and its key",
+                    o->tls_cert ? "--tls-cert" : "--tls-key",
+                    o->tls_cert ? "--tls-key" : "--tls-cert");
+        return false;
+    }
     if (o->forward_retry_min > o->forward_retry_max) {
         usage_error("--forward-retry-min %g is more than --forward-retry-max %g",
                     o->forward_retry_min, o->forward_retry_max);
@@ -546,14 +570,21 @@ static size_t option_of(const char *arg, const char **eq)
     return i;
 }
 
-/* Add the entries of one --forward flag now: the flag may be repeated,
- * and every one counts. False (printed) if they are bad. */
-static bool add_forward(const char *text, server_options *out)
+/* Add the entries of one --forward or --verify flag (option i) now: the
+ * flag may be repeated, and every one counts. False (printed) if they are
+ * bad. */
+static bool add_entries(size_t i, const char *text, server_options *out)
 {
-    const char *why = parse_value(OPT_FORWARD, text, out);
+    const char *why = parse_value(i, text, out);
     if (why)
-        usage_error("--forward: %s", why);
+        usage_error("--%s: %s", option_specs[i].flag, why);
     return why == NULL;
+}
+
+/* True for the options whose flag may be given again, adding entries. */
+static bool repeatable(const option_spec *s)
+{
+    return s->kind == KIND_FORWARDS || s->kind == KIND_VERIFIES;
 }
 
 /* Read the command line into given[] (the text of each flag given, NULL
@@ -596,16 +627,16 @@ static options_result read_command_line(int argc, char **argv, const char *given
                         option_specs[i].value_name);
             return OPTIONS_ERROR;
         }
-        if (option_specs[i].kind == KIND_FORWARDS && !add_forward(given[i], out))
+        if (repeatable(&option_specs[i]) && !add_entries(i, given[i], out))
             return OPTIONS_ERROR;
     }
     return OPTIONS_OK;
 }
 
-options_result options_parse(int argc, char **argv, server_options *out)
+/* options_parse() but for the secrets of --verify left behind on failure. */
+static options_result parse_all(int argc, char **argv, server_options *out)
 {
     const char *given[OPT_COUNT] = {0};
-    memset(out, 0, sizeof *out);
     options_result read = read_command_line(argc, argv, given, out);
     if (read != OPTIONS_OK)
         return read;
@@ -619,7 +650,7 @@ options_result options_parse(int argc, char **argv, server_options *out)
         snprintf(source, sizeof source, "--%s", s->flag);
         if (text == NULL && (text = getenv(env)) != NULL)
             snprintf(source, sizeof source, "%s", env);
-        if (s->kind == KIND_FORWARDS && given[i])
+        if (repeatable(s) && given[i])
             continue; /* parsed as the command line was read */
         if (text == NULL && s->def == NULL) {
             computed_default(i, out);
@@ -634,4 +665,13 @@ options_result options_parse(int argc, char **argv, server_options *out)
         }
     }
     return options_consistent(out) ? OPTIONS_OK : OPTIONS_ERROR;
+}
+
+options_result options_parse(int argc, char **argv, server_options *out)
+{
+    memset(out, 0, sizeof *out);
+    options_result result = parse_all(argc, argv, out);
+    if (result != OPTIONS_OK)
+        verify_rules_free(&out->verify);
+    return result;
 }

@@ -6,6 +6,7 @@
 #include "hopper/hopper.h"
 #include "forward_rules.h"
 #include "keep_headers.h"
+#include "verify.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -54,6 +55,12 @@ typedef struct server_options {
     /* tokens (auth.h) */
     const char *auth_file; /* --auth-file, or NULL: no tokens needed */
     bool public_metrics;   /* /status, /metrics, GET /channels need no token */
+    /* TLS (tls.h): both or neither */
+    const char *tls_cert; /* a PEM certificate chain file, or NULL: plain HTTP */
+    const char *tls_key;  /* its PEM private key file, or NULL */
+    /* --verify entries (verify.h); names point into argv or environ, the
+     * secrets are read at parse time (verify_rules_free()) */
+    verify_rules verify;
 } server_options;
 
 /* Most attempts in flight --forward-concurrency allows per channel. */
@@ -66,7 +73,9 @@ typedef enum options_result {
 } options_result;
 
 /* Fill *out from argv, then from HOPPER_<FLAG> environment variables for
- * flags not given, then from the defaults. */
+ * flags not given, then from the defaults. On OPTIONS_OK the caller
+ * releases out->verify with verify_rules_free() once done; otherwise
+ * nothing is left to release. */
 options_result options_parse(int argc, char **argv, server_options *out);
 
 /* The limits every channel gets from o: the server's, with room for the

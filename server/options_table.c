@@ -98,6 +98,15 @@ const option_spec option_specs[OPT_COUNT] = {
     [OPT_PUBLIC_METRICS] = {"public-metrics", NULL, "no", KIND_FLAG, 0, 0,
                             "with --auth-file, /status, /metrics and GET /channels need no "
                             "token"},
+    [OPT_TLS_CERT] = {"tls-cert", "FILE", NULL, KIND_PATH, 0, 0,
+                      "serve HTTPS (TLS 1.2 and 1.3) with the certificate chain in FILE (PEM); "
+                      "needs --tls-key"},
+    [OPT_TLS_KEY] = {"tls-key", "FILE", NULL, KIND_PATH, 0, 0,
+                     "the private key (PEM) of --tls-cert; read at start only (rotate by "
+                     "restarting)"},
+    [OPT_VERIFY] = {"verify", "NAME=SCHEME:FILE", NULL, KIND_VERIFIES, 0, 0,
+                    "a POST to channel NAME (or NAME*, a prefix) must be signed: SCHEME github, "
+                    "stripe or standard-webhooks, secrets in FILE one a line; again for more"},
 };
 
 const char *const option_help_tail =
@@ -111,6 +120,12 @@ const char *const option_help_tail =
     "Content-Type is always kept. Kept header names and values count toward\n"
     "--max-message-bytes; a message stores at most " ENVELOPE_MAX_HEADERS_TEXT " headers,\n"
     "Content-Type included.\n"
+    "--verify refuses a POST whose signature is missing, malformed, more than 5\n"
+    "minutes from the server's clock (stripe, standard-webhooks) or made with\n"
+    "none of FILE's secrets: 401 with Hopper-Error: bad_signature and the body\n"
+    "back; nothing is stored. HOPPER_VERIFY takes entries separated by blanks.\n"
+    "\n"
+    "Without --tls-cert hopper speaks plain http://; with it, only https://.\n"
     "\n"
     "  POST /channels/NAME          store a message (202; 507 when full); ?delay=S\n"
     "                               (or Hopper-Delay: S) makes it visible after S seconds;\n"

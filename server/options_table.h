@@ -15,6 +15,7 @@ typedef enum option_kind {
     KIND_FLAG,     /* no value on the command line; BOOLEAN_WORDS in the environment */
     KIND_HEADERS,  /* keep_headers_parse(); may be empty */
     KIND_FORWARDS, /* forward_rules_add(); the flag may be given again, adding entries */
+    KIND_VERIFIES, /* verify_rules_add(); the flag may be given again, adding entries */
 } option_kind;
 
 /* What a KIND_FLAG's environment variable may say. */
@@ -81,6 +82,9 @@ enum {
     OPT_DEDUP_MAX_KEYS,
     OPT_AUTH_FILE,
     OPT_PUBLIC_METRICS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_VERIFY,
     OPT_COUNT
 };
 

@@ -12,8 +12,10 @@
 #include "query.h"
 #include "registry.h"
 #include "respond.h"
+#include "verify_schemes.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,6 +23,9 @@
 #define RETRY_AFTER_SECONDS "1"
 /* The JSON code of the error a refused POST's payload came back with. */
 #define HOPPER_ERROR_HEADER "Hopper-Error"
+/* The challenge of a 401 bad_signature (RFC 9110 asks for one): the scheme
+ * the channel's --verify rule expects. */
+#define SIGNATURE_CHALLENGE "Signature scheme=\"%s\""
 /* Memory one batch POST may take for its body. */
 #define BATCH_BODY_LIMIT ((size_t)64 << 20)
 /* First buffer of a POST body of unknown length; it doubles as needed. */
@@ -253,8 +258,12 @@ static void post_begin(request *req, struct MHD_Connection *conn)
         return;
     }
     size_t first;
-    if (!idempotency_read(&p->idem, req, conn) ||
-        !first_buffer_size(p, conn, body_max(p), &first) || !request_open_channel(req))
+    if (!idempotency_read(&p->idem, req, conn) || !first_buffer_size(p, conn, body_max(p), &first))
+        return;
+    /* a covered channel is opened once the signature is found good: a
+     * POST refused for it makes no channel (post_finish()) */
+    p->verify = verify_match(&req->server->options.verify, req->route.name);
+    if (p->verify == NULL && !request_open_channel(req))
         return;
     begin_envelope(p, &st, first);
 }
@@ -307,6 +316,12 @@ static enum MHD_Result respond_refused(post_request *p, struct MHD_Connection *c
         MHD_add_response_header(r, HOPPER_ERROR_HEADER, api_error_code(err));
         if (status == MHD_HTTP_INSUFFICIENT_STORAGE || status == MHD_HTTP_SERVICE_UNAVAILABLE)
             MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
+        if (err == API_BAD_SIGNATURE) {
+            char challenge[64];
+            snprintf(challenge, sizeof challenge, SIGNATURE_CHALLENGE,
+                     verify_scheme_name(p->verify->scheme));
+            MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, challenge);
+        }
     }
     return respond_queue(&p->base, conn, status, r);
 }
@@ -400,10 +415,80 @@ static bool finish_envelope(post_request *p, struct MHD_Connection *conn)
     return true;
 }
 
+/* ---- the signature (--verify) ---- */
+
+/* What header_of() looks for and finds. */
+typedef struct header_probe {
+    const char *name;
+    unsigned count;
+    const char *value;
+    size_t len;
+} header_probe;
+
+static enum MHD_Result probe_header(void *cls, enum MHD_ValueKind kind, const char *name,
+                                    size_t name_len, const char *value, size_t value_len)
+{
+    (void)kind;
+    header_probe *h = cls;
+    if (name_len != strlen(h->name) || strncasecmp(name, h->name, name_len) != 0)
+        return MHD_YES;
+    if (h->count++ == 0) {
+        h->value = value ? value : "";
+        h->len = value ? value_len : 0;
+    }
+    return MHD_YES;
+}
+
+/* verify_header_fn over the request headers of the connection ctx. */
+static unsigned header_of(void *ctx, const char *name, const char **value, size_t *len)
+{
+    header_probe h = {.name = name};
+    MHD_get_connection_values_n(ctx, MHD_HEADER_KIND, probe_header, &h);
+    *value = h.value;
+    *len = h.len;
+    return h.count;
+}
+
+/* A refusal for a bad signature, counted on the channel if it exists
+ * (the POST did not make it), else server-wide. */
+static void count_bad_signature(request *req)
+{
+    registry_entry *e = registry_find(req->route.name);
+    if (e)
+        atomic_fetch_add(&e->signature_failures_total, 1);
+    else
+        verify_count_failure_without_channel();
+    registry_put(e);
+}
+
+/* For a channel --verify covers: the signature over the body as received,
+ * then the channel opened. True to go on storing; false once answered
+ * (*answer): 401 bad_signature, or the channel refused, with the body
+ * back either way. */
+static bool verified(post_request *p, struct MHD_Connection *conn, enum MHD_Result *answer)
+{
+    if (p->verify == NULL)
+        return true;
+    verify_result result =
+        verify_check(p->verify, header_of, conn, p->buf + p->prefix_len, p->body_len, hop_now_ms());
+    if (result != VERIFY_OK) {
+        count_bad_signature(&p->base);
+        *answer = respond_refused(p, conn, API_BAD_SIGNATURE);
+        return false;
+    }
+    if (!request_open_channel(&p->base)) {
+        *answer = respond_refused(p, conn, p->base.error);
+        return false;
+    }
+    return true;
+}
+
 static enum MHD_Result post_finish(request *req, struct MHD_Connection *conn)
 {
     post_request *p = post_of(req);
     enum MHD_Result answer;
+    if (!verified(p, conn, &answer))
+        return answer;
     if (!p->batch) {
         if (!finish_envelope(p, conn))
             return respond_error(req, conn, req->error);

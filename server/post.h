@@ -14,6 +14,10 @@
  * is when the message is accepted, and gets its id and receive time (a
  * batch's parts too, batch.c: an id each, one time for all).
  *
+ * A POST to a channel --verify covers (verify.h) is stored only if its
+ * signature over the body as received is good; else 401 bad_signature
+ * with its payload back, and the channel is not made.
+ *
  * A POST with a key (idempotency.h) already accepted on the channel is
  * answered 200 duplicate and stores nothing; its key is reserved just
  * before the send and recorded once the send is accepted (with --durable,
@@ -42,6 +46,9 @@ typedef struct post_request {
     uint64_t ttl_ms;   /* ?ttl= or Hopper-TTL (expiry.h), for every message; 0: none */
     char boundary[MULTIPART_BOUNDARY_SIZE];
     idempotency idem; /* its key, reserved around the send (idempotency.h) */
+    /* the --verify rule covering the channel, or NULL; borrowed from the
+     * options. The channel is opened only once the signature is good. */
+    const verify_rule *verify;
     /* --durable only (initialised by begin): the sync's outcome. */
     pthread_mutex_t sync_lock; /* guards sent; orders resume after suspend */
     hop_err sent;

@@ -192,6 +192,7 @@ static hop_err add_channel(const char *name, registry_entry **out)
     }
     atomic_init(&e->too_big_total, 0);
     atomic_init(&e->storage_full_total, 0);
+    atomic_init(&e->signature_failures_total, 0);
     atomic_init(&e->refusing, false);
     atomic_init(&e->lease_expired_total, 0);
     atomic_init(&e->dead_lettered_total, 0);

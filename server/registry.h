@@ -24,9 +24,10 @@ typedef struct registry_entry {
     hop_channel *ch;                         /* owned by the registry */
     atomic_uint_fast64_t too_big_total;      /* POSTs refused with 413 (the core never sees them) */
     atomic_uint_fast64_t storage_full_total; /* POSTs refused with 507 storage_full */
-    atomic_bool refusing;                    /* the last send was refused as full */
-    atomic_uint_fast64_t lease_expired_total; /* leases that ended by their deadline */
-    atomic_uint_fast64_t dead_lettered_total; /* messages moved to <name>.dead */
+    atomic_uint_fast64_t signature_failures_total; /* POSTs refused 401 bad_signature (--verify) */
+    atomic_bool refusing;                          /* the last send was refused as full */
+    atomic_uint_fast64_t lease_expired_total;      /* leases that ended by their deadline */
+    atomic_uint_fast64_t dead_lettered_total;      /* messages moved to <name>.dead */
     /* expiry.h: messages dropped as expired; of them not logged yet; when
      * the last line about them was logged (monotonic ms, 0: never) */
     atomic_uint_fast64_t expired_total, expired_unlogged, expired_logged_ms;

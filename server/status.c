@@ -11,6 +11,7 @@
 #include "redrive.h"
 #include "registry.h"
 #include "stream.h"
+#include "verify.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -48,6 +49,7 @@ typedef struct sample {
         rejected_too_big_total, rejected_storage_full_total, io_errors_total, records_corrupt_total,
         recovered_total, syncs_total;
     uint64_t duplicates_total, dedup_keys, dedup_evicted_total, dedup_log_corrupt_total;
+    uint64_t signature_failures_total;
     double oldest_age_seconds; /* of the message a GET would take next; 0 if none */
     bool forwarded;
     forward_status forward; /* if forwarded */
@@ -101,6 +103,7 @@ static void sample_of(registry_entry *e, sample *s)
     s->rejected_full_total = st.rejected_full_total;
     s->rejected_too_big_total = atomic_load(&e->too_big_total);
     s->rejected_storage_full_total = atomic_load(&e->storage_full_total);
+    s->signature_failures_total = atomic_load(&e->signature_failures_total);
     s->io_errors_total = st.io_errors_total;
     s->records_corrupt_total = st.records_corrupt_total;
     s->recovered_total = st.recovered_total;
@@ -142,6 +145,22 @@ static json_t *json_u64(uint64_t v)
     return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
 }
 
+/* The --verify rules: name, scheme and how many secrets (never a secret).
+ * New array. */
+static json_t *verify_json(void)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < limits.verify.count; i++) {
+        const verify_rule *rule = &limits.verify.items[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_stringn(rule->name, rule->name_len));
+        json_object_set_new(o, "scheme", json_string(verify_scheme_name(rule->scheme)));
+        json_object_set_new(o, "secrets", json_u64(rule->key_count));
+        json_array_append_new(list, o);
+    }
+    return list;
+}
+
 static json_t *limits_json(void)
 {
     json_t *o = json_object();
@@ -171,6 +190,8 @@ static json_t *limits_json(void)
                         limits.dedup_header ? json_string(limits.dedup_header) : json_null());
     json_object_set_new(o, "dedup_window_seconds", json_real(limits.dedup_window));
     json_object_set_new(o, "dedup_max_keys", json_u64(limits.dedup_max_keys));
+    json_object_set_new(o, "tls", json_boolean(limits.tls_cert != NULL));
+    json_object_set_new(o, "verify", verify_json());
     return o;
 }
 
@@ -248,6 +269,7 @@ static json_t *channel_json(const sample *s)
     json_object_set_new(o, "dedup_keys", json_u64(s->dedup_keys));
     json_object_set_new(o, "dedup_evicted_total", json_u64(s->dedup_evicted_total));
     json_object_set_new(o, "dedup_log_corrupt_total", json_u64(s->dedup_log_corrupt_total));
+    json_object_set_new(o, "signature_failures_total", json_u64(s->signature_failures_total));
     return o;
 }
 
@@ -260,6 +282,10 @@ char *status_json(void)
     json_object_set_new(doc, "uptime_seconds", json_real(uptime_seconds()));
     json_object_set_new(doc, "limits", limits_json());
     json_object_set_new(doc, "budget", budget_json());
+    /* refusals for a bad signature on channels that did not exist (those
+     * on a channel are its signature_failures_total) */
+    json_object_set_new(doc, "signature_failures_without_channel_total",
+                        json_u64(verify_failures_without_channel()));
     json_t *channels = json_object();
     for (size_t i = 0; i < n; i++)
         json_object_set_new(channels, s[i].name, channel_json(&s[i]));
@@ -365,6 +391,9 @@ static const family families[] = {
     {"hopper_messages_dead_lettered_total", "counter",
      "Messages moved to NAME.dead after --max-deliveries hand-outs.",
      offsetof(sample, dead_lettered_total)},
+    {"hopper_signature_failures_total", "counter",
+     "POSTs refused 401 bad_signature: missing, malformed, stale or wrong (--verify).",
+     offsetof(sample, signature_failures_total)},
     {"hopper_messages_expired_total", "counter",
      "Messages dropped unsent, older than their TTL or --max-age when a receiver came to them.",
      offsetof(sample, expired_total)},
@@ -524,6 +553,11 @@ char *status_metrics(size_t *len)
     fprintf(out, "hopper_streams_open %" PRIu64 "\n", stream_count());
     put_purges(out);
     put_budget(out);
+    put_header(out, "hopper_signature_failures_without_channel_total", "counter",
+               "POSTs refused 401 bad_signature to a channel that did not exist (and was not "
+               "made); those to a channel are hopper_signature_failures_total.");
+    fprintf(out, "hopper_signature_failures_without_channel_total %" PRIu64 "\n",
+            verify_failures_without_channel());
 
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
         put_header(out, families[f].name, families[f].type, families[f].help);

@@ -12,21 +12,17 @@
  * and certificate are made once for the group (in a temporary directory);
  * each test has its own TLS receiver and data directory (the fixture). */
 #include "harness.h"
+#include "pki_util.h"
 #include "test_forward_util.h"
 
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -37,191 +33,10 @@
 /* So many attempts that a message failing verification is never given up
  * (moved to hooks.dead) while a test watches it. */
 #define NEVER_DEAD "--forward-max-attempts", "1000000"
-/* How long one openssl command may take. */
-#define OPENSSL_PATIENCE_S 30.0
-
-#define PATH_SIZE 512
-
 /* The CA and the receiver's certificate, shared by the tests. */
-static struct {
-    const char *skip_reason;  /* non-NULL: the tests skip, saying why */
-    char openssl[PATH_SIZE];  /* the openssl binary */
-    char dir[256];            /* where the files are */
-    char ca[PATH_SIZE];       /* the CA certificate, for --forward-ca */
-    char *cert_pem, *key_pem; /* the receiver's certificate and key */
-} pki;
+static test_pki pki;
 
-/* The OpenSSL configuration the certificates are made with, so that the
- * system's openssl.cnf plays no part. */
-static const char openssl_cnf[] = "[req]\n"
-                                  "distinguished_name = dn\n"
-                                  "prompt = no\n"
-                                  "[dn]\n"
-                                  "CN = hopper test\n"
-                                  "[ca_ext]\n"
-                                  "basicConstraints = critical, CA:TRUE\n"
-                                  "keyUsage = critical, keyCertSign, cRLSign\n"
-                                  "subjectKeyIdentifier = hash\n"
-                                  "[server_ext]\n"
-                                  "basicConstraints = critical, CA:FALSE\n"
-                                  "keyUsage = critical, digitalSignature, keyEncipherment\n"
-                                  "extendedKeyUsage = serverAuth\n"
-                                  "subjectAltName = IP:127.0.0.1\n"
-                                  "subjectKeyIdentifier = hash\n"
-                                  "authorityKeyIdentifier = keyid\n";
-
-/* ---- making the CA and the certificate ---- */
-
-/* The path of an executable named name on PATH into out; false if none. */
-static bool find_on_path(const char *name, char *out, size_t size)
-{
-    const char *path = getenv("PATH");
-    if (path == NULL || *path == '\0')
-        path = "/usr/local/bin:/usr/bin:/bin";
-    while (*path) {
-        size_t len = strcspn(path, ":");
-        if (len > 0) {
-            snprintf(out, size, "%.*s/%s", (int)len, path, name);
-            struct stat st;
-            if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
-                return true;
-        }
-        path += len;
-        if (*path == ':')
-            path++;
-    }
-    return false;
-}
-
-/* pki.dir/name into out. */
-static void pki_path(const char *name, char *out, size_t size)
-{
-    snprintf(out, size, "%s/%s", pki.dir, name);
-}
-
-/* Run openssl with args (NULL-terminated, without argv[0]) in pki.dir, its
- * output to pki.dir/openssl.log, for at most OPENSSL_PATIENCE_S. True if it
- * exited 0; else the reason and its output are printed. */
-static bool run_openssl(const char *const *args)
-{
-    const char *argv[32] = {pki.openssl};
-    size_t n = 1;
-    for (size_t i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    char log[PATH_SIZE];
-    pki_path("openssl.log", log, sizeof log);
-    pid_t pid = fork();
-    if (pid < 0)
-        return false;
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int null = open("/dev/null", O_RDONLY);
-        if (fd < 0 || null < 0 || chdir(pki.dir) != 0)
-            _exit(126);
-        dup2(null, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(pki.openssl, (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    pid_t done = 0;
-    double deadline = hs_now() + OPENSSL_PATIENCE_S;
-    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && hs_now() < deadline)
-        usleep(10000);
-    if (done == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        fprintf(stderr, "openssl %s: still running after %.0f s, killed\n", args[0],
-                OPENSSL_PATIENCE_S);
-        return false;
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return true;
-    fprintf(stderr, "openssl %s failed (wait status %d); its output:\n", args[0], status);
-    FILE *f = fopen(log, "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f))
-        fputs(line, stderr);
-    if (f)
-        fclose(f);
-    return false;
-}
-
-/* The whole file pki.dir/name, NUL-terminated (free()); NULL if unreadable. */
-static char *read_pki_file(const char *name)
-{
-    char path[PATH_SIZE];
-    pki_path(name, path, sizeof path);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *text = NULL;
-    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (size > 0 && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)size + 1)) != NULL) {
-        if (fread(text, 1, (size_t)size, f) == (size_t)size) {
-            text[size] = '\0';
-        } else {
-            free(text);
-            text = NULL;
-        }
-    }
-    fclose(f);
-    return text;
-}
-
-/* Make in pki.dir: ca.key and ca.pem, a CA (P-256, valid 2 days); server.key
- * and server.pem, a certificate for IP 127.0.0.1 (subjectAltName) signed
- * by it. */
-static bool make_pki(void)
-{
-    char cnf[PATH_SIZE];
-    pki_path("openssl.cnf", cnf, sizeof cnf);
-    FILE *f = fopen(cnf, "w");
-    if (f == NULL || fputs(openssl_cnf, f) < 0) {
-        if (f)
-            fclose(f);
-        return false;
-    }
-    if (fclose(f) != 0)
-        return false;
-    const char *ca[] = {"req",
-                        "-x509",
-                        "-new",
-                        "-config",
-                        "openssl.cnf",
-                        "-extensions",
-                        "ca_ext",
-                        "-newkey",
-                        "ec",
-                        "-pkeyopt",
-                        "ec_paramgen_curve:P-256",
-                        "-nodes",
-                        "-keyout",
-                        "ca.key",
-                        "-out",
-                        "ca.pem",
-                        "-days",
-                        "2",
-                        "-subj",
-                        "/CN=hopper test CA",
-                        NULL};
-    const char *csr[] = {"req",        "-new",    "-config",       "openssl.cnf",
-                         "-newkey",    "ec",      "-pkeyopt",      "ec_paramgen_curve:P-256",
-                         "-nodes",     "-keyout", "server.key",    "-out",
-                         "server.csr", "-subj",   "/CN=127.0.0.1", NULL};
-    const char *sign[] = {"x509",       "-req",   "-in",        "server.csr",  "-CA",
-                          "ca.pem",     "-CAkey", "ca.key",     "-set_serial", "2",
-                          "-days",      "2",      "-extfile",   "openssl.cnf", "-extensions",
-                          "server_ext", "-out",   "server.pem", NULL};
-    if (!run_openssl(ca) || !run_openssl(csr) || !run_openssl(sign))
-        return false;
-    pki_path("ca.pem", pki.ca, sizeof pki.ca);
-    pki.cert_pem = read_pki_file("server.pem");
-    pki.key_pem = read_pki_file("server.key");
-    return pki.cert_pem != NULL && pki.key_pem != NULL;
-}
+/* ---- the group: the CA and the certificate ---- */
 
 static int group_setup(void **state)
 {
@@ -230,25 +45,13 @@ static int group_setup(void **state)
         pki.skip_reason = "libmicrohttpd has no TLS (MHD_FEATURE_TLS)";
         return 0;
     }
-    if (!find_on_path("openssl", pki.openssl, sizeof pki.openssl)) {
-        pki.skip_reason = "no openssl command on PATH";
-        return 0;
-    }
-    if (hs_make_dir(pki.dir, sizeof pki.dir) != 0)
-        return -1;
-    if (!make_pki()) {
-        fprintf(stderr, "could not make the test CA and certificate in %s\n", pki.dir);
-        return -1;
-    }
-    return 0;
+    return pki_setup(&pki);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    free(pki.cert_pem);
-    free(pki.key_pem);
-    hs_remove_tree(pki.dir);
+    pki_teardown(&pki);
     return 0;
 }
 
