@@ -18,6 +18,7 @@
 
 #include <nettle/base64.h>
 #include <nettle/hmac.h>
+#include <nettle/sha2.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -237,6 +238,47 @@ static void test_github_example(void **state)
     const char *const headers[] = {"X-Hub-Signature-256: " GITHUB_SIGNATURE, "X-Trace: t1", NULL};
     expect_accepted(&s, "hooks", GITHUB_BODY, headers);
     hs_expect_get(&s, "hooks", "0", GITHUB_BODY);
+    hs_stop_ok(&s);
+}
+
+/* With --auth-file too: a POST to a --verify channel needs no bearer
+ * token (its sender cannot send one), only its signature; everything else
+ * still needs a token with its scope. */
+static void test_signed_channel_needs_no_token(void **state)
+{
+    (void)state;
+    static const char token[] = "reader-of-hooks";
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    sha256_update(&ctx, sizeof token - 1, (const uint8_t *)token);
+    sha256_digest(&ctx, sizeof digest, digest);
+    char hex[2 * SHA256_DIGEST_SIZE + 1], line[256], auth[600];
+    to_hex(digest, sizeof digest, hex);
+    snprintf(line, sizeof line, "%s receive:hooks\n", hex);
+    assert_true(write_file(auth, sizeof auth, "tokens", line));
+    hs_server s;
+    const char *args[] = {"--auth-file", auth, "--verify", files.github_rule, NULL};
+    hs_start_ok(&s, args);
+    const char *const signed_headers[] = {"X-Hub-Signature-256: " GITHUB_SIGNATURE, NULL};
+    expect_accepted(&s, "hooks", GITHUB_BODY, signed_headers); /* no token */
+    expect_refused(&s, "hooks", GITHUB_BODY, NULL, "github");  /* no token, no signature */
+    hs_reply r;
+    post(&s, "other", GITHUB_BODY, signed_headers, &r); /* not covered: a token is needed */
+    assert_true(hs_is_error(&r, 401, "unauthorized"));
+    hs_reply_free(&r);
+    assert_int_equal(hs_get(&s, "/channels/hooks?wait=0", &r), 0); /* reading needs one */
+    assert_true(hs_is_error(&r, 401, "unauthorized"));
+    hs_reply_free(&r);
+    char bearer[128];
+    snprintf(bearer, sizeof bearer, "Authorization: Bearer %s", token);
+    const char *const with_token[] = {bearer, NULL};
+    assert_int_equal(
+        hs_request_headers(&s, "GET", "/channels/hooks?wait=0", NULL, 0, NULL, with_token, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, strlen(GITHUB_BODY));
+    assert_memory_equal(r.body, GITHUB_BODY, r.len);
+    hs_reply_free(&r);
     hs_stop_ok(&s);
 }
 
@@ -519,6 +561,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),
         cmocka_unit_test(test_github_example),
+        cmocka_unit_test(test_signed_channel_needs_no_token),
         cmocka_unit_test(test_github_changed_body),
         cmocka_unit_test(test_missing_and_malformed),
         cmocka_unit_test(test_stripe),
