@@ -360,8 +360,12 @@ static void on_synced(void *arg, hop_err err, int err_no)
     pthread_mutex_unlock(&p->sync_lock);
 }
 
-/* A durable POST of msgs[0..n): written now, answered once synced, by
- * post_resume() (msgs is not needed then: the records are written). */
+/* A durable POST of msgs[0..n): written now and answered once synced.
+ * When no sync of the channel is under way this thread makes it and
+ * answers at once (a sender waiting for each answer then costs no hand-off
+ * between threads); else the connection waits, suspended, for the sync
+ * thread's callback, and post_resume() answers (msgs is not needed then:
+ * the records are written). */
 static enum MHD_Result send_durable(post_request *p, struct MHD_Connection *conn,
                                     const hop_buf *msgs, size_t n)
 {
@@ -369,14 +373,20 @@ static enum MHD_Result send_durable(post_request *p, struct MHD_Connection *conn
     /* Hold the lock across the send: the callback may come before the
      * connection is suspended, and must resume it only after. */
     pthread_mutex_lock(&p->sync_lock);
-    hop_err err = hop_send_batch_async(p->base.entry->ch, msgs, n, on_synced, p);
-    if (err == HOP_OK) {
+    bool synced;
+    hop_err err = hop_send_batch_lead(p->base.entry->ch, msgs, n, on_synced, p, &synced);
+    int err_no = errno;
+    bool wait = err == HOP_OK && !synced;
+    if (wait) {
         MHD_suspend_connection(conn);
         p->base.phase = REQUEST_SUSPENDED;
+    } else if (synced) { /* as on_synced() would: post_end() settles the key by it */
+        p->sent = err;
+        p->sent_errno = err_no;
+        p->synced = true;
     }
-    int err_no = errno;
     pthread_mutex_unlock(&p->sync_lock);
-    return err == HOP_OK ? MHD_YES : post_answer(p, conn, err, err_no);
+    return wait ? MHD_YES : post_answer(p, conn, err, err_no);
 }
 
 /* Send msgs[0..n) as the options say: answered now, or once synced. */

@@ -399,17 +399,41 @@ static void fail_unsynced(hop_channel *ch, hop__sync_req *batch, int err_no)
     settle(batch, HOP_IO, err_no);
 }
 
+/* Sync batch and publish it, or fail it and what is queued behind. */
+static void round_of(hop_channel *ch, hop__sync_req *batch, bool dir)
+{
+    int err_no = sync_files(ch, batch, dir);
+    if (err_no)
+        fail_unsynced(ch, batch, err_no);
+    else
+        publish(ch, batch);
+}
+
 /* Sync and publish what is queued for ch, in rounds, until nothing is; on
  * a sync thread. */
 static void run(hop_channel *ch)
 {
     hop__sync_req *batch;
     bool dir;
-    while (take_batch(ch, &batch, &dir)) {
-        int err_no = sync_files(ch, batch, dir);
-        if (err_no)
-            fail_unsynced(ch, batch, err_no);
-        else
-            publish(ch, batch);
-    }
+    while (take_batch(ch, &batch, &dir))
+        round_of(ch, batch, dir);
+}
+
+void hop__group_commit_lead(hop_channel *ch)
+{
+    hop__sync_req *batch;
+    bool dir;
+    if (!take_batch(ch, &batch, &dir))
+        return; /* idle again */
+    round_of(ch, batch, dir);
+    /* One round only: the caller's thread has its own work. What came
+     * meanwhile goes to the sync threads. */
+    pthread_mutex_lock(&ch->commit.lock);
+    bool more = ch->commit.head != NULL;
+    ch->commit.state = more ? HOP__COMMIT_QUEUED : HOP__COMMIT_IDLE;
+    if (!more) /* idle is the last word, as in take_batch() */
+        pthread_cond_broadcast(&ch->commit.settled);
+    pthread_mutex_unlock(&ch->commit.lock);
+    if (more)
+        hop__group_commit_start(ch);
 }

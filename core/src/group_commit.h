@@ -43,6 +43,10 @@ void hop__group_commit_wait_idle(hop_channel *ch);
 bool hop__group_commit_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n);
 /* Hand ch to the sync threads. Without locks. */
 void hop__group_commit_start(hop_channel *ch);
+/* Instead of hop__group_commit_start(): make one round now, on the
+ * calling thread, then leave ch idle, or to the sync threads if requests
+ * were queued meanwhile. Without locks. */
+void hop__group_commit_lead(hop_channel *ch);
 
 /* A blocking durable send: wait until *done, which the fn of its requests
  * sets with hop__group_commit_notify(). Without locks. */

@@ -118,9 +118,11 @@ static hop_err append_published(hop_channel *ch, const hop_buf *msgs, size_t n)
 
 /* Append msgs[0..n) as one run, durably: HOP_OK means the records are
  * written and reqs[0..n) queued for the sync that publishes them (their fn
- * say how it went). Called with write_lock and ch->lock held; returns with
- * both dropped. */
-static hop_err append_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop__sync_req *reqs)
+ * say how it went). *start: no sync was under way, and the caller must
+ * start one (hop__group_commit_start() or _lead()). Called with write_lock
+ * and ch->lock held; returns with both dropped. */
+static hop_err append_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop__sync_req *reqs,
+                              bool *start)
 {
     hop__disk_run run;
     hop_err err = append_plan(ch, msgs, n, &run);
@@ -133,10 +135,8 @@ static hop_err append_durable(hop_channel *ch, const hop_buf *msgs, size_t n, ho
     pthread_mutex_lock(&ch->lock);
     hop__disk_append_stage(&ch->disk, &run);
     pthread_mutex_unlock(&ch->lock);
-    bool start = hop__group_commit_enqueue(ch, reqs, n); /* in the order of the appends */
+    *start = hop__group_commit_enqueue(ch, reqs, n); /* in the order of the appends */
     pthread_mutex_unlock(&ch->write_lock);
-    if (start)
-        hop__group_commit_start(ch);
     return HOP_OK;
 }
 
@@ -240,30 +240,47 @@ static send_group *group_new(hop_channel *ch, size_t n, hop_sent_fn fn, void *ar
     return g;
 }
 
-/* Append msgs durably as one run: with fn, return at once (fn says how it
- * went); without, wait for the sync. */
+/* Append msgs durably as one run. With fn, return at once (fn says how it
+ * went), unless synced is set and no sync was under way: then the sync is
+ * made here, *synced set and fn not called. Without fn, wait for the sync,
+ * made here too if none was under way. */
 static hop_err send_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop_sent_fn fn,
-                            void *arg)
+                            void *arg, bool *synced)
 {
+    if (synced)
+        *synced = false;
     send_group *g = group_new(ch, n, fn, arg);
     if (g == NULL)
         return HOP_NOMEM;
     pthread_mutex_lock(&ch->write_lock);
     pthread_mutex_lock(&ch->lock);
     hop_err err = ch->closed ? HOP_CLOSED : HOP_OK;
+    bool start = false;
     if (err != HOP_OK) {
         pthread_mutex_unlock(&ch->lock);
         pthread_mutex_unlock(&ch->write_lock);
     } else {
-        err = append_durable(ch, msgs, n, g->reqs);
+        err = append_durable(ch, msgs, n, g->reqs, &start);
     }
-    if (err != HOP_OK || fn) {
-        if (err != HOP_OK) {
-            int saved = errno;
-            hop__free(g);
-            errno = saved;
-        }
+    if (err != HOP_OK) {
+        int saved = errno;
+        hop__free(g);
+        errno = saved;
         return err;
+    }
+    bool lead = start && (fn == NULL || synced != NULL);
+    if (!lead) {
+        if (start)
+            hop__group_commit_start(ch);
+        if (fn)
+            return HOP_OK; /* fn is called once synced */
+    } else {
+        /* Nobody else settles g before the round below (the channel is
+         * handed to no sync thread): it may stop calling fn. */
+        g->fn = NULL;
+        hop__group_commit_lead(ch);
+        if (synced)
+            *synced = true;
     }
     hop__group_commit_wait(ch, &g->settled);
     err = g->err;
@@ -294,7 +311,7 @@ hop_err hop_send_async(hop_channel *ch, const void *data, size_t len, hop_sent_f
         return HOP_INVALID;
     if (len > ch->limits.max_message_bytes)
         return HOP_TOO_BIG;
-    return send_durable(ch, &(hop_buf){data, len}, 1, fn, arg);
+    return send_durable(ch, &(hop_buf){data, len}, 1, fn, arg, NULL);
 }
 
 hop_err hop_send_batch_async(hop_channel *ch, const hop_buf *msgs, size_t n, hop_sent_fn fn,
@@ -304,7 +321,20 @@ hop_err hop_send_batch_async(hop_channel *ch, const hop_buf *msgs, size_t n, hop
     if (ch == NULL || fn == NULL || n == 0 || msgs == NULL || !ch->limits.durable)
         return HOP_INVALID;
     hop_err err = batch_check(ch, msgs, n, &cost);
-    return err == HOP_OK ? send_durable(ch, msgs, n, fn, arg) : err;
+    return err == HOP_OK ? send_durable(ch, msgs, n, fn, arg, NULL) : err;
+}
+
+hop_err hop_send_batch_lead(hop_channel *ch, const hop_buf *msgs, size_t n, hop_sent_fn fn,
+                            void *arg, bool *synced)
+{
+    size_t cost;
+    if (synced == NULL)
+        return HOP_INVALID;
+    *synced = false;
+    if (ch == NULL || fn == NULL || n == 0 || msgs == NULL || !ch->limits.durable)
+        return HOP_INVALID;
+    hop_err err = batch_check(ch, msgs, n, &cost);
+    return err == HOP_OK ? send_durable(ch, msgs, n, fn, arg, synced) : err;
 }
 
 hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n)
@@ -318,7 +348,7 @@ hop_err hop_send_batch(hop_channel *ch, const hop_buf *msgs, size_t n)
     if (err != HOP_OK)
         return err;
     if (ch->limits.durable)
-        return send_durable(ch, msgs, n, NULL, NULL);
+        return send_durable(ch, msgs, n, NULL, NULL, NULL);
 
     /* all to memory if all fit there: copies made first, outside the lock */
     hop__membuf copies;
@@ -368,7 +398,7 @@ hop_err hop_send(hop_channel *ch, const void *data, size_t len)
     if (len > ch->limits.max_message_bytes)
         return HOP_TOO_BIG;
     if (ch->limits.durable)
-        return send_durable(ch, &(hop_buf){data, len}, 1, NULL, NULL);
+        return send_durable(ch, &(hop_buf){data, len}, 1, NULL, NULL, NULL);
 
     /* straight to disk when memory cannot take it: no copy made in vain */
     if (atomic_load_explicit(&ch->disk.busy, memory_order_relaxed) ||

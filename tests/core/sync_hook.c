@@ -69,6 +69,7 @@ static int hooked_fdatasync(int fd)
         H.fail_fdatasync = 0;
     }
     H.qsyncs++;
+    H.last_thread = pthread_self();
     if (fstat(fd, &st) == 0) {
         H.last_ino = (uint64_t)st.st_ino;
         H.last_size = (uint64_t)st.st_size;

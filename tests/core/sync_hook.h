@@ -28,6 +28,7 @@ struct sync_hook {
     int dirsyncs;              /* fsync calls (directories) */
     uint64_t last_ino;         /* the file of the last queue file fdatasync */
     uint64_t last_size;        /* its size when it was synced */
+    pthread_t last_thread;     /* the thread that made it */
     int gate_armed;            /* so many next queue file fdatasyncs wait at the gate */
     int gate_entered;          /* calls that reached the gate */
     bool gate_open;            /* the gate lets them through */

@@ -378,6 +378,104 @@ static void test_senders_queued_during_a_sync_share_the_next(void **state)
     assert_int_equal(hop_channel_close(ch), HOP_OK);
 }
 
+/* ---- the sender makes the sync ---- */
+
+typedef struct told {
+    atomic_int calls;
+    hop_err err;
+} told;
+
+static void tell(void *arg, hop_err err, int err_no)
+{
+    (void)err_no;
+    told *t = arg;
+    t->err = err;
+    atomic_fetch_add(&t->calls, 1);
+}
+
+static hop_err lead_id(hop_channel *ch, uint64_t id, told *t, bool *synced)
+{
+    unsigned char buf[64];
+    tu_fill_id(buf, sizeof buf, id);
+    hop_buf b = {buf, sizeof buf};
+    return hop_send_batch_lead(ch, &b, 1, tell, t, synced);
+}
+
+/* With no sync under way, hop_send_batch_lead() and a blocking send make
+ * the sync on the calling thread: the message is readable when they
+ * return, and the callback is never called. */
+static void test_lead_syncs_on_the_calling_thread(void **state)
+{
+    const tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
+    hook_reset();
+    told t = {0};
+    bool synced = false;
+    assert_int_equal(lead_id(ch, 1, &t, &synced), HOP_OK);
+    assert_true(synced);
+    assert_true(pthread_equal(H.last_thread, pthread_self()));
+    assert_int_equal(tu_stats(ch).disk_messages, 1); /* published before the return */
+    send_ok(ch, 2, 64);
+    assert_true(pthread_equal(H.last_thread, pthread_self()));
+    int qsyncs, dirsyncs;
+    hook_counts(&qsyncs, &dirsyncs);
+    assert_int_equal(qsyncs, 2); /* one each */
+    recv_exactly(ch, (uint64_t[]){1, 2}, 2, 64);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_int_equal(atomic_load(&t.calls), 0);
+    assert_int_equal(
+        hop_send_batch_lead(ch = tu_open(d, durable_limits(1 << 20)), NULL, 1, tell, &t, &synced),
+        HOP_INVALID);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+}
+
+/* While a sync runs, hop_send_batch_lead() queues behind it like
+ * hop_send_batch_async(): *synced false, the callback later, once. */
+static void test_lead_follows_a_running_sync(void **state)
+{
+    const tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
+    hook_reset();
+    hook_set(&H.gate_armed, 1);
+    sender a;
+    sender_start(&a, ch, 0, 64);
+    WAIT_FOR(hook_get(&H.gate_entered) == 1, "A's sync");
+    told t = {0};
+    bool synced = true;
+    assert_int_equal(lead_id(ch, 1, &t, &synced), HOP_OK);
+    assert_false(synced);
+    assert_int_equal(atomic_load(&t.calls), 0);
+    gate_open(0);
+    sender_join(&a);
+    assert_int_equal(a.err, HOP_OK);
+    WAIT_FOR(atomic_load(&t.calls) == 1, "the callback");
+    assert_int_equal(t.err, HOP_OK);
+    recv_exactly(ch, (uint64_t[]){0, 1}, 2, 64);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_int_equal(atomic_load(&t.calls), 1);
+}
+
+/* The sync a sender makes fails: it learns so from the return value
+ * (HOP_IO, errno), nothing is stored, the callback is not called. */
+static void test_lead_failed_sync(void **state)
+{
+    const tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, durable_limits(1 << 20));
+    hook_reset();
+    hook_set(&H.fail_fdatasync, EIO);
+    told t = {0};
+    bool synced = false;
+    errno = 0;
+    assert_int_equal(lead_id(ch, 1, &t, &synced), HOP_IO);
+    assert_int_equal(errno, EIO);
+    assert_true(synced);
+    assert_int_equal(tu_stats(ch).disk_messages, 0);
+    send_ok(ch, 2, 64); /* the next one is fine */
+    recv_exactly(ch, (uint64_t[]){2}, 1, 64);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+    assert_int_equal(atomic_load(&t.calls), 0);
+}
+
 /* ---- failing syncs ---- */
 
 /* A record of 200 bytes. */
@@ -693,6 +791,9 @@ int main(void)
         T(test_group_commit_8_threads),
         T(test_group_commit_64_threads),
         T(test_senders_queued_during_a_sync_share_the_next),
+        T(test_lead_syncs_on_the_calling_thread),
+        T(test_lead_follows_a_running_sync),
+        T(test_lead_failed_sync),
         T(test_failed_sync_fails_its_batch),
         T(test_failed_sync_fails_sends_queued_behind_it),
         T(test_failed_directory_sync_of_new_file),
