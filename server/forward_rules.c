@@ -4,15 +4,11 @@
 
 #include "giveback.h"
 #include "hopper/hopper.h"
+#include "words.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
 
 static bool name_char(char c)
 {
@@ -70,17 +66,12 @@ bool forward_rules_add(forward_rules *r, const char *text, char *why, size_t why
 {
     const char *p = text;
     bool any = false;
-    while (*p) {
-        while (is_blank(*p))
-            p++;
-        const char *start = p;
-        while (*p && !is_blank(*p))
-            p++;
-        if (p == start)
-            break;
-        const char *wrong = add_one(r, start, (size_t)(p - start));
+    const char *start;
+    size_t len;
+    while (words_next(&p, &start, &len)) {
+        const char *wrong = add_one(r, start, len);
         if (wrong) {
-            snprintf(why, why_size, "'%.*s' %s", (int)(p - start), start, wrong);
+            snprintf(why, why_size, "'%.*s' %s", (int)len, start, wrong);
             return false;
         }
         any = true;

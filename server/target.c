@@ -3,19 +3,10 @@
  * length it did not compute. */
 #include "target.h"
 
+#include "hex.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Percent-decode in[0..n) into out, which has room for n + 1 bytes; a '%'
  * not followed by two hex digits stays as it is. Returns the decoded
@@ -25,8 +16,8 @@ static size_t percent_decode(const char *in, size_t n, char *out)
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (in[i] == '%' && i + 2 < n && (hi = hex_value(in[i + 1])) >= 0 &&
-            (lo = hex_value(in[i + 2])) >= 0) {
+        if (in[i] == '%' && i + 2 < n && (hi = hex_digit(in[i + 1])) >= 0 &&
+            (lo = hex_digit(in[i + 2])) >= 0) {
             out[j++] = (char)(hi * 16 + lo);
             i += 2;
         } else {

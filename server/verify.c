@@ -2,6 +2,7 @@
 #include "verify.h"
 
 #include "forward_rules.h"
+#include "words.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,11 +21,6 @@ static const char *const scheme_names[] = {
 const char *verify_scheme_name(verify_scheme scheme)
 {
     return (size_t)scheme < SCHEME_COUNT ? scheme_names[scheme] : "?";
-}
-
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 /* The whole of path into buf[0..VERIFY_FILE_MAX]. OUT: *len. False with why. */
@@ -155,15 +151,10 @@ bool verify_rules_add(verify_rules *r, const char *text, char *why, size_t why_s
 {
     const char *p = text;
     bool any = false;
-    while (*p) {
-        while (is_blank(*p))
-            p++;
-        const char *start = p;
-        while (*p && !is_blank(*p))
-            p++;
-        if (p == start)
-            break;
-        if (!add_one(r, start, (size_t)(p - start), why, why_size))
+    const char *start;
+    size_t len;
+    while (words_next(&p, &start, &len)) {
+        if (!add_one(r, start, len, why, why_size))
             return false;
         any = true;
     }

@@ -3,6 +3,7 @@
  * header value as MHD hands it over, read by length (no NUL needed).
  * Checked: accepted exactly when the value is "sha256=" and 64 hex digits
  * (reference written here), and the digest is those digits' bytes. */
+#include "hex.h"
 #include "verify_header.h"
 
 #include <stdint.h>
@@ -12,17 +13,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
@@ -30,14 +20,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool ok = verify_header_github(text, size, digest);
     bool expect = size == 7 + 64 && memcmp(text, "sha256=", 7) == 0;
     for (size_t i = 7; expect && i < size; i++)
-        expect = digit(text[i]) >= 0;
+        expect = hex_digit(text[i]) >= 0;
     if (ok != expect) {
         fprintf(stderr, "fuzz_verify_github: %s '%.*s'\n", ok ? "accepted" : "refused", (int)size,
                 text);
         abort();
     }
     for (size_t i = 0; ok && i < VERIFY_DIGEST_SIZE; i++)
-        if (digest[i] != (digit(text[7 + 2 * i]) << 4 | digit(text[8 + 2 * i])))
+        if (digest[i] != (hex_digit(text[7 + 2 * i]) << 4 | hex_digit(text[8 + 2 * i])))
             abort();
     return 0;
 }
