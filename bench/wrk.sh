@@ -8,10 +8,13 @@ start_hopper() {
     _bin=$1 _dir=$2 _log=$3
     shift 3
     rm -rf "$_dir"
+    # the log of a hopper started before must not be read for this one's
+    # port: the shell truncates the log only once the child has begun
+    rm -f "$_log"
     "$_bin" --listen 127.0.0.1:0 --data-dir "$_dir" "$@" 2> "$_log" &
     hopper_pid=$!
     _i=0
-    while ! grep -q 'listening on 127.0.0.1:' "$_log"; do
+    while ! grep -qs 'listening on 127.0.0.1:' "$_log"; do
         _i=$((_i + 1)); [ $_i -gt 300 ] && { echo "$prog: hopper did not start" >&2; exit 1; }
         sleep 0.1
     done
