@@ -69,7 +69,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     request *req = *req_cls;
     if (req == NULL)
         return MHD_NO; /* on_uri() ran out of memory */
-    return dispatch_step(req, conn, method, upload_data, upload_data_size);
+    /* its first step may move it (dispatch.h): MHD keeps the new address */
+    enum MHD_Result result = dispatch_step(&req, conn, method, upload_data, upload_data_size);
+    *req_cls = req;
+    return result;
 }
 
 /* One line when connections hit --max-connections, then at most one a

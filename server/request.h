@@ -28,7 +28,8 @@
  *
  * Each route's request is a struct whose first member is a request (for
  * instance post_request in post.h); its handler casts. dispatch.c
- * allocates room for the largest, once per request. */
+ * allocates the base request when the request line is read and grows it
+ * to its route's request once routed (a GET's is smaller than a POST's). */
 #ifndef HOPPER_SERVER_REQUEST_H
 #define HOPPER_SERVER_REQUEST_H
 
