@@ -296,6 +296,7 @@ void dispatch_end(request *req, enum MHD_RequestTerminationCode toe)
         req->handler->end(req, toe);
     registry_put(req->entry);
     auth_release(req);
+    free(req->message);
     free(req->target);
     free(req); /* the route's request it begins */
 }

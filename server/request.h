@@ -89,7 +89,8 @@ struct request {
     api_error error;                /* REQUEST_REFUSED: the answer */
     auth_set *auth;                 /* the token set it was decided with (auth.h), or NULL */
     const auth_token *token;        /* the token it presented, in auth; or NULL */
-    char message[192];              /* its message, "" for the table's */
+    char *message;                  /* its message, new; NULL for the table's. Not
+                                     * an array: a waiting GET needs none */
     size_t discarded;               /* body bytes read and dropped */
 };
 
