@@ -27,10 +27,10 @@
 #include <sys/socket.h>
 #include <time.h>
 
-/* Idle connections are closed after --idle-timeout; suspended (waiting)
- * GETs are not idle, MHD does not time them out. */
 /* Connections MHD may hold beyond --max-connections: those on_accept()
- * is about to close. Their descriptors are part of FD_RESERVE_FIXED. */
+ * is about to close. Their descriptors are part of FD_RESERVE_FIXED.
+ * (Idle connections are closed after --idle-timeout; suspended, waiting
+ * GETs are not idle, MHD does not time them out.) */
 #define ACCEPT_SLACK 64
 /* Descriptors the server keeps for its own files out of the open-file
  * limit; the rest is for connections (connection_limit()).
@@ -225,7 +225,7 @@ static unsigned int connection_limit(const server_options *o)
     else if (limit > reserve + MIN_CONNECTIONS)
         most = limit - reserve < MAX_CONNECTIONS_LIMIT ? limit - reserve : MAX_CONNECTIONS_LIMIT;
     log_info("open-file limit %llu, %llu of it kept for files (%d, and %llu for each of %zu "
-             "channels): at most %llu connections",
+             "channels): %llu left for connections",
              (unsigned long long)limit, (unsigned long long)reserve, FD_RESERVE_FIXED,
              (unsigned long long)fd_per_channel(o), o->max_channels, (unsigned long long)most);
     if (o->max_connections == 0)
