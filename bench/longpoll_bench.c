@@ -38,17 +38,33 @@
  * (it waits on the accept queue between batches) and still one loop for all.
  *
  * The benchmark raises its descriptor limit (soft to hard; as root the hard
- * limit too) to what both it and the server need: the server keeps a
- * quarter of its limit for files (server/http.c connection_limit()), and
- * inherits ours. It exits with a message if the limit stays too low.
+ * limit too, where allowed) to what both it and the server need: the
+ * server inherits ours and keeps 128 descriptors and 4 per --max-channels
+ * for its files (server/http.c connection_limit()). It exits with a
+ * message if the limit stays too low.
+ *
+ * Each run also reports the server's RSS before any connection (the idle
+ * server), so the cost per waiter beyond it, and the kernel's memory while
+ * they wait, both ends on this machine: slab (/proc/meminfo) and TCP
+ * buffers (/proc/net/sockstat).
+ *
+ * --nchan PORT --nchan-pids "PID..." measures an nginx with the nchan
+ * module instead (bench/longpoll-limit starts it): subscribers at
+ * /sub/lp-NNNNN, posts to /pub/lp-NNNNN. A publish wakes every subscriber
+ * of its channel, not one: all must get it, and the post's latency is its
+ * first wake-up.
  *
  * The figures are the medians of --runs runs (held: the worst run). Every
  * request goes to 127.0.0.1; every phase is bounded in count and time; all
  * sockets are closed and the server stopped (SIGTERM) at the end of a run.
  *
  * Usage: hopper-bench-longpoll [--hopper PATH] [--runs N] [--connections N]
- *                              [--channels N] [--posts N] [--scrape] [--rows]
- * --rows prints only the summary rows of bench/run's table. --scrape reads
+ *                              [--channels N] [--max-channels N] [--posts N]
+ *                              [--scrape] [--rows | --figures]
+ *                              [--nchan PORT --nchan-pids "PID..."]
+ * --rows prints only the summary rows of bench/run's table; --figures one
+ * line of name=value medians (for scripts). --max-channels is hopper's
+ * (default the larger of --channels and 1024). --scrape reads
  * /metrics after every batch of connects, as a monitored server would see
  * (far more often than a Prometheus would: a worst case for its heap). */
 #include "bench_http.h"
@@ -82,10 +98,25 @@
 #define WAIT_SECONDS 60
 #define RESPONSE_MAX 2048
 #define BODY_BYTES 48
-#define SERVER_MAX_CONNECTIONS 16384 /* server/http.c MAX_CONNECTIONS */
+#define MAX_CONNECTIONS 100000
+/* Descriptors hopper keeps for its files (server/http.c FD_RESERVE_FIXED,
+ * FD_PER_CHANNEL), and what this benchmark keeps for its own. */
+#define SERVER_FD_FIXED 128
+#define SERVER_FD_PER_CHANNEL 4
+#define OWN_FDS 64
+#define MAX_NGINX_PIDS 16
 
 static const char *bin = HOPPER_BIN;
 static bool scrape_each_batch; /* --scrape: a monitored server */
+/* --nchan PORT --nchan-pids "PID...": measure an nginx with the nchan
+ * module already running there (bench/longpoll-limit starts it) instead of
+ * a hopper: subscribers GET /sub/lp-NNNNN, posts go to /pub/lp-NNNNN, the
+ * waiting count is nchan_stub_status's "subscribers" at /nchan_status, and
+ * the RSS is the sum of the processes named. */
+static int server_max_channels; /* --max-channels: hopper's; 0: max(--channels, 1024) */
+static int nchan_port;
+static pid_t nchan_pids[MAX_NGINX_PIDS];
+static int nchan_npids;
 
 typedef enum conn_state {
     CONN_CONNECTING,
@@ -121,7 +152,9 @@ typedef struct run_state {
 
 static void channel_path(char *out, size_t cap, int channel, bool wait)
 {
-    if (wait)
+    if (nchan_port)
+        snprintf(out, cap, "/%s/lp-%05d", wait ? "sub" : "pub", channel);
+    else if (wait)
         snprintf(out, cap, "/channels/lp-%05d?wait=%d", channel, WAIT_SECONDS);
     else
         snprintf(out, cap, "/channels/lp-%05d", channel);
@@ -275,7 +308,9 @@ static void *wake_thread(void *arg)
 
 typedef struct figures {
     int held;
-    double connect_s, rss_before_mib, rss_mib;
+    double connect_s, rss_idle_mib, rss_before_mib, rss_mib;
+    double socket_kib; /* kernel TCP buffer memory (both ends) while they wait */
+    double slab_kib;   /* kernel slab memory (sockets, epoll items, ...) while they wait */
     double p50_ms, p99_ms, max_ms;
     int retries;
 } figures;
@@ -351,13 +386,89 @@ static double connect_all(run_state *rs)
     return bench_now() - t0;
 }
 
+/* The kernel's TCP buffer memory in KiB, /proc/net/sockstat's "TCP: ...
+ * mem PAGES" (every socket of the machine), or -1. */
+static double tcp_mem_kib(void)
+{
+    FILE *f = fopen("/proc/net/sockstat", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    double kib = -1;
+    while (fgets(line, sizeof line, f)) {
+        const char *mem = strstr(line, " mem ");
+        if (strncmp(line, "TCP:", 4) == 0 && mem)
+            kib = atof(mem + 5) * (double)sysconf(_SC_PAGESIZE) / 1024.0;
+    }
+    fclose(f);
+    return kib;
+}
+
+/* The kernel's slab memory in KiB (/proc/meminfo Slab: socket structures,
+ * their inodes and dentries, epoll items; the whole machine), or -1. */
+static double slab_kib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    double kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "Slab:", 5) == 0)
+            kib = atof(line + 5);
+    fclose(f);
+    return kib;
+}
+
+/* What is measured: the server's RSS in KiB (hopper's, or the sum of the
+ * nginx processes), and its waiting count (-1 if unreadable). */
+static long target_rss_kib(const bench_server *s)
+{
+    if (!nchan_port)
+        return bench_server_rss_kib(s);
+    long sum = 0;
+    for (int i = 0; i < nchan_npids; i++) {
+        bench_server one = {.pid = nchan_pids[i]};
+        sum += bench_server_rss_kib(&one);
+    }
+    return sum;
+}
+
+static double target_waiting(const bench_server *s)
+{
+    if (!nchan_port)
+        return bench_server_metric(s, "hopper_channel_waiting_receivers");
+    bench_conn c;
+    bench_response r;
+    if (bench_conn_open(&c, s->port) != 0)
+        return -1;
+    double n = -1;
+    if (bench_conn_request(&c, "GET", "/nchan_status", NULL, 0, &r) == 0 && r.status == 200) {
+        char text[1024];
+        size_t len = r.body_len < sizeof text - 1 ? r.body_len : sizeof text - 1;
+        memcpy(text, r.body, len);
+        text[len] = '\0';
+        const char *p = strstr(text, "subscribers:");
+        if (p)
+            n = atof(p + strlen("subscribers:"));
+    }
+    bench_conn_close(&c);
+    return n;
+}
+
 static void run_once(figures *f, int n, int channels, int posts, int run)
 {
     char max_channels[32];
-    snprintf(max_channels, sizeof max_channels, "%d", channels > 1024 ? channels : 1024);
+    snprintf(max_channels, sizeof max_channels, "%d",
+             server_max_channels ? server_max_channels
+             : channels > 1024   ? channels
+                                 : 1024);
     const char *args[] = {"--max-channels", max_channels, NULL};
-    bench_server s;
-    bench_server_start(&s, bin, args);
+    bench_server s = {.port = nchan_port};
+    if (!nchan_port)
+        bench_server_start(&s, bin, args);
+    f->rss_idle_mib = (double)target_rss_kib(&s) / 1024.0;
+    double socket_idle_kib = tcp_mem_kib(), slab_idle_kib = slab_kib();
 
     run_state rs = {.port = s.port, .n = n, .channels = channels};
     rs.w = calloc((size_t)n, sizeof *rs.w);
@@ -375,14 +486,14 @@ static void run_once(figures *f, int n, int channels, int posts, int run)
     f->connect_s = connect_all(&rs);
     /* the server's RSS is read before and after the scrape that shows all
      * waiting: building /metrics (about 1 KB a channel) leaves its own mark */
-    f->rss_before_mib = (double)bench_server_rss_kib(&s) / 1024.0;
+    f->rss_before_mib = (double)target_rss_kib(&s) / 1024.0;
     double waiting = -1, until = bench_now() + HOLD_TIMEOUT_S;
     while (bench_now() < until) {
-        waiting = bench_server_metric(&s, "hopper_channel_waiting_receivers");
+        waiting = target_waiting(&s);
         if (waiting >= n)
             break;
         pump(&rs, 100);
-        f->rss_before_mib = (double)bench_server_rss_kib(&s) / 1024.0;
+        f->rss_before_mib = (double)target_rss_kib(&s) / 1024.0;
     }
     pump(&rs, 0);
     f->retries = rs.retries;
@@ -400,7 +511,9 @@ static void run_once(figures *f, int n, int channels, int posts, int run)
     rs.connecting = false;
 
     /* memory */
-    f->rss_mib = (double)bench_server_rss_kib(&s) / 1024.0;
+    f->rss_mib = (double)target_rss_kib(&s) / 1024.0;
+    f->socket_kib = tcp_mem_kib() - socket_idle_kib;
+    f->slab_kib = slab_kib() - slab_idle_kib;
 
     /* wake: the sockets already answered or closed (reported above) take
      * no part */
@@ -421,6 +534,14 @@ static void run_once(figures *f, int n, int channels, int posts, int run)
         bench_die(PROG, "out of memory");
     for (int c = 0; c < channels; c++)
         posted_at[c] = -1;
+    /* hopper hands a message to one waiter; nchan publishes it to every
+     * subscriber of the channel: the answers each post brings */
+    int *per_channel = calloc((size_t)channels, sizeof *per_channel);
+    if (per_channel == NULL)
+        bench_die(PROG, "out of memory");
+    for (int i = 0; i < n; i++)
+        per_channel[rs.w[i].channel] += rs.w[i].state == CONN_WAITING;
+    int due = 0;
     bench_conn pc;
     if (bench_conn_open(&pc, s.port) != 0)
         bench_die(PROG, "cannot connect to post: %s", strerror(errno));
@@ -428,22 +549,24 @@ static void run_once(figures *f, int n, int channels, int posts, int run)
     for (int p = 0; p < posts; p++) {
         int channel = (int)((long)p * channels / posts);
         posted_at[channel] = p;
+        due += nchan_port ? per_channel[channel] : 1;
         channel_path(path, sizeof path, channel, false);
         make_body(body, channel, run);
         bench_response r;
         started[p] = bench_now();
-        if (bench_conn_request(&pc, "POST", path, body, sizeof body, &r) != 0 || r.status != 202)
+        if (bench_conn_request(&pc, "POST", path, body, sizeof body, &r) != 0 ||
+            !(r.status == 202 || (nchan_port && r.status == 201)))
             bench_die(PROG, "run %d: POST to channel %d not answered 202", run, channel);
         double give_up = bench_now() + WAKE_TIMEOUT_S;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += (time_t)WAKE_TIMEOUT_S;
         pthread_mutex_lock(&rs.lock);
-        while (rs.answers < p + 1 && bench_now() < give_up)
+        while (rs.answers < due && bench_now() < give_up)
             pthread_cond_timedwait(&rs.answered, &rs.lock, &ts);
         int answers = rs.answers;
         pthread_mutex_unlock(&rs.lock);
-        if (answers < p + 1)
+        if (answers < due)
             bench_die(PROG, "run %d: no waiter of channel %d woke within %.0f s", run, channel,
                       WAKE_TIMEOUT_S);
     }
@@ -451,10 +574,16 @@ static void run_once(figures *f, int n, int channels, int posts, int run)
     atomic_store(&rs.quit, true);
     pthread_join(thread, NULL);
     bench_conn_close(&pc);
-    double left = bench_server_metric(&s, "hopper_channel_waiting_receivers");
+    double left = target_waiting(&s);
 
-    /* check: one waiter of each posted channel, with its body; nothing else */
+    /* check: one waiter of each posted channel (nchan: every one), with its
+     * body; nothing else. A post's latency is its first wake-up. */
     int woke = 0;
+    int *woken = calloc((size_t)channels, sizeof *woken); /* channel -> waiters answered */
+    if (woken == NULL)
+        bench_die(PROG, "out of memory");
+    for (int p = 0; p < posts; p++)
+        latency[p] = -1;
     char want[BODY_BYTES];
     for (int i = 0; i < n; i++) {
         waiter *w = &rs.w[i];
@@ -466,25 +595,28 @@ static void run_once(figures *f, int n, int channels, int posts, int run)
                       "run %d: a waiter of channel %d was closed or got more than one "
                       "response",
                       run, w->channel);
-        if (p == -2)
-            bench_die(PROG, "run %d: two waiters of channel %d woke", run, w->channel);
         if (p < 0)
             bench_die(PROG, "run %d: a waiter of channel %d (not posted to) got status %d", run,
                       w->channel, w->status);
+        if (woken[w->channel]++ > 0 && !nchan_port)
+            bench_die(PROG, "run %d: two waiters of channel %d woke", run, w->channel);
         make_body(want, w->channel, run);
         if (w->status != 200 || w->body_len != BODY_BYTES ||
             memcmp(w->buf + w->body_off, want, BODY_BYTES) != 0)
             bench_die(PROG, "run %d: a waiter of channel %d got status %d, not its message", run,
                       w->channel, w->status);
-        latency[p] = w->answered_at - started[p];
-        posted_at[w->channel] = -2; /* woken */
+        double t = w->answered_at - started[p];
+        if (latency[p] < 0 || t < latency[p])
+            latency[p] = t;
         woke++;
     }
-    if (woke != posts)
-        bench_die(PROG, "run %d: %d of %d posts woke a waiter", run, woke, posts);
-    if (left != f->held - posts)
+    if (woke != due)
+        bench_die(PROG, "run %d: %d waiters woke, %d expected", run, woke, due);
+    if (left != f->held - due)
         fprintf(stderr, "%s: run %d: %.0f still waiting after the wake-ups, expected %d\n", PROG,
-                run, left, f->held - posts);
+                run, left, f->held - due);
+    free(woken);
+    free(per_channel);
     for (int p = 0; p < posts; p++)
         latency[p] *= 1000;
     f->p50_ms = bench_percentile(latency, (size_t)posts, 50);
@@ -492,7 +624,8 @@ static void run_once(figures *f, int n, int channels, int posts, int run)
     f->max_ms = latency[posts - 1];
 
     /* the server answers the rest 204 as it stops; then our sockets go */
-    bench_server_stop(&s);
+    if (!nchan_port)
+        bench_server_stop(&s);
     for (int i = 0; i < n; i++) {
         if (rs.w[i].fd >= 0)
             close(rs.w[i].fd);
@@ -508,10 +641,13 @@ static void run_once(figures *f, int n, int channels, int posts, int run)
 }
 
 /* Our descriptor limit up to what n sockets need here and in the server
- * (which inherits it and keeps a quarter for files); exits if it cannot. */
-static void raise_fd_limit(int n)
+ * (which inherits it and keeps SERVER_FD_FIXED and SERVER_FD_PER_CHANNEL
+ * for each of max_channels for its files); exits if it cannot. */
+static void raise_fd_limit(int n, int max_channels)
 {
-    rlim_t need = (rlim_t)(n + 64) * 4 / 3 + 64;
+    rlim_t need = (rlim_t)n + OWN_FDS;
+    if (!nchan_port)
+        need += SERVER_FD_FIXED + (rlim_t)max_channels * SERVER_FD_PER_CHANNEL;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         bench_die(PROG, "getrlimit: %s", strerror(errno));
@@ -528,15 +664,31 @@ static void raise_fd_limit(int n)
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
         bench_die(PROG,
                   "the file descriptor limit is %llu and could not be raised; %d connections "
-                  "need %llu (the server keeps a quarter of its limit for files): raise "
+                  "need %llu (the server keeps some for its files, server/http.c): raise "
                   "`ulimit -Hn` (root with CAP_SYS_RESOURCE can) or use fewer --connections",
                   (unsigned long long)rl.rlim_cur, n, (unsigned long long)need);
+}
+
+/* "PID PID ..." into nchan_pids; false if none or too many. */
+static bool parse_pids(const char *text)
+{
+    char *end;
+    for (const char *p = text; *p;) {
+        long pid = strtol(p, &end, 10);
+        if (end == p || pid <= 0 || nchan_npids == MAX_NGINX_PIDS)
+            return false;
+        nchan_pids[nchan_npids++] = (pid_t)pid;
+        for (p = end; *p == ' ' || *p == ','; p++)
+            ;
+    }
+    return nchan_npids > 0;
 }
 
 int main(int argc, char **argv)
 {
     int runs = 3, n = 10000, channels = 1000, posts = 100;
-    bool rows_only = false;
+    bool rows_only = false, figures_only = false;
+    const char *pids = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--hopper") == 0 && i + 1 < argc)
             bin = argv[++i];
@@ -550,52 +702,85 @@ int main(int argc, char **argv)
             posts = atoi(argv[++i]);
         else if (strcmp(argv[i], "--rows") == 0)
             rows_only = true;
+        else if (strcmp(argv[i], "--figures") == 0)
+            figures_only = true;
         else if (strcmp(argv[i], "--scrape") == 0)
             scrape_each_batch = true;
+        else if (strcmp(argv[i], "--max-channels") == 0 && i + 1 < argc)
+            server_max_channels = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--nchan") == 0 && i + 1 < argc)
+            nchan_port = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--nchan-pids") == 0 && i + 1 < argc)
+            pids = argv[++i];
         else {
-            fprintf(stderr, "usage: " PROG " [--hopper PATH] [--runs N] [--connections N] "
-                            "[--channels N] [--posts N] [--scrape] [--rows]\n");
+            fprintf(stderr,
+                    "usage: " PROG " [--hopper PATH] [--runs N] [--connections N] "
+                    "[--channels N] [--max-channels N] [--posts N] [--scrape] [--rows | --figures] "
+                    "[--nchan PORT --nchan-pids \"PID...\"]\n");
             return 2;
         }
     }
     if (runs < 1 || runs > MAX_RUNS)
         bench_die(PROG, "--runs must be 1..%d", MAX_RUNS);
-    if (n < 1 || n > SERVER_MAX_CONNECTIONS - 64)
-        bench_die(PROG,
-                  "--connections must be 1..%d (the server's connection ceiling, less "
-                  "room for the benchmark's own requests)",
-                  SERVER_MAX_CONNECTIONS - 64);
+    if (n < 1 || n > MAX_CONNECTIONS)
+        bench_die(PROG, "--connections must be 1..%d", MAX_CONNECTIONS);
     if (channels < 1 || channels > 99999 || posts < 1 || posts > channels || posts > n)
         bench_die(PROG, "--channels must be 1..99999 and --posts 1..min(channels, connections)");
+    if (nchan_port && (nchan_port > 65535 || pids == NULL || !parse_pids(pids)))
+        bench_die(PROG, "--nchan needs a port and --nchan-pids, the nginx processes");
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit(n);
+    if (server_max_channels && server_max_channels < channels)
+        bench_die(PROG, "--max-channels must be at least --channels");
+    raise_fd_limit(n, server_max_channels ? server_max_channels
+                      : channels > 1024   ? channels
+                                          : 1024);
 
     figures f[MAX_RUNS];
-    double rss[MAX_RUNS], p50[MAX_RUNS], p99[MAX_RUNS], max[MAX_RUNS];
+    double rss[MAX_RUNS], idle[MAX_RUNS], sock[MAX_RUNS], slab[MAX_RUNS], p50[MAX_RUNS],
+        p99[MAX_RUNS], max[MAX_RUNS];
     int held = n;
-    if (!rows_only)
+    bool table = !rows_only && !figures_only;
+    if (table)
         printf("%s: %d idle GET ?wait=%d over %d channels, then 1 POST to each of %d; "
-               "median of %d runs\n\n"
-               "%4s %8s %9s %8s %11s %9s %9s %9s %9s\n",
-               PROG, n, WAIT_SECONDS, channels, posts, runs, "run", "held", "connect", "retries",
-               "pre-scrape", "RSS MiB", "p50 ms", "p99 ms", "max ms");
+               "median of %d runs%s\n\n"
+               "%4s %8s %9s %8s %9s %11s %9s %9s %9s %9s %9s\n",
+               PROG, n, WAIT_SECONDS, channels, posts, runs, nchan_port ? " (nginx nchan)" : "",
+               "run", "held", "connect", "retries", "idle MiB", "pre-scrape", "RSS MiB", "KiB/wait",
+               "p50 ms", "p99 ms", "max ms");
     for (int r = 0; r < runs; r++) {
         run_once(&f[r], n, channels, posts, r);
         rss[r] = f[r].rss_mib, p50[r] = f[r].p50_ms, p99[r] = f[r].p99_ms, max[r] = f[r].max_ms;
+        idle[r] = f[r].rss_idle_mib, sock[r] = f[r].socket_kib, slab[r] = f[r].slab_kib;
         if (f[r].held < held)
             held = f[r].held;
-        if (!rows_only) {
-            printf("%4d %8d %8.1fs %8d %11.1f %9.1f %9.2f %9.2f %9.2f\n", r, f[r].held,
-                   f[r].connect_s, f[r].retries, f[r].rss_before_mib, f[r].rss_mib, f[r].p50_ms,
-                   f[r].p99_ms, f[r].max_ms);
+        if (table) {
+            printf("%4d %8d %8.1fs %8d %9.1f %11.1f %9.1f %9.2f %9.2f %9.2f %9.2f\n", r, f[r].held,
+                   f[r].connect_s, f[r].retries, f[r].rss_idle_mib, f[r].rss_before_mib,
+                   f[r].rss_mib,
+                   (f[r].rss_mib - f[r].rss_idle_mib) * 1024 / (f[r].held > 0 ? f[r].held : 1),
+                   f[r].p50_ms, f[r].p99_ms, f[r].max_ms);
             fflush(stdout);
         }
     }
     double mrss = bench_median(rss, runs), m50 = bench_median(p50, runs);
     double m99 = bench_median(p99, runs), mmax = bench_median(max, runs);
-    if (!rows_only)
+    double midle = bench_median(idle, runs), msock = bench_median(sock, runs);
+    double mslab = bench_median(slab, runs);
+    double per_waiter = (mrss - midle) * 1024 / (held > 0 ? held : 1);
+    if (figures_only) {
+        /* for bench/longpoll-limit: one line of name=value */
+        printf("held=%d connections=%d idle_mib=%.1f rss_mib=%.1f per_waiter_kib=%.2f "
+               "socket_kib=%.0f slab_kib=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+               held, n, midle, mrss, per_waiter, msock, mslab, m50, m99, mmax);
+        return 0;
+    }
+    if (table)
         printf(
-            "\n| part | what | hopper | baseline | ratio | target |\n|---|---|---|---|---|---|\n");
+            "\nper waiter beyond the idle server: %.2f KiB; while they wait, kernel TCP "
+            "buffers (both ends, /proc/net/sockstat) %.0f KiB and slab (/proc/meminfo) %.0f "
+            "KiB\n"
+            "\n| part | what | hopper | baseline | ratio | target |\n|---|---|---|---|---|---|\n",
+            per_waiter, msock, mslab);
     printf("| 4 long-poll | idle GET ?wait=%d held, %d over %d channels (worst run) | %d of %d | | "
            "| all held %s |\n",
            WAIT_SECONDS, n, channels, held, n, held == n ? "met" : "NOT MET");

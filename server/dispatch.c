@@ -46,15 +46,15 @@ typedef union any_request {
 
 request *dispatch_new(const server_context *server, const char *target)
 {
-    any_request *any = calloc(1, sizeof *any);
-    if (any == NULL)
+    request *req = calloc(1, sizeof *req);
+    if (req == NULL)
         return NULL;
-    if ((any->base.target = strdup(target)) == NULL) {
-        free(any);
+    if ((req->target = strdup(target)) == NULL) {
+        free(req);
         return NULL;
     }
-    any->base.server = server;
-    return &any->base;
+    req->server = server;
+    return req;
 }
 
 static const request_handler *handler_of(route_kind kind)
@@ -163,12 +163,44 @@ static bool answer_before_body(struct MHD_Connection *conn)
     return length && strtoull(length, NULL, 10) > DISCARD_LIMIT;
 }
 
+/* The bytes the request of handler takes. A GET's only what it needs, as
+ * thousands of them may wait at once (about 200 bytes less each than the
+ * largest, a POST's); the rest the largest, so that no handler is given
+ * less than it casts to. */
+static size_t request_size(const request_handler *handler)
+{
+    if (handler == &get_handler)
+        return sizeof(get_request);
+    if (handler == &stream_handler)
+        return sizeof(stream_request);
+    return sizeof(any_request);
+}
+
+/* Give *reqp room for the request of its handler, the new bytes zero.
+ * False, with *reqp failed (API_NOMEM) and unchanged otherwise, if out of
+ * memory. Before begin: nothing holds the request's address yet but MHD's
+ * context pointer, which is *reqp. */
+static bool grow_request(request **reqp)
+{
+    size_t size = request_size((*reqp)->handler);
+    request *grown = realloc(*reqp, size);
+    if (grown == NULL) {
+        (*reqp)->handler = NULL; /* its begin never ran */
+        request_fail(*reqp, API_NOMEM, NULL);
+        return false;
+    }
+    memset((char *)grown + sizeof *grown, 0, size - sizeof *grown);
+    *reqp = grown;
+    return true;
+}
+
 /* Route req, and begin it with its route's handler. Its token comes
  * first (auth.h): a refused one learns nothing of the route. A valid
  * channel name that is a file of the data directory is refused whatever
  * follows it. */
-static void route_request(request *req, struct MHD_Connection *conn, const char *method)
+static void route_request(request **reqp, struct MHD_Connection *conn, const char *method)
 {
+    request *req = *reqp;
     route *r = &req->route;
     route_parse(req->target, route_method_of(method), r);
     req->phase = REQUEST_BODY;
@@ -183,19 +215,24 @@ static void route_request(request *req, struct MHD_Connection *conn, const char 
         req->handler = handler_of(r->kind);
         if (r->kind == ROUTE_GET && stream_wanted(conn))
             req->handler = &stream_handler; /* Accept: text/event-stream */
+        if (!grow_request(reqp))
+            return;
+        req = *reqp;
         if (req->handler->begin)
             req->handler->begin(req, conn);
     }
 }
 
-static enum MHD_Result on_headers(request *req, struct MHD_Connection *conn, const char *method)
+static enum MHD_Result on_headers(request **reqp, struct MHD_Connection *conn, const char *method)
 {
+    request *req = *reqp;
     if (framing_ambiguous(conn)) {
         request_fail(req, API_BAD_FRAMING, NULL);
         req->phase = REQUEST_ANSWERED;
         return respond_error(req, conn, req->error);
     }
-    route_request(req, conn, method);
+    route_request(reqp, conn, method);
+    req = *reqp;
     if (req->phase == REQUEST_REFUSED && answer_before_body(conn)) {
         req->phase = REQUEST_ANSWERED;
         return respond_error(req, conn, req->error);
@@ -242,11 +279,12 @@ static enum MHD_Result on_rest(request *req, struct MHD_Connection *conn)
     return MHD_NO;
 }
 
-enum MHD_Result dispatch_step(request *req, struct MHD_Connection *conn, const char *method,
+enum MHD_Result dispatch_step(request **reqp, struct MHD_Connection *conn, const char *method,
                               const char *upload_data, size_t *upload_data_size)
 {
+    request *req = *reqp;
     if (req->phase == REQUEST_HEADERS)
-        return on_headers(req, conn, method);
+        return on_headers(reqp, conn, method);
     if (*upload_data_size > 0)
         return on_body(req, upload_data, upload_data_size);
     return on_rest(req, conn);
@@ -258,6 +296,7 @@ void dispatch_end(request *req, enum MHD_RequestTerminationCode toe)
         req->handler->end(req, toe);
     registry_put(req->entry);
     auth_release(req);
+    free(req->message);
     free(req->target);
-    free(req); /* the any_request it begins */
+    free(req); /* the route's request it begins */
 }

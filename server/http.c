@@ -12,6 +12,7 @@
 
 #include "dispatch.h"
 #include "log.h"
+#include "options_table.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -26,14 +27,27 @@
 #include <sys/socket.h>
 #include <time.h>
 
-/* Idle connections are closed after --idle-timeout; suspended (waiting)
- * GETs are not idle, MHD does not time them out. Upper bound of
- * simultaneous connections (also held to 3/4 of the file descriptor
- * limit). */
-#define MAX_CONNECTIONS 16384
 /* Connections MHD may hold beyond --max-connections: those on_accept()
- * is about to close. Taken from the quarter of descriptors kept free. */
+ * is about to close. Their descriptors are part of FD_RESERVE_FIXED.
+ * (Idle connections are closed after --idle-timeout; suspended, waiting
+ * GETs are not idle, MHD does not time them out.) */
 #define ACCEPT_SLACK 64
+/* Descriptors the server keeps for its own files out of the open-file
+ * limit; the rest is for connections (connection_limit()).
+ * FD_RESERVE_FIXED: ACCEPT_SLACK, plus 64 for everything not per channel:
+ * the listen socket, MHD's epoll descriptors and inter-thread pipes or
+ * eventfds, stdout/stderr and the log, the data dir and its lock file, the
+ * reserve file, the timer's and forwarders' own descriptors, and the files
+ * read now and then (--auth-file, TLS files, pause markers, the keys of
+ * dedup while written). FD_PER_CHANNEL: what one open channel may hold at
+ * once: its directory (locked) and its journal (consumed.hqc), held as long
+ * as it is open, plus the queue file being written and the one being read
+ * while it spills to disk. A forwarded channel also holds up to
+ * --forward-concurrency sockets. */
+#define FD_RESERVE_FIXED (ACCEPT_SLACK + 64)
+#define FD_PER_CHANNEL 4
+/* Fewest connections the server takes whatever the limit says. */
+#define MIN_CONNECTIONS 16
 #define LIMIT_LOG_INTERVAL_S 60
 
 static struct {
@@ -55,7 +69,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     request *req = *req_cls;
     if (req == NULL)
         return MHD_NO; /* on_uri() ran out of memory */
-    return dispatch_step(req, conn, method, upload_data, upload_data_size);
+    /* its first step may move it (dispatch.h): MHD keeps the new address */
+    enum MHD_Result result = dispatch_step(&req, conn, method, upload_data, upload_data_size);
+    *req_cls = req;
+    return result;
 }
 
 /* One line when connections hit --max-connections, then at most one a
@@ -177,13 +194,21 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- start and stop ---- */
 
-/* Raise the descriptor limit to its maximum and derive the connection limit
- * from it, keeping a quarter for queue files and everything else; a
- * --max-connections beyond that is lowered to it (with a warning), since
- * connections past it would fail in accept() instead of closing cleanly. */
-static unsigned int connection_limit(size_t wanted)
+/* Descriptors one open channel may hold under o (see FD_PER_CHANNEL). */
+static rlim_t fd_per_channel(const server_options *o)
 {
-    unsigned int limit = 1024;
+    return FD_PER_CHANNEL + (o->forward.count ? o->forward_concurrency : 0);
+}
+
+/* Raise the descriptor limit to its maximum and derive the connection limit
+ * from it: what is left once the server's own files are provided for
+ * (FD_RESERVE_FIXED, and fd_per_channel() for each of --max-channels),
+ * with no other ceiling. A --max-connections beyond that is lowered to it
+ * (with a warning), since connections past it would fail in accept()
+ * instead of closing cleanly. */
+static unsigned int connection_limit(const server_options *o)
+{
+    rlim_t limit = 1024;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         if (rl.rlim_cur < rl.rlim_max) {
@@ -191,18 +216,26 @@ static unsigned int connection_limit(size_t wanted)
             if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
                 rl = raised;
         }
-        limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 4 * 3 > MAX_CONNECTIONS
-                    ? MAX_CONNECTIONS
-                    : (unsigned int)(rl.rlim_cur / 4 * 3);
+        limit = rl.rlim_cur;
     }
-    if (wanted == 0)
-        return limit;
-    if (wanted > limit) {
-        log_warn("--max-connections %zu is beyond what the open-file limit allows; using %u",
-                 wanted, limit);
-        return limit;
+    rlim_t reserve = FD_RESERVE_FIXED + (rlim_t)o->max_channels * fd_per_channel(o);
+    rlim_t most = MIN_CONNECTIONS;
+    if (limit == RLIM_INFINITY)
+        most = MAX_CONNECTIONS_LIMIT;
+    else if (limit > reserve + MIN_CONNECTIONS)
+        most = limit - reserve < MAX_CONNECTIONS_LIMIT ? limit - reserve : MAX_CONNECTIONS_LIMIT;
+    log_info("open-file limit %llu, %llu of it kept for files (%d, and %llu for each of %zu "
+             "channels): %llu left for connections",
+             (unsigned long long)limit, (unsigned long long)reserve, FD_RESERVE_FIXED,
+             (unsigned long long)fd_per_channel(o), o->max_channels, (unsigned long long)most);
+    if (o->max_connections == 0)
+        return (unsigned int)most;
+    if (o->max_connections > most) {
+        log_warn("--max-connections %zu is beyond what the open-file limit allows; using %llu",
+                 o->max_connections, (unsigned long long)most);
+        return (unsigned int)most;
     }
-    return (unsigned int)wanted;
+    return (unsigned int)o->max_connections;
 }
 
 /* "serving http: listening on ADDR:PORT" (or https), the real port: what
@@ -246,7 +279,7 @@ static void tls_options(const tls_files *tls, struct MHD_OptionItem *items)
 bool http_start(const server_options *o, const tls_files *tls)
 {
     http.context.options = *o;
-    unsigned int connections = connection_limit(o->max_connections);
+    unsigned int connections = connection_limit(o);
     http.max_connections = connections;
     unsigned int flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;

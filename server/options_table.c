@@ -49,8 +49,8 @@ const option_spec option_specs[OPT_COUNT] = {
                      "a message accepted this long ago is dropped, not handed out (a POST's "
                      "?ttl= may say sooner); 0 = never"},
     [OPT_MAX_CONNECTIONS] = {"max-connections", "N", "0", KIND_COUNT, 0, MAX_CONNECTIONS_LIMIT,
-                             "open connections at most; more are closed at once (0 = three "
-                             "quarters of the open-file limit, at most 16384)"},
+                             "open connections at most; more are closed at once (0 = the "
+                             "open-file limit less what the server keeps for its files)"},
     [OPT_IDLE_TIMEOUT] = {"idle-timeout", "SECONDS", "60", KIND_SECONDS, 1, MAX_WAIT_LIMIT,
                           "a connection that sends nothing for this long, in a request or "
                           "between two, is closed (a waiting GET is not idle)"},

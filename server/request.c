@@ -4,16 +4,19 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 void request_fail(request *req, api_error err, const char *fmt, ...)
 {
     req->phase = REQUEST_REFUSED;
     req->error = err;
-    req->message[0] = '\0';
+    free(req->message);
+    req->message = NULL;
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(req->message, sizeof req->message, fmt, ap);
+        if (vasprintf(&req->message, fmt, ap) < 0)
+            req->message = NULL; /* out of memory: the table's message */
         va_end(ap);
     }
 }

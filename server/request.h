@@ -28,7 +28,8 @@
  *
  * Each route's request is a struct whose first member is a request (for
  * instance post_request in post.h); its handler casts. dispatch.c
- * allocates room for the largest, once per request. */
+ * allocates the base request when the request line is read and grows it
+ * to its route's request once routed (a GET's is smaller than a POST's). */
 #ifndef HOPPER_SERVER_REQUEST_H
 #define HOPPER_SERVER_REQUEST_H
 
@@ -88,7 +89,8 @@ struct request {
     api_error error;                /* REQUEST_REFUSED: the answer */
     auth_set *auth;                 /* the token set it was decided with (auth.h), or NULL */
     const auth_token *token;        /* the token it presented, in auth; or NULL */
-    char message[192];              /* its message, "" for the table's */
+    char *message;                  /* its message, new; NULL for the table's. Not
+                                     * an array: a waiting GET needs none */
     size_t discarded;               /* body bytes read and dropped */
 };
 

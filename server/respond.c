@@ -55,7 +55,7 @@ enum MHD_Result respond_no_content(const request *req, struct MHD_Connection *co
 
 enum MHD_Result respond_error(const request *req, struct MHD_Connection *conn, api_error err)
 {
-    const char *message = req->error == err && req->message[0] ? req->message : NULL;
+    const char *message = req->error == err ? req->message : NULL;
     struct MHD_Response *r = api_error_response(err, message);
     if (r && err == API_METHOD_NOT_ALLOWED)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->route.allow);
