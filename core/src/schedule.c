@@ -224,7 +224,7 @@ void hop__schedule_stats(hop_channel *ch, size_t *messages, size_t *bytes, uint6
     if (s == NULL)
         return;
     pthread_mutex_lock(&s->lock);
-    *messages = (size_t)s->records;
+    *messages = (size_t)(s->records - s->leaving);
     *bytes = (size_t)s->bytes;
     *corrupt = s->corrupt;
     pthread_mutex_unlock(&s->lock);

@@ -87,6 +87,7 @@ static hop_err pass_flush(hop__schedule *s, pass *p, hop__delay_reader *r)
 {
     batch *b = &p->b;
     size_t handed = 0;
+    s->leaving += b->n; /* a receiver may see them before the counts below change */
     pthread_mutex_unlock(&s->lock);
     hop_err err = batch_hand_on(s->ch, b, &handed);
     hop__delay_mark m = {p->slot, handed ? b->ends[handed - 1] : 0};
@@ -100,6 +101,7 @@ static hop_err pass_flush(hop__schedule *s, pass *p, hop__delay_reader *r)
         f->mark = m;
     f->records -= handed;
     s->records -= handed;
+    s->leaving -= b->n;
     b->n = b->bytes = 0;
     return err;
 }

@@ -38,6 +38,7 @@ struct hop__schedule {
     int dirfd;             /* the channel's (borrowed) */
     hop__array files;
     uint64_t records, bytes; /* the sums over files; bytes counted on the budget's disk side */
+    uint64_t leaving;        /* of records, those being handed on now: no longer delayed */
     uint64_t corrupt;        /* records skipped as corrupt */
     uint64_t retry_at;       /* a refused hand-on is tried again then; 0: none */
     hop__sched_entry entry;
