@@ -150,7 +150,7 @@ static struct MHD_Response *multipart_response(const outgoing *o, size_t n, size
 struct MHD_Response *delivery_peek_response(void **msgs, size_t *lens, size_t n, size_t *copied)
 {
     *copied = 0;
-    outgoing *o = calloc(n, sizeof *o);
+    outgoing *o = malloc(n * sizeof *o); /* prepare() fills what is read */
     if (o == NULL)
         return NULL;
     size_t k = 0;
@@ -272,7 +272,9 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
                                       api_error *err)
 {
     bool leased = d->lease_ms > 0;
-    outgoing *o = calloc(n, sizeof *o);
+    /* not calloc: 4 KiB each, zeroed for nothing (prepare() fills what is
+     * read), was half of what a GET ?max=100 cost */
+    outgoing *o = malloc(n * sizeof *o);
     d->msgs = malloc(n * sizeof *d->msgs);
     d->lens = malloc(n * sizeof *d->lens);
     d->receipts = leased ? malloc(n * sizeof *d->receipts) : NULL;
