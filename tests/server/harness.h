@@ -199,6 +199,11 @@ int hs_read_response(int fd, char *buf, size_t size, int timeout_ms, const char 
 int hs_get_stalled(const hs_server *s, const char *path, int *status);
 /* Close fd with a reset (RST) instead of a FIN. */
 void hs_reset(int fd);
+/* True once the server has closed fd (end of file or a reset), within
+ * timeout_ms; anything it sent before is read and dropped. */
+bool hs_closed_by_server(int fd, int timeout_ms);
+/* Send all of text on fd, which must succeed (cmocka). */
+void hs_send_all(int fd, const char *text);
 
 /* Run hopper with args and env (as for hs_start_env, but nothing is added)
  * and wait up to HS_PATIENCE_MS. OUT: *exit_code (-1 if killed), *output

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -328,4 +329,9 @@ void hs_expect_extend(const hs_server *s, const char *channel, const char *recei
     char action[128];
     snprintf(action, sizeof action, "extend?lease=%s", lease);
     expect_on_receipt(s, "POST", channel, receipt, action, status, code);
+}
+
+void hs_send_all(int fd, const char *text)
+{
+    assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
 }

@@ -122,6 +122,22 @@ void hs_reset(int fd)
     close(fd);
 }
 
+bool hs_closed_by_server(int fd, int timeout_ms)
+{
+    double give_up = hs_now() + timeout_ms / 1000.0;
+    char buf[4096];
+    while (hs_now() < give_up) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int left = (int)((give_up - hs_now()) * 1000) + 1;
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+    }
+    return false;
+}
+
 size_t hs_read_all(int fd, char *buf, size_t size, int timeout_ms)
 {
     size_t len = 0;

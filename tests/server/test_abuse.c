@@ -32,29 +32,6 @@ static void still_serving(hs_server *s, const char *channel)
     hs_expect_get(s, channel, "0", "still fine");
 }
 
-static void send_all(int fd, const char *text)
-{
-    assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
-}
-
-/* True once the server has closed fd (end of file or a reset), within
- * timeout_ms; anything it sent before is read and dropped. */
-static bool closed_by_server(int fd, int timeout_ms)
-{
-    double give_up = hs_now() + timeout_ms / 1000.0;
-    char buf[4096];
-    while (hs_now() < give_up) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int left = (int)((give_up - hs_now()) * 1000) + 1;
-        if (poll(&p, 1, left) <= 0)
-            continue;
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
-            return true;
-    }
-    return false;
-}
-
 /* ---- slow clients ---- */
 
 /* Headers that never end, and bodies that never end: --idle-timeout
@@ -71,17 +48,17 @@ static void test_slow_clients_are_closed(void **state)
     for (int i = 0; i < SLOW; i++) {
         fds[i] = hs_connect(&s);
         assert_true(fds[i] >= 0);
-        send_all(fds[i], "POST /channels/slow HTTP/1.1\r\nHost: a\r\nContent-Le");
+        hs_send_all(fds[i], "POST /channels/slow HTTP/1.1\r\nHost: a\r\nContent-Le");
         fds[SLOW + i] = hs_connect(&s);
         assert_true(fds[SLOW + i] >= 0);
-        send_all(fds[SLOW + i], "POST /channels/slow HTTP/1.1\r\nHost: a\r\n"
-                                "Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
-                                "only ten b");
+        hs_send_all(fds[SLOW + i], "POST /channels/slow HTTP/1.1\r\nHost: a\r\n"
+                                   "Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+                                   "only ten b");
     }
     still_serving(&s, "meanwhile");
     double t0 = hs_now();
     for (int i = 0; i < 2 * SLOW; i++) {
-        if (!closed_by_server(fds[i], HS_PATIENCE_MS))
+        if (!hs_closed_by_server(fds[i], HS_PATIENCE_MS))
             fail_msg("slow connection %d still open after %.1f s", i, hs_now() - t0);
         close(fds[i]);
     }
@@ -135,7 +112,7 @@ static void test_connection_limit(void **state)
     for (int i = 0; i < HELD; i++) {
         held[i] = hs_connect(&s);
         assert_true(held[i] >= 0);
-        send_all(held[i], "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        hs_send_all(held[i], "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
         char buf[1024];
         const char *body;
         assert_int_equal(hs_read_response(held[i], buf, sizeof buf, HS_PATIENCE_MS, &body), 200);
@@ -146,13 +123,13 @@ static void test_connection_limit(void **state)
         send(more[i], "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", 35, MSG_NOSIGNAL);
     }
     for (int i = 0; i < MORE; i++) {
-        if (!closed_by_server(more[i], HS_PATIENCE_MS))
+        if (!hs_closed_by_server(more[i], HS_PATIENCE_MS))
             fail_msg("connection %d beyond the limit was not closed", HELD + i);
         close(more[i]);
     }
     assert_true(hs_log_wait(&s, "limit", HS_PATIENCE_MS));
     /* the held ones still work */
-    send_all(held[0], "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+    hs_send_all(held[0], "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
     char buf[1024];
     const char *body;
     assert_int_equal(hs_read_response(held[0], buf, sizeof buf, HS_PATIENCE_MS, &body), 200);
@@ -190,7 +167,7 @@ static void test_thousands_of_connections(void **state)
         char req[128];
         snprintf(req, sizeof req, "GET /channels/crowd-%d?wait=0 HTTP/1.1\r\nHost: a\r\n\r\n",
                  i % 100);
-        send_all(fds[i], req);
+        hs_send_all(fds[i], req);
     }
     int answered = 0;
     for (int i = 0; i < N; i++) {
@@ -249,7 +226,7 @@ static int raw_exchange(const hs_server *s, const char *raw, size_t len, bool *c
     const char *body;
     int status = hs_read_response(fd, buf, sizeof buf, HS_PATIENCE_MS, &body);
     if (closed)
-        *closed = closed_by_server(fd, HS_PATIENCE_MS);
+        *closed = hs_closed_by_server(fd, HS_PATIENCE_MS);
     close(fd);
     return status;
 }

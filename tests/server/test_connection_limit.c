@@ -29,29 +29,6 @@ _Static_assert(LIMIT == FD_LIMIT - 128 - 4 * MAX_CHANNELS, "server/http.c's arit
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
-static void send_all(int fd, const char *text)
-{
-    assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
-}
-
-/* True once the server has closed fd (end of file or a reset), within
- * timeout_ms; anything it sent before is read and dropped. */
-static bool closed_by_server(int fd, int timeout_ms)
-{
-    double give_up = hs_now() + timeout_ms / 1000.0;
-    char buf[4096];
-    while (hs_now() < give_up) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int left = (int)((give_up - hs_now()) * 1000) + 1;
-        if (poll(&p, 1, left) <= 0)
-            continue;
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
-            return true;
-    }
-    return false;
-}
-
 /* Descriptors the process pid has open; -1 if unreadable. */
 static int open_descriptors(pid_t pid)
 {
@@ -116,7 +93,7 @@ static void test_beyond_the_limit_closed_cleanly(void **state)
         char req[128];
         snprintf(req, sizeof req, "GET /channels/lim-%d?wait=30 HTTP/1.1\r\nHost: a\r\n\r\n",
                  i % MAX_CHANNELS);
-        send_all(held[i], req);
+        hs_send_all(held[i], req);
     }
     long long waiting = 0;
     double give_up = hs_now() + HS_PATIENCE_MS / 1000.0;
@@ -138,7 +115,7 @@ static void test_beyond_the_limit_closed_cleanly(void **state)
     }
     int closed = 0;
     for (int i = 0; i < MORE; i++) {
-        closed += closed_by_server(more[i], 2000);
+        closed += hs_closed_by_server(more[i], 2000);
         close(more[i]);
     }
     /* up to 2 of them may have been taken, in the room the harness left */
