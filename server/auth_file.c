@@ -2,6 +2,8 @@
  * auth_file.h). */
 #include "auth_file.h"
 
+#include "hex.h"
+
 #include <errno.h>
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
@@ -83,15 +85,6 @@ static bool grow(void **items, size_t *cap, size_t count, size_t size)
     return true;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* The hash field[0..len) into digest. */
 static bool parse_hash(parse_state *p, const char *field, size_t len, uint8_t *digest)
 {
@@ -100,12 +93,11 @@ static bool parse_hash(parse_state *p, const char *field, size_t len, uint8_t *d
                       "the first field is %zu characters, not the 64 lowercase hex digits "
                       "of a token's SHA-256 (a token itself is never written here)",
                       len);
-    for (size_t i = 0; i < AUTH_DIGEST_SIZE; i++) {
-        int hi = hex_value(field[2 * i]), lo = hex_value(field[2 * i + 1]);
-        if (hi < 0 || lo < 0)
+    for (size_t i = 0; i < len; i++)
+        if (field[i] >= 'A' && field[i] <= 'F') /* hex_decode() takes them: the file does not */
             return refuse(p, "the first field is not 64 lowercase hex digits");
-        digest[i] = (uint8_t)(hi << 4 | lo);
-    }
+    if (!hex_decode(field, AUTH_DIGEST_SIZE, digest))
+        return refuse(p, "the first field is not 64 lowercase hex digits");
     return true;
 }
 

@@ -69,18 +69,23 @@ bool forward_signer_load(const char *path, forward_signer *out, char *why, size_
     return true;
 }
 
-void forward_sign(const forward_signer *s, const char *id, long long timestamp, const void *body,
-                  size_t len, char out[FORWARD_SIGNATURE_SIZE])
+void forward_signer_digest(const forward_signer *s, const char *prefix, size_t prefix_len,
+                           const void *body, size_t len, unsigned char digest[FORWARD_DIGEST_SIZE])
 {
     struct hmac_sha256_ctx ctx;
     hmac_sha256_set_key(&ctx, s->key_len, s->key);
-    char stamp[32];
-    int n = snprintf(stamp, sizeof stamp, ".%lld.", timestamp);
-    hmac_sha256_update(&ctx, strlen(id), (const uint8_t *)id);
-    hmac_sha256_update(&ctx, (size_t)n, (const uint8_t *)stamp);
+    hmac_sha256_update(&ctx, prefix_len, (const uint8_t *)prefix);
     hmac_sha256_update(&ctx, len, body);
-    uint8_t digest[SHA256_DIGEST_SIZE];
-    hmac_sha256_digest(&ctx, sizeof digest, digest);
+    hmac_sha256_digest(&ctx, FORWARD_DIGEST_SIZE, digest);
+}
+
+void forward_sign(const forward_signer *s, const char *id, long long timestamp, const void *body,
+                  size_t len, char out[FORWARD_SIGNATURE_SIZE])
+{
+    char prefix[FORWARD_ID_MAX + 32];
+    int n = snprintf(prefix, sizeof prefix, "%s.%lld.", id, timestamp);
+    uint8_t digest[FORWARD_DIGEST_SIZE];
+    forward_signer_digest(s, prefix, (size_t)n, body, len, digest);
     memcpy(out, "v1,", 3);
     base64_encode_raw(out + 3, sizeof digest, digest);
     out[3 + BASE64_ENCODE_RAW_LENGTH(sizeof digest)] = '\0';

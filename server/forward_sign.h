@@ -32,8 +32,18 @@ bool forward_signer_load(const char *path, forward_signer *out, char *why, size_
  * True, or false with *why (static text). */
 bool forward_signer_parse(const char *text, size_t len, forward_signer *out, const char **why);
 
-/* The webhook-signature value for message id at timestamp (seconds since
- * the epoch) of body[0..len). OUT: out. */
+/* HMAC-SHA256 under s's key of prefix[0..prefix_len) followed by
+ * body[0..len): what a signature is over once its scheme's prefix is put
+ * in front (Standard Webhooks "id.timestamp.", Stripe "timestamp.",
+ * GitHub none). OUT: digest. */
+#define FORWARD_DIGEST_SIZE 32
+void forward_signer_digest(const forward_signer *s, const char *prefix, size_t prefix_len,
+                           const void *body, size_t len, unsigned char digest[FORWARD_DIGEST_SIZE]);
+
+/* The webhook-signature value for message id (at most FORWARD_ID_MAX
+ * characters: a message id has 32) at timestamp (seconds since the epoch)
+ * of body[0..len). OUT: out. */
+#define FORWARD_ID_MAX 64
 void forward_sign(const forward_signer *s, const char *id, long long timestamp, const void *body,
                   size_t len, char out[FORWARD_SIGNATURE_SIZE]);
 

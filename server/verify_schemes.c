@@ -6,7 +6,6 @@
 #include "verify_header.h"
 
 #include <inttypes.h>
-#include <nettle/hmac.h>
 #include <nettle/memops.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,17 +16,6 @@
 #define STANDARD_TIMESTAMP "webhook-timestamp"
 #define STANDARD_SIGNATURE "webhook-signature"
 
-/* HMAC-SHA256 under key of prefix[0..prefix_len) followed by the body. */
-static void digest_of(const forward_signer *key, const char *prefix, size_t prefix_len,
-                      const void *body, size_t len, unsigned char out[VERIFY_DIGEST_SIZE])
-{
-    struct hmac_sha256_ctx ctx;
-    hmac_sha256_set_key(&ctx, key->key_len, key->key);
-    hmac_sha256_update(&ctx, prefix_len, (const uint8_t *)prefix);
-    hmac_sha256_update(&ctx, len, body);
-    hmac_sha256_digest(&ctx, VERIFY_DIGEST_SIZE, out);
-}
-
 /* VERIFY_OK if one of sigs is the HMAC under one of rule's secrets of
  * prefix and body. Every pair is compared, whichever matches, so the time
  * taken says nothing of which did. */
@@ -37,7 +25,7 @@ static verify_result match_any(const verify_rule *rule, const verify_signatures 
     bool matched = false;
     for (size_t k = 0; k < rule->key_count; k++) {
         unsigned char expected[VERIFY_DIGEST_SIZE];
-        digest_of(&rule->keys[k], prefix, prefix_len, body, len, expected);
+        forward_signer_digest(&rule->keys[k], prefix, prefix_len, body, len, expected);
         for (size_t i = 0; i < sigs->count; i++)
             matched |= memeql_sec(expected, sigs->digests[i], VERIFY_DIGEST_SIZE) != 0;
     }
