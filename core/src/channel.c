@@ -69,6 +69,7 @@ static bool locks_init(hop_channel *ch)
     ok = ok && pthread_cond_init(&ch->readable, &attr) == 0;
     ok = ok && pthread_cond_init(&ch->drained, &attr) == 0;
     ok = ok && pthread_cond_init(&ch->commit.settled, &attr) == 0;
+    ok = ok && pthread_cond_init(&ch->commit.arrived, &attr) == 0;
     pthread_condattr_destroy(&attr);
     return ok; /* glibc's init cannot fail for these attributes */
 }
@@ -144,6 +145,7 @@ static void release(hop_channel *ch)
     pthread_cond_destroy(&ch->readable);
     pthread_cond_destroy(&ch->drained);
     pthread_cond_destroy(&ch->commit.settled);
+    pthread_cond_destroy(&ch->commit.arrived);
     pthread_mutex_destroy(&ch->lock);
     pthread_mutex_destroy(&ch->commit.lock);
     pthread_mutex_destroy(&ch->journal_lock);

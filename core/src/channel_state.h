@@ -73,10 +73,16 @@ typedef enum hop__commit_state {
 /* The durable sends of a channel waiting for their sync (group_commit.c). */
 typedef struct hop__commit {
     pthread_mutex_t lock;
-    pthread_cond_t settled;                       /* a request settled, or the state went idle */
-    struct hop__sync_req *head, *tail;            /* lock: requests awaiting a sync */
-    hop__commit_state state;                      /* lock */
-    hop_channel *next;                            /* the sync threads' queue (their lock) */
+    pthread_cond_t settled;            /* a request settled, or the state went idle */
+    pthread_cond_t arrived;            /* a send was queued while gathering */
+    struct hop__sync_req *head, *tail; /* lock: requests awaiting a sync */
+    hop__commit_state state;           /* lock */
+    size_t arrivals;       /* lock: sends (calls, not records) queued since the last take */
+    size_t taken;          /* lock: the sends of the round under way, or of the last one */
+    size_t want;           /* lock: sends the next round waits for (gather(), 0: none) */
+    bool gathering;        /* lock: a sync thread waits on arrived */
+    uint64_t last_sync_ns; /* the last round's syncs took (its thread's) */
+    hop_channel *next;     /* the sync threads' queue (their lock) */
     void (*published)(hop_channel *ch, size_t n); /* told of records published */
     bool joined;                                  /* durable: the channel holds the sync threads */
 } hop__commit;

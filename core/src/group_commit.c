@@ -5,10 +5,13 @@
  * to the library's sync threads. A sync thread takes every request queued
  * so far, syncs the files they wrote (and the directory, for a new file),
  * publishes all of their records at once and tells their senders; requests
- * queued meanwhile make the next round. So N concurrent senders share
- * about two syncs, whether they block in hop_send() or are suspended HTTP
+ * queued meanwhile make the next round, which first waits a little for the
+ * senders just told to come back (gather()). So N concurrent senders share
+ * about one sync, whether they block in hop_send() or are suspended HTTP
  * requests, and a record is readable only once it is on stable storage: a
- * receiver never sees a message that a power failure could take back.
+ * receiver never sees a message that a power failure could take back. A
+ * lone sender makes its own sync on its own thread (hop__group_commit_lead()):
+ * no hand-off to wait for.
  *
  * When a sync fails, what the kernel holds of the file can no longer be
  * trusted (after a failed fsync Linux may drop the dirty pages and report
@@ -30,6 +33,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 /* Syncs are I/O, not CPU: a few threads keep several devices (or one
  * device's queue) busy without a thread per channel. */
@@ -37,6 +41,16 @@
 /* Write descriptors of files a round finished syncing that it closes; any
  * more are closed when their files go. */
 #define CLOSE_AT_MOST 16
+/* The longest a round waits for senders (gather()), however slow the
+ * syncs: past this, latency matters more than sharing a sync. */
+#define GATHER_AT_MOST_NS 10000000u /* 10 ms */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* ---- the sync threads ---- */
 
@@ -185,7 +199,7 @@ void hop__group_commit_close(hop_channel *ch)
 
 /* ---- the requests of a channel ---- */
 
-bool hop__group_commit_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n)
+hop__commit_next hop__group_commit_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n)
 {
     pthread_mutex_lock(&ch->commit.lock);
     for (size_t i = 0; i < n; i++) {
@@ -196,11 +210,16 @@ bool hop__group_commit_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n)
             ch->commit.head = &reqs[i];
         ch->commit.tail = &reqs[i];
     }
-    bool start = ch->commit.state == HOP__COMMIT_IDLE;
-    if (start)
+    ch->commit.arrivals++;
+    if (ch->commit.gathering)
+        pthread_cond_signal(&ch->commit.arrived);
+    hop__commit_next next = HOP__COMMIT_JOINED;
+    if (ch->commit.state == HOP__COMMIT_IDLE) {
         ch->commit.state = HOP__COMMIT_QUEUED;
+        next = ch->commit.taken <= 1 ? HOP__COMMIT_SOLO : HOP__COMMIT_HAND;
+    }
     pthread_mutex_unlock(&ch->commit.lock);
-    return start;
+    return next;
 }
 
 void hop__group_commit_wait(hop_channel *ch, const bool *done)
@@ -257,6 +276,8 @@ static bool take_batch(hop_channel *ch, hop__sync_req **batch, bool *dir)
         return false;
     }
     ch->commit.state = HOP__COMMIT_RUNNING;
+    ch->commit.taken = ch->commit.arrivals;
+    ch->commit.arrivals = 0;
     pthread_mutex_unlock(&ch->commit.lock);
     *dir = false;
     for (hop__sync_req *r = *batch; r; r = r->next) {
@@ -275,7 +296,7 @@ static bool take_batch(hop_channel *ch, hop__sync_req **batch, bool *dir)
  * channel at a time. Without locks. */
 static int sync_files(hop_channel *ch, hop__sync_req *batch, bool dir)
 {
-    uint64_t syncs = 0;
+    uint64_t syncs = 0, began = now_ns();
     int err_no = 0;
     if (dir) {
         syncs++;
@@ -290,6 +311,7 @@ static int sync_files(hop_channel *ch, hop__sync_req *batch, bool dir)
         if (hop__io_current->fdatasync(r->span.file->write_fd) != 0)
             err_no = errno;
     }
+    ch->commit.last_sync_ns = now_ns() - began;
     pthread_mutex_lock(&ch->lock);
     ch->syncs_total += syncs;
     pthread_mutex_unlock(&ch->lock);
@@ -317,6 +339,11 @@ static void publish(hop_channel *ch, hop__sync_req *batch)
     pthread_mutex_unlock(&ch->lock);
     for (size_t i = 0; i < nfds; i++)
         hop__io_current->close(fds[i]);
+    /* Before they are told: those told now come back on top of those
+     * queued meanwhile (gather()). */
+    pthread_mutex_lock(&ch->commit.lock);
+    ch->commit.want = ch->commit.arrivals + ch->commit.taken;
+    pthread_mutex_unlock(&ch->commit.lock);
     settle(batch, HOP_OK, 0);
     ch->commit.published(ch, n);
 }
@@ -328,6 +355,7 @@ static hop__sync_req *take_the_rest(hop_channel *ch, hop__sync_req *batch)
     pthread_mutex_lock(&ch->commit.lock);
     hop__sync_req *rest = ch->commit.head;
     ch->commit.head = ch->commit.tail = NULL;
+    ch->commit.arrivals = 0;
     pthread_mutex_unlock(&ch->commit.lock);
     if (batch == NULL)
         return rest;
@@ -409,13 +437,50 @@ static void round_of(hop_channel *ch, hop__sync_req *batch, bool dir)
         publish(ch, batch);
 }
 
+/* Before a round on a sync thread: wait, at most as long as the last
+ * round's syncs took, until the senders it answered are back, if it had
+ * several. Why: senders that wait for their sync (an HTTP client, a
+ * thread in hop_send()) come back as soon as they are answered, a round
+ * trip later, while the next round would start at once with only those
+ * that came during the last sync, and the rest would wait for the round
+ * after. Rounds settle into halves of the senders, each sharing a sync:
+ * half the throughput of syncing all of them at once, as a single-threaded
+ * server such as Redis does when its event loop has read them all. A
+ * round that had one sender does not wait: that sender leads its next
+ * send itself (hop__group_commit_lead()). */
+static void gather(hop_channel *ch)
+{
+    pthread_mutex_lock(&ch->commit.lock);
+    size_t want = ch->commit.want;
+    ch->commit.want = 0;
+    if (want >= 2 && ch->commit.arrivals < want) {
+        uint64_t wait = ch->commit.last_sync_ns;
+        if (wait > GATHER_AT_MOST_NS)
+            wait = GATHER_AT_MOST_NS;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)(wait / 1000000000u);
+        until.tv_nsec += (long)(wait % 1000000000u);
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        ch->commit.gathering = true;
+        while (ch->commit.arrivals < want &&
+               pthread_cond_timedwait(&ch->commit.arrived, &ch->commit.lock, &until) != ETIMEDOUT)
+            ;
+        ch->commit.gathering = false;
+    }
+    pthread_mutex_unlock(&ch->commit.lock);
+}
+
 /* Sync and publish what is queued for ch, in rounds, until nothing is; on
  * a sync thread. */
 static void run(hop_channel *ch)
 {
     hop__sync_req *batch;
     bool dir;
-    while (take_batch(ch, &batch, &dir))
+    for (gather(ch); take_batch(ch, &batch, &dir); gather(ch))
         round_of(ch, batch, dir);
 }
 

@@ -36,11 +36,17 @@ void hop__group_commit_close(hop_channel *ch);
  * join). Without locks. */
 void hop__group_commit_wait_idle(hop_channel *ch);
 
-/* Queue reqs[0..n), whose records were just appended and staged, in the
- * order of the appends: write_lock held. Returns true if ch must be handed
- * to the sync threads with hop__group_commit_start() once write_lock is
- * dropped. */
-bool hop__group_commit_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n);
+/* What a sender that queued requests must do next. */
+typedef enum hop__commit_next {
+    HOP__COMMIT_JOINED, /* nothing: a round under way or queued takes them */
+    HOP__COMMIT_HAND,   /* hop__group_commit_start() */
+    HOP__COMMIT_SOLO,   /* the last round had one sender: hop__group_commit_lead(), or _start() */
+} hop__commit_next;
+
+/* Queue reqs[0..n), one sender's records just appended and staged, in the
+ * order of the appends: write_lock held. Returns what the caller must do
+ * once write_lock is dropped. */
+hop__commit_next hop__group_commit_enqueue(hop_channel *ch, hop__sync_req *reqs, size_t n);
 /* Hand ch to the sync threads. Without locks. */
 void hop__group_commit_start(hop_channel *ch);
 /* Instead of hop__group_commit_start(): make one round now, on the

@@ -118,11 +118,11 @@ static hop_err append_published(hop_channel *ch, const hop_buf *msgs, size_t n)
 
 /* Append msgs[0..n) as one run, durably: HOP_OK means the records are
  * written and reqs[0..n) queued for the sync that publishes them (their fn
- * say how it went). *start: no sync was under way, and the caller must
- * start one (hop__group_commit_start() or _lead()). Called with write_lock
+ * say how it went). *next: whether the caller must start a round
+ * (hop__group_commit_start() or _lead()). Called with write_lock
  * and ch->lock held; returns with both dropped. */
 static hop_err append_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop__sync_req *reqs,
-                              bool *start)
+                              hop__commit_next *next)
 {
     hop__disk_run run;
     hop_err err = append_plan(ch, msgs, n, &run);
@@ -135,7 +135,7 @@ static hop_err append_durable(hop_channel *ch, const hop_buf *msgs, size_t n, ho
     pthread_mutex_lock(&ch->lock);
     hop__disk_append_stage(&ch->disk, &run);
     pthread_mutex_unlock(&ch->lock);
-    *start = hop__group_commit_enqueue(ch, reqs, n); /* in the order of the appends */
+    *next = hop__group_commit_enqueue(ch, reqs, n); /* in the order of the appends */
     pthread_mutex_unlock(&ch->write_lock);
     return HOP_OK;
 }
@@ -255,12 +255,12 @@ static hop_err send_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop_
     pthread_mutex_lock(&ch->write_lock);
     pthread_mutex_lock(&ch->lock);
     hop_err err = ch->closed ? HOP_CLOSED : HOP_OK;
-    bool start = false;
+    hop__commit_next next = HOP__COMMIT_JOINED;
     if (err != HOP_OK) {
         pthread_mutex_unlock(&ch->lock);
         pthread_mutex_unlock(&ch->write_lock);
     } else {
-        err = append_durable(ch, msgs, n, g->reqs, &start);
+        err = append_durable(ch, msgs, n, g->reqs, &next);
     }
     if (err != HOP_OK) {
         int saved = errno;
@@ -268,9 +268,9 @@ static hop_err send_durable(hop_channel *ch, const hop_buf *msgs, size_t n, hop_
         errno = saved;
         return err;
     }
-    bool lead = start && (fn == NULL || synced != NULL);
+    bool lead = next == HOP__COMMIT_SOLO && (fn == NULL || synced != NULL);
     if (!lead) {
-        if (start)
+        if (next != HOP__COMMIT_JOINED)
             hop__group_commit_start(ch);
         if (fn)
             return HOP_OK; /* fn is called once synced */

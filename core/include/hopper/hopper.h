@@ -294,13 +294,14 @@ hop_err hop_send_batch_async(hop_channel *ch, const hop_buf *msgs, size_t n, hop
                              void *arg);
 
 /* hop_send_batch_async(), except that when no sync of the channel is under
- * way the calling thread makes it at once (one round, which settles what
- * others queued meanwhile too: their fn run on this thread) and returns
- * with *synced true: the outcome is the return value (HOP_IO with errno:
- * not stored) and fn is not called. Otherwise *synced is false and fn is
- * called as for hop_send_batch_async(). For an event loop that may block
- * one sync long: a sender that waits for each answer then costs one sync
- * and no hand-off between threads. */
+ * way and the last one served a single sender, the calling thread makes it
+ * at once (one round, which settles what others queued meanwhile too:
+ * their fn run on this thread) and returns with *synced true: the outcome
+ * is the return value (HOP_IO with errno: not stored) and fn is not
+ * called. Otherwise *synced is false and fn is called as for
+ * hop_send_batch_async(). For an event loop that may block one sync long:
+ * a lone sender that waits for each answer then costs one sync and no
+ * hand-off between threads, while several share the library's syncs. */
 hop_err hop_send_batch_lead(hop_channel *ch, const hop_buf *msgs, size_t n, hop_sent_fn fn,
                             void *arg, bool *synced);
 
