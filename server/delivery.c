@@ -312,8 +312,8 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
 
 void delivery_succeeded(delivery *d)
 {
-    for (size_t i = d->count; d->lease_ms == 0 && i-- > 0;)
-        hop_free(d->msgs[i]); /* consumed; leased ones stay leased */
+    if (d->lease_ms == 0) /* consumed; leased ones stay leased */
+        hop_free_all(d->msgs, d->count);
     forget(d);
 }
 

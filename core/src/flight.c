@@ -12,6 +12,7 @@
 
 #include "alloc.h"
 #include "disk.h"
+#include "journal.h"
 #include "persist.h"
 
 void hop__flight_start(hop_channel *ch, hop__flight *fl, hop__qfile *f, uint64_t off, hop__msg *m)
@@ -45,34 +46,62 @@ static void release_consumed_head(hop_channel *ch)
     }
 }
 
-/* The record of fl is consumed: files now finished go, and the journal
- * says so. Without locks. */
-static void consume(hop__flight *fl)
+/* The records of fls[0..n), all read from ch's queue files, are consumed:
+ * files now finished go, and the journal says so, in one append. Without
+ * locks. */
+static void consume(hop_channel *ch, hop__flight **fls, size_t n)
+{
+    hop__consumed done[HOP__JOURNAL_APPEND_MAX];
+    size_t k = 0;
+    hop__qfile *finished = NULL;
+    pthread_mutex_lock(&ch->read_lock);
+    pthread_mutex_lock(&ch->lock);
+    for (size_t i = 0; i < n; i++) {
+        hop__flight *fl = fls[i];
+        if (fl->ch == NULL) { /* purged while the locks were taken: its file may be gone */
+            hop__free(fl);
+            continue;
+        }
+        hop__qfile *f = fl->file;
+        done[k++] = (hop__consumed){f->seq, fl->off};
+        fl->state = HOP__FLIGHT_DONE;
+        ch->in_flight--;
+        hop__disk_consumed(&ch->disk, f, &finished);
+    }
+    release_consumed_head(ch); /* any of fls may be freed here */
+    pthread_mutex_unlock(&ch->lock);
+    hop__disk_remove(&ch->disk, finished);
+    pthread_mutex_unlock(&ch->read_lock);
+    if (k > 0)
+        hop__persist_consumed(ch, done, k);
+}
+
+/* Flights of one channel waiting to be consumed together (hop_free_all()). */
+typedef struct consuming {
+    hop_channel *ch;
+    hop__flight *fls[HOP__JOURNAL_APPEND_MAX];
+    size_t n;
+} consuming;
+
+static void consuming_flush(consuming *c)
+{
+    if (c->n > 0)
+        consume(c->ch, c->fls, c->n);
+    c->n = 0;
+}
+
+/* fl's record is consumed, with those of c when they are of one channel. */
+static void consuming_add(consuming *c, hop__flight *fl)
 {
     hop_channel *ch = __atomic_load_n(&fl->ch, __ATOMIC_ACQUIRE);
     if (ch == NULL) { /* the channel was closed, or purged, meanwhile */
         hop__free(fl);
         return;
     }
-    hop__qfile *finished = NULL;
-    pthread_mutex_lock(&ch->read_lock);
-    pthread_mutex_lock(&ch->lock);
-    if (fl->ch == NULL) { /* purged while the locks were taken: its file may be gone */
-        pthread_mutex_unlock(&ch->lock);
-        pthread_mutex_unlock(&ch->read_lock);
-        hop__free(fl);
-        return;
-    }
-    hop__qfile *f = fl->file;
-    uint64_t seq = f->seq, off = fl->off;
-    fl->state = HOP__FLIGHT_DONE;
-    ch->in_flight--;
-    release_consumed_head(ch); /* fl may be freed here */
-    hop__disk_consumed(&ch->disk, f, &finished);
-    pthread_mutex_unlock(&ch->lock);
-    hop__disk_remove(&ch->disk, finished);
-    pthread_mutex_unlock(&ch->read_lock);
-    hop__persist_consumed(ch, seq, off);
+    if (c->n == HOP__JOURNAL_APPEND_MAX || (c->n > 0 && c->ch != ch))
+        consuming_flush(c);
+    c->ch = ch;
+    c->fls[c->n++] = fl;
 }
 
 /* True if a hold of cost more fits: the held messages may count up to
@@ -150,14 +179,23 @@ static void hold_end_unlocked(hop__msg *m)
 
 void hop_free(void *data)
 {
-    hop__msg *m = hop__msg_of(data);
-    if (m == NULL)
-        return;
-    if (m->hold)
-        hold_end_unlocked(m);
-    if (m->flight)
-        consume(m->flight);
-    hop__msg_free(m);
+    hop_free_all(&data, 1);
+}
+
+void hop_free_all(void *const *data, size_t n)
+{
+    consuming c = {.n = 0};
+    for (size_t i = 0; i < n; i++) {
+        hop__msg *m = hop__msg_of(data[i]);
+        if (m == NULL)
+            continue;
+        if (m->hold)
+            hold_end_unlocked(m);
+        if (m->flight) /* the flight is the channel's: it outlives m */
+            consuming_add(&c, m->flight);
+        hop__msg_free(m);
+    }
+    consuming_flush(&c);
 }
 
 size_t hop__flight_cut_off(hop_channel *ch)

@@ -278,17 +278,23 @@ fail_free : {
     return HOP_IO;
 }
 
-hop_err hop__journal_append(int fd, uint64_t *size, const hop__jentry *e)
+hop_err hop__journal_append(int fd, uint64_t *size, const hop__jentry *e, size_t n)
 {
-    unsigned char buf[HOP__JOURNAL_ENTRY_SIZE];
-    encode(buf, e);
-    struct iovec iov = {buf, sizeof buf};
-    size_t done = hop__pwrite_all(fd, &iov, 1, *size, sizeof buf);
-    if (done == sizeof buf) {
-        *size += sizeof buf;
+    unsigned char buf[HOP__JOURNAL_APPEND_MAX * HOP__JOURNAL_ENTRY_SIZE];
+    if (n > HOP__JOURNAL_APPEND_MAX) {
+        errno = EINVAL;
+        return HOP_IO;
+    }
+    for (size_t i = 0; i < n; i++)
+        encode(buf + i * HOP__JOURNAL_ENTRY_SIZE, &e[i]);
+    size_t len = n * HOP__JOURNAL_ENTRY_SIZE;
+    struct iovec iov = {buf, len};
+    size_t done = hop__pwrite_all(fd, &iov, 1, *size, len);
+    if (done == len) {
+        *size += len;
         return HOP_OK;
     }
-    /* cut a partial entry off, so the file is as long as the budget counts
+    /* cut what was written off, so the file is as long as the budget counts
      * it; if that fails too, the next append overwrites it */
     int saved = errno;
     if (done > 0)

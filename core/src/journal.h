@@ -52,9 +52,14 @@ uint64_t hop__journal_start_of(const hop__jstate *s, uint64_t seq);
 hop_err hop__journal_rewrite(int dirfd, const hop__jentry *entries, size_t n, int *fd,
                              uint64_t *size);
 
-/* Append e to the journal fd whose length is *size; *size grows on HOP_OK.
- * HOP_IO: errno set; a partial entry is cut off again (if that fails, it
- * is ignored by the reader and overwritten by the next append). */
-hop_err hop__journal_append(int fd, uint64_t *size, const hop__jentry *e);
+/* The most entries hop__journal_append() writes at once. */
+#define HOP__JOURNAL_APPEND_MAX 64
+
+/* Append e[0..n) (n at most HOP__JOURNAL_APPEND_MAX) to the journal fd
+ * whose length is *size, in one write; *size grows on HOP_OK. HOP_IO: errno
+ * set, none counts as written; what was written of them is cut off again
+ * (if that fails, a partial entry is ignored by the reader and overwritten
+ * by the next append, whole ones merely repeat). */
+hop_err hop__journal_append(int fd, uint64_t *size, const hop__jentry *e, size_t n);
 
 #endif

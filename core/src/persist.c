@@ -151,17 +151,19 @@ static void journal_rewrite_live(hop_channel *ch)
                  err == HOP_IO ? strerror(saved) : hop_strerror(err));
 }
 
-/* Append DONE(seq, off) to the journal, counted. journal_lock held, or
- * single-threaded. */
-static hop_err note_done(hop_channel *ch, uint64_t seq, uint64_t off)
+/* Append DONE(seq, off) of c[0..n) to the journal, counted. journal_lock
+ * held, or single-threaded. */
+static hop_err note_done(hop_channel *ch, const hop__consumed *c, size_t n)
 {
     if (ch->journal_fd < 0) {
         errno = EBADF;
         return HOP_IO;
     }
-    hop__jentry e = {HOP__J_DONE, seq, off};
+    hop__jentry e[HOP__JOURNAL_APPEND_MAX];
+    for (size_t i = 0; i < n; i++)
+        e[i] = (hop__jentry){HOP__J_DONE, c[i].seq, c[i].off};
     uint64_t before = ch->journal_size;
-    hop_err err = hop__journal_append(ch->journal_fd, &ch->journal_size, &e);
+    hop_err err = hop__journal_append(ch->journal_fd, &ch->journal_size, e, n);
     hop__disk_count(&ch->disk, ch->journal_size - before);
     return err;
 }
@@ -169,28 +171,28 @@ static hop_err note_done(hop_channel *ch, uint64_t seq, uint64_t off)
 hop_err hop__persist_note_consumed(hop_channel *ch, uint64_t seq, uint64_t off)
 {
     pthread_mutex_lock(&ch->journal_lock);
-    hop_err err = note_done(ch, seq, off);
+    hop_err err = note_done(ch, &(hop__consumed){seq, off}, 1);
     int saved = errno;
     pthread_mutex_unlock(&ch->journal_lock);
     errno = saved;
     return err;
 }
 
-void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off)
+void hop__persist_consumed(hop_channel *ch, const hop__consumed *c, size_t n)
 {
     pthread_mutex_lock(&ch->journal_lock);
-    hop_err err = note_done(ch, seq, off);
+    hop_err err = note_done(ch, c, n);
     int saved = errno;
     bool rewrite = err == HOP_OK && ch->journal_size >= JOURNAL_REWRITE_BYTES;
     pthread_mutex_unlock(&ch->journal_lock);
     if (err != HOP_OK) {
         /* the message was delivered; after a restart it may come again */
         hop__log(HOP_LOG_ERROR, ch->name,
-                 "journal: cannot note a consumed record (it may come again after a "
+                 "journal: cannot note %zu consumed record(s) (they may come again after a "
                  "restart): %s",
-                 strerror(saved));
+                 n, strerror(saved));
         pthread_mutex_lock(&ch->lock);
-        ch->io_errors_total++;
+        ch->io_errors_total += n;
         pthread_mutex_unlock(&ch->lock);
     }
     if (rewrite)
@@ -311,7 +313,7 @@ static void journal_spilled(hop_channel *ch, const hop__array *spilled)
             k++;
         }
         if (repeated)
-            note_done(ch, fl->file->seq, fl->off);
+            note_done(ch, &(hop__consumed){fl->file->seq, fl->off}, 1);
     }
 }
 

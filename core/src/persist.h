@@ -16,10 +16,16 @@ hop_err hop__persist_rewrite(hop_channel *ch);
  * memory traffic does not wait for the I/O. Errors as
  * hop__persist_rewrite(). */
 hop_err hop__persist_rewrite_locked(hop_channel *ch);
-/* Note that the record of file seq at off was consumed: an append to the
- * journal, which is rewritten when it has grown. A failure is logged and
- * counted (the record may come again after a restart). Without locks. */
-void hop__persist_consumed(hop_channel *ch, uint64_t seq, uint64_t off);
+/* A record consumed: file seq, offset off. */
+typedef struct hop__consumed {
+    uint64_t seq, off;
+} hop__consumed;
+
+/* Note that the records c[0..n) (n at most HOP__JOURNAL_APPEND_MAX) were
+ * consumed: one append to the journal, which is rewritten when it has
+ * grown. A failure is logged and counted (the records may come again after
+ * a restart). Without locks. */
+void hop__persist_consumed(hop_channel *ch, const hop__consumed *c, size_t n);
 /* Note now, in the journal, that the record of file seq at off is
  * consumed: for a record that stays whole in its file although its sender
  * was told it was not stored. Takes journal_lock (so may be called with

@@ -385,7 +385,7 @@ static void test_last_start_wins(void **state)
 
     const hop__jentry appended[] = {START(8, 400), START(7, 30), START(6, 1)};
     for (size_t i = 0; i < COUNT(appended); i++)
-        assert_int_equal(hop__journal_append(fd, &size, &appended[i]), HOP_OK);
+        assert_int_equal(hop__journal_append(fd, &size, &appended[i], 1), HOP_OK);
     const hop__jentry want2[] = {START(6, 1), START(7, 30), START(8, 400)};
     assert_journal(dirfd, want2, COUNT(want2), NULL, 0, 0, false);
 
@@ -412,7 +412,7 @@ static void test_appends_after_rewrite(void **state)
     const hop__jentry more[] = {DONE(1, 32), DONE(2, 16), START(2, 48), DONE(1, 64)};
     for (size_t i = 0; i < COUNT(more); i++) {
         uint64_t before = size;
-        assert_int_equal(hop__journal_append(fd, &size, &more[i]), HOP_OK);
+        assert_int_equal(hop__journal_append(fd, &size, &more[i], 1), HOP_OK);
         assert_true(size == before + 32);
         assert_true(file_size(path) == size);
     }
@@ -437,8 +437,8 @@ static void test_torn_append_keeps_whole_entries(void **state)
         uint64_t size;
         assert_int_equal(hop__journal_rewrite(dirfd, e, COUNT(e), &fd, &size), HOP_OK);
         const hop__jentry appended = DONE(3, 48);
-        assert_int_equal(hop__journal_append(fd, &size, &appended), HOP_OK);
-        assert_int_equal(hop__journal_append(fd, &size, &last), HOP_OK);
+        assert_int_equal(hop__journal_append(fd, &size, &appended, 1), HOP_OK);
+        assert_int_equal(hop__journal_append(fd, &size, &last, 1), HOP_OK);
         close(fd);
         cut_file(path, size - 32 + cut);
 
@@ -759,7 +759,7 @@ static void test_rewrite_completes_short_writes(void **state)
     assert_true(size == 16 + 3 * 32);
     assert_true(hook_calls >= 1 + (int)((size + 6) / 7));
     const hop__jentry appended = DONE(1, 200);
-    assert_int_equal(hop__journal_append(fd, &size, &appended), HOP_OK);
+    assert_int_equal(hop__journal_append(fd, &size, &appended, 1), HOP_OK);
     hop__io_set(NULL);
     close(fd);
     const hop__jentry done[] = {DONE(1, 48), DONE(1, 96), DONE(1, 200)};
@@ -792,7 +792,7 @@ static void test_rewrite_returns_journal_for_appending(void **state)
     assert_true(mode == O_WRONLY || mode == O_RDWR);
 
     const hop__jentry a = DONE(2, 64);
-    assert_int_equal(hop__journal_append(fd, &size, &a), HOP_OK);
+    assert_int_equal(hop__journal_append(fd, &size, &a, 1), HOP_OK);
     assert_journal(dirfd, e, 1, &a, 1, 0, false);
 
     int fd2 = -1;
@@ -801,7 +801,7 @@ static void test_rewrite_returns_journal_for_appending(void **state)
     assert_int_equal(hop__journal_rewrite(dirfd, e2, 1, &fd2, &size2), HOP_OK);
     assert_int_not_equal(fd2, fd);
     const hop__jentry stale = DONE(3, 99);
-    assert_int_equal(hop__journal_append(fd, &size, &stale), HOP_OK); /* the old inode */
+    assert_int_equal(hop__journal_append(fd, &size, &stale, 1), HOP_OK); /* the old inode */
     assert_journal(dirfd, e2, 1, NULL, 0, 0, false);
     close(fd);
     close(fd2);
@@ -809,6 +809,65 @@ static void test_rewrite_returns_journal_for_appending(void **state)
 }
 
 /* ---- appending ---- */
+
+static ssize_t counting_pwritev(int fd, const struct iovec *iov, int n, off_t off)
+{
+    hook_calls++;
+    return hop__io_system.pwritev(fd, iov, n, off);
+}
+
+/* Several entries go in one write (hop_free_all() consumes a batch so),
+ * and read back as if appended one by one. A write that fails half way
+ * counts none of them and is cut off; more than HOP__JOURNAL_APPEND_MAX at
+ * once is refused with nothing written. */
+static void test_append_many_in_one_write(void **state)
+{
+    const tu_dir *d = *state;
+    int dirfd = open_dir(d);
+    char path[PATH_MAX];
+    journal_path(d, path);
+    const hop__jentry e[] = {START(1, 16)};
+    int fd;
+    uint64_t size;
+    assert_int_equal(hop__journal_rewrite(dirfd, e, 1, &fd, &size), HOP_OK);
+    uint64_t before = size;
+
+    hook();
+    hooked.pwritev = counting_pwritev;
+    hook_calls = 0;
+    const hop__jentry three[] = {DONE(1, 40), DONE(1, 80), DONE(1, 120)};
+    assert_int_equal(hop__journal_append(fd, &size, three, COUNT(three)), HOP_OK);
+    assert_int_equal(hook_calls, 1);
+    assert_true(size == before + 3 * HOP__JOURNAL_ENTRY_SIZE);
+    assert_true(file_size(path) == size);
+
+    hooked.pwritev = half_then_fail_pwritev;
+    hook_armed = true;
+    hook_calls = 0;
+    const hop__jentry lost[] = {DONE(1, 160), DONE(1, 200), DONE(1, 240)};
+    uint64_t good = size;
+    assert_int_equal(hop__journal_append(fd, &size, lost, COUNT(lost)), HOP_IO);
+    assert_true(size == good);
+    assert_true(file_size(path) == good);
+    hook_armed = false;
+
+    hop__jentry many[HOP__JOURNAL_APPEND_MAX + 1];
+    for (size_t i = 0; i < COUNT(many); i++)
+        many[i] = DONE(2, 16 + 32 * i);
+    errno = 0;
+    assert_int_equal(hop__journal_append(fd, &size, many, COUNT(many)), HOP_IO);
+    assert_int_equal(errno, EINVAL);
+    assert_true(size == good && file_size(path) == good);
+    assert_int_equal(hop__journal_append(fd, &size, many, HOP__JOURNAL_APPEND_MAX), HOP_OK);
+    hop__io_set(NULL);
+
+    hop__jentry done[3 + HOP__JOURNAL_APPEND_MAX];
+    memcpy(done, three, sizeof three);
+    memcpy(done + 3, many, HOP__JOURNAL_APPEND_MAX * sizeof many[0]);
+    assert_journal(dirfd, e, 1, done, COUNT(done), 0, false);
+    close(fd);
+    close(dirfd);
+}
 
 /* A failed append: HOP_IO with errno, *size unchanged; whatever part of the
  * entry reached the file is cut off again, so the file is as long as
@@ -824,7 +883,7 @@ static void append_fails_then_recovers(const tu_dir *d, bool partial, bool cut_f
     uint64_t size;
     assert_int_equal(hop__journal_rewrite(dirfd, e, 1, &fd, &size), HOP_OK);
     const hop__jentry first = DONE(1, 40);
-    assert_int_equal(hop__journal_append(fd, &size, &first), HOP_OK);
+    assert_int_equal(hop__journal_append(fd, &size, &first, 1), HOP_OK);
     uint64_t good = size;
 
     hook();
@@ -834,7 +893,7 @@ static void append_fails_then_recovers(const tu_dir *d, bool partial, bool cut_f
     hook_errno = ENOSPC;
     const hop__jentry lost = DONE(1, 80);
     errno = 0;
-    assert_int_equal(hop__journal_append(fd, &size, &lost), HOP_IO);
+    assert_int_equal(hop__journal_append(fd, &size, &lost, 1), HOP_IO);
     assert_int_equal(errno, ENOSPC);
     assert_true(size == good);
     hop__io_set(NULL);
@@ -845,7 +904,7 @@ static void append_fails_then_recovers(const tu_dir *d, bool partial, bool cut_f
     assert_journal(dirfd, e, 1, &first, 1, 0, left);
 
     const hop__jentry next = DONE(1, 120);
-    assert_int_equal(hop__journal_append(fd, &size, &next), HOP_OK);
+    assert_int_equal(hop__journal_append(fd, &size, &next, 1), HOP_OK);
     assert_true(size == good + 32);
     assert_true(file_size(path) == size);
     const hop__jentry done[] = {DONE(1, 40), DONE(1, 120)};
@@ -895,6 +954,7 @@ int main(void)
         T(test_rewrite_ignores_directory_sync_failure),
         T(test_rewrite_completes_short_writes),
         T(test_rewrite_returns_journal_for_appending),
+        T(test_append_many_in_one_write),
         T(test_append_failure_leaves_size),
         T(test_partial_append_is_cut_off),
         T(test_partial_append_is_overwritten),

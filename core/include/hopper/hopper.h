@@ -449,6 +449,11 @@ hop_err hop_hold(hop_channel *ch, void *data);
  * after a restart; this must happen before its channel is closed (after,
  * it only frees memory). NULL is a no-op. */
 void hop_free(void *data);
+/* hop_free() each of data[0..n), in that order (NULL entries are skipped).
+ * Messages of one channel read from its queue files are marked consumed
+ * together: one pass under the channel's locks and one journal write for up
+ * to 64 of them, where hop_free() makes one each. */
+void hop_free_all(void *const *data, size_t n);
 
 /* Counters and gauges of one channel, read at one instant. */
 typedef struct hop_stats {
