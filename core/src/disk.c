@@ -181,7 +181,6 @@ void hop__disk_remove(hop__disk *d, hop__qfile *done)
             hop__unremoved u = {done->seq, on_disk(done)};
             hop__array_push(&d->unremoved, &u, sizeof u);
         }
-        hop__qfile_free(done);
         done = next;
     }
 }

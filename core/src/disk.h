@@ -139,9 +139,12 @@ void hop__disk_reopen_tail(hop__disk *d);
  * tail) off the list and chain them on *finished. State and reader locks
  * held. */
 void hop__disk_detach_finished(hop__disk *d, hop__qfile **finished);
-/* Remove and free the files of finished, giving back their bytes. One
- * that cannot be removed is logged and remembered in unremoved, and stays
- * counted. Reader lock held, state lock not. */
+/* Remove the files of finished, giving back their bytes. One that cannot
+ * be removed is logged and remembered in unremoved, and stays counted.
+ * Reader lock held, state lock not. Free them afterwards, without locks,
+ * with hop__qfile_free_list(): the last close of a removed file makes the
+ * kernel drop its cached pages (and, on a file system mounted with
+ * discard, wait for the device), which must not hold up the channel. */
 void hop__disk_remove(hop__disk *d, hop__qfile *finished);
 /* Try again to remove the files in unremoved. Reader lock held. */
 void hop__disk_retry_unremoved(hop__disk *d);

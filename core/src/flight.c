@@ -72,6 +72,7 @@ static void consume(hop_channel *ch, hop__flight **fls, size_t n)
     pthread_mutex_unlock(&ch->lock);
     hop__disk_remove(&ch->disk, finished);
     pthread_mutex_unlock(&ch->read_lock);
+    hop__qfile_free_list(finished);
     if (k > 0)
         hop__persist_consumed(ch, done, k);
 }

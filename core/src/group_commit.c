@@ -422,6 +422,7 @@ static void fail_unsynced(hop_channel *ch, hop__sync_req *batch, int err_no)
     hop__disk_remove(&ch->disk, finished);
     pthread_mutex_unlock(&ch->read_lock);
     pthread_mutex_unlock(&ch->write_lock);
+    hop__qfile_free_list(finished);
     hop__log(HOP_LOG_ERROR, ch->name, "syncing queue file: %s; %zu message(s) refused",
              strerror(err_no), failed);
     settle(batch, HOP_IO, err_no);

@@ -119,6 +119,15 @@ void hop__qfile_free(hop__qfile *f)
     hop__free(f);
 }
 
+void hop__qfile_free_list(hop__qfile *f)
+{
+    while (f) {
+        hop__qfile *next = f->next;
+        hop__qfile_free(f);
+        f = next;
+    }
+}
+
 int hop__qfile_unlink(int dirfd, uint64_t seq)
 {
     char name[HOP__QFILE_NAME_SIZE];

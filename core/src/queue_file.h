@@ -69,6 +69,8 @@ bool hop__qfile_add_skip(hop__qfile *f, uint64_t off, uint64_t to, bool consumed
 
 /* Close whatever descriptors f has open and free it (the file stays). */
 void hop__qfile_free(hop__qfile *f);
+/* hop__qfile_free() each file of the list chained by next from f. */
+void hop__qfile_free_list(hop__qfile *f);
 
 /* Remove queue file seq from dirfd; errors are returned, not logged. */
 int hop__qfile_unlink(int dirfd, uint64_t seq);

@@ -140,6 +140,7 @@ static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
     if (idle)
         hop__disk_reader_release(&ch->disk); /* no read-ahead memory while idle */
     pthread_mutex_unlock(&ch->read_lock);
+    hop__qfile_free_list(rd.finished);
     pthread_mutex_lock(&ch->lock);
     errno = rd.err_no;
     return err;
