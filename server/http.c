@@ -13,6 +13,7 @@
 #include "dispatch.h"
 #include "log.h"
 #include "options_table.h"
+#include "thread_conns.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -122,11 +123,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     (void)cls;
     (void)conn;
-    (void)socket_context;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&http.connections, 1);
-    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        thread_conns_started(socket_context);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         atomic_fetch_sub(&http.connections, 1);
+        thread_conns_closed(socket_context);
+    }
 }
 
 /* MHD_OPTION_URI_LOG_CALLBACK: the raw target, before MHD decodes it. The

@@ -12,6 +12,7 @@
 #include "query.h"
 #include "registry.h"
 #include "respond.h"
+#include "thread_conns.h"
 #include "verify_schemes.h"
 
 #include <errno.h>
@@ -361,11 +362,12 @@ static void on_synced(void *arg, hop_err err, int err_no)
 }
 
 /* A durable POST of msgs[0..n): written now and answered once synced.
- * When no sync of the channel is under way this thread makes it and
- * answers at once (a sender waiting for each answer then costs no hand-off
- * between threads); else the connection waits, suspended, for the sync
- * thread's callback, and post_resume() answers (msgs is not needed then:
- * the records are written). */
+ * When no sync of the channel is under way and this thread serves no other
+ * connection, it makes the sync and answers at once (a sender waiting for
+ * each answer then costs no hand-off between threads; thread_conns.c says
+ * why not with other connections); else the connection waits, suspended,
+ * for the sync thread's callback, and post_resume() answers (msgs is not
+ * needed then: the records are written). */
 static enum MHD_Result send_durable(post_request *p, struct MHD_Connection *conn,
                                     const hop_buf *msgs, size_t n)
 {
@@ -373,8 +375,10 @@ static enum MHD_Result send_durable(post_request *p, struct MHD_Connection *conn
     /* Hold the lock across the send: the callback may come before the
      * connection is suspended, and must resume it only after. */
     pthread_mutex_lock(&p->sync_lock);
-    bool synced;
-    hop_err err = hop_send_batch_lead(p->base.entry->ch, msgs, n, on_synced, p, &synced);
+    bool synced = false;
+    hop_err err = thread_conns_alone()
+                      ? hop_send_batch_lead(p->base.entry->ch, msgs, n, on_synced, p, &synced)
+                      : hop_send_batch_async(p->base.entry->ch, msgs, n, on_synced, p);
     int err_no = errno;
     bool wait = err == HOP_OK && !synced;
     if (wait) {

@@ -94,6 +94,9 @@ static void run(hop_channel *ch);
 static void *sync_thread(void *arg)
 {
     (void)arg;
+    /* else it has the name of whatever thread opened the first durable
+     * channel (an HTTP thread's, in the server): top -H tells them apart */
+    pthread_setname_np(pthread_self(), "hopper-sync");
     pthread_mutex_lock(&pool.lock);
     for (;;) {
         while (pool.head == NULL && !pool.quit)
