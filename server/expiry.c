@@ -93,6 +93,27 @@ hop_err expiry_recv(registry_entry *e, void **msg, size_t *len)
     return take_unexpired(e, NULL, msg, len);
 }
 
+hop_err expiry_recv_batch(registry_entry *e, void **msgs, size_t *lens, size_t max, size_t *n)
+{
+    *n = 0;
+    hop_err err = HOP_OK;
+    while (*n < max) {
+        size_t got;
+        err = hop_recv_batch(e->ch, max - *n, msgs + *n, lens + *n, &got);
+        if (err != HOP_OK)
+            break;
+        size_t kept = *n;
+        for (size_t i = *n; i < *n + got; i++) {
+            if (expiry_drop_if_expired(e, msgs[i], lens[i]))
+                continue;
+            msgs[kept] = msgs[i];
+            lens[kept++] = lens[i];
+        }
+        *n = kept; /* if some were dropped, more may come after them */
+    }
+    return *n > 0 ? HOP_OK : err;
+}
+
 hop_err expiry_recv_or_arm(registry_entry *e, hop_waiter *w, void **msg, size_t *len)
 {
     return take_unexpired(e, w, msg, len);

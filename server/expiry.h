@@ -69,6 +69,11 @@ bool expiry_drop_if_expired(registry_entry *e, void *msg, size_t len);
 
 /* hop_recv(e->ch, 0, ...), dropping expired messages on the way. */
 hop_err expiry_recv(registry_entry *e, void **msg, size_t *len);
+/* Up to max messages of e's channel that have not expired, taken now,
+ * in order, as expiry_recv() called until it fails or max are taken, but
+ * through hop_recv_batch(). OUT: msgs[0..*n), lens alike. HOP_OK with *n
+ * >= 1, else what hop_recv_batch() said (*n 0). */
+hop_err expiry_recv_batch(registry_entry *e, void **msgs, size_t *lens, size_t max, size_t *n);
 
 /* hop_recv_or_arm(e->ch, w, ...), dropping expired messages on the way:
  * HOP_OK with an unexpired message, or HOP_TIMEOUT with w armed. A

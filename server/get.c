@@ -42,13 +42,16 @@ static size_t take_ready(registry_entry *e, void **msgs, size_t *lens, size_t n,
 {
     unsigned failed = 0; /* for the whole batch */
     while (n < max) {
-        hop_err err = expiry_recv(e, &msgs[n], &lens[n]); /* expired ones dropped */
+        size_t got = 1;
+        /* expired ones dropped; a lease holds them one by one */
+        hop_err err = leased ? expiry_recv(e, &msgs[n], &lens[n])
+                             : expiry_recv_batch(e, msgs + n, lens + n, max - n, &got);
         if (err == HOP_OK && leased && lease_hold(e, msgs[n]) != API_OK) {
             giveback_unsent(e, msgs[n], lens[n]); /* back at the head, in order */
             break;
         }
         if (err == HOP_OK)
-            n++;
+            n += got;
         else if (!skip_corrupt(err, &failed))
             break;
     }

@@ -585,10 +585,10 @@ void hop__disk_reader_release(hop__disk *d)
     hop__qreader_release(&d->reader);
 }
 
-void hop__disk_consumed(hop__disk *d, hop__qfile *f, hop__qfile **done)
+bool hop__disk_consumed(hop__disk *d, hop__qfile *f)
 {
     f->in_flight--;
-    hop__disk_detach_finished(d, done);
+    return d->head && finished(d, d->head);
 }
 
 /* ---- purging ---- */

@@ -240,9 +240,10 @@ hop_err hop__disk_read_commit(hop__disk *d, hop__disk_read *rd);
 /* Free the read-ahead buffer while nothing is left to read (it is taken
  * again when needed). Reader lock held. */
 void hop__disk_reader_release(hop__disk *d);
-/* A record of f handed out is consumed; f may be finished now: chained on
- * *finished. State and reader locks held. */
-void hop__disk_consumed(hop__disk *d, hop__qfile *f, hop__qfile **finished);
+/* A record of f handed out is consumed. True if the oldest file is finished
+ * now, for hop__disk_detach_finished() (which needs the reader lock too)
+ * to take. State lock held. */
+bool hop__disk_consumed(hop__disk *d, hop__qfile *f);
 
 /* ---- peeking (peek.c) ---- */
 

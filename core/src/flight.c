@@ -53,12 +53,11 @@ static void consume(hop_channel *ch, hop__flight **fls, size_t n)
 {
     hop__consumed done[HOP__JOURNAL_APPEND_MAX];
     size_t k = 0;
-    hop__qfile *finished = NULL;
-    pthread_mutex_lock(&ch->read_lock);
+    bool finishing = false;
     pthread_mutex_lock(&ch->lock);
     for (size_t i = 0; i < n; i++) {
         hop__flight *fl = fls[i];
-        if (fl->ch == NULL) { /* purged while the locks were taken: its file may be gone */
+        if (fl->ch == NULL) { /* purged while the lock was taken: its file may be gone */
             hop__free(fl);
             continue;
         }
@@ -66,13 +65,23 @@ static void consume(hop_channel *ch, hop__flight **fls, size_t n)
         done[k++] = (hop__consumed){f->seq, fl->off};
         fl->state = HOP__FLIGHT_DONE;
         ch->in_flight--;
-        hop__disk_consumed(&ch->disk, f, &finished);
+        finishing |= hop__disk_consumed(&ch->disk, f);
     }
     release_consumed_head(ch); /* any of fls may be freed here */
     pthread_mutex_unlock(&ch->lock);
-    hop__disk_remove(&ch->disk, finished);
-    pthread_mutex_unlock(&ch->read_lock);
-    hop__qfile_free_list(finished);
+    /* Only a file that is finished now needs the reader's lock, to go: the
+     * reader holds it while it reads a batch, and waiting for it every
+     * time would make a receiver's free wait for another's read. */
+    if (finishing) {
+        hop__qfile *finished = NULL;
+        pthread_mutex_lock(&ch->read_lock);
+        pthread_mutex_lock(&ch->lock);
+        hop__disk_detach_finished(&ch->disk, &finished);
+        pthread_mutex_unlock(&ch->lock);
+        hop__disk_remove(&ch->disk, finished);
+        pthread_mutex_unlock(&ch->read_lock);
+        hop__qfile_free_list(finished);
+    }
     if (k > 0)
         hop__persist_consumed(ch, done, k);
 }

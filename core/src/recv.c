@@ -146,6 +146,59 @@ static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
     return err;
 }
 
+/* Read disk records into data[*n..max) and lens alike for as long as
+ * memory holds nothing, holding read_lock across them all: receivers on
+ * other threads wait for it once, not once a record. Called and returns
+ * with ch->lock held, drops it around the I/O. HOP_OK: *n says how many
+ * (none: nothing left on disk, or memory was refilled meanwhile); else the
+ * error of the record that failed, as take_from_disk() (those before it
+ * are taken). */
+static hop_err take_batch_from_disk(hop_channel *ch, void **data, size_t *lens, size_t max,
+                                    size_t *n)
+{
+    pthread_mutex_unlock(&ch->lock);
+    pthread_mutex_lock(&ch->read_lock);
+    pthread_mutex_lock(&ch->lock);
+    hop__qfile *finished = NULL;
+    hop_err err = HOP_OK;
+    int err_no = 0;
+    while (*n < max) {
+        hop__disk_read rd = {.finished = finished, .err_no = 0};
+        hop__flight *fl = hop__malloc(sizeof *fl); /* before anything is consumed */
+        err = take_reserve(ch, fl, &rd);
+        if (err == HOP_OK) {
+            pthread_mutex_unlock(&ch->lock);
+            hop__disk_read_record(&ch->disk, &rd);
+            pthread_mutex_lock(&ch->lock);
+            err = hop__disk_read_commit(&ch->disk, &rd);
+        }
+        finished = rd.finished;
+        if (err != HOP_OK) {
+            hop__free(fl);
+            if (err == HOP_TIMEOUT)
+                err = HOP_OK; /* nothing more here */
+            else if (rd.result == HOP__READ_IO)
+                ch->io_errors_total++;
+            err_no = rd.err_no;
+            break;
+        }
+        take_commit(ch, fl, &rd);
+        data[*n] = rd.msg->data;
+        lens[*n] = rd.msg->len;
+        (*n)++;
+    }
+    bool idle = ch->disk.records == 0;
+    pthread_mutex_unlock(&ch->lock);
+    hop__disk_remove(&ch->disk, finished);
+    if (idle)
+        hop__disk_reader_release(&ch->disk); /* no read-ahead memory while idle */
+    pthread_mutex_unlock(&ch->read_lock);
+    hop__qfile_free_list(finished);
+    pthread_mutex_lock(&ch->lock);
+    errno = err_no;
+    return err;
+}
+
 /* ---- receiving ---- */
 
 /* The oldest message. Called and returns with ch->lock held. HOP_TIMEOUT if
@@ -240,6 +293,45 @@ hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len)
     *data = m->data;
     *len = m->len;
     return HOP_OK;
+}
+
+hop_err hop_recv_batch(hop_channel *ch, size_t max, void **data, size_t *lens, size_t *n)
+{
+    if (n)
+        *n = 0;
+    if (ch == NULL || data == NULL || lens == NULL || n == NULL || max == 0)
+        return HOP_INVALID;
+    pthread_mutex_lock(&ch->lock);
+    if (ch->closed) {
+        pthread_mutex_unlock(&ch->lock);
+        return HOP_CLOSED;
+    }
+    ch->inside++;
+    hop_err err = HOP_OK;
+    int err_no = 0;
+    while (*n < max) {
+        hop__msg *m = memory_take(ch);
+        if (m) {
+            data[*n] = m->data;
+            lens[(*n)++] = m->len;
+            continue;
+        }
+        if (ch->disk.records == 0)
+            break;
+        size_t before = *n;
+        err = take_batch_from_disk(ch, data, lens, max, n);
+        err_no = errno;
+        /* nothing read and memory still empty: another receiver took them */
+        if (err != HOP_OK || (*n == before && ch->mem.head == NULL))
+            break;
+    }
+    ch->received_total += *n;
+    leave(ch);
+    pthread_mutex_unlock(&ch->lock);
+    if (*n > 0)
+        return HOP_OK;
+    errno = err_no;
+    return err != HOP_OK ? err : HOP_TIMEOUT;
 }
 
 /* ---- waiters ---- */

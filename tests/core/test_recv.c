@@ -294,14 +294,84 @@ static void test_requeue_keeps_the_order_taken(void **state)
     hop_channel_close(ch);
 }
 
+/* ---- batches ---- */
+
+/* hop_recv_batch() takes what hop_recv() would, in the same order: memory,
+ * then queue files across several of them, a requeued message first;
+ * nothing is left behind or taken twice, and the consumed ones stay
+ * consumed across a reopen (freed with hop_free_all()). */
+static void test_recv_batch_in_order(void **state)
+{
+    tu_dir *d = *state;
+    size_t rec = TU_RECORD_SIZE(100);
+    hop_limits l = tu_limits(4 * hop_message_cost(100), TU_FILE_HEADER + 5 * rec, SIZE_MAX, 1000);
+    hop_channel *ch = tu_open(d, l);
+    for (uint64_t id = 0; id < 50; id++)
+        assert_int_equal(send_id(ch, id, 100), HOP_OK);
+    assert_int_equal(tu_stats(ch).disk_files, 10);
+
+    void *data[64];
+    size_t lens[64], n = 99;
+    assert_int_equal(hop_recv_batch(ch, 20, data, lens, &n), HOP_OK);
+    assert_int_equal(n, 20); /* 4 from memory, 16 from 4 files */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(tu_id_of(data[i], lens[i]), i);
+    assert_int_equal(hop_requeue(ch, data[19], lens[19]), HOP_OK);
+    hop_free_all(data, 19);
+    assert_int_equal(hop_recv_batch(ch, 64, data, lens, &n), HOP_OK);
+    assert_int_equal(n, 31); /* the requeued one, then the rest */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(tu_id_of(data[i], lens[i]), 19 + i);
+    hop_stats s = tu_stats(ch);
+    assert_int_equal(s.messages, 0);
+    assert_int_equal(s.in_flight, 31); /* all from queue files */
+    assert_int_equal(s.received_total, 51); /* the requeued one twice */
+    assert_int_equal(hop_recv_batch(ch, 64, data + 31, lens + 31, &n), HOP_TIMEOUT);
+    assert_int_equal(n, 0);
+    hop_free_all(data, 31);
+    assert_int_equal(tu_stats(ch).disk_files, 0);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+
+    ch = tu_open(d, l);
+    assert_int_equal(hop_recv_batch(ch, 64, data, lens, &n), HOP_TIMEOUT);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+}
+
+/* Bad arguments are refused and take nothing; a closed channel says so. */
+static void test_recv_batch_refuses(void **state)
+{
+    tu_dir *d = *state;
+    hop_channel *ch = tu_open(d, tu_limits(100000, 100000, 4, 1000));
+    assert_int_equal(send_id(ch, 7, 50), HOP_OK);
+    void *data[2];
+    size_t lens[2], n = 5;
+    assert_int_equal(hop_recv_batch(NULL, 2, data, lens, &n), HOP_INVALID);
+    assert_int_equal(n, 0);
+    assert_int_equal(hop_recv_batch(ch, 0, data, lens, &n), HOP_INVALID);
+    assert_int_equal(hop_recv_batch(ch, 2, NULL, lens, &n), HOP_INVALID);
+    assert_int_equal(hop_recv_batch(ch, 2, data, NULL, &n), HOP_INVALID);
+    assert_int_equal(hop_recv_batch(ch, 2, data, lens, NULL), HOP_INVALID);
+    assert_int_equal(tu_stats(ch).messages, 1);
+    assert_int_equal(hop_recv_batch(ch, 2, data, lens, &n), HOP_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(tu_id_of(data[0], lens[0]), 7);
+    hop_free(data[0]);
+    assert_int_equal(hop_channel_close(ch), HOP_OK);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, tu_dir_setup, tu_dir_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_fifo_across_memory_and_disk),        T(test_requeue_goes_to_head),
-        T(test_requeue_wrong_length_keeps_message), T(test_recv_timeouts),
-        T(test_blocked_recv_wakes_on_send),         T(test_close_wakes_blocked_recv),
+        T(test_fifo_across_memory_and_disk),
+        T(test_requeue_goes_to_head),
+        T(test_requeue_wrong_length_keeps_message),
+        T(test_recv_timeouts),
+        T(test_blocked_recv_wakes_on_send),
+        T(test_close_wakes_blocked_recv),
         T(test_requeue_keeps_the_order_taken),
+        T(test_recv_batch_in_order),
+        T(test_recv_batch_refuses),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -314,6 +314,16 @@ hop_err hop_send_batch_lead(hop_channel *ch, const hop_buf *msgs, size_t n, hop_
  * out; the next call goes on with the next record), HOP_INVALID. */
 hop_err hop_recv(hop_channel *ch, int timeout_ms, void **data, size_t *len);
 
+/* Take up to max of the oldest messages there are now, in order, without
+ * waiting: as hop_recv(ch, 0, ...) called until it returns anything but
+ * HOP_OK or max were taken, except that receivers on other threads wait
+ * for the queue files once a batch, not once a message. OUT: data[0..*n)
+ * and lens[0..*n), each released as from hop_recv(). HOP_OK with *n >= 1;
+ * HOP_TIMEOUT with *n 0 (nothing there); an error of hop_recv() met before
+ * any message was taken (met after one: HOP_OK with those before it, and
+ * the next call meets it); HOP_INVALID (max 0 or a NULL argument). */
+hop_err hop_recv_batch(hop_channel *ch, size_t max, void **data, size_t *lens, size_t *n);
+
 /* Called by hop_peek() for each message, oldest first: data[0..len) is
  * borrowed, valid only during the call. Return false to stop. It runs with
  * locks of the channel held (the reader's, and for messages in memory the
