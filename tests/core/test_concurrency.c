@@ -18,7 +18,7 @@
 #define TOTAL (PRODUCERS * PER_PRODUCER)
 #define DEADLINE_MS 60000
 
-typedef enum consumer_kind { BLOCKING, WAITER } consumer_kind;
+typedef enum consumer_kind { BLOCKING, WAITER, BATCH } consumer_kind;
 
 typedef struct shared {
     hop_channel *ch;
@@ -102,7 +102,16 @@ typedef struct consumer {
     size_t len;
 } consumer;
 
+/* check_message() without the free. */
+static void check_only(consumer *c, void *data, size_t len);
+
 static void check_message(consumer *c, void *data, size_t len)
+{
+    check_only(c, data, len);
+    hop_free(data);
+}
+
+static void check_only(consumer *c, void *data, size_t len)
 {
     shared *sh = c->sh;
     uint64_t id = tu_id_of(data, len);
@@ -116,7 +125,6 @@ static void check_message(consumer *c, void *data, size_t len)
             note_error(sh, &sh->out_of_order, "out of order for one consumer", id);
         c->last_seq[prod] = seq;
     }
-    hop_free(data);
     atomic_fetch_add(&sh->received, 1);
 }
 
@@ -207,6 +215,40 @@ static void consume_with_waiter(consumer *c)
     }
 }
 
+/* Batches of up to 16 (hop_recv_batch(), hop_free_all()); when there is
+ * none, one blocking hop_recv() waits for the next message. A poison
+ * stops it; what the batch held after it (other consumers' poisons) goes
+ * back to the head, last first. */
+static void consume_batches(consumer *c)
+{
+    enum { MAX = 16 };
+    for (;;) {
+        void *data[MAX];
+        size_t lens[MAX], n;
+        hop_err err = hop_recv_batch(c->sh->ch, MAX, data, lens, &n);
+        if (err == HOP_TIMEOUT) {
+            err = hop_recv(c->sh->ch, -1, &data[0], &lens[0]);
+            n = 1;
+        }
+        if (err != HOP_OK) {
+            note_error(c->sh, &c->sh->unexpected, hop_err_name(err), 0);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (tu_id_of(data[i], lens[i]) != POISON_ID) {
+                check_only(c, data[i], lens[i]);
+                continue;
+            }
+            for (size_t j = n; j-- > i + 1;)
+                if (hop_requeue(c->sh->ch, data[j], lens[j]) != HOP_OK)
+                    note_error(c->sh, &c->sh->unexpected, "requeue", 0);
+            hop_free_all(data, i + 1);
+            return;
+        }
+        hop_free_all(data, n);
+    }
+}
+
 static void *consume(void *arg)
 {
     consumer *c = arg;
@@ -217,6 +259,8 @@ static void *consume(void *arg)
         sched_yield();
     if (c->kind == BLOCKING)
         consume_blocking(c);
+    else if (c->kind == BATCH)
+        consume_batches(c);
     else
         consume_with_waiter(c);
     return NULL;
@@ -313,6 +357,7 @@ static void run(const tu_dir *d, hop_limits limits, const consumer_kind kinds[CO
 static const consumer_kind all_blocking[CONSUMERS] = {BLOCKING, BLOCKING, BLOCKING, BLOCKING};
 static const consumer_kind all_waiters[CONSUMERS] = {WAITER, WAITER, WAITER, WAITER};
 static const consumer_kind mixed[CONSUMERS] = {BLOCKING, WAITER, BLOCKING, WAITER};
+static const consumer_kind with_batches[CONSUMERS] = {BATCH, WAITER, BATCH, BLOCKING};
 
 /* Small memory, files without limit: memory and disk both in play. */
 static void test_blocking_consumers(void **state)
@@ -337,15 +382,25 @@ static void test_disk_only(void **state)
     run(*state, tu_limits(0, 32 * 1024, SIZE_MAX, 64), mixed, "disk only");
 }
 
+/* Consumers taking batches beside the others, memory and disk in play and
+ * through the disk alone. */
+static void test_batch_consumers(void **state)
+{
+    run(*state, tu_limits(16 * 1024, 64 * 1024, SIZE_MAX, 64), with_batches, "batches");
+}
+
+static void test_batch_consumers_disk_only(void **state)
+{
+    run(*state, tu_limits(0, 32 * 1024, SIZE_MAX, 64), with_batches, "batches, disk only");
+}
+
 int main(void)
 {
     hop_set_log(NULL, NULL);
 #define T(name) cmocka_unit_test_setup_teardown(name, tu_dir_setup, tu_dir_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_blocking_consumers),
-        T(test_waiter_consumers),
-        T(test_mixed_consumers_with_full),
-        T(test_disk_only),
+        T(test_blocking_consumers), T(test_waiter_consumers), T(test_mixed_consumers_with_full),
+        T(test_disk_only),          T(test_batch_consumers),  T(test_batch_consumers_disk_only),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
