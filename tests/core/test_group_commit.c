@@ -332,6 +332,20 @@ static void test_group_commit_64_threads(void **state)
                  (unsigned long long)syncs, (unsigned long long)total);
 }
 
+/* Join senders s[0..n), which must have succeeded; then the hook must have
+ * counted qsyncs queue file syncs and dirsyncs directory syncs. */
+static void join_ok_then_syncs(sender *s, int n, int qsyncs, int dirsyncs)
+{
+    for (int i = 0; i < n; i++) {
+        sender_join(&s[i]);
+        assert_int_equal(s[i].err, HOP_OK);
+    }
+    int q, dir;
+    hook_counts(&q, &dir);
+    assert_int_equal(q, qsyncs);
+    assert_int_equal(dir, dirsyncs);
+}
+
 /* Deterministic sharing: while one sender's sync is held, 16 more append
  * and wait; when it is released, one more sync serves all 16. */
 static void test_senders_queued_during_a_sync_share_the_next(void **state)
@@ -353,14 +367,7 @@ static void test_senders_queued_during_a_sync_share_the_next(void **state)
     gate_open(0);
     sender_join(&a);
     assert_int_equal(a.err, HOP_OK);
-    for (int i = 0; i < 16; i++) {
-        sender_join(&others[i]);
-        assert_int_equal(others[i].err, HOP_OK);
-    }
-    int qsyncs, dirsyncs;
-    hook_counts(&qsyncs, &dirsyncs);
-    assert_int_equal(qsyncs, 2);
-    assert_int_equal(dirsyncs, 1);
+    join_ok_then_syncs(others, 16, 2, 1);
     hop_stats st = tu_stats(ch);
     assert_int_equal(st.syncs_total, 3);
     assert_int_equal(st.sent_total, 17);
@@ -421,14 +428,7 @@ static void test_answered_sender_joins_the_next_round(void **state)
     assert_int_equal(pthread_join(a.thread, NULL), 0);
     assert_int_equal(a.err, HOP_OK);
     assert_int_equal(a.err2, HOP_OK);
-    for (int i = 0; i < 16; i++) {
-        sender_join(&others[i]);
-        assert_int_equal(others[i].err, HOP_OK);
-    }
-    int qsyncs, dirsyncs;
-    hook_counts(&qsyncs, &dirsyncs);
-    assert_int_equal(qsyncs, 2);
-    assert_int_equal(dirsyncs, 1);
+    join_ok_then_syncs(others, 16, 2, 1);
     assert_int_equal(tu_stats(ch).sent_total, 18);
     /* A's first, the 16 in the order they won the write lock, A's second */
     bool seen[18] = {false};
