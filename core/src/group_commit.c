@@ -25,6 +25,7 @@
  */
 #include "group_commit.h"
 
+#include "deadline.h"
 #include "disk.h"
 #include "io.h"
 #include "log.h"
@@ -33,7 +34,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <time.h>
 
 /* Syncs are I/O, not CPU: a few threads keep several devices (or one
  * device's queue) busy without a thread per channel. */
@@ -44,13 +44,6 @@
 /* The longest a round waits for senders (gather()), however slow the
  * syncs: past this, latency matters more than sharing a sync. */
 #define GATHER_AT_MOST_NS 10000000u /* 10 ms */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- the sync threads ---- */
 
@@ -299,7 +292,7 @@ static bool take_batch(hop_channel *ch, hop__sync_req **batch, bool *dir)
  * channel at a time. Without locks. */
 static int sync_files(hop_channel *ch, hop__sync_req *batch, bool dir)
 {
-    uint64_t syncs = 0, began = now_ns();
+    uint64_t syncs = 0, began = hop__monotonic_ns();
     int err_no = 0;
     if (dir) {
         syncs++;
@@ -314,7 +307,7 @@ static int sync_files(hop_channel *ch, hop__sync_req *batch, bool dir)
         if (hop__io_current->fdatasync(r->span.file->write_fd) != 0)
             err_no = errno;
     }
-    ch->commit.last_sync_ns = now_ns() - began;
+    ch->commit.last_sync_ns = hop__monotonic_ns() - began;
     pthread_mutex_lock(&ch->lock);
     ch->syncs_total += syncs;
     pthread_mutex_unlock(&ch->lock);
@@ -462,13 +455,7 @@ static void gather(hop_channel *ch)
         if (wait > GATHER_AT_MOST_NS)
             wait = GATHER_AT_MOST_NS;
         struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += (time_t)(wait / 1000000000u);
-        until.tv_nsec += (long)(wait % 1000000000u);
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        hop__deadline_in(&until, wait);
         ch->commit.gathering = true;
         while (ch->commit.arrivals < want &&
                pthread_cond_timedwait(&ch->commit.arrived, &ch->commit.lock, &until) != ETIMEDOUT)

@@ -6,6 +6,7 @@
 #include "recv.h"
 
 #include "alloc.h"
+#include "deadline.h"
 #include "disk.h"
 #include "flight.h"
 
@@ -223,17 +224,6 @@ static hop_err take_next(hop_channel *ch, hop__msg **out)
     }
 }
 
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Leave a receive call: the last one out of a closing channel lets close go on. */
 static void leave(hop_channel *ch)
 {
@@ -248,7 +238,7 @@ static __attribute__((noinline)) hop_err recv_slow(hop_channel *ch, int timeout_
 {
     struct timespec deadline;
     if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
+        hop__deadline_in(&deadline, (uint64_t)timeout_ms * 1000000u);
     ch->inside++;
     hop_err err;
     bool timed_out = false;

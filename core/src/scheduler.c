@@ -5,6 +5,7 @@
  * a server may hold thousands of channels with delayed messages. */
 #include "scheduler.h"
 
+#include "deadline.h"
 #include "hopper/hopper.h"
 
 #include <pthread.h>
@@ -40,15 +41,8 @@ static void sleep_until(uint64_t earliest, uint64_t now)
         pthread_cond_wait(&wake, &lock);
         return;
     }
-    uint64_t ms = earliest - now;
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    hop__deadline_in(&ts, (earliest - now) * 1000000u);
     pthread_cond_timedwait(&wake, &lock, &ts);
 }
 
