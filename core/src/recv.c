@@ -109,55 +109,19 @@ static void take_commit(hop_channel *ch, hop__flight *fl, hop__disk_read *rd)
     take_order_stamp(ch, rd->msg);
 }
 
-/* Read the next disk record. Called and returns with ch->lock held, drops
- * it around the I/O. HOP_OK: OUT *out, in flight. HOP_TIMEOUT: nothing on
- * disk after all (another receiver took it). HOP_IO: a read failed (nothing
- * consumed) or a corrupt record was skipped. HOP_NOMEM. */
-static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
-{
-    pthread_mutex_unlock(&ch->lock);
-    hop__flight *fl = hop__malloc(sizeof *fl); /* before anything is consumed */
-    pthread_mutex_lock(&ch->read_lock);
-    pthread_mutex_lock(&ch->lock);
-    hop__disk_read rd = {.finished = NULL, .err_no = 0};
-    hop_err err = take_reserve(ch, fl, &rd);
-    if (err == HOP_OK) {
-        pthread_mutex_unlock(&ch->lock);
-        hop__disk_read_record(&ch->disk, &rd);
-        pthread_mutex_lock(&ch->lock);
-        err = hop__disk_read_commit(&ch->disk, &rd);
-        if (err == HOP_OK) {
-            take_commit(ch, fl, &rd);
-            fl = NULL;
-            *out = rd.msg;
-        } else if (rd.result == HOP__READ_IO) {
-            ch->io_errors_total++;
-        }
-    }
-    bool idle = ch->disk.records == 0;
-    pthread_mutex_unlock(&ch->lock);
-    hop__free(fl);
-    hop__disk_remove(&ch->disk, rd.finished);
-    if (idle)
-        hop__disk_reader_release(&ch->disk); /* no read-ahead memory while idle */
-    pthread_mutex_unlock(&ch->read_lock);
-    hop__qfile_free_list(rd.finished);
-    pthread_mutex_lock(&ch->lock);
-    errno = rd.err_no;
-    return err;
-}
-
 /* Read disk records into data[*n..max) and lens alike for as long as
  * memory holds nothing, holding read_lock across them all: receivers on
  * other threads wait for it once, not once a record. Called and returns
- * with ch->lock held, drops it around the I/O. HOP_OK: *n says how many
- * (none: nothing left on disk, or memory was refilled meanwhile); else the
- * error of the record that failed, as take_from_disk() (those before it
- * are taken). */
+ * with ch->lock held, drops it around the I/O (and the allocations).
+ * HOP_OK: *n says how many (none: nothing on disk after all, another
+ * receiver took it, or memory was refilled meanwhile). Else the error of
+ * the record that failed (those before it are taken): HOP_IO, a read
+ * failed (nothing consumed) or a corrupt record was skipped; HOP_NOMEM. */
 static hop_err take_batch_from_disk(hop_channel *ch, void **data, size_t *lens, size_t max,
                                     size_t *n)
 {
     pthread_mutex_unlock(&ch->lock);
+    hop__flight *fl = hop__malloc(sizeof *fl); /* before anything is consumed */
     pthread_mutex_lock(&ch->read_lock);
     pthread_mutex_lock(&ch->lock);
     hop__qfile *finished = NULL;
@@ -165,17 +129,19 @@ static hop_err take_batch_from_disk(hop_channel *ch, void **data, size_t *lens, 
     int err_no = 0;
     while (*n < max) {
         hop__disk_read rd = {.finished = finished, .err_no = 0};
-        hop__flight *fl = hop__malloc(sizeof *fl); /* before anything is consumed */
+        hop__flight *next = NULL;
         err = take_reserve(ch, fl, &rd);
         if (err == HOP_OK) {
             pthread_mutex_unlock(&ch->lock);
             hop__disk_read_record(&ch->disk, &rd);
+            if (*n + 1 < max)
+                next = hop__malloc(sizeof *next); /* the next record's */
             pthread_mutex_lock(&ch->lock);
             err = hop__disk_read_commit(&ch->disk, &rd);
         }
         finished = rd.finished;
         if (err != HOP_OK) {
-            hop__free(fl);
+            hop__free(next);
             if (err == HOP_TIMEOUT)
                 err = HOP_OK; /* nothing more here */
             else if (rd.result == HOP__READ_IO)
@@ -184,12 +150,14 @@ static hop_err take_batch_from_disk(hop_channel *ch, void **data, size_t *lens, 
             break;
         }
         take_commit(ch, fl, &rd);
+        fl = next;
         data[*n] = rd.msg->data;
         lens[*n] = rd.msg->len;
         (*n)++;
     }
     bool idle = ch->disk.records == 0;
     pthread_mutex_unlock(&ch->lock);
+    hop__free(fl);
     hop__disk_remove(&ch->disk, finished);
     if (idle)
         hop__disk_reader_release(&ch->disk); /* no read-ahead memory while idle */
@@ -197,6 +165,22 @@ static hop_err take_batch_from_disk(hop_channel *ch, void **data, size_t *lens, 
     hop__qfile_free_list(finished);
     pthread_mutex_lock(&ch->lock);
     errno = err_no;
+    return err;
+}
+
+/* Read the next disk record. Called and returns with ch->lock held, drops
+ * it around the I/O. HOP_OK: OUT *out, in flight. HOP_TIMEOUT: nothing on
+ * disk after all (another receiver took it). Errors as
+ * take_batch_from_disk(). */
+static hop_err take_from_disk(hop_channel *ch, hop__msg **out)
+{
+    void *data;
+    size_t len, n = 0;
+    hop_err err = take_batch_from_disk(ch, &data, &len, 1, &n);
+    if (err == HOP_OK && n == 0)
+        return HOP_TIMEOUT;
+    if (err == HOP_OK)
+        *out = hop__msg_of(data);
     return err;
 }
 
