@@ -27,8 +27,7 @@ typedef struct outgoing {
     const unsigned char *body;
     size_t body_len;
     uint32_t returns;
-    size_t first_header, header_count; /* in the response's header_list */
-    const multipart_header *headers;   /* bind_headers(): its own */
+    size_t first_header, header_count; /* its headers in the response's header_list */
     char id[ENVELOPE_ID_TEXT_SIZE];
     char count[COUNT_TEXT_SIZE];
 } outgoing;
@@ -51,8 +50,8 @@ static bool is_content_type(const envelope_header *h)
 
 /* The headers msg goes out with: Content-Type first, the other stored ones
  * that can be sent (libmicrohttpd sends no empty value), the message's id,
- * the count of hand-outs, the receipt. False if msg is not a valid
- * envelope. */
+ * the count of hand-outs, the receipt, added to hl. PREPARED_BAD if msg
+ * is not a valid envelope, PREPARED_NOMEM if hl could not grow. */
 static prepared prepare(outgoing *o, const void *msg, size_t len, const char *receipt,
                         header_list *hl)
 {
@@ -102,22 +101,15 @@ static prepared prepare(outgoing *o, const void *msg, size_t len, const char *re
     return PREPARED;
 }
 
-/* Point each of o[0..n) at its headers, now that hl grows no more. */
-static void bind_headers(outgoing *o, size_t n, const header_list *hl)
-{
-    for (size_t i = 0; i < n; i++)
-        o[i].headers = hl->items + o[i].first_header;
-}
-
 /* Add o's headers to r (MHD copies them; it wants them NUL-terminated,
  * the stored ones are not). False if MHD refuses one or out of memory. */
-static bool add_headers(struct MHD_Response *r, const outgoing *o)
+static bool add_headers(struct MHD_Response *r, const outgoing *o, const header_list *hl)
 {
     char small[1024], *buf = small;
     size_t cap = sizeof small;
     bool added = true;
     for (size_t i = 0; added && i < o->header_count; i++) {
-        const multipart_header *h = &o->headers[i];
+        const multipart_header *h = &hl->items[o->first_header + i];
         size_t need = h->name_len + h->value_len + 2;
         if (need > cap) { /* a long one: the rest fit in this too, or grow it */
             char *bigger = malloc(need);
@@ -144,11 +136,11 @@ static bool add_headers(struct MHD_Response *r, const outgoing *o)
 
 /* A plain response of one message: o's body (copied when leased: the
  * lease may end before the response is written). */
-static struct MHD_Response *plain_response(const outgoing *o, bool copy)
+static struct MHD_Response *plain_response(const outgoing *o, const header_list *hl, bool copy)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
         o->body_len, (void *)o->body, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT);
-    if (r && !add_headers(r, o)) {
+    if (r && !add_headers(r, o, hl)) {
         MHD_destroy_response(r);
         r = NULL;
     }
@@ -157,14 +149,15 @@ static struct MHD_Response *plain_response(const outgoing *o, bool copy)
 
 /* A multipart response of o[0..n): the body is built (a copy). OUT: *copied,
  * its size. */
-static struct MHD_Response *multipart_response(const outgoing *o, size_t n, size_t *copied)
+static struct MHD_Response *multipart_response(const outgoing *o, size_t n, const header_list *hl,
+                                               size_t *copied)
 {
     multipart_outgoing_part *parts = calloc(n, sizeof *parts);
     if (parts == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++)
-        parts[i] =
-            (multipart_outgoing_part){o[i].headers, o[i].header_count, o[i].body, o[i].body_len};
+        parts[i] = (multipart_outgoing_part){hl->items + o[i].first_header, o[i].header_count,
+                                             o[i].body, o[i].body_len};
     char boundary[MULTIPART_BOUNDARY_SIZE], type[MULTIPART_CONTENT_TYPE_SIZE];
     multipart_choose_boundary(parts, n, multipart_seed(), boundary);
     multipart_content_type(boundary, type);
@@ -205,8 +198,7 @@ struct MHD_Response *delivery_peek_response(void **msgs, size_t *lens, size_t n,
         hl.items[o[k].first_header + o[k].header_count - 1].value_len = strlen(o[k].count);
         k++;
     }
-    bind_headers(o, k, &hl);
-    struct MHD_Response *r = nomem ? NULL : multipart_response(o, k, copied);
+    struct MHD_Response *r = nomem ? NULL : multipart_response(o, k, &hl, copied);
     free(hl.items);
     free(o);
     return r;
@@ -282,17 +274,17 @@ static size_t prepare_all(delivery *d, outgoing *o, header_list *hl, void **msgs
 /* The response of o[0..k), d's messages. OUT: *copied, the bytes of
  * message it copied. NULL if out of memory. */
 static struct MHD_Response *response_of(const delivery *d, const outgoing *o, size_t k,
-                                        size_t *copied)
+                                        const header_list *hl, size_t *copied)
 {
     bool leased = d->lease_ms > 0;
     *copied = 0;
     if (d->multipart)
-        return multipart_response(o, k, copied);
+        return multipart_response(o, k, hl, copied);
     /* a leased message may be freed by its lease before the response is
      * sent: the response copies it */
     if (leased)
         *copied = o[0].body_len;
-    return plain_response(&o[0], leased);
+    return plain_response(&o[0], hl, leased);
 }
 
 /* Grant the leases of d's k held messages: false (all revoked, given back
@@ -347,9 +339,8 @@ struct MHD_Response *delivery_respond(delivery *d, void **msgs, size_t *lens, si
         forget(d);
         return NULL;
     }
-    bind_headers(o, k, &hl);
     size_t copied = 0;
-    struct MHD_Response *r = k > 0 ? response_of(d, o, k, &copied) : NULL;
+    struct MHD_Response *r = k > 0 ? response_of(d, o, k, &hl, &copied) : NULL;
     free(hl.items);
     free(o);
     if (r == NULL) {
